@@ -1,0 +1,157 @@
+"""Reading a backlink export file: encoding, delimiter and format detection, streaming rows."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sources.formats import FORMATS, ExportFormat, detect_format, normalize_header
+from sources.model import Backlink, FormatError, ParseReport, SnapshotResult, SourceError
+
+_SNIFF_BYTES = 1 << 16
+_DELIMITERS = ("\t", ";", ",")
+# Ahrefs names files `<target>-backlinks-subdomains_2026-01-09_22-10-03.csv`; others carry
+# at least a date. Either becomes the snapshot's time when nothing better is given.
+_NAME_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?"
+)
+
+
+def detect_encoding(head: bytes) -> str:
+    """BOM first (UTF-16 LE/BE, UTF-8), then UTF-8 if it decodes, else Windows-1252."""
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if len(head) >= 4 and head[1] == 0 and head[3] == 0:
+        return "utf-16-le"
+    if len(head) >= 4 and head[0] == 0 and head[2] == 0:
+        return "utf-16-be"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The most frequent of tab, semicolon and comma in the header line (comma on a tie)."""
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(counts.values())
+    if best == 0 or counts[","] == best:
+        return ","
+    return next(d for d in _DELIMITERS if counts[d] == best)
+
+
+def taken_at_from_name(path: Path) -> datetime | None:
+    """The export time an export's file name carries, if any (as UTC)."""
+    m = _NAME_DATETIME.search(path.name)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    try:
+        return datetime(y, mo, d, h, mi, s, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+class ExportFile:
+    """An opened export: its encoding, delimiter, header and format are known before any row is read."""
+
+    def __init__(self, path: Path, site: str, format_kind: str | None = None) -> None:
+        self.path = path
+        self.site = site
+        try:
+            with path.open("rb") as raw:
+                head = raw.read(_SNIFF_BYTES)
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        self.encoding = detect_encoding(head)
+        errors = "strict" if self.encoding.startswith("utf-16") else "replace"
+        self._text = path.open("r", encoding=self.encoding, errors=errors, newline="")
+        try:
+            header_line = self._text.readline()
+            self.delimiter = detect_delimiter(header_line)
+            header_cells = next(csv.reader([header_line], delimiter=self.delimiter), [])
+            self.header_names = [c.strip() for c in header_cells]
+            self.header = {
+                normalize_header(name): i for i, name in reversed(list(enumerate(header_cells)))
+            }
+            self.format = self._choose_format(format_kind)
+            self._parse_row = self.format.row_parser(self.header, site)
+        except BaseException:
+            self._text.close()
+            raise
+
+    def _choose_format(self, format_kind: str | None) -> ExportFormat:
+        known = ", ".join(f"{f.kind} ({f.description})" for f in FORMATS.values())
+        if format_kind is not None:
+            fmt = FORMATS.get(format_kind)
+            if fmt is None:
+                raise FormatError(f"{self.path}: unknown format {format_kind!r}; known: {known}")
+            if not fmt.matches(self.header):
+                raise FormatError(
+                    f"{self.path}: header does not fit format {format_kind!r}; "
+                    f"saw columns {self.header_names!r}"
+                )
+            return fmt
+        fmt = detect_format(self.header)
+        if fmt is None:
+            raise FormatError(
+                f"{self.path}: not a backlink export linkwatch knows; "
+                f"saw columns {self.header_names!r}; known formats: {known}"
+            )
+        return fmt
+
+    def snapshot(self, taken_at: datetime) -> SnapshotResult:
+        """A snapshot whose records stream the file's rows; malformed rows land in its report."""
+        result = SnapshotResult(
+            taken_at=taken_at, records=iter(()), origin=self.path.name, format=self.format.kind
+        )
+        result.records = self._rows(result)
+        return result
+
+    def _rows(self, result: SnapshotResult) -> Iterator[Backlink]:
+        report: ParseReport = result.report
+        parse = self._parse_row
+        reader = csv.reader(self._text, delimiter=self.delimiter)
+        line = 1
+        try:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    report.add(reader.line_num + 1, f"unreadable CSV: {exc}")
+                    continue
+                line = reader.line_num + 1  # +1: the header was read before the reader
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                try:
+                    yield parse(row)
+                except (ValueError, IndexError) as exc:
+                    report.add(line, str(exc))
+        except (OSError, UnicodeDecodeError) as exc:
+            result.error = f"{self.path}: read failed near line {line}: {exc}"
+        finally:
+            self._text.close()
+
+    def close(self) -> None:
+        """Close the file without reading it."""
+        self._text.close()
+
+
+def header_summary(path: Path) -> str:
+    """The first line of a file, decoded as detection would, for error messages."""
+    with path.open("rb") as raw:
+        head = raw.read(4096)
+    text = io.TextIOWrapper(io.BytesIO(head), encoding=detect_encoding(head), errors="replace")
+    return text.readline().strip()

@@ -1,0 +1,87 @@
+"""Records every source yields, whatever it reads from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple
+
+# One taxonomy of lost reasons for every source (DESIGN.md, "Lost reasons").
+LOST_REASONS = (
+    "removed",
+    "not_found",
+    "page_error",
+    "redirected",
+    "noindex",
+    "not_canonical",
+    "nofollowed",
+    "robots_blocked",
+    "unreachable",
+    "target_changed",
+    "dropped",
+    "unknown",
+)
+
+
+class Backlink(NamedTuple):
+    """One link from a referring page to the watched site, as a source reports it.
+
+    A NamedTuple rather than a frozen dataclass: a million are built per import and
+    tuple construction is several times cheaper.
+    """
+
+    url_from: str
+    url_to: str
+    anchor: str | None = None
+    nofollow: bool | None = None
+    ugc: bool | None = None
+    sponsored: bool | None = None
+    domain_rating: float | None = None
+    first_seen_at: datetime | None = None
+    lost: bool = False
+    lost_reason: str | None = None
+
+
+class SourceError(Exception):
+    """A source could not produce a snapshot (unreadable file, failed request, unknown format)."""
+
+
+class FormatError(SourceError):
+    """An export file is in no format linkwatch knows; nothing is stored."""
+
+
+@dataclass
+class ParseReport:
+    """What reading one export found besides links: malformed rows, with line numbers."""
+
+    malformed: int = 0
+    examples: list[str] = field(default_factory=list)
+    max_examples: int = 20
+
+    def add(self, line: int, message: str) -> None:
+        """Count one malformed row, keeping the first few messages for the report."""
+        self.malformed += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(f"line {line}: {message}")
+
+
+@dataclass
+class SnapshotResult:
+    """One poll of one source: a stream of backlinks plus the verdict on completeness.
+
+    `complete` may only be read after `records` is exhausted: a malformed row or a
+    failure midway makes the snapshot partial, and a partial snapshot changes no link.
+    """
+
+    taken_at: datetime
+    records: Iterator[Backlink]
+    origin: str = ""
+    format: str = ""
+    report: ParseReport = field(default_factory=ParseReport)
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True when every row was read and understood."""
+        return self.error is None and self.report.malformed == 0
