@@ -135,6 +135,7 @@ class ExportFile:
                 line = reader.line_num + 1  # +1: the header was read before the reader
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
+                result.line = line
                 try:
                     yield parse(row)
                 except (ValueError, IndexError) as exc:

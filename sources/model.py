@@ -80,6 +80,8 @@ class SnapshotResult:
     format: str = ""
     report: ParseReport = field(default_factory=ParseReport)
     error: str | None = None
+    # The file line of the record last yielded, so later checks can name it.
+    line: int = 0
 
     @property
     def complete(self) -> bool:

@@ -1,0 +1,354 @@
+"""The SQLite store: the only place that writes SQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from daemon.store import reads
+from daemon.store.ledger import (
+    GuardSettings,
+    IngestOutcome,
+    OutOfOrderError,
+    ingest,
+    record_failure,
+)
+from daemon.store.reads import LostDomain, WindowCounts
+from daemon.store.schema import MIGRATIONS
+from daemon.timefmt import from_db, to_db
+from sources.model import SnapshotResult
+
+__all__ = [
+    "AlertRow",
+    "GuardSettings",
+    "IngestOutcome",
+    "LostDomain",
+    "OutOfOrderError",
+    "OutboxRow",
+    "SiteStatus",
+    "Store",
+    "WindowCounts",
+]
+
+
+@dataclass(frozen=True)
+class SiteStatus:
+    """One site's current profile and its latest snapshot."""
+
+    site: str
+    role: str
+    live_links: int
+    live_refdomains: int
+    missing_links: int
+    lost_links: int
+    last_snapshot_at: datetime | None
+    last_snapshot_status: str | None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """The persisted state of one alert (rule, site)."""
+
+    fingerprint: str
+    rule: str
+    site: str
+    state: str
+    value: float | None
+    since_at: datetime
+    fired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One notification owed to one notifier."""
+
+    id: int
+    notifier: str
+    transition: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+class Store:
+    """A linkwatch database file: ledger, snapshots, alerts and outbox."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA cache_size = -65536")
+        self.conn.execute("PRAGMA temp_store = FILE")
+        MIGRATIONS.apply(Database(self.conn))
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once so readers never block it halfway."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database."""
+        self.conn.close()
+
+    # --- sites -------------------------------------------------------------------------
+
+    def ensure_site(self, domain: str, role: str) -> int:
+        """The id of a site, created (or its role updated) as the settings say."""
+        with self._write():
+            self.conn.execute(
+                "INSERT INTO sites (domain, role) VALUES (?, ?)"
+                " ON CONFLICT(domain) DO UPDATE SET role = excluded.role",
+                (domain, role),
+            )
+        return self.site_id(domain)
+
+    def site_id(self, domain: str) -> int:
+        """The id of a known site."""
+        row = self.conn.execute("SELECT id FROM sites WHERE domain = ?", (domain,)).fetchone()
+        if row is None:
+            raise KeyError(domain)
+        return int(row[0])
+
+    # --- ledger ------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        site: str,
+        source: str,
+        result: SnapshotResult,
+        guards: GuardSettings,
+        now: datetime,
+    ) -> IngestOutcome:
+        """Store one snapshot and apply it to the link ledger (see daemon.store.ledger)."""
+        return ingest(
+            self.conn,
+            site_id=self.site_id(site),
+            site=site,
+            source=source,
+            result=result,
+            guards=guards,
+            now=now,
+        )
+
+    def record_failure(
+        self, site: str, source: str, taken_at: datetime, origin: str, error: str, now: datetime
+    ) -> int:
+        """Record a failed poll: it changes no link and feeds source health."""
+        return record_failure(
+            self.conn,
+            site_id=self.site_id(site),
+            source=source,
+            taken_at=taken_at,
+            origin=origin,
+            error=error,
+            now=now,
+        )
+
+    def known_origins(self, site: str, source: str) -> set[str]:
+        """The origins (export file names) already stored for a (site, source)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT origin FROM snapshots WHERE site_id = ? AND source = ?",
+            (self.site_id(site), source),
+        )
+        return {str(r[0]) for r in rows}
+
+    def last_poll_at(self, site: str, source: str) -> datetime | None:
+        """When a (site, source) was last polled, whatever the outcome."""
+        row = self.conn.execute(
+            "SELECT max(created_at) FROM snapshots WHERE site_id = ? AND source = ?",
+            (self.site_id(site), source),
+        ).fetchone()
+        return from_db(row[0]) if row and row[0] else None
+
+    def snapshots(self, site: str) -> list[dict[str, Any]]:
+        """Every snapshot of a site, oldest first."""
+        cur = self.conn.execute(
+            "SELECT * FROM snapshots WHERE site_id = ? ORDER BY taken_at, id", (self.site_id(site),)
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def links(self, site: str, state: str | None = None) -> Iterator[dict[str, Any]]:
+        """The ledger's links of a site, optionally in one state."""
+        sql = "SELECT * FROM links WHERE site_id = ?"
+        args: list[Any] = [self.site_id(site)]
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        cur = self.conn.execute(sql + " ORDER BY refdomain, url_from", args)
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
+
+    def status(self) -> list[SiteStatus]:
+        """Each site's live links and referring domains (state `live` only)."""
+        rows = self.conn.execute(
+            """SELECT s.domain, s.role,
+                (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'live'),
+                (SELECT count(DISTINCT refdomain) FROM links
+                 WHERE site_id = s.id AND state = 'live'),
+                (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'missing'),
+                (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'lost'),
+                (SELECT taken_at FROM snapshots WHERE site_id = s.id
+                 ORDER BY taken_at DESC, id DESC LIMIT 1),
+                (SELECT status FROM snapshots WHERE site_id = s.id
+                 ORDER BY taken_at DESC, id DESC LIMIT 1)
+            FROM sites s ORDER BY s.domain"""
+        ).fetchall()
+        return [
+            SiteStatus(
+                site=r[0],
+                role=r[1],
+                live_links=r[2],
+                live_refdomains=r[3],
+                missing_links=r[4],
+                lost_links=r[5],
+                last_snapshot_at=from_db(r[6]) if r[6] else None,
+                last_snapshot_status=r[7],
+            )
+            for r in rows
+        ]
+
+    # --- metrics -----------------------------------------------------------------------
+
+    def has_data(self, site: str, at: datetime) -> bool:
+        """True when the site has an accepted snapshot at or before `at`."""
+        return reads.has_data(self.conn, self.site_id(site), at)
+
+    def window_counts(self, site: str, start: datetime, end: datetime) -> WindowCounts:
+        """Link and referring-domain movement over (start, end]."""
+        return reads.window_counts(self.conn, self.site_id(site), start, end)
+
+    def lost_domains(
+        self, site: str, start: datetime, end: datetime, limit: int = 10
+    ) -> list[LostDomain]:
+        """The strongest referring domains with links lost in (start, end]."""
+        site_id = self.site_id(site)
+        wholly = reads.domains_lost_in(self.conn, site_id, start, end)
+        return reads.lost_domains(self.conn, site_id, start, end, wholly, limit)
+
+    # --- alerts and outbox -------------------------------------------------------------
+
+    def alert(self, fingerprint: str) -> AlertRow | None:
+        """The persisted state of one alert, if it was ever active."""
+        r = self.conn.execute(
+            "SELECT fingerprint, rule, site, state, value, since_at, fired_at FROM alerts"
+            " WHERE fingerprint = ?",
+            (fingerprint,),
+        ).fetchone()
+        if r is None:
+            return None
+        return AlertRow(r[0], r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) if r[6] else None)
+
+    def save_alert(
+        self,
+        *,
+        fingerprint: str,
+        rule: str,
+        site: str,
+        state: str,
+        value: float | None,
+        at: datetime,
+        notify: list[tuple[str, str, dict[str, Any]]],
+    ) -> None:
+        """Persist an alert's state and, in the same transaction, the notifications it owes.
+
+        `notify` holds (notifier, idempotency key, payload) rows; a key already queued is
+        not queued again, so a repeated evaluation cannot notify twice.
+        """
+        ts = to_db(at)
+        with self._write():
+            prev = self.conn.execute(
+                "SELECT state FROM alerts WHERE fingerprint = ?", (fingerprint,)
+            ).fetchone()
+            if prev is None:
+                self.conn.execute(
+                    "INSERT INTO alerts (fingerprint, rule, site, state, value, since_at,"
+                    " fired_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (fingerprint, rule, site, state, value, ts,
+                     ts if state == "firing" else None, ts),
+                )
+            elif prev[0] != state:
+                self.conn.execute(
+                    "UPDATE alerts SET state = ?, value = ?, since_at = ?, evaluated_at = ?,"
+                    " fired_at = CASE WHEN ? = 'firing' THEN ? ELSE fired_at END,"
+                    " resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END"
+                    " WHERE fingerprint = ?",
+                    (state, value, ts, ts, state, ts, state, ts, fingerprint),
+                )
+            else:
+                self.conn.execute(
+                    "UPDATE alerts SET value = ?, evaluated_at = ? WHERE fingerprint = ?",
+                    (value, ts, fingerprint),
+                )
+            for notifier, key, payload in notify:
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO outbox (idempotency_key, fingerprint, notifier,"
+                    " transition, payload, status, next_attempt_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (key, fingerprint, notifier, payload["transition"],
+                     json.dumps(payload, sort_keys=True), ts, ts),
+                )
+
+    def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Pending notifications whose next attempt is due, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, notifier, transition, payload, attempts, created_at FROM outbox"
+            " WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            (to_db(now), limit),
+        ).fetchall()
+        return [
+            OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], from_db(r[5])) for r in rows
+        ]
+
+    def mark_sent(self, outbox_id: int, at: datetime) -> None:
+        """A notification was delivered."""
+        with self._write():
+            self.conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE id = ?",
+                (to_db(at), outbox_id),
+            )
+
+    def mark_failed(
+        self, outbox_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """A delivery attempt failed: retry at `next_attempt_at`, or dead-letter when None."""
+        with self._write():
+            if next_attempt_at is None:
+                self.conn.execute(
+                    "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?"
+                    " WHERE id = ?",
+                    (error, outbox_id),
+                )
+            else:
+                self.conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
+                    " next_attempt_at = ? WHERE id = ?",
+                    (error, to_db(next_attempt_at), outbox_id),
+                )
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Every outbox row, newest first."""
+        cur = self.conn.execute(
+            "SELECT id, notifier, transition, status, attempts, created_at, sent_at,"
+            " next_attempt_at, last_error, fingerprint FROM outbox ORDER BY id DESC"
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]

@@ -1,0 +1,434 @@
+"""Ingest: one snapshot streamed into a staging table, diffed against the ledger in SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from daemon.timefmt import from_db, to_db
+from sources.model import SnapshotResult
+from sources.urls import link_key, normalize_url, registrable_domain, split_url
+
+_BATCH = 10_000
+ACCEPTED = ("baseline", "complete")
+
+
+class OutOfOrderError(ValueError):
+    """A snapshot older than the latest accepted one of its (site, source)."""
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The false-alarm guards of one source."""
+
+    confirm_after: int = 2
+    suspect_below: float = 0.5
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What one ingest did: the snapshot's status and its counts."""
+
+    snapshot_id: int
+    site: str
+    source: str
+    origin: str
+    taken_at: datetime
+    status: str
+    seen: int = 0
+    new: int = 0
+    missing: int = 0
+    restored: int = 0
+    lost: int = 0
+    changed: int = 0
+    malformed: int = 0
+    note: str | None = None
+    examples: tuple[str, ...] = ()
+
+    @property
+    def changes_links(self) -> bool:
+        """True when this snapshot was allowed to change link state."""
+        return self.status in ACCEPTED
+
+
+_STAGING = """
+CREATE TEMP TABLE staging (
+    link_key INTEGER PRIMARY KEY,
+    url_from TEXT, url_to TEXT, anchor TEXT,
+    nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
+    refdomain TEXT, domain_rating REAL, first_seen_at TEXT,
+    lost INTEGER, lost_reason TEXT
+)
+"""
+# A key listed twice counts as seen if any of its rows is not marked lost.
+_STAGE_ROW = """
+INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT(link_key) DO UPDATE SET lost = min(lost, excluded.lost)
+"""
+_CHANGED = """(
+    (s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor)
+    OR (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
+    OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
+    OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
+)"""
+
+
+def _bool(v: bool | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
+    """Stream the snapshot's records into the staging table in batches."""
+    report = result.report
+    batch: list[tuple[object, ...]] = []
+    for rec in result.records:
+        parts_from = split_url(rec.url_from)
+        norm_from = normalize_url(rec.url_from) if parts_from else None
+        norm_to = normalize_url(rec.url_to)
+        if parts_from is None or norm_from is None:
+            report.add(result.line, f"referring page is not a URL: {rec.url_from[:200]!r}")
+            continue
+        if norm_to is None:
+            report.add(result.line, f"target is not a URL: {rec.url_to[:200]!r}")
+            continue
+        host = parts_from[0].rsplit(":", 1)[0] if ":" in parts_from[0] else parts_from[0]
+        first_seen = rec.first_seen_at
+        batch.append(
+            (
+                link_key(norm_from, norm_to),
+                rec.url_from,
+                rec.url_to,
+                rec.anchor,
+                _bool(rec.nofollow),
+                _bool(rec.ugc),
+                _bool(rec.sponsored),
+                registrable_domain(host),
+                rec.domain_rating,
+                to_db(first_seen) if first_seen is not None else None,
+                int(rec.lost),
+                rec.lost_reason,
+            )
+        )
+        if len(batch) >= _BATCH:
+            conn.executemany(_STAGE_ROW, batch)
+            batch.clear()
+    if batch:
+        conn.executemany(_STAGE_ROW, batch)
+
+
+def source_bit(conn: sqlite3.Connection, site_id: int, source: str) -> int:
+    """The seen_by bit of a (site, source), assigned on first use."""
+    row = conn.execute(
+        "SELECT bit FROM site_sources WHERE site_id = ? AND source = ?", (site_id, source)
+    ).fetchone()
+    if row is not None:
+        return int(row[0])
+    used = conn.execute(
+        "SELECT coalesce(max(bit), 0) FROM site_sources WHERE site_id = ?", (site_id,)
+    ).fetchone()[0]
+    bit = 1 if used == 0 else int(used) << 1
+    if bit >= 1 << 62:
+        raise ValueError(f"site {site_id} has more than 62 sources")
+    conn.execute(
+        "INSERT INTO site_sources (site_id, source, bit) VALUES (?, ?, ?)", (site_id, source, bit)
+    )
+    return bit
+
+
+def latest_accepted(
+    conn: sqlite3.Connection, site_id: int, source: str
+) -> tuple[int, str] | None:
+    """(seen, taken_at) of the latest baseline or complete snapshot of a (site, source)."""
+    row = conn.execute(
+        "SELECT seen, taken_at FROM snapshots WHERE site_id = ? AND source = ?"
+        " AND status IN ('baseline', 'complete') ORDER BY taken_at DESC, id DESC LIMIT 1",
+        (site_id, source),
+    ).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def ingest(
+    conn: sqlite3.Connection,
+    *,
+    site_id: int,
+    site: str,
+    source: str,
+    result: SnapshotResult,
+    guards: GuardSettings,
+    now: datetime,
+) -> IngestOutcome:
+    """Store one snapshot and apply its differences to the ledger, in one transaction.
+
+    Only a complete snapshot of plausible size changes link state; the first accepted
+    snapshot of a (site, source) is a silent baseline.
+    """
+    started = time.monotonic()
+    taken = to_db(result.taken_at)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        prev = latest_accepted(conn, site_id, source)
+        if prev is not None and taken < prev[1]:
+            raise OutOfOrderError(
+                f"{result.origin or source}: taken at {taken}, before the latest snapshot of "
+                f"{site}/{source} ({prev[1]}); snapshots must be ingested in time order"
+            )
+        conn.execute("DROP TABLE IF EXISTS temp.staging")
+        conn.execute(_STAGING)
+        _stage(conn, result)
+        seen = int(conn.execute("SELECT count(*) FROM staging WHERE lost = 0").fetchone()[0])
+        counts: dict[str, int] = {}
+        note: str | None = None
+        if result.error is not None:
+            status, note = "partial", result.error
+        elif result.report.malformed:
+            status = "partial"
+            note = f"{result.report.malformed} malformed rows; no link state changed"
+        elif prev is not None and seen < guards.suspect_below * prev[0]:
+            status = "suspect"
+            note = (
+                f"{seen} links, under {guards.suspect_below:.0%} of the previous snapshot's "
+                f"{prev[0]}; no link state changed"
+            )
+        else:
+            status = "baseline" if prev is None else "complete"
+        cur = conn.execute(
+            "INSERT INTO snapshots (site_id, source, taken_at, status, origin, format, seen,"
+            " malformed, note, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (site_id, source, taken, status, result.origin, result.format, seen,
+             result.report.malformed, note, to_db(now)),
+        )
+        snapshot_id = int(cur.lastrowid or 0)
+        if status in ACCEPTED:
+            counts = _apply(
+                conn,
+                site_id=site_id,
+                bit=source_bit(conn, site_id, source),
+                snapshot_id=snapshot_id,
+                taken=taken,
+                prev_taken=prev[1] if prev else None,
+                baseline=status == "baseline",
+                confirm_after=guards.confirm_after,
+            )
+        conn.execute(
+            "UPDATE snapshots SET new = ?, missing = ?, restored = ?, lost = ?, changed = ?,"
+            " duration_s = ? WHERE id = ?",
+            (counts.get("new", 0), counts.get("missing", 0), counts.get("restored", 0),
+             counts.get("lost", 0), counts.get("changed", 0), time.monotonic() - started,
+             snapshot_id),
+        )
+        conn.execute("DROP TABLE IF EXISTS temp.staging")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return IngestOutcome(
+        snapshot_id=snapshot_id,
+        site=site,
+        source=source,
+        origin=result.origin,
+        taken_at=from_db(taken),
+        status=status,
+        seen=seen,
+        malformed=result.report.malformed,
+        note=note,
+        examples=tuple(result.report.examples),
+        **counts,
+    )
+
+
+def record_failure(
+    conn: sqlite3.Connection,
+    *,
+    site_id: int,
+    source: str,
+    taken_at: datetime,
+    origin: str,
+    error: str,
+    now: datetime,
+) -> int:
+    """Record a poll that produced no snapshot; it feeds source health and changes no link."""
+    cur = conn.execute(
+        "INSERT INTO snapshots (site_id, source, taken_at, status, origin, note, created_at)"
+        " VALUES (?, ?, ?, 'error', ?, ?, ?)",
+        (site_id, source, to_db(taken_at), origin, error, to_db(now)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _apply(
+    conn: sqlite3.Connection,
+    *,
+    site_id: int,
+    bit: int,
+    snapshot_id: int,
+    taken: str,
+    prev_taken: str | None,
+    baseline: bool,
+    confirm_after: int,
+) -> dict[str, int]:
+    """The set difference between staging and the ledger, as SQL statements."""
+    p = {
+        "site": site_id,
+        "bit": bit,
+        "snap": snapshot_id,
+        "taken": taken,
+        "prev": prev_taken,
+        "confirm": confirm_after,
+        "baseline": int(baseline),
+    }
+    x = conn.execute
+    max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
+    p["max_before"] = max_before
+
+    # Staged links that need anything done: unknown, not live, not yet seen by this
+    # source, or with different attributes.
+    x("DROP TABLE IF EXISTS temp.delta")
+    x(
+        f"""CREATE TEMP TABLE delta AS
+        SELECT s.link_key AS link_key, l.id AS link_id, l.state AS prev_state,
+               (l.id IS NOT NULL AND NOT :baseline AND {_CHANGED}) AS changed,
+               trim(
+                 CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor
+                      THEN 'anchor ' ELSE '' END ||
+                 CASE WHEN (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
+                        OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
+                        OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
+                      THEN 'rel' ELSE '' END) AS what
+        FROM staging s LEFT JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
+        WHERE s.lost = 0
+          AND (l.id IS NULL OR l.state != 'live' OR (l.seen_by & :bit) = 0 OR {_CHANGED})""",
+        p,
+    )
+    x(
+        """INSERT INTO links (site_id, link_key, url_from, url_to, anchor, nofollow, ugc,
+               sponsored, refdomain, domain_rating, first_seen_at, added_at, state, seen_by)
+        SELECT :site, s.link_key, s.url_from, s.url_to, s.anchor, s.nofollow, s.ugc,
+               s.sponsored, s.refdomain, s.domain_rating, coalesce(s.first_seen_at, :taken),
+               CASE WHEN :baseline THEN NULL ELSE :taken END, 'live', :bit
+        FROM delta d JOIN staging s ON s.link_key = d.link_key
+        WHERE d.link_id IS NULL""",
+        p,
+    )
+    new = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0]) - max_before
+    if not baseline:
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+            SELECT :snap, :site, id, 'new', :taken FROM links WHERE id > :max_before""",
+            p,
+        )
+    restored = x(
+        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+        SELECT :snap, :site, link_id, 'restored', prev_state, :taken FROM delta
+        WHERE link_id IS NOT NULL AND prev_state IN ('missing', 'lost')""",
+        p,
+    ).rowcount
+    changed = x(
+        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+        SELECT :snap, :site, link_id, 'changed', what, :taken FROM delta
+        WHERE link_id IS NOT NULL AND changed""",
+        p,
+    ).rowcount
+    x(
+        """UPDATE links SET state = 'live', seen_by = links.seen_by | :bit, missing_count = 0,
+               lost_at = NULL, lost_reason = NULL, last_seen_at = NULL,
+               anchor = CASE WHEN d.changed THEN coalesce(s.anchor, links.anchor)
+                             ELSE links.anchor END,
+               nofollow = CASE WHEN d.changed THEN coalesce(s.nofollow, links.nofollow)
+                               ELSE links.nofollow END,
+               ugc = CASE WHEN d.changed THEN coalesce(s.ugc, links.ugc) ELSE links.ugc END,
+               sponsored = CASE WHEN d.changed THEN coalesce(s.sponsored, links.sponsored)
+                                ELSE links.sponsored END,
+               domain_rating = coalesce(s.domain_rating, links.domain_rating)
+        FROM delta d JOIN staging s ON s.link_key = d.link_key
+        WHERE links.id = d.link_id""",
+        p,
+    )
+    x("DROP TABLE temp.delta")
+    lost = missing = 0
+    if not baseline:
+        lost += _provider_lost(conn, p)
+        missing, confirmed = _absent(conn, p)
+        lost += confirmed
+    return {
+        "new": new if not baseline else 0,
+        "restored": restored,
+        "changed": changed,
+        "missing": missing,
+        "lost": lost,
+    }
+
+
+def _provider_lost(conn: sqlite3.Connection, p: dict[str, object]) -> int:
+    """Links the export itself marks lost become lost at once, with its reason."""
+    x = conn.execute
+    x("DROP TABLE IF EXISTS temp.plost")
+    x(
+        """CREATE TEMP TABLE plost AS
+        SELECT l.id AS link_id, coalesce(s.lost_reason, 'unknown') AS reason
+        FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
+        WHERE s.lost = 1 AND l.state IN ('live', 'missing')""",
+        p,
+    )
+    n = x(
+        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+        SELECT :snap, :site, link_id, 'lost', reason, :taken FROM plost""",
+        p,
+    ).rowcount
+    x(
+        """UPDATE links SET state = 'lost', lost_at = :taken, lost_reason = pl.reason,
+               seen_by = links.seen_by & ~:bit,
+               last_seen_at = coalesce(links.last_seen_at, :prev)
+        FROM plost pl WHERE links.id = pl.link_id""",
+        p,
+    )
+    x("DROP TABLE temp.plost")
+    return int(n)
+
+
+def _absent(conn: sqlite3.Connection, p: dict[str, object]) -> tuple[int, int]:
+    """Links this source saw before and not now: missing, then lost once confirmed."""
+    x = conn.execute
+    x("DROP TABLE IF EXISTS temp.gone")
+    x(
+        """CREATE TEMP TABLE gone AS
+        SELECT l.id AS link_id FROM links l
+        WHERE l.site_id = :site AND (l.seen_by & :bit) != 0 AND l.id <= :max_before
+          AND l.state IN ('live', 'missing')
+          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key AND s.lost = 0)""",
+        p,
+    )
+    x("UPDATE links SET seen_by = seen_by & ~:bit WHERE id IN (SELECT link_id FROM gone)", p)
+    missing = x(
+        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+        SELECT :snap, :site, l.id, 'missing', :taken FROM links l JOIN gone g ON g.link_id = l.id
+        WHERE l.seen_by = 0 AND l.state = 'live'""",
+        p,
+    ).rowcount
+    x(
+        """UPDATE links SET state = 'missing', missing_count = 0, last_seen_at = :prev
+        WHERE id IN (SELECT link_id FROM gone) AND seen_by = 0 AND state = 'live'""",
+        p,
+    )
+    x("DROP TABLE temp.gone")
+    # Every complete snapshot in which no source sees a missing link counts towards lost.
+    x(
+        """UPDATE links SET missing_count = missing_count + 1
+        WHERE site_id = :site AND state = 'missing' AND seen_by = 0""",
+        p,
+    )
+    confirmed = x(
+        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+        SELECT :snap, :site, id, 'lost', 'dropped', :taken FROM links
+        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
+          AND missing_count >= :confirm""",
+        p,
+    ).rowcount
+    x(
+        """UPDATE links SET state = 'lost', lost_at = :taken, lost_reason = 'dropped'
+        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
+          AND missing_count >= :confirm""",
+        p,
+    )
+    return int(missing), int(confirmed)

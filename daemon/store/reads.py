@@ -1,0 +1,187 @@
+"""Read queries: status, link listings and the window counts metrics are built from."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from daemon.timefmt import to_db
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """Link and referring-domain movement of one site over (start, end]."""
+
+    new_links: int
+    lost_links: int
+    new_refdomains: int
+    lost_refdomains: int
+    refdomains_at_start: int
+    live_links: int
+    live_refdomains: int
+
+
+@dataclass(frozen=True)
+class LostDomain:
+    """A referring domain with links lost in a window, and one of those links."""
+
+    refdomain: str
+    domain_rating: float | None
+    domain_lost: bool
+    url_from: str
+    url_to: str
+    anchor: str | None
+    reason: str | None
+
+
+_STATE_AT = """
+CASE WHEN l.added_at IS NOT NULL AND l.added_at > {t} THEN NULL
+ELSE coalesce((
+    SELECT CASE e.kind WHEN 'missing' THEN 'missing' WHEN 'lost' THEN 'lost' ELSE 'live' END
+    FROM link_events e
+    WHERE e.link_id = l.id AND e.kind IN ('new', 'missing', 'restored', 'lost') AND e.at <= {t}
+    ORDER BY e.at DESC, e.id DESC LIMIT 1), 'live')
+END"""
+
+_ALIVE = ("live", "missing")
+
+
+def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
+    """True when the site has an accepted snapshot at or before `at`: no data is not zero."""
+    row = conn.execute(
+        "SELECT 1 FROM snapshots WHERE site_id = ? AND status IN ('baseline', 'complete')"
+        " AND taken_at <= ? LIMIT 1",
+        (site_id, to_db(at)),
+    ).fetchone()
+    return row is not None
+
+
+def window_counts(
+    conn: sqlite3.Connection, site_id: int, start: datetime, end: datetime
+) -> WindowCounts:
+    """Counts over (start, end], reconstructed from the ledger's current state and events.
+
+    Only links with events after `start` can differ between then and now, so only
+    they are replayed; everything else is read from the current state through indexes.
+    """
+    t0, t1 = to_db(start), to_db(end)
+    x = conn.execute
+    new_links, lost_links = x(
+        """SELECT coalesce(sum(kind = 'new' OR (kind = 'restored' AND reason = 'lost')), 0),
+                  coalesce(sum(kind = 'lost'), 0)
+        FROM link_events WHERE site_id = ? AND at > ? AND at <= ?""",
+        (site_id, t0, t1),
+    ).fetchone()
+    moved = x(
+        f"""SELECT l.refdomain, l.state, {_STATE_AT.format(t=":t0")}, {_STATE_AT.format(t=":t1")}
+        FROM links l
+        WHERE l.id IN (SELECT link_id FROM link_events
+                       WHERE site_id = :site AND at > :t0
+                         AND kind IN ('new', 'missing', 'restored', 'lost'))""",
+        {"site": site_id, "t0": t0, "t1": t1},
+    ).fetchall()
+    live_now, live_domains_now, alive_domains_now = x(
+        """SELECT (SELECT count(*) FROM links WHERE site_id = :s AND state = 'live'),
+                  (SELECT count(DISTINCT refdomain) FROM links
+                   WHERE site_id = :s AND state = 'live'),
+                  (SELECT count(DISTINCT refdomain) FROM links
+                   WHERE site_id = :s AND state IN ('live', 'missing'))""",
+        {"s": site_id},
+    ).fetchone()
+
+    # Per domain, the change from now to: live links at end, alive at start, alive at end.
+    delta: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    live_links = int(live_now)
+    for refdomain, now_state, at0, at1 in moved:
+        d = delta[refdomain]
+        now_live, now_alive = now_state == "live", now_state in _ALIVE
+        live_links += (at1 == "live") - now_live
+        d[0] += (at1 == "live") - now_live
+        d[1] += (at0 in _ALIVE) - now_alive
+        d[2] += (at1 in _ALIVE) - now_alive
+    current: dict[str, tuple[int, int]] = {}
+    domains = list(delta)
+    for i in range(0, len(domains), 500):
+        chunk = domains[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        for refdomain, live, alive in x(
+            f"""SELECT refdomain, sum(state = 'live'), sum(state IN ('live', 'missing'))
+            FROM links WHERE site_id = ? AND refdomain IN ({marks}) GROUP BY refdomain""",
+            (site_id, *chunk),
+        ):
+            current[refdomain] = (int(live), int(alive))
+    live_refdomains = int(live_domains_now)
+    refdomains_at_start = int(alive_domains_now)
+    new_refdomains = lost_refdomains = 0
+    for refdomain, (d_live1, d_alive0, d_alive1) in delta.items():
+        live, alive = current.get(refdomain, (0, 0))
+        live_refdomains += (live + d_live1 > 0) - (live > 0)
+        alive0, alive1 = alive + d_alive0 > 0, alive + d_alive1 > 0
+        refdomains_at_start += alive0 - (alive > 0)
+        new_refdomains += alive1 and not alive0
+        lost_refdomains += alive0 and not alive1
+    return WindowCounts(
+        new_links=int(new_links),
+        lost_links=int(lost_links),
+        new_refdomains=new_refdomains,
+        lost_refdomains=lost_refdomains,
+        refdomains_at_start=refdomains_at_start,
+        live_links=live_links,
+        live_refdomains=live_refdomains,
+    )
+
+
+def lost_domains(
+    conn: sqlite3.Connection,
+    site_id: int,
+    start: datetime,
+    end: datetime,
+    domains_lost: set[str] | None = None,
+    limit: int = 10,
+) -> list[LostDomain]:
+    """Domains with links lost in (start, end], wholly lost ones first, strongest first."""
+    rows = conn.execute(
+        """SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
+        FROM link_events e JOIN links l ON l.id = e.link_id
+        WHERE e.site_id = ? AND e.kind = 'lost' AND e.at > ? AND e.at <= ?
+        ORDER BY l.domain_rating IS NULL, l.domain_rating DESC, l.refdomain, l.url_from""",
+        (site_id, to_db(start), to_db(end)),
+    ).fetchall()
+    by_domain: dict[str, LostDomain] = {}
+    for refdomain, dr, url_from, url_to, anchor, reason in rows:
+        if refdomain not in by_domain:
+            by_domain[refdomain] = LostDomain(
+                refdomain=refdomain,
+                domain_rating=dr,
+                domain_lost=domains_lost is not None and refdomain in domains_lost,
+                url_from=url_from,
+                url_to=url_to,
+                anchor=anchor,
+                reason=reason,
+            )
+    ranked = sorted(
+        by_domain.values(),
+        key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
+    )
+    return ranked[:limit]
+
+
+def domains_lost_in(
+    conn: sqlite3.Connection, site_id: int, start: datetime, end: datetime
+) -> set[str]:
+    """Referring domains alive at `start` with no link alive at `end`."""
+    t0, t1 = to_db(start), to_db(end)
+    rows = conn.execute(
+        f"""SELECT l.refdomain,
+                   sum({_STATE_AT.format(t=":t0")} IN ('live', 'missing')),
+                   sum({_STATE_AT.format(t=":t1")} IN ('live', 'missing'))
+        FROM links l
+        WHERE l.site_id = :site AND l.refdomain IN (
+            SELECT l2.refdomain FROM link_events e JOIN links l2 ON l2.id = e.link_id
+            WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1)
+        GROUP BY l.refdomain""",
+        {"site": site_id, "t0": t0, "t1": t1},
+    ).fetchall()
+    return {d for d, alive0, alive1 in rows if alive0 and not alive1}

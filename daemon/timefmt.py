@@ -1,0 +1,48 @@
+"""Instants and durations: one text form in SQLite, one parser for what users write."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def to_db(at: datetime) -> str:
+    """The stored form of an instant: UTC, fixed width, so text order is time order."""
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at!r}: linkwatch keeps times timezone-aware")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_db(text: str) -> datetime:
+    """Read an instant written by `to_db`."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant from a user; a time without zone is taken as UTC."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"expected an ISO 8601 time like 2026-01-09T22:10:00Z, got {text!r}") from exc
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30s`, `15m`, `6h`, `7d`, `2w` as a timedelta."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(f"expected a duration like 30s, 15m, 6h, 7d or 2w, got {text!r}")
+    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest exact `7d` / `6h` / `90s` form of a duration."""
+    seconds = int(delta.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
