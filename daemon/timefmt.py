@@ -41,7 +41,7 @@ def parse_duration(text: str) -> timedelta:
 def format_duration(delta: timedelta) -> str:
     """The shortest exact `7d` / `6h` / `90s` form of a duration."""
     seconds = int(delta.total_seconds())
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         size = _UNIT_SECONDS[unit]
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

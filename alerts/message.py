@@ -1,0 +1,59 @@
+"""The content of one notification, frozen when the alert changes state."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LostDomainInfo:
+    """A referring domain with lost links, and one of them."""
+
+    refdomain: str
+    domain_rating: float | None
+    domain_lost: bool
+    url_from: str
+    url_to: str
+    anchor: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """What a notifier tells: which rule, which site, the value against the threshold."""
+
+    transition: str  # "firing" | "resolved"
+    rule: str
+    site: str
+    severity: str
+    metric: str
+    value: float | None
+    op: str
+    threshold: float
+    window: str
+    summary: str
+    at: str
+    lost_domains: tuple[LostDomainInfo, ...] = ()
+
+    def to_payload(self) -> dict[str, Any]:
+        """A JSON-ready dict, as stored in the outbox."""
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> AlertMessage:
+        """Rebuild a message from its outbox payload."""
+        data = dict(payload)
+        data["lost_domains"] = tuple(LostDomainInfo(**d) for d in data.get("lost_domains", ()))
+        return cls(**data)
+
+
+class DeliveryError(Exception):
+    """A notifier could not deliver; `retryable` says whether trying again can help."""
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after

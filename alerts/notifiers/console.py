@@ -1,0 +1,34 @@
+"""console notifier: prints alerts to standard output (quick start, dry runs)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from alerts.message import AlertMessage
+from alerts.render import render_text
+
+
+class ConsoleSettings(BaseModel):
+    """Settings of a `console` notifier (none besides its kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["console"]
+
+
+class ConsoleNotifier:
+    """Prints each alert to standard output."""
+
+    kind = "console"
+    Settings = ConsoleSettings
+
+    def __init__(self, name: str, settings: ConsoleSettings) -> None:
+        self.name = name
+
+    def send(self, message: AlertMessage) -> None:
+        """Print the alert's text form."""
+        sys.stdout.write(render_text(message) + "\n\n")
+        sys.stdout.flush()

@@ -1,0 +1,67 @@
+"""Delivering the outbox: each due notification sent once per notifier, retried with backoff."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alerts.message import AlertMessage, DeliveryError
+from alerts.notifiers import Notifier
+from daemon.store import Store
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one delivery pass did."""
+
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential backoff after `attempts` failed tries, capped at an hour."""
+    return min(BACKOFF_FIRST * (2 ** max(attempts, 0)), BACKOFF_MAX)
+
+
+def deliver_due(
+    store: Store, notifiers: Mapping[str, Notifier], now: datetime, ttl: timedelta
+) -> DeliveryReport:
+    """Send every due notification; a notifier's failure never holds back another's."""
+    sent = retrying = dead = 0
+    for row in store.due_notifications(now):
+        notifier = notifiers.get(row.notifier)
+        if notifier is None:
+            store.mark_failed(row.id, f"notifier {row.notifier!r} is not configured", None)
+            dead += 1
+            continue
+        try:
+            notifier.send(AlertMessage.from_payload(row.payload))
+        except DeliveryError as exc:
+            expired = now - row.created_at >= ttl
+            if not exc.retryable or expired:
+                why = "gave up after TTL: " if exc.retryable else ""
+                log.error("notification %d to %s dead: %s%s", row.id, row.notifier, why, exc)
+                store.mark_failed(row.id, f"{why}{exc}", None)
+                dead += 1
+            else:
+                delay = (
+                    timedelta(seconds=exc.retry_after)
+                    if exc.retry_after is not None
+                    else backoff(row.attempts)
+                )
+                log.warning("notification %d to %s failed, retry in %s: %s",
+                            row.id, row.notifier, delay, exc)
+                store.mark_failed(row.id, str(exc), now + delay)
+                retrying += 1
+            continue
+        store.mark_sent(row.id, now)
+        sent += 1
+    return DeliveryReport(sent, retrying, dead)

@@ -1,0 +1,136 @@
+"""Rule files: one rule per TOML file in rules_dir, the file name is the rule's name."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from alerts.rules.threshold import ThresholdRule, ThresholdRuleConfig
+from daemon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Rule = ThresholdRule
+RULE_KINDS: dict[str, tuple[type[ThresholdRuleConfig], type[ThresholdRule]]] = {
+    "threshold": (ThresholdRuleConfig, ThresholdRule),
+}
+
+
+class RulesError(Exception):
+    """Rule files with errors; `errors` holds one `file: key: message` line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        return None, [f"{path}: not valid TOML: {exc}"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [f"{path}: cannot read: {exc}"]
+    kind = raw.get("kind")
+    if kind not in RULE_KINDS:
+        known = ", ".join(sorted(RULE_KINDS))
+        return None, [f"{path}: kind: expected one of {known}, got {kind!r}"]
+    config_cls, rule_cls = RULE_KINDS[kind]
+    try:
+        cfg = config_cls.model_validate(raw)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            errors.append(f"{path}: {loc}: {msg.removeprefix('Value error, ')}")
+        return None, errors
+    errors = []
+    for name in cfg.notify:
+        if name not in settings.notifiers:
+            known = ", ".join(sorted(settings.notifiers)) or "none defined"
+            errors.append(f"{path}: notify: unknown notifier {name!r} (settings define: {known})")
+    domains = {s.domain for s in settings.sites}
+    for site in cfg.sites or ():
+        if site not in domains:
+            errors.append(f"{path}: sites: unknown site {site!r} (settings define: "
+                          f"{', '.join(sorted(domains)) or 'none'})")
+    if errors:
+        return None, errors
+    return rule_cls.from_config(path.stem, cfg), []
+
+
+def rules_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of every rule file: cheap to compare on each evaluation."""
+    if not folder.is_dir():
+        return ()
+    entries = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        entries.append((path.name, st.st_size, st.st_mtime_ns))
+    return tuple(entries)
+
+
+def load_rules(settings: Settings) -> list[Rule]:
+    """Every rule in the settings' rules_dir; RulesError lists every problem found."""
+    folder = settings.daemon.rules_dir
+    if not folder.is_dir():
+        raise RulesError([f"{folder}: rules_dir does not exist or is not a folder"])
+    rules: list[Rule] = []
+    errors: list[str] = []
+    for path in sorted(folder.glob("*.toml")):
+        rule, errs = _load_one(path, settings)
+        errors.extend(errs)
+        if rule is not None:
+            rules.append(rule)
+    if errors:
+        raise RulesError(errors)
+    return rules
+
+
+@dataclass
+class RuleBook:
+    """The rule set in force: a reload with errors keeps the last good set."""
+
+    settings: Settings
+    rules: list[Rule]
+    last_errors: list[str]
+    signature: tuple[tuple[str, int, int], ...] = ()
+
+    @classmethod
+    def load(cls, settings: Settings) -> RuleBook:
+        """Load the rules; raise RulesError if the first load fails."""
+        signature = rules_signature(settings.daemon.rules_dir)
+        return cls(settings, load_rules(settings), [], signature)
+
+    def reload_if_changed(self) -> bool:
+        """Reload when a rule file was added, removed or edited; True if rules were reloaded."""
+        signature = rules_signature(self.settings.daemon.rules_dir)
+        if signature == self.signature:
+            return False
+        self.signature = signature
+        return self.reload()
+
+    def reload(self) -> bool:
+        """Reload from disk; on errors keep the current rules and return False."""
+        try:
+            self.rules = load_rules(self.settings)
+        except RulesError as exc:
+            self.last_errors = exc.errors
+            for line in exc.errors:
+                log.error("rules not reloaded, keeping %d rules: %s", len(self.rules), line)
+            return False
+        self.last_errors = []
+        log.info("rules reloaded: %d rules", len(self.rules))
+        return True
+
+
+__all__ = ["RULE_KINDS", "Rule", "RuleBook", "RulesError", "load_rules"]

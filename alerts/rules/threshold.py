@@ -1,0 +1,127 @@
+"""threshold rule: fires while a metric over a window compares to a value (lost_refdomains >= 10)."""
+
+from __future__ import annotations
+
+import operator
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alerts.metrics import METRICS
+from daemon.timefmt import format_duration
+from daemon.types import Duration
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+SUMMARY_FIELDS = frozenset(
+    {"site", "rule", "metric", "value", "op", "threshold", "window", "severity"}
+)
+DEFAULT_SUMMARY = "{site}: {metric} is {value} ({op} {threshold}) over {window}"
+
+
+class ThresholdRuleConfig(BaseModel):
+    """A `threshold` rule file as written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["threshold"]
+    metric: Literal[METRICS]  # type: ignore[valid-type]
+    window: Duration
+    op: Literal[">", ">=", "<", "<=", "==", "!="]
+    value: float
+    sites: list[str] | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    notify: list[str] = Field(min_length=1)
+    summary: str | None = None
+    send_resolved: bool = True
+
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+    @field_validator("summary")
+    @classmethod
+    def _known_placeholders(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from exc
+        unknown = names - SUMMARY_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder {{{sorted(unknown)[0]}}}; "
+                f"use {', '.join('{' + n + '}' for n in sorted(SUMMARY_FIELDS))}"
+            )
+        return v
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if v == int(v) else f"{v:g}"
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """Fires for a site while `metric` over `window` satisfies `op value`."""
+
+    name: str
+    metric: str
+    window: timedelta
+    op: str
+    threshold: float
+    sites: tuple[str, ...] | None
+    severity: str
+    notify: tuple[str, ...]
+    summary_template: str
+    send_resolved: bool
+
+    kind = "threshold"
+
+    @classmethod
+    def from_config(cls, name: str, cfg: ThresholdRuleConfig) -> ThresholdRule:
+        """Build the rule from its validated file."""
+        return cls(
+            name=name,
+            metric=cfg.metric,
+            window=cfg.window,
+            op=cfg.op,
+            threshold=cfg.value,
+            sites=tuple(cfg.sites) if cfg.sites is not None else None,
+            severity=cfg.severity,
+            notify=tuple(cfg.notify),
+            summary_template=cfg.summary or DEFAULT_SUMMARY,
+            send_resolved=cfg.send_resolved,
+        )
+
+    def holds(self, value: float | None) -> bool | None:
+        """Whether the condition holds; None when there is no value (no data is not zero)."""
+        if value is None:
+            return None
+        return OPS[self.op](value, self.threshold)
+
+    def summary(self, site: str, value: float | None) -> str:
+        """The rule's summary line for one site and value."""
+        return self.summary_template.format(
+            site=site,
+            rule=self.name,
+            metric=self.metric,
+            value="no data" if value is None else _number(value),
+            op=self.op,
+            threshold=_number(self.threshold),
+            window=format_duration(self.window),
+            severity=self.severity,
+        )

@@ -1,0 +1,272 @@
+"""The `linkwatch` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from alerts.message import AlertMessage, DeliveryError
+from alerts.rules import RulesError, load_rules
+from daemon.settings import ConfigError, Settings, config_path, load_settings
+from daemon.service import Linkwatch, describe, utcnow
+from daemon.timefmt import parse_instant
+from sources.formats import FORMATS
+from sources.model import FormatError, SourceError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"linkwatch: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    path = config_path(ctx.obj["config"])
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+def _app(ctx: click.Context) -> Linkwatch:
+    settings = _settings(ctx)
+    try:
+        return Linkwatch.open(settings)
+    except RulesError as exc:
+        _fail("rules have errors:\n" + str(exc), EXIT_USAGE)
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value))
+
+
+@click.group()
+@click.option(
+    "-c",
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="settings file (default: $LINKWATCH_CONFIG, else ./settings.toml)",
+)
+@click.option("-v", "--verbose", is_flag=True, help="log debug detail")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """linkwatch: watch backlink profiles and alert on negative link velocity."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("apscheduler", "slack_sdk", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon: poll sources on their intervals, evaluate rules, deliver alerts."""
+    from daemon.scheduler import run as run_daemon
+
+    app = _app(ctx)
+    try:
+        run_daemon(app)
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--site", help="poll only this site")
+@click.pass_context
+def poll(ctx: click.Context, site: str | None) -> None:
+    """Run one cycle now: fetch, ingest, evaluate, deliver."""
+    app = _app(ctx)
+    try:
+        if site is not None and site not in {s.domain for s in app.settings.sites}:
+            _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
+        outcomes, transitions, report = app.cycle(utcnow(), site)
+        click.echo(
+            f"{len(outcomes)} snapshots, {len(transitions)} alert changes, "
+            f"{report.sent} notifications sent, {report.retrying} to retry, {report.dead} failed"
+        )
+        if report.dead or report.retrying:
+            sys.exit(EXIT_RUNTIME)
+    finally:
+        app.close()
+
+
+@main.command("import")
+@click.option("--site", required=True, help="the site these exports are of")
+@click.option(
+    "--format", "format_kind", type=click.Choice(sorted(FORMATS)), help="force an export format"
+)
+@click.option("--taken-at", help="when the export was taken (ISO 8601); default: from the name")
+@click.option("--source", default="import", show_default=True, help="source name to file under")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
+                                                                  path_type=Path))
+@click.pass_context
+def import_(
+    ctx: click.Context,
+    site: str,
+    format_kind: str | None,
+    taken_at: str | None,
+    source: str,
+    files: tuple[Path, ...],
+) -> None:
+    """Import backlink export files as snapshots of a site."""
+    at = _instant(taken_at)
+    if at is not None and len(files) > 1:
+        _fail("--taken-at names one time; import one file at a time with it", EXIT_USAGE)
+    app = _app(ctx)
+    try:
+        if site not in {s.domain for s in app.settings.sites}:
+            _fail(f"--site: {site!r} is not a site in the settings", EXIT_USAGE)
+        try:
+            outcomes = app.import_exports(
+                site, files, source=source, format_kind=format_kind, taken_at=at, now=utcnow()
+            )
+        except FormatError as exc:
+            _fail(f"{exc}\nnothing was stored", EXIT_USAGE)
+        except (SourceError, ValueError) as exc:
+            _fail(str(exc), EXIT_USAGE)
+        partial = False
+        for o in outcomes:
+            click.echo(describe(o))
+            for example in o.examples:
+                click.echo(f"  {o.origin}: {example}")
+            partial = partial or o.status in ("partial", "suspect")
+        if partial:
+            sys.exit(EXIT_RUNTIME)
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--at", "at_text", help="evaluate as of this instant (ISO 8601); default: now")
+@click.pass_context
+def evaluate(ctx: click.Context, at_text: str | None) -> None:
+    """Evaluate the rules, then deliver what they raised before exiting."""
+    app = _app(ctx)
+    try:
+        at = _instant(at_text) or utcnow()
+        transitions = app.evaluate(at)
+        for t in transitions:
+            click.echo(f"{t.rule} {t.site}: {t.state} (value {t.value})")
+        report = app.deliver(utcnow())
+        click.echo(
+            f"{len(transitions)} alert changes; {report.sent} notifications sent, "
+            f"{report.retrying} to retry, {report.dead} failed"
+        )
+        if report.dead or report.retrying:
+            sys.exit(EXIT_RUNTIME)
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each site's live links and referring domains."""
+    app = _app(ctx)
+    try:
+        rows = app.store.status()
+        if as_json:
+            click.echo(json.dumps([asdict(r) for r in rows], default=_json_default, indent=2))
+            return
+        for r in rows:
+            last = r.last_snapshot_at.isoformat(timespec="seconds") if r.last_snapshot_at else "never"
+            click.echo(
+                f"{r.site} ({r.role}): {r.live_links} live links from {r.live_refdomains} "
+                f"referring domains, {r.missing_links} missing, {r.lost_links} lost; "
+                f"last snapshot {last} ({r.last_snapshot_status or '-'})"
+            )
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--site", required=True)
+@click.option("--state", type=click.Choice(["live", "missing", "lost"]))
+@click.option("--json", "as_json", is_flag=True, help="print JSON lines")
+@click.pass_context
+def links(ctx: click.Context, site: str, state: str | None, as_json: bool) -> None:
+    """List a site's links from the ledger."""
+    app = _app(ctx)
+    try:
+        try:
+            rows = app.store.links(site, state)
+            for row in rows:
+                if as_json:
+                    click.echo(json.dumps(row))
+                else:
+                    click.echo(f"{row['state']:8} {row['url_from']} -> {row['url_to']}"
+                               f" [{row['anchor'] or ''}] {row['lost_reason'] or ''}".rstrip())
+        except KeyError:
+            _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
+    finally:
+        app.close()
+
+
+@main.group()
+def rules() -> None:
+    """Check rule files."""
+
+
+@rules.command("check")
+@click.pass_context
+def rules_check(ctx: click.Context) -> None:
+    """Validate every rule file; print `file: key: message` per error, exit 2 on any."""
+    settings = _settings(ctx.find_root())
+    try:
+        loaded = load_rules(settings)
+    except RulesError as exc:
+        for line in exc.errors:
+            click.echo(line, err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"{len(loaded)} rules OK in {settings.daemon.rules_dir}")
+
+
+@main.command("notify-test")
+@click.argument("name")
+@click.pass_context
+def notify_test(ctx: click.Context, name: str) -> None:
+    """Send a test message through one notifier."""
+    app = _app(ctx)
+    try:
+        notifier = app.notifiers.get(name)
+        if notifier is None:
+            _fail(f"unknown notifier {name!r} (settings define: "
+                  f"{', '.join(sorted(app.notifiers)) or 'none'})", EXIT_USAGE)
+        message = AlertMessage(
+            transition="firing", rule="notify-test", site="linkwatch", severity="info",
+            metric="test", value=1, op="==", threshold=1, window="0s",
+            summary=f"Test message from linkwatch to notifier {name}",
+            at=utcnow().isoformat(timespec="seconds"),
+        )
+        try:
+            notifier.send(message)
+        except DeliveryError as exc:
+            _fail(f"notifier {name}: {exc}", EXIT_RUNTIME)
+        click.echo(f"sent a test message through {name}")
+    finally:
+        app.close()

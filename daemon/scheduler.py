@@ -1,0 +1,109 @@
+"""The daemon loop: APScheduler jobs for polling, evaluation and delivery; signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from daemon.service import Linkwatch, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            fn()
+        except Exception:
+            # A failing job must not stop the daemon; the next run tries again.
+            log.exception("job %s failed", name)
+
+    return job
+
+
+def first_poll_at(last: datetime | None, interval_s: float, now: datetime) -> datetime:
+    """When a source is next due: at once if never polled or overdue, else at last + interval."""
+    if last is None:
+        return now
+    due = last.timestamp() + interval_s
+    return now if due <= now.timestamp() else datetime.fromtimestamp(due, tz=now.tzinfo)
+
+
+def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
+    """A scheduler with one poll job per (site, source), an evaluation and a delivery job.
+
+    Jobs run one at a time (one worker): they share one SQLite connection, and
+    an ingest must finish before the next job starts.
+    """
+    sched = BlockingScheduler(
+        timezone="UTC",
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+    )
+    for site in app.settings.sites:
+        for source in site.sources:
+            cfg = app.settings.sources[source]
+            interval = cfg.interval.total_seconds()
+            start = first_poll_at(app.store.last_poll_at(site.domain, source), interval, now)
+
+            def poll(domain: str = site.domain, name: str = source) -> None:
+                at = utcnow()
+                if app.poll_source(domain, name, at):
+                    app.evaluate(at)
+                    app.deliver(at)
+
+            sched.add_job(
+                _guarded(f"poll {site.domain}/{source}", poll),
+                IntervalTrigger(seconds=interval, start_date=start, jitter=min(60, interval / 10)),
+                id=f"poll:{site.domain}:{source}",
+                next_run_time=start,
+            )
+    sched.add_job(
+        _guarded("evaluate", lambda: app.evaluate(utcnow())),
+        IntervalTrigger(seconds=app.settings.daemon.evaluate_every.total_seconds()),
+        id="evaluate",
+    )
+    sched.add_job(
+        _guarded("deliver", lambda: app.deliver(utcnow())),
+        IntervalTrigger(seconds=app.settings.daemon.deliver_every.total_seconds()),
+        id="deliver",
+        next_run_time=now,
+    )
+    return sched
+
+
+def run(app: Linkwatch) -> None:
+    """Run until SIGTERM or SIGINT; the running job finishes first. SIGHUP reloads rules."""
+    sched = build_scheduler(app, utcnow())
+    stopper: list[threading.Thread] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the running job, then exiting", signal.Signals(signum).name)
+        if stopper:
+            return
+        # shutdown waits for the running job; a signal handler must not block, so a thread does it.
+        stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
+        stopper[0].start()
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        app.rulebook.reload()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    log.info(
+        "linkwatch running: %d sites, %d rules, %d notifiers, database %s",
+        len(app.settings.sites), len(app.rulebook.rules), len(app.notifiers), app.store.path,
+    )
+    sched.start()
+    for thread in stopper:
+        thread.join()
+    log.info("linkwatch stopped")

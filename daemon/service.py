@@ -1,0 +1,169 @@
+"""One linkwatch instance: settings, store, rules, sources and notifiers, and what they do together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alerts.engine import Transition, evaluate
+from alerts.notifiers import Notifier, build_notifier
+from alerts.outbox import DeliveryReport, deliver_due
+from alerts.rules import RuleBook
+from daemon.settings import Settings
+from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
+from sources import SOURCE_KINDS
+from sources.csv_dir import CsvDirSource
+from sources.exports import ExportFile, taken_at_from_name
+from sources.model import FormatError, SnapshotResult, SourceError
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    """The current instant, timezone-aware; only the CLI and scheduler call it."""
+    return datetime.now(UTC)
+
+
+def describe(o: IngestOutcome) -> str:
+    """One log line for an ingest."""
+    text = (
+        f"{o.site}/{o.source}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}:"
+        f" {o.status}, {o.seen} seen, {o.new} new, {o.missing} missing, {o.restored} restored,"
+        f" {o.lost} lost, {o.changed} changed"
+    )
+    if o.malformed:
+        text += f", {o.malformed} malformed rows"
+    if o.note:
+        text += f" ({o.note})"
+    return text
+
+
+@dataclass
+class Linkwatch:
+    """The running parts of one linkwatch configuration."""
+
+    settings: Settings
+    store: Store
+    rulebook: RuleBook
+    notifiers: dict[str, Notifier] = field(default_factory=dict)
+    sources: dict[str, CsvDirSource] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Linkwatch:
+        """Open the store, load rules (RulesError if they are bad) and build plugins."""
+        rulebook = RuleBook.load(settings)
+        store = Store(settings.storage.path)
+        for site in settings.sites:
+            store.ensure_site(site.domain, site.role)
+        sources = {
+            name: SOURCE_KINDS[cfg.kind](name, cfg) for name, cfg in settings.sources.items()
+        }
+        notifiers = {name: build_notifier(name, cfg) for name, cfg in settings.notifiers.items()}
+        return cls(settings, store, rulebook, notifiers, sources)
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def guards(self, source: str) -> GuardSettings:
+        """The false-alarm guards of a configured source (defaults for ad-hoc imports)."""
+        cfg = self.settings.sources.get(source)
+        if cfg is None:
+            return GuardSettings()
+        return GuardSettings(confirm_after=cfg.confirm_after, suspect_below=cfg.suspect_below)
+
+    # --- polling -----------------------------------------------------------------------
+
+    def poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
+        """Fetch and ingest what one source has for one site; failures are recorded."""
+        src = self.sources[source]
+        outcomes: list[IngestOutcome] = []
+        try:
+            pending = src.pending(site, self.store.known_origins(site, source))
+        except SourceError as exc:
+            log.error("%s/%s: %s", site, source, exc)
+            self.store.record_failure(site, source, now, "", str(exc), now)
+            return outcomes
+        for export in pending:
+            try:
+                result = src.open(site, export)
+                outcome = self.store.ingest(site, source, result, self.guards(source), now)
+            except (SourceError, OutOfOrderError) as exc:
+                log.error("%s/%s: %s", site, source, exc)
+                self.store.record_failure(
+                    site, source, export.taken_at, export.path.name, str(exc), now
+                )
+                continue
+            log.info("%s", describe(outcome))
+            outcomes.append(outcome)
+        return outcomes
+
+    def poll(self, now: datetime, site: str | None = None) -> list[IngestOutcome]:
+        """Poll every source of every site (or of one site)."""
+        outcomes: list[IngestOutcome] = []
+        for s in self.settings.sites:
+            if site is None or s.domain == site:
+                for source in s.sources:
+                    outcomes.extend(self.poll_source(s.domain, source, now))
+        return outcomes
+
+    def open_exports(
+        self, site: str, files: Sequence[Path], format_kind: str | None, taken_at: datetime | None
+    ) -> list[ExportFile]:
+        """Open and identify every file before anything is stored (FormatError on the first bad one)."""
+        opened: list[ExportFile] = []
+        try:
+            for path in files:
+                opened.append(ExportFile(path, site, format_kind))
+        except BaseException:
+            for f in opened:
+                f.close()
+            raise
+        return opened
+
+    def import_exports(
+        self,
+        site: str,
+        files: Sequence[Path],
+        *,
+        source: str,
+        format_kind: str | None,
+        taken_at: datetime | None,
+        now: datetime,
+    ) -> list[IngestOutcome]:
+        """Ingest export files for a site, oldest first; nothing is stored if one is unknown."""
+        opened = self.open_exports(site, files, format_kind, taken_at)
+        results: list[SnapshotResult] = []
+        for f in opened:
+            at = taken_at or taken_at_from_name(f.path)
+            if at is None:
+                at = datetime.fromtimestamp(int(f.path.stat().st_mtime), tz=UTC)
+            results.append(f.snapshot(at))
+        results.sort(key=lambda r: r.taken_at)
+        outcomes = []
+        for r in results:
+            outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
+            log.info("%s", describe(outcomes[-1]))
+        return outcomes
+
+    # --- alerts ------------------------------------------------------------------------
+
+    def evaluate(self, at: datetime) -> list[Transition]:
+        """Evaluate the rules in force at `at` (reloading them first if their files changed)."""
+        self.rulebook.reload_if_changed()
+        return evaluate(self.store, self.rulebook.rules, self.settings.own_sites(), at)
+
+    def deliver(self, now: datetime) -> DeliveryReport:
+        """Deliver due notifications."""
+        return deliver_due(self.store, self.notifiers, now, self.settings.daemon.delivery_ttl)
+
+    def cycle(self, now: datetime, site: str | None = None) -> tuple[
+        list[IngestOutcome], list[Transition], DeliveryReport
+    ]:
+        """One full cycle: poll, evaluate, deliver."""
+        outcomes = self.poll(now, site)
+        transitions = self.evaluate(now)
+        return outcomes, transitions, self.deliver(now)

@@ -1,0 +1,204 @@
+"""Settings: a TOML file validated by pydantic, secrets overridable from the environment."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
+from daemon.types import Duration
+from sources import SOURCE_KINDS, SourceSettings
+
+DEFAULT_CONFIG = Path("settings.toml")
+_KINDS = frozenset(NOTIFIER_KINDS) | frozenset(SOURCE_KINDS)
+ENV_CONFIG = "LINKWATCH_CONFIG"
+
+
+class ConfigError(Exception):
+    """A settings or rule file is wrong; the message names the file, the key and what was expected."""
+
+
+class StorageSettings(BaseModel):
+    """Where the SQLite database lives."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Path("linkwatch.db")
+
+
+class DaemonSettings(BaseModel):
+    """The service's own knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules_dir: Path = Path("rules.d")
+    evaluate_every: Duration = timedelta(minutes=5)
+    deliver_every: Duration = timedelta(seconds=10)
+    delivery_ttl: Duration = timedelta(hours=24)
+
+
+class SiteSettings(BaseModel):
+    """A watched site and the sources that poll it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field(min_length=3)
+    role: Literal["own", "competitor"] = "own"
+    sources: list[str] = Field(min_length=1)
+
+
+class _CredentialsSource(PydanticBaseSettingsSource):
+    """systemd credentials: a file `notifiers__NAME__FIELD` in $CREDENTIALS_DIRECTORY."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder or not Path(folder).is_dir():
+            return {}
+        found: dict[str, Any] = {}
+        for path in sorted(Path(folder).iterdir()):
+            parts = path.name.split("__")
+            if len(parts) < 2 or not path.is_file():
+                continue
+            node = found
+            for part in parts[:-1]:
+                node = node.setdefault(part.lower(), {})
+            node[parts[-1].lower()] = path.read_text(encoding="utf-8").strip()
+        return found
+
+
+class Settings(BaseSettings):
+    """Everything linkwatch reads from its settings file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LINKWATCH_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    sites: list[SiteSettings] = Field(default_factory=list)
+    sources: dict[str, Annotated[SourceSettings, Field(discriminator="kind")]] = Field(
+        default_factory=dict
+    )
+    notifiers: dict[str, Annotated[NotifierSettings, Field(discriminator="kind")]] = Field(
+        default_factory=dict
+    )
+    # Where the file was read from; relative paths in it resolve against its folder.
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then systemd credentials, then the file's own values.
+        return (env_settings, _CredentialsSource(settings_cls), init_settings)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        seen: set[str] = set()
+        for i, site in enumerate(self.sites):
+            if site.domain in seen:
+                raise ValueError(f"sites[{i}].domain: {site.domain!r} is listed twice")
+            seen.add(site.domain)
+            for name in site.sources:
+                if name not in self.sources:
+                    known = ", ".join(sorted(self.sources)) or "none defined"
+                    raise ValueError(
+                        f"sites[{i}].sources: unknown source {name!r} (known: {known})"
+                    )
+        return self
+
+    def own_sites(self) -> list[str]:
+        """Domains of the sites with role `own`."""
+        return [s.domain for s in self.sites if s.role == "own"]
+
+    def site(self, domain: str) -> SiteSettings:
+        """The settings of one site."""
+        for s in self.sites:
+            if s.domain == domain:
+                return s
+        raise KeyError(domain)
+
+
+def config_path(explicit: str | Path | None) -> Path:
+    """-c/--config, else $LINKWATCH_CONFIG, else ./settings.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    """One `file: key: message` line per error."""
+    lines = []
+    for err in exc.errors():
+        parts = [str(p) for p in err["loc"]]
+        # Drop the discriminator tag pydantic puts in the path (notifiers.NAME.slack.port).
+        if len(parts) >= 3 and parts[0] in ("notifiers", "sources") and parts[2] in _KINDS:
+            del parts[2]
+        loc = ".".join(parts)
+        msg = err["msg"].removeprefix("Value error, ")
+        if not loc:
+            lines.append(f"{path}: {msg}")
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a settings file; raise ConfigError naming file, key and problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: settings file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    try:
+        settings = Settings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+    return _resolve_paths(settings, path)
+
+
+def _resolve_paths(settings: Settings, path: Path) -> Settings:
+    base = path.resolve().parent
+
+    def rel(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    sources = {
+        name: src.model_copy(update={"path": str(rel(Path(src.path)))})
+        for name, src in settings.sources.items()
+    }
+    notifiers = {}
+    for name, n in settings.notifiers.items():
+        ca_file = getattr(n, "ca_file", None)
+        notifiers[name] = n.model_copy(update={"ca_file": rel(ca_file)}) if ca_file else n
+    return settings.model_copy(
+        update={
+            "storage": settings.storage.model_copy(update={"path": rel(settings.storage.path)}),
+            "daemon": settings.daemon.model_copy(
+                update={"rules_dir": rel(settings.daemon.rules_dir)}
+            ),
+            "sources": sources,
+            "notifiers": notifiers,
+            "config_path": path,
+        }
+    )
