@@ -270,3 +270,7 @@ def notify_test(ctx: click.Context, name: str) -> None:
         click.echo(f"sent a test message through {name}")
     finally:
         app.close()
+
+
+if __name__ == "__main__":
+    main()

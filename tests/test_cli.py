@@ -1,0 +1,149 @@
+"""The command line: exit codes, clear errors, and nothing stored on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from daemon.cli import main
+from tests.helpers import write_ahrefs, write_rule, write_settings
+
+GOOD_RULE = (
+    'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 3\n'
+    'notify = ["console"]\n'
+)
+LINKS = [(f"https://site{i}.example{i % 3}.org/p{i}", "https://example.com/", f"a{i}", i)
+         for i in range(10)]
+
+
+def _run(settings: Path, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["-c", str(settings), *args])
+    return res.exit_code, res.output
+
+
+def _status(settings: Path) -> list[dict[str, object]]:
+    code, out = _run(settings, "status", "--json")
+    assert code == 0, out
+    return list(json.loads(out))
+
+
+def test_unknown_export_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    write_rule(tmp_path, "loss", GOOD_RULE)
+    good = write_ahrefs(tmp_path / "good.csv", LINKS)
+    odd = tmp_path / "refdomains.csv"
+    odd.write_text("Domain ascore,Domain,Backlinks\n58,news.example.io,3\n", encoding="utf-8")
+    code, out = _run(settings, "import", "--site", "example.com", str(good), str(odd))
+    assert code == 2
+    assert "['Domain ascore', 'Domain', 'Backlinks']" in out
+    assert "ahrefs" in out and "semrush" in out and "generic" in out
+    assert "nothing was stored" in out
+    [row] = _status(settings)
+    assert row["live_links"] == 0 and row["last_snapshot_at"] is None
+
+
+def test_import_reports_malformed_rows_with_line_numbers(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    path = tmp_path / "links.csv"
+    path.write_text(
+        "url_from,url_to,anchor\n"
+        "https://a.example.org/1,https://example.com/,one\n"
+        "not a url,https://example.com/,two\n"
+        "https://b.example.org/2,https://example.com/\n",
+        encoding="utf-8",
+    )
+    code, out = _run(settings, "import", "--site", "example.com", str(path))
+    assert code == 1
+    assert "partial" in out and "2 malformed rows" in out
+    assert "line 3: referring page is not a URL" in out
+    assert "line 4: expected 3 fields, got 2" in out
+    assert _status(settings)[0]["live_links"] == 0
+
+
+def test_truncated_exports_never_make_links_lost(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    full = write_ahrefs(tmp_path / "full.csv", LINKS)
+    cut = write_ahrefs(tmp_path / "cut.csv", LINKS[:3])
+    steps = [(full, "2026-02-01"), (cut, "2026-02-02"), (cut, "2026-02-03"), (full, "2026-02-04")]
+    statuses = []
+    for path, day in steps:
+        code, out = _run(settings, "import", "--site", "example.com",
+                         "--taken-at", f"{day}T00:00:00Z", str(path))
+        statuses.append(out.split(": ")[2].split(",")[0])
+    assert statuses == ["baseline", "suspect", "suspect", "complete"]
+    [row] = _status(settings)
+    assert row["live_links"] == 10 and row["lost_links"] == 0 and row["missing_links"] == 0
+
+
+def test_rules_check_names_file_key_and_problem(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    write_rule(tmp_path, "ok", GOOD_RULE)
+    code, out = _run(settings, "rules", "check")
+    assert (code, out.strip()) == (0, f"1 rules OK in {tmp_path / 'rules.d'}")
+
+    write_rule(tmp_path, "typo", GOOD_RULE.replace('"lost_refdomains"', '"lost_refdomain"'))
+    write_rule(tmp_path, "window", GOOD_RULE.replace('"7d"', '"7 days"'))
+    write_rule(tmp_path, "notify", GOOD_RULE.replace('"console"', '"slack"'))
+    write_rule(tmp_path, "syntax", "kind = \n")
+    code, out = _run(settings, "rules", "check")
+    assert code == 2
+    lines = out.strip().splitlines()
+    rules_dir = tmp_path / "rules.d"
+    assert any(line.startswith(f"{rules_dir / 'typo.toml'}: metric: Input should be")
+               for line in lines)
+    assert f"{rules_dir / 'window.toml'}: window: expected a duration like 30s" in out
+    assert (f"{rules_dir / 'notify.toml'}: notify: unknown notifier 'slack' "
+            "(settings define: console)") in out
+    assert f"{rules_dir / 'syntax.toml'}: not valid TOML" in out
+    assert len(lines) == 4
+
+
+def test_bad_settings_exit_2_with_file_and_key(tmp_path: Path) -> None:
+    settings = write_settings(
+        tmp_path, notifiers='[notifiers.mail]\nkind = "email"\nhost = "h"\nport = "x"\n'
+                            'sender = "a@b.c"\nrecipients = []\n',
+    )
+    code, out = _run(settings, "status")
+    assert code == 2
+    assert f"{settings}: notifiers.mail.port: Input should be a valid integer" in out
+    assert f"{settings}: notifiers.mail.recipients: List should have at least 1 item" in out
+
+    code, out = _run(tmp_path / "missing.toml", "status")
+    assert code == 2 and "settings file not found" in out
+
+
+def test_unknown_source_reference_is_a_config_error(tmp_path: Path) -> None:
+    settings = write_settings(
+        tmp_path, sites='[[sites]]\ndomain = "example.com"\nsources = ["exprts"]\n'
+    )
+    code, out = _run(settings, "status")
+    assert code == 2
+    assert "sites[0].sources: unknown source 'exprts' (known: exports)" in out
+
+
+def test_out_of_order_import_is_refused(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    path = write_ahrefs(tmp_path / "a.csv", LINKS)
+    assert _run(settings, "import", "--site", "example.com", "--taken-at",
+                "2026-02-05T00:00:00Z", str(path))[0] == 0
+    code, out = _run(settings, "import", "--site", "example.com", "--taken-at",
+                     "2026-02-01T00:00:00Z", str(path))
+    assert code == 2 and "snapshots must be ingested in time order" in out
+
+
+def test_notify_test_uses_the_named_notifier(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    code, out = _run(settings, "notify-test", "console")
+    assert code == 0
+    assert "Test message from linkwatch to notifier console" in out
+    code, out = _run(settings, "notify-test", "nope")
+    assert code == 2 and "unknown notifier 'nope'" in out
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    res = CliRunner().invoke(main, ["status"], env={"LINKWATCH_CONFIG": str(settings)})
+    assert res.exit_code == 0, res.output
+    assert "example.com (own): 0 live links" in res.output

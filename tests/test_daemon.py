@@ -1,0 +1,89 @@
+"""The real daemon process: first poll at start, alert once, SIGTERM, restart, rule reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.helpers import write_ahrefs, write_rule, write_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE = (
+    'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 2\n'
+    'notify = ["console"]\nsummary = "{site} lost {value} referring domains"\n'
+)
+
+
+class Daemon:
+    def __init__(self, settings: Path, log: Path) -> None:
+        self.out = log.with_suffix(".out")
+        self.err = log.with_suffix(".err")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "-c", str(settings), "run"],
+            cwd=ROOT,
+            stdout=self.out.open("w"),
+            stderr=self.err.open("w"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def wait_for(self, text: str, stream: str = "err", timeout: float = 20) -> str:
+        path = self.err if stream == "err" else self.out
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            content = path.read_text()
+            if text in content:
+                return content
+            assert self.proc.poll() is None, self.err.read_text()
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not seen in {stream}:\n{path.read_text()}")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+
+def _site(tmp_path: Path) -> Path:
+    settings = write_settings(tmp_path)
+    write_rule(tmp_path, "refdomain-loss", RULE)
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    links = [(f"https://www.site{i}.org/p", "https://example.com/", f"anchor {i}", 10 + i)
+             for i in range(6)]
+    # The daemon evaluates at the real clock, so the exports are dated days before today.
+    today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    for days_ago, rows in ((6, links), (4, links[3:]), (2, links[3:])):
+        stamp = (today - timedelta(days=days_ago)).strftime("%Y-%m-%d_%H-%M-%S")
+        write_ahrefs(folder / f"example.com-backlinks_{stamp}.csv", rows)
+    return settings
+
+
+def test_daemon_alerts_once_stops_on_sigterm_and_resumes(tmp_path: Path) -> None:
+    settings = _site(tmp_path)
+    first = Daemon(settings, tmp_path / "first")
+    out = first.wait_for("example.com lost 3 referring domains", stream="out")
+    assert out.count("[FIRING warning] example.com: refdomain-loss") == 1
+    first.wait_for("linkwatch running")
+    log = first.wait_for("3 lost")
+    assert log.count(": baseline, 6 seen") == 1
+    assert log.count(": complete, 3 seen, 0 new, 3 missing") == 1
+    assert first.stop() == 0
+    assert "linkwatch stopped" in first.err.read_text()
+
+    # A restart neither re-ingests the exports nor tells the alert again, and a
+    # bad rule file dropped in while running keeps the last good rules.
+    second = Daemon(settings, tmp_path / "second")
+    second.wait_for("linkwatch running: 1 sites, 1 rules")
+    shutil.copy(settings.parent / "rules.d" / "refdomain-loss.toml",
+                settings.parent / "rules.d" / "zz.toml")
+    (settings.parent / "rules.d" / "broken.toml").write_text('kind = "threshold"\n')
+    second.proc.send_signal(signal.SIGHUP)
+    second.wait_for("rules not reloaded, keeping 1 rules")
+    assert second.stop() == 0
+    assert second.out.read_text() == ""
+    assert "taken" not in second.err.read_text()

@@ -1,0 +1,140 @@
+"""Outbox delivery against real loopback servers: retries, Retry-After, dead letters, TLS."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from alerts.message import AlertMessage, DeliveryError
+from alerts.notifiers.email import EmailNotifier, EmailSettings
+from alerts.notifiers.slack import SlackNotifier, SlackSettings
+from alerts.outbox import backoff, deliver_due
+from daemon.store import Store
+from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TTL = timedelta(hours=24)
+
+
+def _message() -> AlertMessage:
+    return AlertMessage(
+        transition="firing", rule="refdomain-loss", site="example.com", severity="critical",
+        metric="lost_refdomains", value=12, op=">=", threshold=10, window="7d",
+        summary="example.com lost 12 referring domains in 7d", at=T0.isoformat(),
+    )
+
+
+def _slack(slack: SlackStandIn, token: str = SLACK_TOKEN) -> SlackNotifier:
+    return SlackNotifier("seo-slack", SlackSettings(
+        kind="slack", token=SecretStr(token), channel="#seo-alerts", base_url=slack.base_url,
+    ))
+
+
+def _email(server: SmtpServer, **kw: object) -> EmailNotifier:
+    settings = {"kind": "email", "host": server.host, "port": server.port, "security": "none",
+                "sender": "lw@example.com", "recipients": ["seo@example.com"], "timeout": 5,
+                **kw}
+    return EmailNotifier("team-email", EmailSettings.model_validate(settings))
+
+
+def _queue(store: Store, notifiers: list[str]) -> None:
+    payload = _message().to_payload()
+    store.save_alert(
+        fingerprint="fp1", rule="refdomain-loss", site="example.com", state="firing",
+        value=12, at=T0, notify=[(n, f"fp1:firing:{n}", payload) for n in notifiers],
+    )
+
+
+def test_rate_limited_slack_waits_retry_after_and_email_is_not_repeated(
+    tmp_path: Path, slack: SlackStandIn, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack", "team-email"])
+    notifiers = {"seo-slack": _slack(slack), "team-email": _email(smtp)}
+    slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "120"})
+
+    first = deliver_due(store, notifiers, T0, TTL)
+    assert (first.sent, first.retrying, first.dead) == (1, 1, 0)
+    assert len(smtp.messages) == 1 and slack.messages == []
+
+    # Not due before Retry-After has passed.
+    early = deliver_due(store, notifiers, T0 + timedelta(seconds=119), TTL)
+    assert (early.sent, early.retrying) == (0, 0)
+    later = deliver_due(store, notifiers, T0 + timedelta(seconds=120), TTL)
+    assert (later.sent, later.retrying) == (1, 0)
+    assert len(slack.messages) == 1
+    assert len(smtp.messages) == 1  # the e-mail that succeeded was never sent again
+    assert deliver_due(store, notifiers, T0 + timedelta(hours=1), TTL).sent == 0
+    rows = {r["notifier"]: r for r in store.outbox()}
+    assert rows["seo-slack"]["status"] == "sent" and rows["seo-slack"]["attempts"] == 2
+    assert rows["team-email"]["attempts"] == 1
+
+
+def test_bad_token_is_dead_lettered_at_once(tmp_path: Path, slack: SlackStandIn) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    report = deliver_due(store, {"seo-slack": _slack(slack, "xoxb-wrong")}, T0, TTL)
+    assert (report.sent, report.dead) == (0, 1)
+    [row] = store.outbox()
+    assert row["status"] == "dead" and "invalid_auth" in row["last_error"]
+
+
+def test_server_errors_back_off_then_give_up_after_ttl(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    notifiers = {"seo-slack": _slack(slack)}
+    for _ in range(3):
+        slack.fail_next(500, {"ok": False, "error": "internal_error"})
+    assert deliver_due(store, notifiers, T0, TTL).retrying == 1
+    assert deliver_due(store, notifiers, T0 + backoff(0) - timedelta(seconds=1), TTL).retrying == 0
+    assert deliver_due(store, notifiers, T0 + backoff(0), TTL).retrying == 1
+    assert deliver_due(store, notifiers, T0 + TTL, TTL).dead == 1
+    assert slack.calls == 3 and slack.messages == []
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert backoff(0) < backoff(1) < backoff(2)
+    assert backoff(30) == timedelta(hours=1)
+
+
+def test_restart_between_queue_and_delivery_loses_nothing(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email"])
+    store.close()
+    reopened = Store(tmp_path / "lw.db")
+    assert deliver_due(reopened, {"team-email": _email(smtp)}, T0, TTL).sent == 1
+    assert deliver_due(reopened, {"team-email": _email(smtp)}, T0, TTL).sent == 0
+    assert len(smtp.messages) == 1
+
+
+def test_starttls_verifies_the_server_certificate(tls_smtp: SmtpServer) -> None:
+    trusted = _email(tls_smtp, security="starttls", ca_file=str(tls_smtp.ca_file))
+    trusted.send(_message())
+    assert len(tls_smtp.messages) == 1
+
+    untrusted = _email(tls_smtp, security="starttls")
+    with pytest.raises(DeliveryError) as err:
+        untrusted.send(_message())
+    assert not err.value.retryable
+    assert len(tls_smtp.messages) == 1
+
+
+def test_unreachable_smtp_is_retryable() -> None:
+    from tests.conftest import free_port
+
+    server = SmtpServer("127.0.0.1", free_port(), handler=None)  # type: ignore[arg-type]
+    with pytest.raises(DeliveryError) as err:
+        _email(server).send(_message())
+    assert err.value.retryable
+
+
+def test_secrets_are_not_in_reprs() -> None:
+    settings = SlackSettings(kind="slack", token=SecretStr("xoxb-secret"), channel="#x")
+    assert "xoxb-secret" not in repr(settings) and "xoxb-secret" not in str(settings)

@@ -1,0 +1,91 @@
+"""Every example the project ships is checked: settings, rules, the bundled exports, README."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from daemon.cli import main
+from daemon.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _uncomment_optional(text: str) -> str:
+    """The example's commented notifier blocks, switched on."""
+    head, _, tail = text.partition("# --- Slack and e-mail")
+    lines = []
+    for line in tail.splitlines()[1:]:
+        body = line.removeprefix("# ")
+        if body.startswith("# ") or body in ("", "#"):
+            continue
+        lines.append(body)
+    return head + "\n".join(lines) + "\n"
+
+
+def test_settings_example_loads_with_every_block(tmp_path: Path) -> None:
+    settings = load_settings(ROOT / "settings.example.toml")
+    assert [s.domain for s in settings.sites] == ["example.com"]
+    assert set(settings.notifiers) == {"console"}
+
+    full = tmp_path / "settings.toml"
+    full.write_text(_uncomment_optional((ROOT / "settings.example.toml").read_text()))
+    settings = load_settings(full)
+    assert set(settings.notifiers) == {"console", "seo-slack", "team-email"}
+    slack = settings.notifiers["seo-slack"]
+    assert slack.kind == "slack" and slack.channel == "#seo-alerts"
+    email = settings.notifiers["team-email"]
+    assert email.kind == "email" and email.security == "starttls" and email.port == 587
+
+
+def test_issue_settings_block_is_accepted(tmp_path: Path) -> None:
+    """The public settings interface exactly as the design card writes it."""
+    path = tmp_path / "settings.toml"
+    path.write_text(
+        '[storage]\npath = "linkwatch.db"\n[daemon]\nrules_dir = "rules.d"\n'
+        '[[sites]]\ndomain = "example.com"\nrole = "own"                 # own | competitor\n'
+        'sources = ["exports"]\n[sources.exports]\nkind = "csv_dir"\npath = "exports/{domain}"\n'
+        '[notifiers.seo-slack]\nkind = "slack"\ntoken = "xoxb-…"\nchannel = "#seo-alerts"\n'
+        'base_url = "https://slack.com/api/"   # optional\n'
+        '[notifiers.team-email]\nkind = "email"\nhost = "smtp.example.com"\nport = 587\n'
+        'security = "starttls"\nusername = "…"\npassword = "…"\n'
+        'sender = "linkwatch@example.com"\nrecipients = ["seo@example.com"]\n'
+        '[notifiers.console]\nkind = "console"\n'
+    )
+    settings = load_settings(path)
+    assert settings.storage.path == tmp_path / "linkwatch.db"
+    assert settings.daemon.rules_dir == tmp_path / "rules.d"
+    assert settings.sources["exports"].path == str(tmp_path / "exports/{domain}")
+    assert settings.notifiers["seo-slack"].token.get_secret_value() == "xoxb-…"  # type: ignore[union-attr]
+
+
+def test_example_rules_pass_rules_check() -> None:
+    res = CliRunner().invoke(main, ["-c", str(ROOT / "settings.example.toml"), "rules", "check"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("2 rules OK")
+
+
+def test_bundled_example_shows_the_negative_velocity_alert(tmp_path: Path) -> None:
+    for name in ("settings.example.toml", "rules.example", "examples"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name)
+        else:
+            shutil.copy(src, tmp_path / name)
+    res = CliRunner().invoke(main, ["-c", str(tmp_path / "settings.example.toml"), "poll"])
+    assert res.exit_code == 0, res.output
+    assert "[FIRING critical] example.com: refdomain-loss" in res.output
+    assert "example.com lost 6 referring domains in 7d" in res.output
+    assert "[FIRING warning] example.com: link-velocity" in res.output
+    assert "3 snapshots, 2 alert changes, 2 notifications sent" in res.output
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```sh\n(.+?)\n```", readme)
+    assert "linkwatch -c settings.example.toml run" in commands[0]
+    assert "pytest" in commands[1]
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
