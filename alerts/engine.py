@@ -37,9 +37,7 @@ def build_message(
 ) -> AlertMessage:
     """The notification content for one alert transition."""
     lost = (
-        store.lost_domains(site, at - rule.window, at, limit=10)
-        if transition == "firing"
-        else []
+        store.lost_domains(site, at - rule.window, at, limit=10) if transition == "firing" else []
     )
     return AlertMessage(
         transition=transition,
@@ -68,7 +66,9 @@ def build_message(
     )
 
 
-def evaluate(store: Store, rules: list[Rule], own_sites: list[str], at: datetime) -> list[Transition]:
+def evaluate(
+    store: Store, rules: list[Rule], own_sites: list[str], at: datetime
+) -> list[Transition]:
     """Evaluate every rule for its sites at `at`; persist state changes and queue notifications.
 
     A firing alert is notified once when it starts firing (and once when it resolves),
@@ -96,8 +96,13 @@ def evaluate(store: Store, rules: list[Rule], own_sites: list[str], at: datetime
             else:
                 if current is not None:
                     store.save_alert(
-                        fingerprint=fp, rule=rule.name, site=site, state=state,
-                        value=value, at=at, notify=[],
+                        fingerprint=fp,
+                        rule=rule.name,
+                        site=site,
+                        state=state,
+                        value=value,
+                        at=at,
+                        notify=[],
                     )
                 continue
             tell = new_state == "firing" or rule.send_resolved
@@ -107,9 +112,16 @@ def evaluate(store: Store, rules: list[Rule], own_sites: list[str], at: datetime
                 payload = build_message(store, rule, site, value, new_state, at).to_payload()
                 notify = [(n, f"{fp}:{new_state}:{to_db(at)}:{n}", payload) for n in notifiers]
             store.save_alert(
-                fingerprint=fp, rule=rule.name, site=site, state=new_state,
-                value=value, at=at, notify=notify,
+                fingerprint=fp,
+                rule=rule.name,
+                site=site,
+                state=new_state,
+                value=value,
+                at=at,
+                notify=notify,
             )
-            log.info("alert %s for %s: %s (%s = %s)", rule.name, site, new_state, rule.metric, value)
+            log.info(
+                "alert %s for %s: %s (%s = %s)", rule.name, site, new_state, rule.metric, value
+            )
             transitions.append(Transition(rule.name, site, new_state, value, tuple(notifiers)))
     return transitions

@@ -28,7 +28,8 @@ class DeliveryReport:
 
 def backoff(attempts: int) -> timedelta:
     """Exponential backoff after `attempts` failed tries, capped at an hour."""
-    return min(BACKOFF_FIRST * (2 ** max(attempts, 0)), BACKOFF_MAX)
+    delay: timedelta = BACKOFF_FIRST * (2 ** min(max(attempts, 0), 20))
+    return min(delay, BACKOFF_MAX)
 
 
 def deliver_due(
@@ -57,8 +58,13 @@ def deliver_due(
                     if exc.retry_after is not None
                     else backoff(row.attempts)
                 )
-                log.warning("notification %d to %s failed, retry in %s: %s",
-                            row.id, row.notifier, delay, exc)
+                log.warning(
+                    "notification %d to %s failed, retry in %s: %s",
+                    row.id,
+                    row.notifier,
+                    delay,
+                    exc,
+                )
                 store.mark_failed(row.id, str(exc), now + delay)
                 retrying += 1
             continue

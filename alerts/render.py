@@ -110,8 +110,8 @@ def render_html(msg: AlertMessage) -> str:
     h = html.escape
     colour = "#2e7d32" if msg.transition == "resolved" else "#c62828"
     parts = [
-        "<!DOCTYPE html><html><body style=\"font-family:sans-serif\">",
-        f"<h2 style=\"color:{colour}\">{h(title(msg))}</h2>",
+        '<!DOCTYPE html><html><body style="font-family:sans-serif">',
+        f'<h2 style="color:{colour}">{h(title(msg))}</h2>',
         f"<p><strong>{h(msg.summary)}</strong></p>",
         f"<p>{h(measurement(msg))}</p>",
     ]

@@ -14,8 +14,8 @@ import click
 
 from alerts.message import AlertMessage, DeliveryError
 from alerts.rules import RulesError, load_rules
-from daemon.settings import ConfigError, Settings, config_path, load_settings
 from daemon.service import Linkwatch, describe, utcnow
+from daemon.settings import ConfigError, Settings, config_path, load_settings
 from daemon.timefmt import parse_instant
 from sources.formats import FORMATS
 from sources.model import FormatError, SourceError
@@ -121,8 +121,9 @@ def poll(ctx: click.Context, site: str | None) -> None:
 )
 @click.option("--taken-at", help="when the export was taken (ISO 8601); default: from the name")
 @click.option("--source", default="import", show_default=True, help="source name to file under")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
-                                                                  path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.pass_context
 def import_(
     ctx: click.Context,
@@ -194,7 +195,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps([asdict(r) for r in rows], default=_json_default, indent=2))
             return
         for r in rows:
-            last = r.last_snapshot_at.isoformat(timespec="seconds") if r.last_snapshot_at else "never"
+            last = (
+                r.last_snapshot_at.isoformat(timespec="seconds") if r.last_snapshot_at else "never"
+            )
             click.echo(
                 f"{r.site} ({r.role}): {r.live_links} live links from {r.live_refdomains} "
                 f"referring domains, {r.missing_links} missing, {r.lost_links} lost; "
@@ -219,8 +222,10 @@ def links(ctx: click.Context, site: str, state: str | None, as_json: bool) -> No
                 if as_json:
                     click.echo(json.dumps(row))
                 else:
-                    click.echo(f"{row['state']:8} {row['url_from']} -> {row['url_to']}"
-                               f" [{row['anchor'] or ''}] {row['lost_reason'] or ''}".rstrip())
+                    click.echo(
+                        f"{row['state']:8} {row['url_from']} -> {row['url_to']}"
+                        f" [{row['anchor'] or ''}] {row['lost_reason'] or ''}".rstrip()
+                    )
         except KeyError:
             _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
     finally:
@@ -255,11 +260,21 @@ def notify_test(ctx: click.Context, name: str) -> None:
     try:
         notifier = app.notifiers.get(name)
         if notifier is None:
-            _fail(f"unknown notifier {name!r} (settings define: "
-                  f"{', '.join(sorted(app.notifiers)) or 'none'})", EXIT_USAGE)
+            _fail(
+                f"unknown notifier {name!r} (settings define: "
+                f"{', '.join(sorted(app.notifiers)) or 'none'})",
+                EXIT_USAGE,
+            )
         message = AlertMessage(
-            transition="firing", rule="notify-test", site="linkwatch", severity="info",
-            metric="test", value=1, op="==", threshold=1, window="0s",
+            transition="firing",
+            rule="notify-test",
+            site="linkwatch",
+            severity="info",
+            metric="test",
+            value=1,
+            op="==",
+            threshold=1,
+            window="0s",
             summary=f"Test message from linkwatch to notifier {name}",
             at=utcnow().isoformat(timespec="seconds"),
         )

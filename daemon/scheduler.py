@@ -101,7 +101,10 @@ def run(app: Linkwatch) -> None:
     signal.signal(signal.SIGHUP, reload)
     log.info(
         "linkwatch running: %d sites, %d rules, %d notifiers, database %s",
-        len(app.settings.sites), len(app.rulebook.rules), len(app.notifiers), app.store.path,
+        len(app.settings.sites),
+        len(app.rulebook.rules),
+        len(app.notifiers),
+        app.store.path,
     )
     sched.start()
     for thread in stopper:

@@ -1,4 +1,4 @@
-"""One linkwatch instance: settings, store, rules, sources and notifiers, and what they do together."""
+"""One linkwatch instance: settings, store, rules, sources and notifiers working together."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
 from sources import SOURCE_KINDS
 from sources.csv_dir import CsvDirSource
 from sources.exports import ExportFile, taken_at_from_name
-from sources.model import FormatError, SnapshotResult, SourceError
+from sources.model import SnapshotResult, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Linkwatch:
     def open_exports(
         self, site: str, files: Sequence[Path], format_kind: str | None, taken_at: datetime | None
     ) -> list[ExportFile]:
-        """Open and identify every file before anything is stored (FormatError on the first bad one)."""
+        """Open and identify every file before anything is stored (FormatError on an unknown)."""
         opened: list[ExportFile] = []
         try:
             for path in files:
@@ -160,9 +160,9 @@ class Linkwatch:
         """Deliver due notifications."""
         return deliver_due(self.store, self.notifiers, now, self.settings.daemon.delivery_ttl)
 
-    def cycle(self, now: datetime, site: str | None = None) -> tuple[
-        list[IngestOutcome], list[Transition], DeliveryReport
-    ]:
+    def cycle(
+        self, now: datetime, site: str | None = None
+    ) -> tuple[list[IngestOutcome], list[Transition], DeliveryReport]:
         """One full cycle: poll, evaluate, deliver."""
         outcomes = self.poll(now, site)
         transitions = self.evaluate(now)

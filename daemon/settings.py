@@ -21,7 +21,7 @@ ENV_CONFIG = "LINKWATCH_CONFIG"
 
 
 class ConfigError(Exception):
-    """A settings or rule file is wrong; the message names the file, the key and what was expected."""
+    """A settings file is wrong; the message names the file, the key and what was expected."""
 
 
 class StorageSettings(BaseModel):

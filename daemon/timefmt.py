@@ -26,7 +26,9 @@ def parse_instant(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise ValueError(f"expected an ISO 8601 time like 2026-01-09T22:10:00Z, got {text!r}") from exc
+        raise ValueError(
+            f"expected an ISO 8601 time like 2026-01-09T22:10:00Z, got {text!r}"
+        ) from exc
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 

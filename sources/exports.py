@@ -17,9 +17,7 @@ _SNIFF_BYTES = 1 << 16
 _DELIMITERS = ("\t", ";", ",")
 # Ahrefs names files `<target>-backlinks-subdomains_2026-01-09_22-10-03.csv`; others carry
 # at least a date. Either becomes the snapshot's time when nothing better is given.
-_NAME_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?"
-)
+_NAME_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?")
 
 
 def detect_encoding(head: bytes) -> str:
@@ -63,7 +61,7 @@ def taken_at_from_name(path: Path) -> datetime | None:
 
 
 class ExportFile:
-    """An opened export: its encoding, delimiter, header and format are known before any row is read."""
+    """An opened export: encoding, delimiter, header and format are known before any row is read."""
 
     def __init__(self, path: Path, site: str, format_kind: str | None = None) -> None:
         self.path = path

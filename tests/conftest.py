@@ -48,8 +48,9 @@ class SlackStandIn:
         self.calls += 1
         if self.failures:
             status, body, headers = self.failures.pop(0)
-            return Response(json.dumps(body), status=status, headers=headers,
-                            content_type="application/json")
+            return Response(
+                json.dumps(body), status=status, headers=headers, content_type="application/json"
+            )
         if request.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
             return _slack({"ok": False, "error": "invalid_auth"})
         if request.is_json:
@@ -68,8 +69,14 @@ class SlackStandIn:
             return _slack({"ok": False, "error": "invalid_blocks"})
         self.messages.append(args)
         ts = f"1764000000.{len(self.messages):06d}"
-        return _slack({"ok": True, "channel": SLACK_CHANNELS.get(channel, channel), "ts": ts,
-                       "message": {"type": "message", "text": args.get("text", ""), "ts": ts}})
+        return _slack(
+            {
+                "ok": True,
+                "channel": SLACK_CHANNELS.get(channel, channel),
+                "ts": ts,
+                "message": {"type": "message", "text": args.get("text", ""), "ts": ts},
+            }
+        )
 
 
 def _slack(body: dict[str, Any]) -> Response:
@@ -83,7 +90,9 @@ def _block_ok(block: dict[str, Any]) -> bool:
         return text.get("type") == "plain_text" and 0 < len(text.get("text", "")) <= 150
     if kind == "section":
         text = block.get("text", {})
-        return text.get("type") in ("mrkdwn", "plain_text") and 0 < len(text.get("text", "")) <= 3000
+        return (
+            text.get("type") in ("mrkdwn", "plain_text") and 0 < len(text.get("text", "")) <= 3000
+        )
     if kind == "context":
         return 0 < len(block.get("elements", [])) <= 10
     return kind in ("divider", "image", "actions")
@@ -102,7 +111,7 @@ class _Collect:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], Message]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
             (envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content))
         )

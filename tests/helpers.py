@@ -7,21 +7,49 @@ from collections.abc import Iterable
 from pathlib import Path
 
 AHREFS_HEADER = [
-    "Referring page title", "Referring page URL", "Language", "Domain rating", "Target URL",
-    "Anchor", "Nofollow", "UGC", "Sponsored", "Lost status", "First seen", "Last seen", "Lost",
+    "Referring page title",
+    "Referring page URL",
+    "Language",
+    "Domain rating",
+    "Target URL",
+    "Anchor",
+    "Nofollow",
+    "UGC",
+    "Sponsored",
+    "Lost status",
+    "First seen",
+    "Last seen",
+    "Lost",
 ]
 
 
-def write_ahrefs(path: Path, links: Iterable[tuple[str, str, str, int]], *, utf16: bool = False) -> Path:
+def write_ahrefs(
+    path: Path, links: Iterable[tuple[str, str, str, int]], *, utf16: bool = False
+) -> Path:
     """An Ahrefs backlinks export of (url_from, url_to, anchor, domain rating) rows."""
     rows = [AHREFS_HEADER] + [
-        [f"Page {i}", src, "en", str(dr), dst, anchor, "false", "false", "false", "",
-         "2025-01-01 00:00:00", "2026-01-01 00:00:00", ""]
+        [
+            f"Page {i}",
+            src,
+            "en",
+            str(dr),
+            dst,
+            anchor,
+            "false",
+            "false",
+            "false",
+            "",
+            "2025-01-01 00:00:00",
+            "2026-01-01 00:00:00",
+            "",
+        ]
         for i, (src, dst, anchor, dr) in enumerate(links)
     ]
     if utf16:
         with path.open("w", encoding="utf-16", newline="") as f:
-            csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(rows)
+            csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerows(
+                rows
+            )
     else:
         with path.open("w", encoding="utf-8", newline="") as f:
             csv.writer(f, quoting=csv.QUOTE_ALL).writerows(rows)

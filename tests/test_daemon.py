@@ -53,8 +53,10 @@ def _site(tmp_path: Path) -> Path:
     write_rule(tmp_path, "refdomain-loss", RULE)
     folder = tmp_path / "exports" / "example.com"
     folder.mkdir(parents=True)
-    links = [(f"https://www.site{i}.org/p", "https://example.com/", f"anchor {i}", 10 + i)
-             for i in range(6)]
+    links = [
+        (f"https://www.site{i}.org/p", "https://example.com/", f"anchor {i}", 10 + i)
+        for i in range(6)
+    ]
     # The daemon evaluates at the real clock, so the exports are dated days before today.
     today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
     for days_ago, rows in ((6, links), (4, links[3:]), (2, links[3:])):
@@ -79,8 +81,9 @@ def test_daemon_alerts_once_stops_on_sigterm_and_resumes(tmp_path: Path) -> None
     # bad rule file dropped in while running keeps the last good rules.
     second = Daemon(settings, tmp_path / "second")
     second.wait_for("linkwatch running: 1 sites, 1 rules")
-    shutil.copy(settings.parent / "rules.d" / "refdomain-loss.toml",
-                settings.parent / "rules.d" / "zz.toml")
+    shutil.copy(
+        settings.parent / "rules.d" / "refdomain-loss.toml", settings.parent / "rules.d" / "zz.toml"
+    )
     (settings.parent / "rules.d" / "broken.toml").write_text('kind = "threshold"\n')
     second.proc.send_signal(signal.SIGHUP)
     second.wait_for("rules not reloaded, keeping 1 rules")

@@ -21,30 +21,56 @@ TTL = timedelta(hours=24)
 
 def _message() -> AlertMessage:
     return AlertMessage(
-        transition="firing", rule="refdomain-loss", site="example.com", severity="critical",
-        metric="lost_refdomains", value=12, op=">=", threshold=10, window="7d",
-        summary="example.com lost 12 referring domains in 7d", at=T0.isoformat(),
+        transition="firing",
+        rule="refdomain-loss",
+        site="example.com",
+        severity="critical",
+        metric="lost_refdomains",
+        value=12,
+        op=">=",
+        threshold=10,
+        window="7d",
+        summary="example.com lost 12 referring domains in 7d",
+        at=T0.isoformat(),
     )
 
 
 def _slack(slack: SlackStandIn, token: str = SLACK_TOKEN) -> SlackNotifier:
-    return SlackNotifier("seo-slack", SlackSettings(
-        kind="slack", token=SecretStr(token), channel="#seo-alerts", base_url=slack.base_url,
-    ))
+    return SlackNotifier(
+        "seo-slack",
+        SlackSettings(
+            kind="slack",
+            token=SecretStr(token),
+            channel="#seo-alerts",
+            base_url=slack.base_url,
+        ),
+    )
 
 
 def _email(server: SmtpServer, **kw: object) -> EmailNotifier:
-    settings = {"kind": "email", "host": server.host, "port": server.port, "security": "none",
-                "sender": "lw@example.com", "recipients": ["seo@example.com"], "timeout": 5,
-                **kw}
+    settings = {
+        "kind": "email",
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "sender": "lw@example.com",
+        "recipients": ["seo@example.com"],
+        "timeout": 5,
+        **kw,
+    }
     return EmailNotifier("team-email", EmailSettings.model_validate(settings))
 
 
 def _queue(store: Store, notifiers: list[str]) -> None:
     payload = _message().to_payload()
     store.save_alert(
-        fingerprint="fp1", rule="refdomain-loss", site="example.com", state="firing",
-        value=12, at=T0, notify=[(n, f"fp1:firing:{n}", payload) for n in notifiers],
+        fingerprint="fp1",
+        rule="refdomain-loss",
+        site="example.com",
+        state="firing",
+        value=12,
+        at=T0,
+        notify=[(n, f"fp1:firing:{n}", payload) for n in notifiers],
     )
 
 
@@ -82,9 +108,7 @@ def test_bad_token_is_dead_lettered_at_once(tmp_path: Path, slack: SlackStandIn)
     assert row["status"] == "dead" and "invalid_auth" in row["last_error"]
 
 
-def test_server_errors_back_off_then_give_up_after_ttl(
-    tmp_path: Path, slack: SlackStandIn
-) -> None:
+def test_server_errors_back_off_then_give_up_after_ttl(tmp_path: Path, slack: SlackStandIn) -> None:
     store = Store(tmp_path / "lw.db")
     _queue(store, ["seo-slack"])
     notifiers = {"seo-slack": _slack(slack)}
@@ -102,9 +126,7 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff(30) == timedelta(hours=1)
 
 
-def test_restart_between_queue_and_delivery_loses_nothing(
-    tmp_path: Path, smtp: SmtpServer
-) -> None:
+def test_restart_between_queue_and_delivery_loses_nothing(tmp_path: Path, smtp: SmtpServer) -> None:
     store = Store(tmp_path / "lw.db")
     _queue(store, ["team-email"])
     store.close()

@@ -51,8 +51,16 @@ def _setup(tmp_path: Path, slack: SlackStandIn, smtp: SmtpServer) -> Path:
         path = write_ahrefs(exports / f"export-{i}.csv", rows, utf16=i == 0)
         res = runner.invoke(
             main,
-            ["-c", str(settings), "import", "--site", "example.com",
-             "--taken-at", f"2026-01-{day}T06:00:00Z", str(path)],
+            [
+                "-c",
+                str(settings),
+                "import",
+                "--site",
+                "example.com",
+                "--taken-at",
+                f"2026-01-{day}T06:00:00Z",
+                str(path),
+            ],
         )
         assert res.exit_code == 0, res.output
     return settings
@@ -83,9 +91,11 @@ def test_loss_is_told_once_in_slack_and_by_email(
     listing = msg["blocks"][2]["text"]["text"]
     # Strongest lost domain first, with its lost link and anchor; the partly lost
     # widget-weekly.net comes after wholly lost domains.
-    assert listing.index("big-daily.io (DR 80, all links lost)") < listing.index(
-        "gadgets.co.uk (DR 55, all links lost)"
-    ) < listing.index("widget-weekly.net (DR 64, some links lost)")
+    assert (
+        listing.index("big-daily.io (DR 80, all links lost)")
+        < listing.index("gadgets.co.uk (DR 55, all links lost)")
+        < listing.index("widget-weekly.net (DR 64, some links lost)")
+    )
     assert "https://news.big-daily.io/partners" in listing
 
     assert len(smtp.messages) == 1
@@ -93,8 +103,11 @@ def test_loss_is_told_once_in_slack_and_by_email(
     assert sender == "linkwatch@example.com"
     assert rcpts == ["seo@example.com", "lead@example.com"]
     assert mail["Subject"] == "[linkwatch] [FIRING critical] example.com: refdomain-loss"
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk()
-             if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in mail.walk()
+        if not p.is_multipart()
+    }
     assert "example.com lost 2 referring domains in 7d" in parts["text/plain"]
     assert HOSTILE_ANCHOR in parts["text/plain"]
     html = parts["text/html"]
@@ -128,7 +141,12 @@ def test_resolution_is_told_when_the_loss_leaves_the_window(
 ) -> None:
     settings = _setup(tmp_path, slack, smtp)
     runner = CliRunner()
-    assert runner.invoke(main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z"]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z"]
+        ).exit_code
+        == 0
+    )
     res = runner.invoke(main, ["-c", str(settings), "evaluate", "--at", "2026-01-20T00:00:00Z"])
     assert res.exit_code == 0, res.output
     assert "refdomain-loss example.com: resolved (value 0.0)" in res.output

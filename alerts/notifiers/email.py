@@ -90,7 +90,9 @@ class EmailNotifier:
                 retryable=400 <= exc.smtp_code < 500,
             ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"smtp {s.host}:{s.port}: recipients refused", retryable=False) from exc
+            raise DeliveryError(
+                f"smtp {s.host}:{s.port}: recipients refused", retryable=False
+            ) from exc
         except ssl.SSLCertVerificationError as exc:
             raise DeliveryError(f"smtp {s.host}:{s.port}: {exc}", retryable=False) from exc
         except (smtplib.SMTPException, OSError) as exc:

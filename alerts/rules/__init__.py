@@ -58,8 +58,10 @@ def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
     domains = {s.domain for s in settings.sites}
     for site in cfg.sites or ():
         if site not in domains:
-            errors.append(f"{path}: sites: unknown site {site!r} (settings define: "
-                          f"{', '.join(sorted(domains)) or 'none'})")
+            errors.append(
+                f"{path}: sites: unknown site {site!r} (settings define: "
+                f"{', '.join(sorted(domains)) or 'none'})"
+            )
     if errors:
         return None, errors
     return rule_cls.from_config(path.stem, cfg), []

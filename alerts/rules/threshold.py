@@ -1,4 +1,4 @@
-"""threshold rule: fires while a metric over a window compares to a value (lost_refdomains >= 10)."""
+"""threshold rule: fires while a metric over a window compares to a value."""
 
 from __future__ import annotations
 

@@ -254,7 +254,9 @@ class Store:
         ).fetchone()
         if r is None:
             return None
-        return AlertRow(r[0], r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) if r[6] else None)
+        return AlertRow(
+            r[0], r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) if r[6] else None
+        )
 
     def save_alert(
         self,
@@ -281,8 +283,16 @@ class Store:
                 self.conn.execute(
                     "INSERT INTO alerts (fingerprint, rule, site, state, value, since_at,"
                     " fired_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
-                    (fingerprint, rule, site, state, value, ts,
-                     ts if state == "firing" else None, ts),
+                    (
+                        fingerprint,
+                        rule,
+                        site,
+                        state,
+                        value,
+                        ts,
+                        ts if state == "firing" else None,
+                        ts,
+                    ),
                 )
             elif prev[0] != state:
                 self.conn.execute(
@@ -302,8 +312,15 @@ class Store:
                     "INSERT OR IGNORE INTO outbox (idempotency_key, fingerprint, notifier,"
                     " transition, payload, status, next_attempt_at, created_at)"
                     " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (key, fingerprint, notifier, payload["transition"],
-                     json.dumps(payload, sort_keys=True), ts, ts),
+                    (
+                        key,
+                        fingerprint,
+                        notifier,
+                        payload["transition"],
+                        json.dumps(payload, sort_keys=True),
+                        ts,
+                        ts,
+                    ),
                 )
 
     def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
@@ -313,9 +330,7 @@ class Store:
             " WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
             (to_db(now), limit),
         ).fetchall()
-        return [
-            OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], from_db(r[5])) for r in rows
-        ]
+        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], from_db(r[5])) for r in rows]
 
     def mark_sent(self, outbox_id: int, at: datetime) -> None:
         """A notification was delivered."""
@@ -326,9 +341,7 @@ class Store:
                 (to_db(at), outbox_id),
             )
 
-    def mark_failed(
-        self, outbox_id: int, error: str, next_attempt_at: datetime | None
-    ) -> None:
+    def mark_failed(self, outbox_id: int, error: str, next_attempt_at: datetime | None) -> None:
         """A delivery attempt failed: retry at `next_attempt_at`, or dead-letter when None."""
         with self._write():
             if next_attempt_at is None:

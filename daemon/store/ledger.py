@@ -137,9 +137,7 @@ def source_bit(conn: sqlite3.Connection, site_id: int, source: str) -> int:
     return bit
 
 
-def latest_accepted(
-    conn: sqlite3.Connection, site_id: int, source: str
-) -> tuple[int, str] | None:
+def latest_accepted(conn: sqlite3.Connection, site_id: int, source: str) -> tuple[int, str] | None:
     """(seen, taken_at) of the latest baseline or complete snapshot of a (site, source)."""
     row = conn.execute(
         "SELECT seen, taken_at FROM snapshots WHERE site_id = ? AND source = ?"
@@ -196,8 +194,18 @@ def ingest(
         cur = conn.execute(
             "INSERT INTO snapshots (site_id, source, taken_at, status, origin, format, seen,"
             " malformed, note, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (site_id, source, taken, status, result.origin, result.format, seen,
-             result.report.malformed, note, to_db(now)),
+            (
+                site_id,
+                source,
+                taken,
+                status,
+                result.origin,
+                result.format,
+                seen,
+                result.report.malformed,
+                note,
+                to_db(now),
+            ),
         )
         snapshot_id = int(cur.lastrowid or 0)
         if status in ACCEPTED:
@@ -214,9 +222,15 @@ def ingest(
         conn.execute(
             "UPDATE snapshots SET new = ?, missing = ?, restored = ?, lost = ?, changed = ?,"
             " duration_s = ? WHERE id = ?",
-            (counts.get("new", 0), counts.get("missing", 0), counts.get("restored", 0),
-             counts.get("lost", 0), counts.get("changed", 0), time.monotonic() - started,
-             snapshot_id),
+            (
+                counts.get("new", 0),
+                counts.get("missing", 0),
+                counts.get("restored", 0),
+                counts.get("lost", 0),
+                counts.get("changed", 0),
+                time.monotonic() - started,
+                snapshot_id,
+            ),
         )
         conn.execute("DROP TABLE IF EXISTS temp.staging")
         conn.execute("COMMIT")

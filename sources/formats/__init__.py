@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sources.formats.ahrefs import AHREFS
-from sources.formats.bing import BING
 from sources.formats.base import ExportFormat, normalize_header
+from sources.formats.bing import BING
 from sources.formats.generic import GENERIC
 from sources.formats.gsc import GSC_LATEST_LINKS
 from sources.formats.majestic import MAJESTIC

@@ -1,4 +1,4 @@
-"""Ahrefs Site Explorer backlinks export (UTF-16 tab and UTF-8 comma variants, 2023 and current columns)."""
+"""Ahrefs Site Explorer backlinks export: UTF-16 tab or UTF-8 comma, 2023 or current columns."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bing Webmaster Tools backlinks CSV (Source Url, Anchor text, Target Url): no dates, no rel flags."""
+"""Bing Webmaster Tools backlinks CSV (Source Url, Anchor text, Target Url); no dates or rel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generic CSV: `url_from,url_to` plus optional `anchor,nofollow,first_seen,last_seen,domain_rating`."""
+"""Generic CSV: `url_from,url_to` plus optional anchor, nofollow, first_seen, domain_rating."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from sources.formats.base import ColumnMap, ExportFormat
 
 GENERIC = ExportFormat(
     kind="generic",
-    description="generic CSV (url_from, url_to[, anchor, nofollow, first_seen, last_seen, domain_rating])",
+    description=(
+        "generic CSV (url_from, url_to[, anchor, nofollow, first_seen, last_seen, domain_rating])"
+    ),
     required=(("url_from",), ("url_to",)),
     columns=ColumnMap(
         url_from=("url_from",),

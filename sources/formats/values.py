@@ -49,7 +49,7 @@ _D_MON_Y = re.compile(r"(\d{1,2}) ([A-Za-z]{3})[a-z]*\.? (\d{4})$")
 
 
 def parse_datetime(value: str) -> datetime | None:
-    """Dates as the tools write them, as UTC: ISO, `YYYY-MM-DD HH:MM:SS`, `Sep 15, 2026`, `15.09.2026`."""
+    """Dates as tools write them, in UTC: ISO, `2026-09-15 10:00`, `Sep 15, 2026`, `15.09.2026`."""
     v = value.strip()
     if not v:
         return None
