@@ -120,7 +120,9 @@ def poll(ctx: click.Context, site: str | None) -> None:
     "--format", "format_kind", type=click.Choice(sorted(FORMATS)), help="force an export format"
 )
 @click.option("--taken-at", help="when the export was taken (ISO 8601); default: from the name")
-@click.option("--source", default="import", show_default=True, help="source name to file under")
+@click.option(
+    "--source", help="source to file the snapshots under (default: the site's first source)"
+)
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
@@ -130,7 +132,7 @@ def import_(
     site: str,
     format_kind: str | None,
     taken_at: str | None,
-    source: str,
+    source: str | None,
     files: tuple[Path, ...],
 ) -> None:
     """Import backlink export files as snapshots of a site."""
@@ -141,6 +143,9 @@ def import_(
     try:
         if site not in {s.domain for s in app.settings.sites}:
             _fail(f"--site: {site!r} is not a site in the settings", EXIT_USAGE)
+        # Filing under the site's own source keeps one timeline: a separate source would
+        # keep every imported link live for as long as that source is not polled again.
+        source = source or app.settings.site(site).sources[0]
         try:
             outcomes = app.import_exports(
                 site, files, source=source, format_kind=format_kind, taken_at=at, now=utcnow()

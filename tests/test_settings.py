@@ -1,0 +1,59 @@
+"""Settings: relative paths, secrets from the environment and systemd credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import ConfigError, config_path, load_settings
+from tests.helpers import write_settings
+
+SLACK = '[notifiers.seo-slack]\nkind = "slack"\ntoken = "xoxb-from-file"\nchannel = "#seo-alerts"\n'
+
+
+def test_relative_paths_resolve_against_the_settings_folder(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    assert settings.storage.path == tmp_path / "linkwatch.db"
+    assert settings.daemon.rules_dir == tmp_path / "rules.d"
+    assert settings.sources["exports"].path == str(tmp_path / "exports" / "{domain}")
+
+
+def test_secret_from_environment_wins_over_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path, notifiers=SLACK)
+    monkeypatch.setenv("LINKWATCH_NOTIFIERS__seo-slack__TOKEN", "xoxb-from-env")
+    token = load_settings(path).notifiers["seo-slack"].token  # type: ignore[union-attr]
+    assert token.get_secret_value() == "xoxb-from-env"
+    assert "xoxb-from-env" not in repr(load_settings(path))
+
+
+def test_secret_from_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_settings(tmp_path, notifiers=SLACK)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "notifiers__seo-slack__token").write_text("xoxb-from-credential\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    token = load_settings(path).notifiers["seo-slack"].token  # type: ignore[union-attr]
+    assert token.get_secret_value() == "xoxb-from-credential"
+
+
+def test_unknown_key_and_bad_toml_are_named(tmp_path: Path) -> None:
+    path = write_settings(tmp_path, extra="[storage.extra]\n")
+    with pytest.raises(ConfigError, match="storage"):
+        load_settings(path)
+    path.write_text("[storage\n")
+    with pytest.raises(ConfigError, match=r"settings.toml: not valid TOML: .*line 1"):
+        load_settings(path)
+    path.write_text('[daemon]\nrules_dirr = "x"\n')
+    with pytest.raises(ConfigError, match=r"settings.toml: daemon.rules_dirr: unknown key"):
+        load_settings(path)
+
+
+def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LINKWATCH_CONFIG", raising=False)
+    assert config_path(None) == Path("settings.toml")
+    monkeypatch.setenv("LINKWATCH_CONFIG", str(tmp_path / "a.toml"))
+    assert config_path(None) == tmp_path / "a.toml"
+    assert config_path(tmp_path / "b.toml") == tmp_path / "b.toml"
