@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,8 +19,11 @@ _DELIMITERS = ("\t", ";", ",")
 _NAME_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?")
 
 
-def detect_encoding(head: bytes) -> str:
-    """BOM first (UTF-16 LE/BE, UTF-8), then UTF-8 if it decodes, else Windows-1252."""
+def detect_encoding(head: bytes, *, whole: bool = True) -> str:
+    """BOM first (UTF-16 LE/BE, UTF-8), then UTF-8 if it decodes, else Windows-1252.
+
+    `whole` says `head` is the entire file, so a sequence cut at its end is an error.
+    """
     if head.startswith(codecs.BOM_UTF16_LE):
         return "utf-16"
     if head.startswith(codecs.BOM_UTF16_BE):
@@ -33,10 +35,23 @@ def detect_encoding(head: bytes) -> str:
     if len(head) >= 4 and head[0] == 0 and head[2] == 0:
         return "utf-16-be"
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=whole)
     except UnicodeDecodeError:
         return "cp1252"
     return "utf-8"
+
+
+def decodes_as_utf8(path: Path) -> bool:
+    """True when the whole file is valid UTF-8 (a legacy byte may sit anywhere)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as raw:
+            while chunk := raw.read(1 << 20):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -71,7 +86,9 @@ class ExportFile:
                 head = raw.read(_SNIFF_BYTES)
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        self.encoding = detect_encoding(head)
+        self.encoding = detect_encoding(head, whole=len(head) < _SNIFF_BYTES)
+        if self.encoding == "utf-8" and len(head) == _SNIFF_BYTES and not decodes_as_utf8(path):
+            self.encoding = "cp1252"
         errors = "strict" if self.encoding.startswith("utf-16") else "replace"
         self._text = path.open("r", encoding=self.encoding, errors=errors, newline="")
         try:
@@ -83,7 +100,7 @@ class ExportFile:
                 normalize_header(name): i for i, name in reversed(list(enumerate(header_cells)))
             }
             self.format = self._choose_format(format_kind)
-            self._parse_row = self.format.row_parser(self.header, site)
+            self._parse_row = self.format.row_parser(self.header, len(header_cells), site)
         except BaseException:
             self._text.close()
             raise
@@ -147,10 +164,3 @@ class ExportFile:
         """Close the file without reading it."""
         self._text.close()
 
-
-def header_summary(path: Path) -> str:
-    """The first line of a file, decoded as detection would, for error messages."""
-    with path.open("rb") as raw:
-        head = raw.read(4096)
-    text = io.TextIOWrapper(io.BytesIO(head), encoding=detect_encoding(head), errors="replace")
-    return text.readline().strip()

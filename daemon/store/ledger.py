@@ -209,6 +209,14 @@ def ingest(
         )
         snapshot_id = int(cur.lastrowid or 0)
         if status in ACCEPTED:
+            site_has_history = (
+                conn.execute(
+                    "SELECT 1 FROM snapshots WHERE site_id = ? AND id != ?"
+                    " AND status IN ('baseline', 'complete') LIMIT 1",
+                    (site_id, snapshot_id),
+                ).fetchone()
+                is not None
+            )
             counts = _apply(
                 conn,
                 site_id=site_id,
@@ -217,6 +225,7 @@ def ingest(
                 taken=taken,
                 prev_taken=prev[1] if prev else None,
                 baseline=status == "baseline",
+                site_has_history=site_has_history,
                 confirm_after=guards.confirm_after,
             )
         conn.execute(
@@ -280,9 +289,15 @@ def _apply(
     taken: str,
     prev_taken: str | None,
     baseline: bool,
+    site_has_history: bool,
     confirm_after: int,
 ) -> dict[str, int]:
-    """The set difference between staging and the ledger, as SQL statements."""
+    """The set difference between staging and the ledger, as SQL statements.
+
+    A baseline adds links silently. The site's first baseline dates them from before
+    any history; a later source's baseline dates them from its snapshot (an `appeared`
+    event), so replaying an earlier instant does not change.
+    """
     p = {
         "site": site_id,
         "bit": bit,
@@ -291,6 +306,7 @@ def _apply(
         "prev": prev_taken,
         "confirm": confirm_after,
         "baseline": int(baseline),
+        "undated": int(baseline and not site_has_history),
     }
     x = conn.execute
     max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
@@ -320,16 +336,17 @@ def _apply(
                sponsored, refdomain, domain_rating, first_seen_at, added_at, state, seen_by)
         SELECT :site, s.link_key, s.url_from, s.url_to, s.anchor, s.nofollow, s.ugc,
                s.sponsored, s.refdomain, s.domain_rating, coalesce(s.first_seen_at, :taken),
-               CASE WHEN :baseline THEN NULL ELSE :taken END, 'live', :bit
+               CASE WHEN :undated THEN NULL ELSE :taken END, 'live', :bit
         FROM delta d JOIN staging s ON s.link_key = d.link_key
         WHERE d.link_id IS NULL""",
         p,
     )
     new = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0]) - max_before
-    if not baseline:
+    if not p["undated"]:
         x(
             """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
-            SELECT :snap, :site, id, 'new', :taken FROM links WHERE id > :max_before""",
+            SELECT :snap, :site, id, CASE WHEN :baseline THEN 'appeared' ELSE 'new' END, :taken
+            FROM links WHERE id > :max_before""",
             p,
         )
     restored = x(
@@ -346,6 +363,7 @@ def _apply(
     ).rowcount
     x(
         """UPDATE links SET state = 'live', seen_by = links.seen_by | :bit, missing_count = 0,
+               dropped_by = 0,
                lost_at = NULL, lost_reason = NULL, last_seen_at = NULL,
                anchor = CASE WHEN d.changed THEN coalesce(s.anchor, links.anchor)
                              ELSE links.anchor END,
@@ -375,14 +393,17 @@ def _apply(
 
 
 def _provider_lost(conn: sqlite3.Connection, p: dict[str, object]) -> int:
-    """Links the export itself marks lost become lost at once, with its reason."""
+    """Links the export itself marks lost become lost at once, with its reason.
+
+    Not while another source still sees the link: then it only leaves this source.
+    """
     x = conn.execute
     x("DROP TABLE IF EXISTS temp.plost")
     x(
         """CREATE TEMP TABLE plost AS
         SELECT l.id AS link_id, coalesce(s.lost_reason, 'unknown') AS reason
         FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
-        WHERE s.lost = 1 AND l.state IN ('live', 'missing')""",
+        WHERE s.lost = 1 AND l.state IN ('live', 'missing') AND (l.seen_by & ~:bit) = 0""",
         p,
     )
     n = x(
@@ -413,7 +434,11 @@ def _absent(conn: sqlite3.Connection, p: dict[str, object]) -> tuple[int, int]:
           AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key AND s.lost = 0)""",
         p,
     )
-    x("UPDATE links SET seen_by = seen_by & ~:bit WHERE id IN (SELECT link_id FROM gone)", p)
+    x(
+        """UPDATE links SET seen_by = seen_by & ~:bit, dropped_by = dropped_by | :bit
+        WHERE id IN (SELECT link_id FROM gone)""",
+        p,
+    )
     missing = x(
         """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
         SELECT :snap, :site, l.id, 'missing', :taken FROM links l JOIN gone g ON g.link_id = l.id
@@ -426,10 +451,12 @@ def _absent(conn: sqlite3.Connection, p: dict[str, object]) -> tuple[int, int]:
         p,
     )
     x("DROP TABLE temp.gone")
-    # Every complete snapshot in which no source sees a missing link counts towards lost.
+    # A complete snapshot of a source that saw a now-missing link, and still does not,
+    # counts towards lost; a source that never reported the link proves nothing.
     x(
         """UPDATE links SET missing_count = missing_count + 1
-        WHERE site_id = :site AND state = 'missing' AND seen_by = 0""",
+        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
+          AND (dropped_by & :bit) != 0""",
         p,
     )
     confirmed = x(

@@ -41,7 +41,8 @@ CASE WHEN l.added_at IS NOT NULL AND l.added_at > {t} THEN NULL
 ELSE coalesce((
     SELECT CASE e.kind WHEN 'missing' THEN 'missing' WHEN 'lost' THEN 'lost' ELSE 'live' END
     FROM link_events e
-    WHERE e.link_id = l.id AND e.kind IN ('new', 'missing', 'restored', 'lost') AND e.at <= {t}
+    WHERE e.link_id = l.id AND e.kind IN ('new', 'appeared', 'missing', 'restored', 'lost')
+      AND e.at <= {t}
     ORDER BY e.at DESC, e.id DESC LIMIT 1), 'live')
 END"""
 
@@ -75,11 +76,13 @@ def window_counts(
         (site_id, t0, t1),
     ).fetchone()
     moved = x(
-        f"""SELECT l.refdomain, l.state, {_STATE_AT.format(t=":t0")}, {_STATE_AT.format(t=":t1")}
+        f"""SELECT l.refdomain, l.state, {_STATE_AT.format(t=":t0")}, {_STATE_AT.format(t=":t1")},
+                   EXISTS (SELECT 1 FROM link_events a WHERE a.link_id = l.id
+                           AND a.kind = 'appeared')
         FROM links l
         WHERE l.id IN (SELECT link_id FROM link_events
                        WHERE site_id = :site AND at > :t0
-                         AND kind IN ('new', 'missing', 'restored', 'lost'))""",
+                         AND kind IN ('new', 'appeared', 'missing', 'restored', 'lost'))""",
         {"site": site_id, "t0": t0, "t1": t1},
     ).fetchall()
     live_now, live_domains_now, alive_domains_now = x(
@@ -94,11 +97,16 @@ def window_counts(
     # Per domain, the change from now to: live links at end, alive at start, alive at end.
     delta: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     live_links = int(live_now)
-    for refdomain, now_state, at0, at1 in moved:
+    for refdomain, now_state, at0, at1, appeared in moved:
         d = delta[refdomain]
         now_live, now_alive = now_state == "live", now_state in _ALIVE
         live_links += (at1 == "live") - now_live
         d[0] += (at1 == "live") - now_live
+        # A link another source's baseline revealed arrived silently: for gains and
+        # losses of domains it counts as always there, as the first baseline's links do.
+        if appeared:
+            at0 = at0 or "live"
+            at1 = at1 or "live"
         d[1] += (at0 in _ALIVE) - now_alive
         d[2] += (at1 in _ALIVE) - now_alive
     current: dict[str, tuple[int, int]] = {}

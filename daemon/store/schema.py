@@ -63,6 +63,9 @@ def m001_ledger(db: Database) -> None:
             last_seen_at TEXT,
             state TEXT NOT NULL,
             seen_by INTEGER NOT NULL,
+            -- Sources that saw the link and then did not: only their snapshots count
+            -- towards confirming a missing link lost.
+            dropped_by INTEGER NOT NULL DEFAULT 0,
             missing_count INTEGER NOT NULL DEFAULT 0,
             lost_at TEXT,
             lost_reason TEXT

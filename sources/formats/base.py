@@ -55,9 +55,9 @@ class ExportFormat:
         """True when the header holds every column this format requires."""
         return all(any(name in header for name in group) for group in self.required)
 
-    def row_parser(self, header: Mapping[str, int], site: str) -> RowParser:
-        """A function turning one row into a Backlink; it raises ValueError on a bad row."""
-        return build_row_parser(self, header, site)
+    def row_parser(self, header: Mapping[str, int], width: int, site: str) -> RowParser:
+        """A function turning one row of `width` cells into a Backlink (ValueError if bad)."""
+        return build_row_parser(self, header, width, site)
 
 
 def _find(header: Mapping[str, int], names: tuple[str, ...]) -> int | None:
@@ -67,7 +67,9 @@ def _find(header: Mapping[str, int], names: tuple[str, ...]) -> int | None:
     return None
 
 
-def build_row_parser(fmt: ExportFormat, header: Mapping[str, int], site: str) -> RowParser:
+def build_row_parser(
+    fmt: ExportFormat, header: Mapping[str, int], width: int, site: str
+) -> RowParser:
     """Resolve column names to indexes once, then parse rows by index."""
     cols = fmt.columns
     i_from = _find(header, cols.url_from)
@@ -83,7 +85,6 @@ def build_row_parser(fmt: ExportFormat, header: Mapping[str, int], site: str) ->
     i_lost_date = _find(header, cols.lost_if_nonempty)
     i_lost_bool = _find(header, cols.lost_if_true)
     reason_cols = [header[n] for n in cols.lost_reason if n in header]
-    width = len(header)
     site_url = f"https://{site}/"
     nonempty = cols.flags_nonempty_true
 

@@ -1,0 +1,595 @@
+"""The link ledger: baseline, missing → lost, restored, provider-lost, guards, atomic ingest."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
+from daemon.timefmt import to_db
+from sources.exports import ExportFile
+from sources.model import Backlink, SnapshotResult
+
+EXPORTS = Path(__file__).parent / "fixtures" / "exports"
+SITE = "example.com"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+GUARDS = GuardSettings(confirm_after=2, suspect_below=0.5)
+ALL = range(1, 11)  # the ten links of a typical profile
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def url(n: int) -> str:
+    """The referring page of link n; each link has its own registrable domain."""
+    return f"https://blog.refsite{n}.com/post-{n}"
+
+
+def bl(
+    n: int,
+    *,
+    anchor: str | None = None,
+    nofollow: bool | None = False,
+    lost: bool = False,
+    lost_reason: str | None = None,
+) -> Backlink:
+    return Backlink(
+        url_from=url(n),
+        url_to="https://example.com/",
+        anchor=f"anchor {n}" if anchor is None else anchor,
+        nofollow=nofollow,
+        domain_rating=float(n),
+        lost=lost,
+        lost_reason=lost_reason,
+    )
+
+
+def snap(when: float, links: Iterable[Backlink], **kw: Any) -> SnapshotResult:
+    return SnapshotResult(
+        taken_at=day(when), records=iter(list(links)), origin=f"day-{when}.csv", format="test", **kw
+    )
+
+
+def ingest(
+    store: Store,
+    when: float,
+    links: Iterable[Backlink | int],
+    *,
+    source: str = "ahrefs",
+    guards: GuardSettings = GUARDS,
+) -> IngestOutcome:
+    records = [bl(x) if isinstance(x, int) else x for x in links]
+    return store.ingest(SITE, source, snap(when, records), guards, day(when) + timedelta(minutes=1))
+
+
+def states(store: Store) -> dict[str, str]:
+    return {row["url_from"]: row["state"] for row in store.links(SITE)}
+
+
+def events(store: Store) -> list[tuple[str, str, str | None, str]]:
+    """(url_from, kind, reason, at) of every link event, in order."""
+    rows = store.conn.execute(
+        "SELECT l.url_from, e.kind, e.reason, e.at FROM link_events e"
+        " JOIN links l ON l.id = e.link_id ORDER BY e.id"
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def kinds_for(store: Store, n: int) -> list[str]:
+    return [kind for u, kind, _, _ in events(store) if u == url(n)]
+
+
+def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the ledger tables, to compare before and after."""
+    tables = ("links", "snapshots", "link_events", "site_sources", "sites")
+    return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "linkwatch.db")
+    s.ensure_site(SITE, "own")
+    yield s
+    s.close()
+
+
+# --- baseline ------------------------------------------------------------------------------
+
+
+def test_first_snapshot_is_a_silent_baseline(store: Store) -> None:
+    outcome = ingest(store, 0, ALL)
+    assert outcome.status == "baseline"
+    assert (outcome.seen, outcome.new, outcome.missing, outcome.lost) == (10, 0, 0, 0)
+    assert events(store) == []
+    assert states(store) == {url(n): "live" for n in ALL}
+    [row] = store.snapshots(SITE)
+    assert (row["status"], row["seen"], row["new"]) == ("baseline", 10, 0)
+
+    outcome = ingest(store, 1, [*ALL, 11])
+    assert outcome.status == "complete"
+    assert (outcome.new, outcome.missing) == (1, 0)
+    assert events(store) == [(url(11), "new", None, to_db(day(1)))]
+
+
+def test_provider_lost_row_in_the_baseline_is_not_stored(store: Store) -> None:
+    ingest(store, 0, [*ALL, bl(11, lost=True, lost_reason="removed")])
+    assert url(11) not in states(store)
+    assert len(states(store)) == 10
+
+
+# --- presence timelines: missing, lost, restored -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Whether link 3 is in each snapshot (the other nine always are), and what follows."""
+
+    name: str
+    present: tuple[bool, ...]
+    confirm_after: int
+    state: str | None
+    kinds: tuple[str, ...]
+    lost_reason: str | None = None
+
+
+TIMELINES = [
+    Timeline("baseline only", (True,), 2, "live", ()),
+    Timeline("appears later", (False, True), 2, "live", ("new",)),
+    Timeline("absent once c2", (True, False), 2, "missing", ("missing",)),
+    Timeline("absent twice c2", (True, False, False), 2, "lost", ("missing", "lost"), "dropped"),
+    Timeline("absent once c1", (True, False), 1, "lost", ("missing", "lost"), "dropped"),
+    Timeline("absent twice c3", (True, False, False), 3, "missing", ("missing",)),
+    Timeline(
+        "absent thrice c3", (True, False, False, False), 3, "lost", ("missing", "lost"), "dropped"
+    ),
+    Timeline("returns", (True, False, True), 2, "live", ("missing", "restored")),
+    Timeline(
+        "returns then goes again",
+        (True, False, True, False),
+        2,
+        "missing",
+        ("missing", "restored", "missing"),
+    ),
+    Timeline(
+        "flaps and is never lost",
+        (True, False, True, False, True, False, True),
+        2,
+        "live",
+        ("missing", "restored", "missing", "restored", "missing", "restored"),
+    ),
+    Timeline(
+        "lost then back",
+        (True, False, False, True),
+        2,
+        "live",
+        ("missing", "lost", "restored"),
+    ),
+    Timeline("never there", (False, False), 2, None, ()),
+]
+
+
+@pytest.mark.parametrize("case", TIMELINES, ids=[t.name for t in TIMELINES])
+def test_presence_timeline(store: Store, case: Timeline) -> None:
+    guards = GuardSettings(confirm_after=case.confirm_after, suspect_below=0.5)
+    outcomes = []
+    for i, present in enumerate(case.present):
+        links = [n for n in ALL if n != 3 or present]
+        outcomes.append(ingest(store, i, links, guards=guards))
+    assert outcomes[0].status == "baseline"
+    assert all(o.status == "complete" for o in outcomes[1:])
+    rows = {r["url_from"]: r for r in store.links(SITE)}
+    row = rows.get(url(3))
+    assert (row["state"] if row else None) == case.state
+    assert tuple(kinds_for(store, 3)) == case.kinds
+    if row is not None:
+        assert row["lost_reason"] == case.lost_reason
+        if case.state == "lost":
+            assert row["lost_at"] == to_db(day(len(case.present) - 1))
+        else:
+            assert row["lost_at"] is None
+    # The other links never moved.
+    assert all(rows[url(n)]["state"] == "live" for n in ALL if n != 3)
+    # Counts on the snapshots add up to the events.
+    kinds = ("new", "missing", "restored", "lost")
+    totals = {k: sum(getattr(o, k) for o in outcomes) for k in kinds}
+    assert totals == {k: case.kinds.count(k) for k in totals}
+
+
+def test_missing_link_carries_last_seen_time(store: Store) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 1, ALL)
+    ingest(store, 2, [n for n in ALL if n != 5])
+    row = next(r for r in store.links(SITE) if r["url_from"] == url(5))
+    assert row["state"] == "missing"
+    assert row["last_seen_at"] == to_db(day(1))
+
+
+# --- provider says lost --------------------------------------------------------------------
+
+
+def rewrite(src: Path, dst: Path, changes: dict[str, str]) -> Path:
+    """A UTF-8 comma copy of an export with some columns overwritten on every row."""
+    raw = src.read_bytes()
+    text = raw.decode("utf-16") if raw[:2] == b"\xff\xfe" else raw.decode("utf-8-sig")
+    delimiter = "\t" if "\t" in text.splitlines()[0] else ","
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    header = rows[0]
+    for name, value in changes.items():
+        i = header.index(name)
+        for row in rows[1:]:
+            row[i] = value
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(rows)
+    dst.write_text(out.getvalue(), encoding="utf-8")
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("sample", "all_live", "reason"),
+    [
+        ("ahrefs_backlinks_utf16.csv", {"Lost": "", "Lost status": ""}, "removed"),
+        ("ahrefs_backlinks_utf8.csv", {"Lost": "", "Lost status": ""}, "removed"),
+        ("semrush_backlinks.csv", {"Lost link": "false"}, "unknown"),
+    ],
+)
+def test_export_row_marked_lost_makes_a_known_link_lost_at_once(
+    store: Store, tmp_path: Path, sample: str, all_live: dict[str, str], reason: str
+) -> None:
+    guards = GuardSettings(confirm_after=3, suspect_below=0.5)
+    baseline = rewrite(EXPORTS / sample, tmp_path / "all-live.csv", all_live)
+    first = ExportFile(baseline, SITE).snapshot(day(0))
+    assert store.ingest(SITE, "export", first, guards, day(0)).status == "baseline"
+    assert set(states(store).values()) == {"live"} and len(states(store)) == 5
+
+    second = ExportFile(EXPORTS / sample, SITE).snapshot(day(1))
+    outcome = store.ingest(SITE, "export", second, guards, day(1))
+    assert outcome.status == "complete"
+    assert (outcome.lost, outcome.missing, outcome.seen) == (1, 0, 4)
+    lost = list(store.links(SITE, state="lost"))
+    assert [(r["url_from"], r["lost_reason"], r["lost_at"]) for r in lost] == [
+        ("https://directory.example.info/widgets/page-2", reason, to_db(day(1)))
+    ]
+    assert events(store) == [
+        ("https://directory.example.info/widgets/page-2", "lost", reason, to_db(day(1)))
+    ]
+    assert len(list(store.links(SITE, state="live"))) == 4
+
+
+@pytest.mark.parametrize("reason", ["not_found", "redirected", None])
+def test_provider_lost_applies_to_a_missing_link_too(store: Store, reason: str | None) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 1, [n for n in ALL if n != 4])
+    assert states(store)[url(4)] == "missing"
+    outcome = ingest(store, 2, [*(n for n in ALL if n != 4), bl(4, lost=True, lost_reason=reason)])
+    assert outcome.lost == 1
+    row = next(r for r in store.links(SITE) if r["url_from"] == url(4))
+    assert (row["state"], row["lost_reason"]) == ("lost", reason or "unknown")
+    assert kinds_for(store, 4) == ["missing", "lost"]
+
+
+# --- changed attributes --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("anchor", "nofollow", "reason"),
+    [
+        ("new words", False, "anchor"),
+        (None, True, "rel"),
+        ("new words", True, "anchor rel"),
+    ],
+)
+def test_anchor_or_rel_change_is_a_changed_event(
+    store: Store, anchor: str | None, nofollow: bool, reason: str
+) -> None:
+    ingest(store, 0, ALL)
+    changed = bl(6, anchor=anchor, nofollow=nofollow)
+    outcome = ingest(store, 1, [*(n for n in ALL if n != 6), changed])
+    assert outcome.status == "complete"
+    assert (outcome.changed, outcome.new, outcome.missing) == (1, 0, 0)
+    assert events(store) == [(url(6), "changed", reason, to_db(day(1)))]
+    row = next(r for r in store.links(SITE) if r["url_from"] == url(6))
+    assert row["state"] == "live"
+    assert row["anchor"] == changed.anchor
+    assert row["nofollow"] == int(nofollow)
+
+
+@pytest.mark.parametrize(
+    "same",
+    [bl(6), bl(6, anchor="anchor 6", nofollow=None), Backlink(url(6), "https://example.com/")],
+    ids=["identical", "rel unknown", "source without anchors"],
+)
+def test_unchanged_or_unknown_attributes_are_no_change(store: Store, same: Backlink) -> None:
+    ingest(store, 0, ALL)
+    outcome = ingest(store, 1, [*(n for n in ALL if n != 6), same])
+    assert outcome.changed == 0
+    assert events(store) == []
+    row = next(r for r in store.links(SITE) if r["url_from"] == url(6))
+    assert (row["anchor"], row["nofollow"]) == ("anchor 6", 0)
+
+
+# --- suspect and partial snapshots ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kept", "suspect_below", "status"),
+    [(4, 0.5, "suspect"), (5, 0.5, "complete"), (8, 0.9, "suspect"), (9, 0.9, "complete")],
+)
+def test_suspect_threshold(store: Store, kept: int, suspect_below: float, status: str) -> None:
+    guards = GuardSettings(confirm_after=2, suspect_below=suspect_below)
+    ingest(store, 0, ALL, guards=guards)
+    outcome = ingest(store, 1, range(1, kept + 1), guards=guards)
+    assert outcome.status == status
+    assert outcome.missing == (0 if status == "suspect" else 10 - kept)
+
+
+def test_truncated_exports_change_nothing_and_a_full_one_proceeds(store: Store) -> None:
+    ingest(store, 0, ALL)
+    before = dump(store)["links"]
+    for when in (1, 2):
+        outcome = ingest(store, when, [1, 2, 3, 4])
+        assert outcome.status == "suspect"
+        assert (outcome.seen, outcome.new, outcome.missing, outcome.lost) == (4, 0, 0, 0)
+        assert outcome.note and "previous snapshot's 10" in outcome.note
+    assert dump(store)["links"] == before
+    assert events(store) == []
+    assert [r["status"] for r in store.snapshots(SITE)] == ["baseline", "suspect", "suspect"]
+
+    # The next full export: link 10 is gone for the first time, so it is missing, not lost.
+    outcome = ingest(store, 3, range(1, 10))
+    assert outcome.status == "complete"
+    assert (outcome.missing, outcome.lost) == (1, 0)
+    assert states(store)[url(10)] == "missing"
+    assert sum(s == "live" for s in states(store).values()) == 9
+    assert [k for _, k, _, _ in events(store)] == ["missing"]
+
+    outcome = ingest(store, 4, range(1, 10))
+    assert (outcome.status, outcome.lost) == ("complete", 1)
+
+
+def test_suspect_compares_with_the_previous_accepted_snapshot_of_its_source(store: Store) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 1, range(1, 7))  # 6 of 10: accepted
+    assert states(store)[url(10)] == "missing"
+    # 4 is under half of 10, but not of 6: accepted, and the links it lacks go missing.
+    outcome = ingest(store, 2, range(1, 5))
+    assert outcome.status == "complete"
+    assert outcome.missing == 2
+
+
+def test_snapshot_with_malformed_rows_is_partial_and_changes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    ingest(store, 0, ALL)
+    before = dump(store)["links"]
+    path = tmp_path / "half.csv"
+    path.write_text(
+        "url_from,url_to,anchor,nofollow\n"
+        + "".join(f"{url(n)},https://example.com/,anchor {n},false\n" for n in range(1, 6))
+        + f"{url(11)},https://example.com/,new one,perhaps\n"
+        + "https://brand-new.example.net/,https://example.com/,fresh,false\n",
+        encoding="utf-8",
+    )
+    outcome = store.ingest(SITE, "ahrefs", ExportFile(path, SITE).snapshot(day(1)), GUARDS, day(1))
+    assert outcome.status == "partial"
+    assert outcome.malformed == 1
+    assert outcome.examples == ("line 7: expected true/false, got 'perhaps'",)
+    assert (outcome.new, outcome.missing, outcome.lost) == (0, 0, 0)
+    assert dump(store)["links"] == before
+    assert events(store) == []
+
+    # The partial snapshot is not the reference for the next one.
+    outcome = ingest(store, 2, range(1, 10))
+    assert (outcome.status, outcome.missing) == ("complete", 1)
+
+
+def test_snapshot_with_a_read_error_is_partial(store: Store) -> None:
+    ingest(store, 0, ALL)
+    result = snap(1, [bl(1), bl(99)], error="read failed near line 3")
+    outcome = store.ingest(SITE, "ahrefs", result, GUARDS, day(1))
+    assert outcome.status == "partial"
+    assert outcome.note == "read failed near line 3"
+    assert states(store) == {url(n): "live" for n in ALL}
+
+
+def test_partial_first_snapshot_leaves_the_next_one_the_baseline(store: Store) -> None:
+    outcome = store.ingest(SITE, "ahrefs", snap(0, [bl(1)], error="boom"), GUARDS, day(0))
+    assert outcome.status == "partial"
+    assert list(store.links(SITE)) == []
+    assert ingest(store, 1, ALL).status == "baseline"
+    assert events(store) == []
+
+
+# --- ordering and atomicity ----------------------------------------------------------------
+
+
+def test_out_of_order_snapshot_is_refused_and_stores_nothing(store: Store) -> None:
+    ingest(store, 5, ALL)
+    ingest(store, 6, [n for n in ALL if n != 2])
+    before = dump(store)
+    with pytest.raises(OutOfOrderError):
+        ingest(store, 3, [1])
+    assert dump(store) == before
+    # Another source has its own clock; the same source can go on.
+    assert ingest(store, 3, [1], source="semrush").status == "baseline"
+    assert ingest(store, 7, [n for n in ALL if n != 2]).lost == 1
+
+
+def explode_after(count: int) -> Iterator[Backlink]:
+    for i in range(count):
+        yield Backlink(f"https://host{i}.example.net/p", "https://example.com/", "x", False)
+    raise RuntimeError("connection reset midway")
+
+
+@pytest.mark.parametrize("rows_before_error", [0, 3, 12_000])
+def test_ingest_is_atomic_when_the_records_fail_midway(
+    store: Store, rows_before_error: int
+) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 1, [n for n in ALL if n != 7])
+    before = dump(store)
+    result = SnapshotResult(taken_at=day(2), records=explode_after(rows_before_error))
+    with pytest.raises(RuntimeError, match="connection reset midway"):
+        store.ingest(SITE, "ahrefs", result, GUARDS, day(2))
+    assert dump(store) == before
+    # The store is usable afterwards and the failed snapshot counted for nothing.
+    outcome = ingest(store, 3, [n for n in ALL if n != 7])
+    assert (outcome.status, outcome.lost) == ("complete", 1)
+
+
+def test_failing_first_ingest_stores_nothing(store: Store) -> None:
+    before = dump(store)
+    result = SnapshotResult(taken_at=day(0), records=explode_after(5))
+    with pytest.raises(RuntimeError):
+        store.ingest(SITE, "ahrefs", result, GUARDS, day(0))
+    assert dump(store) == before
+    assert ingest(store, 1, ALL).status == "baseline"
+
+
+def test_failure_after_the_snapshot_row_is_written_rolls_it_back(store: Store) -> None:
+    """The 63rd source of a site has no seen_by bit left: that error comes mid-transaction."""
+    for i in range(62):
+        assert ingest(store, i, [1, 2], source=f"src{i}").status == "baseline"
+    before = dump(store)
+    with pytest.raises(ValueError, match="more than 62 sources"):
+        ingest(store, 100, [1, 2, 3], source="one-too-many")
+    assert dump(store) == before
+    assert ingest(store, 101, [1, 2, 3], source="src0").new == 1
+
+
+# --- several sources -----------------------------------------------------------------------
+
+
+def test_link_stays_live_while_any_source_sees_it(store: Store) -> None:
+    ingest(store, 0, ALL, source="ahrefs")
+    assert ingest(store, 0.5, ALL, source="semrush").status == "baseline"
+
+    outcome = ingest(store, 1, [n for n in ALL if n != 3], source="ahrefs")
+    assert (outcome.missing, outcome.lost) == (0, 0)
+    assert states(store)[url(3)] == "live"
+
+    outcome = ingest(store, 1.5, [n for n in ALL if n != 3], source="semrush")
+    assert outcome.missing == 1
+    assert states(store)[url(3)] == "missing"
+
+    outcome = ingest(store, 2, ALL, source="ahrefs")
+    assert outcome.restored == 1
+    assert states(store)[url(3)] == "live"
+    assert kinds_for(store, 3) == ["missing", "restored"]
+
+
+def test_a_source_that_never_saw_a_link_does_not_confirm_its_loss(store: Store) -> None:
+    """GSC exports a sample; its snapshots say nothing about links only Ahrefs reports."""
+    ingest(store, 0, ALL, source="ahrefs")
+    ingest(store, 0.1, range(1, 6), source="gsc")
+    assert ingest(store, 1, [n for n in ALL if n != 8], source="ahrefs").missing == 1
+    outcome = ingest(store, 1.1, range(1, 6), source="gsc")
+    assert (outcome.status, outcome.lost) == ("complete", 0)
+    assert states(store)[url(8)] == "missing"
+    # A second Ahrefs snapshot without it confirms the loss.
+    assert ingest(store, 2, [n for n in ALL if n != 8], source="ahrefs").lost == 1
+    assert states(store)[url(8)] == "lost"
+
+
+def test_second_source_baseline_adds_its_links_silently(store: Store) -> None:
+    ingest(store, 0, ALL, source="ahrefs")
+    outcome = ingest(store, 1, [*ALL, 11, 12], source="gsc")
+    assert (outcome.status, outcome.new) == ("baseline", 0)
+    # No `new` events: the links it reveals are dated from its snapshot as `appeared`,
+    # which no metric counts as a gain.
+    assert [(u, kind) for u, kind, _, _ in events(store)] == [
+        (url(11), "appeared"),
+        (url(12), "appeared"),
+    ]
+    assert len(list(store.links(SITE, state="live"))) == 12
+    # ahrefs never saw 11 and 12: its own snapshots do not make them missing.
+    assert ingest(store, 2, ALL, source="ahrefs").missing == 0
+
+
+# --- status and persistence ----------------------------------------------------------------
+
+
+def test_status_counts_only_live_links(store: Store) -> None:
+    store.ensure_site("rival.example.net", "competitor")
+    ingest(store, 0, [*ALL, bl(11)])
+    ingest(store, 1, [n for n in ALL if n not in (1, 2)])  # 1, 2, 11 missing
+    ingest(store, 2, [*(n for n in ALL if n != 1), 11])  # 1 lost; 2 and 11 restored
+    by_site = {s.site: s for s in store.status()}
+    me = by_site[SITE]
+    assert states(store)[url(1)] == "lost"
+    assert states(store)[url(2)] == "live"
+    assert states(store)[url(11)] == "live"
+    assert (me.live_links, me.missing_links, me.lost_links) == (10, 0, 1)
+    assert me.live_refdomains == 10
+    assert me.role == "own"
+    assert (me.last_snapshot_at, me.last_snapshot_status) == (day(2), "complete")
+
+    ingest(store, 3, [n for n in ALL if n not in (1, 5)])  # 5 and 11 missing
+    me = {s.site: s for s in store.status()}[SITE]
+    assert (me.live_links, me.missing_links, me.lost_links, me.live_refdomains) == (8, 2, 1, 8)
+
+    rival = by_site["rival.example.net"]
+    assert (rival.live_links, rival.last_snapshot_at, rival.role) == (0, None, "competitor")
+
+
+def test_status_counts_registrable_domains_once(store: Store) -> None:
+    links = [
+        Backlink("https://blog.example.org/a", "https://example.com/"),
+        Backlink("https://www.example.org/b", "https://example.com/"),
+        Backlink("https://example.org/c", "https://example.com/x"),
+        Backlink("https://news.example.io/d", "https://example.com/"),
+    ]
+    ingest(store, 0, links)
+    me = store.status()[0]
+    assert (me.live_links, me.live_refdomains) == (4, 2)
+    assert {r["refdomain"] for r in store.links(SITE)} == {"example.org", "example.io"}
+
+
+def test_reopening_the_store_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "linkwatch.db"
+    store = Store(path)
+    store.ensure_site(SITE, "own")
+    ingest(store, 0, ALL)
+    ingest(store, 1, [n for n in ALL if n != 8])
+    ingest(store, 1.5, ALL, source="semrush")
+    before = dump(store)
+    links_before = list(store.links(SITE))
+    store.close()
+
+    store = Store(path)
+    try:
+        assert dump(store) == before
+        assert list(store.links(SITE)) == links_before
+        # The ledger goes on where it was: ahrefs is not re-baselined, 8 is still missing
+        # as far as ahrefs knows, but semrush's baseline made it live again.
+        assert states(store)[url(8)] == "live"
+        outcome = ingest(store, 2, [n for n in ALL if n != 9])
+        assert outcome.status == "complete"
+        assert states(store)[url(9)] == "live"  # semrush still sees it
+        outcome = ingest(store, 2.5, [n for n in ALL if n != 9], source="semrush")
+        assert (outcome.status, outcome.missing) == ("complete", 1)
+    finally:
+        store.close()
+
+
+def test_reopened_store_confirms_a_loss_started_before(tmp_path: Path) -> None:
+    path = tmp_path / "linkwatch.db"
+    store = Store(path)
+    store.ensure_site(SITE, "own")
+    ingest(store, 0, ALL)
+    ingest(store, 1, [n for n in ALL if n != 8])
+    store.close()
+    store = Store(path)
+    try:
+        outcome = ingest(store, 2, [n for n in ALL if n != 8])
+        assert (outcome.status, outcome.lost) == ("complete", 1)
+        assert states(store)[url(8)] == "lost"
+    finally:
+        store.close()
