@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from alerts.message import AlertMessage, LostDomainInfo
+from alerts.message import AlertMessage
 from alerts.metrics import Metrics, compute_metrics
 from alerts.rules import Rule
 from daemon.store import Store
@@ -51,18 +51,7 @@ def build_message(
         window=format_duration(rule.window),
         summary=rule.summary(site, value),
         at=at.isoformat(timespec="seconds"),
-        lost_domains=tuple(
-            LostDomainInfo(
-                refdomain=d.refdomain,
-                domain_rating=d.domain_rating,
-                domain_lost=d.domain_lost,
-                url_from=d.url_from,
-                url_to=d.url_to,
-                anchor=d.anchor,
-                reason=d.reason,
-            )
-            for d in lost
-        ),
+        lost_domains=tuple(lost),
     )
 
 

@@ -5,18 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class LostDomainInfo:
-    """A referring domain with lost links, and one of them."""
-
-    refdomain: str
-    domain_rating: float | None
-    domain_lost: bool
-    url_from: str
-    url_to: str
-    anchor: str | None
-    reason: str | None
+from daemon.store.reads import LostDomain
 
 
 @dataclass(frozen=True)
@@ -34,7 +23,7 @@ class AlertMessage:
     window: str
     summary: str
     at: str
-    lost_domains: tuple[LostDomainInfo, ...] = ()
+    lost_domains: tuple[LostDomain, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-ready dict, as stored in the outbox."""
@@ -44,7 +33,7 @@ class AlertMessage:
     def from_payload(cls, payload: dict[str, Any]) -> AlertMessage:
         """Rebuild a message from its outbox payload."""
         data = dict(payload)
-        data["lost_domains"] = tuple(LostDomainInfo(**d) for d in data.get("lost_domains", ()))
+        data["lost_domains"] = tuple(LostDomain(**d) for d in data.get("lost_domains", ()))
         return cls(**data)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from alerts.message import AlertMessage, LostDomainInfo
+from alerts.message import AlertMessage
+from daemon.store.reads import LostDomain
 
 # Slack limits (api.slack.com/reference/block-kit): header text 150, section text 3000.
 _SLACK_HEADER_MAX = 150
@@ -42,7 +43,7 @@ def measurement(msg: AlertMessage) -> str:
     )
 
 
-def _domain_line(d: LostDomainInfo) -> tuple[str, str]:
+def _domain_line(d: LostDomain) -> tuple[str, str]:
     """(head, link) of one lost domain line, unescaped."""
     dr = f"DR {_number(d.domain_rating)}" if d.domain_rating is not None else "DR n/a"
     scope = "all links lost" if d.domain_lost else "some links lost"

@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 
+def _dicts(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
+    """Rows of a query as dicts keyed by column name."""
+    names = [d[0] for d in cur.description]
+    for row in cur:
+        yield dict(zip(names, row, strict=True))
+
+
 @dataclass(frozen=True)
 class SiteStatus:
     """One site's current profile and its latest snapshot."""
@@ -178,11 +185,14 @@ class Store:
 
     def snapshots(self, site: str) -> list[dict[str, Any]]:
         """Every snapshot of a site, oldest first."""
-        cur = self.conn.execute(
-            "SELECT * FROM snapshots WHERE site_id = ? ORDER BY taken_at, id", (self.site_id(site),)
+        return list(
+            _dicts(
+                self.conn.execute(
+                    "SELECT * FROM snapshots WHERE site_id = ? ORDER BY taken_at, id",
+                    (self.site_id(site),),
+                )
+            )
         )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
 
     def links(self, site: str, state: str | None = None) -> Iterator[dict[str, Any]]:
         """The ledger's links of a site, optionally in one state."""
@@ -191,10 +201,7 @@ class Store:
         if state is not None:
             sql += " AND state = ?"
             args.append(state)
-        cur = self.conn.execute(sql + " ORDER BY refdomain, url_from", args)
-        names = [d[0] for d in cur.description]
-        for row in cur:
-            yield dict(zip(names, row, strict=True))
+        yield from _dicts(self.conn.execute(sql + " ORDER BY refdomain, url_from", args))
 
     def status(self) -> list[SiteStatus]:
         """Each site's live links and referring domains (state `live` only)."""
@@ -359,9 +366,11 @@ class Store:
 
     def outbox(self) -> list[dict[str, Any]]:
         """Every outbox row, newest first."""
-        cur = self.conn.execute(
-            "SELECT id, notifier, transition, status, attempts, created_at, sent_at,"
-            " next_attempt_at, last_error, fingerprint FROM outbox ORDER BY id DESC"
+        return list(
+            _dicts(
+                self.conn.execute(
+                    "SELECT id, notifier, transition, status, attempts, created_at, sent_at,"
+                    " next_attempt_at, last_error, fingerprint FROM outbox ORDER BY id DESC"
+                )
+            )
         )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur]
