@@ -71,7 +71,7 @@ ANCHORS = [
 TITLES = [
     "How to audit your backlinks", "Top 10 SEO tools", "Weekly link roundup",
     "Café reviews, Vol. 2", "Why link velocity matters", "A guide to \"rel\" attributes",
-    "Notes on site migrations", "Marketing – the basics", "Resources", "Our partners",
+    "Notes on site migrations", "Marketing \u2013 the basics", "Resources", "Our partners",
 ]  # fmt: skip
 SECTIONS = ["blog", "news", "posts", "articles", "wiki", "forum/thread", "reviews"]
 LANGS = ["en", "en", "en", "en", "de", "fr", "es", "it"]
@@ -241,9 +241,7 @@ def generate(data: Path, n_links: int, n_snapshots: int) -> Generated:
             n_change = max(1, round(len(kept) * ANCHOR_CHANGE))
             for link in rng.sample(kept, n_change):
                 versions[link] = versions.get(link, 0) + 1 + rng.randrange(len(ANCHORS) - 1)
-                versions[link] %= len(ANCHORS)
-                if versions[link] == 0:  # a full cycle would restore the old anchor
-                    versions[link] = 1
+                versions[link] %= len(ANCHORS)  # a shift of 1..len-1: always a new anchor
             snap.added, snap.dropped, snap.anchors_changed = n_add, n_drop, n_change
         t0 = time.monotonic()
         snap.links = _write_export(snap.path, maker, ids, versions, taken)
