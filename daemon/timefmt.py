@@ -11,14 +11,17 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def to_db(at: datetime) -> str:
     """The stored form of an instant: UTC, fixed width, so text order is time order."""
-    if at.tzinfo is None:
-        raise ValueError(f"naive datetime {at!r}: linkwatch keeps times timezone-aware")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if at.tzinfo is not UTC:
+        if at.tzinfo is None:
+            raise ValueError(f"naive datetime {at!r}: linkwatch keeps times timezone-aware")
+        at = at.astimezone(UTC)
+    # isoformat is several times faster than strftime; this runs once per imported row.
+    return at.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def from_db(text: str) -> datetime:
     """Read an instant written by `to_db`."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)
 
 
 def parse_instant(text: str) -> datetime:

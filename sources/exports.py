@@ -163,4 +163,3 @@ class ExportFile:
     def close(self) -> None:
         """Close the file without reading it."""
         self._text.close()
-

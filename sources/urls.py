@@ -26,27 +26,33 @@ def split_url(url: str) -> tuple[str, str] | None:
     m = _URL.match(url)
     if m is None:
         return None
-    host = m.group("host").lower().rstrip(".")
+    _, host, port, rest = m.groups()
+    host = host.lower().rstrip(".")
     if "." not in host and not host.startswith("["):
         return None
-    port = m.group("port") or ""
-    if port not in _DEFAULT_PORTS:
+    if port and port not in _DEFAULT_PORTS:
         host = f"{host}:{port}"
-    rest = (m.group("rest") or "/").rstrip()
+    rest = (rest or "/").rstrip()
     if not rest.startswith("/"):
         rest = "/" + rest
     return host, rest
 
 
+def join_normalized(host: str, rest: str) -> str:
+    """The normalised URL of split parts: `www.` dropped from the host."""
+    return (host[4:] if host.startswith("www.") else host) + rest
+
+
 def normalize_url(url: str) -> str | None:
     """The form two sources agree on: no scheme, no `www.`, no default port, no fragment."""
     parts = split_url(url)
-    if parts is None:
-        return None
-    host, rest = parts
-    if host.startswith("www."):
-        host = host[4:]
-    return host + rest
+    return None if parts is None else join_normalized(*parts)
+
+
+@lru_cache(maxsize=65_536)
+def normalize_target(url: str) -> str | None:
+    """`normalize_url` for target URLs, which repeat across a profile, so it is cached."""
+    return normalize_url(url)
 
 
 def link_key(norm_from: str, norm_to: str) -> int:
@@ -62,6 +68,6 @@ def registrable_domain(host: str) -> str:
     return result.top_domain_under_public_suffix or result.domain or host
 
 
-def host_of(norm_url: str) -> str:
-    """The host of a normalised URL."""
-    return norm_url.split("/", 1)[0]
+def host_name(host: str) -> str:
+    """A host without its port."""
+    return host.rsplit(":", 1)[0] if ":" in host and not host.endswith("]") else host

@@ -96,6 +96,7 @@ class Store:
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self.conn.execute("PRAGMA cache_size = -65536")
         self.conn.execute("PRAGMA temp_store = FILE")
+        self.conn.execute("PRAGMA temp.cache_size = -32768")
         MIGRATIONS.apply(Database(self.conn))
 
     @contextmanager

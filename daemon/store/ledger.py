@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
-from sources.urls import link_key, normalize_url, registrable_domain, split_url
+from sources.urls import (
+    host_name,
+    join_normalized,
+    link_key,
+    normalize_target,
+    registrable_domain,
+    split_url,
+)
 
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
@@ -53,20 +61,30 @@ class IngestOutcome:
         return self.status in ACCEPTED
 
 
-_STAGING = """
-CREATE TEMP TABLE staging (
-    link_key INTEGER PRIMARY KEY,
-    url_from TEXT, url_to TEXT, anchor TEXT,
-    nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
-    refdomain TEXT, domain_rating REAL, first_seen_at TEXT,
-    lost INTEGER, lost_reason TEXT
+# Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`.
+_STAGING = (
+    """CREATE TEMP TABLE staging (
+        link_key INTEGER NOT NULL,
+        url_from TEXT, url_to TEXT, anchor TEXT,
+        nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
+        refdomain TEXT, domain_rating REAL, first_seen REAL, attrs INTEGER
+    )""",
+    "CREATE TEMP TABLE staging_lost (link_key INTEGER NOT NULL, reason TEXT)",
 )
-"""
-# A key listed twice counts as seen if any of its rows is not marked lost.
-_STAGE_ROW = """
-INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT(link_key) DO UPDATE SET lost = min(lost, excluded.lost)
-"""
+_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
+# Appending and indexing afterwards is several times faster than inserting into a keyed
+# table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
+_INDEX_AND_DEDUPE = (
+    "CREATE INDEX temp.staging_key ON staging(link_key, attrs)",
+    """DELETE FROM staging WHERE rowid IN (
+        SELECT s.rowid FROM staging s
+        JOIN (SELECT link_key FROM staging GROUP BY link_key HAVING count(*) > 1) d
+          ON d.link_key = s.link_key
+        WHERE s.rowid != (SELECT min(s2.rowid) FROM staging s2 WHERE s2.link_key = s.link_key))""",
+)
+_DROP_STAGING = ("DROP TABLE IF EXISTS temp.staging", "DROP TABLE IF EXISTS temp.staging_lost")
+# Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
 _CHANGED = """(
     (s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor)
     OR (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
@@ -75,40 +93,47 @@ _CHANGED = """(
 )"""
 
 
-def _bool(v: bool | None) -> int | None:
-    return None if v is None else int(v)
+def attributes_digest(
+    anchor: str | None, nofollow: bool | None, ugc: bool | None, sponsored: bool | None
+) -> int:
+    """A cheap fingerprint of a link's attributes: equal digests need no closer look."""
+    return zlib.crc32(f"{anchor}\x1f{nofollow}\x1f{ugc}\x1f{sponsored}".encode())
 
 
 def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
-    """Stream the snapshot's records into the staging table in batches."""
+    """Stream the snapshot's records into the staging tables in batches."""
     report = result.report
     batch: list[tuple[object, ...]] = []
+    lost_batch: list[tuple[int, str | None]] = []
     for rec in result.records:
-        parts_from = split_url(rec.url_from)
-        norm_from = normalize_url(rec.url_from) if parts_from else None
-        norm_to = normalize_url(rec.url_to)
-        if parts_from is None or norm_from is None:
-            report.add(result.line, f"referring page is not a URL: {rec.url_from[:200]!r}")
+        url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason = rec
+        parts_from = split_url(url_from)
+        if parts_from is None:
+            report.add(result.line, f"referring page is not a URL: {url_from[:200]!r}")
             continue
+        norm_to = normalize_target(url_to)
         if norm_to is None:
-            report.add(result.line, f"target is not a URL: {rec.url_to[:200]!r}")
+            report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
             continue
-        host = parts_from[0].rsplit(":", 1)[0] if ":" in parts_from[0] else parts_from[0]
-        first_seen = rec.first_seen_at
+        key = link_key(join_normalized(*parts_from), norm_to)
+        if lost:
+            lost_batch.append((key, reason))
+            continue
         batch.append(
             (
-                link_key(norm_from, norm_to),
-                rec.url_from,
-                rec.url_to,
-                rec.anchor,
-                _bool(rec.nofollow),
-                _bool(rec.ugc),
-                _bool(rec.sponsored),
-                registrable_domain(host),
-                rec.domain_rating,
-                to_db(first_seen) if first_seen is not None else None,
-                int(rec.lost),
-                rec.lost_reason,
+                key,
+                url_from,
+                url_to,
+                anchor,
+                nofollow,
+                ugc,
+                sponsored,
+                registrable_domain(host_name(parts_from[0])),
+                rating,
+                # Epoch seconds: converting only the few new links' dates in SQL is far
+                # cheaper than formatting a million of them here.
+                first.timestamp() if first is not None else None,
+                attributes_digest(anchor, nofollow, ugc, sponsored),
             )
         )
         if len(batch) >= _BATCH:
@@ -116,6 +141,10 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
             batch.clear()
     if batch:
         conn.executemany(_STAGE_ROW, batch)
+    if lost_batch:
+        conn.executemany(_STAGE_LOST, lost_batch)
+    for statement in _INDEX_AND_DEDUPE:
+        conn.execute(statement)
 
 
 def source_bit(conn: sqlite3.Connection, site_id: int, source: str) -> int:
@@ -172,10 +201,10 @@ def ingest(
                 f"{result.origin or source}: taken at {taken}, before the latest snapshot of "
                 f"{site}/{source} ({prev[1]}); snapshots must be ingested in time order"
             )
-        conn.execute("DROP TABLE IF EXISTS temp.staging")
-        conn.execute(_STAGING)
+        for statement in (*_DROP_STAGING, *_STAGING):
+            conn.execute(statement)
         _stage(conn, result)
-        seen = int(conn.execute("SELECT count(*) FROM staging WHERE lost = 0").fetchone()[0])
+        seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
         counts: dict[str, int] = {}
         note: str | None = None
         if result.error is not None:
@@ -241,7 +270,8 @@ def ingest(
                 snapshot_id,
             ),
         )
-        conn.execute("DROP TABLE IF EXISTS temp.staging")
+        for statement in _DROP_STAGING:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -313,31 +343,29 @@ def _apply(
     p["max_before"] = max_before
 
     # Staged links that need anything done: unknown, not live, not yet seen by this
-    # source, or with different attributes.
+    # source, or whose attributes digest differs. Only indexed columns are read here, so
+    # the million unchanged links cost one index probe each.
     x("DROP TABLE IF EXISTS temp.delta")
     x(
-        f"""CREATE TEMP TABLE delta AS
-        SELECT s.link_key AS link_key, l.id AS link_id, l.state AS prev_state,
-               (l.id IS NOT NULL AND NOT :baseline AND {_CHANGED}) AS changed,
-               trim(
-                 CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor
-                      THEN 'anchor ' ELSE '' END ||
-                 CASE WHEN (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
-                        OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
-                        OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
-                      THEN 'rel' ELSE '' END) AS what
-        FROM staging s LEFT JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
-        WHERE s.lost = 0
-          AND (l.id IS NULL OR l.state != 'live' OR (l.seen_by & :bit) = 0 OR {_CHANGED})""",
+        """CREATE TEMP TABLE delta AS
+        SELECT s.rowid AS srow, l.id AS link_id, l.state AS prev_state
+        FROM staging s LEFT JOIN links l INDEXED BY links_presence
+          ON l.site_id = :site AND l.link_key = s.link_key
+        WHERE l.id IS NULL OR l.state != 'live' OR (l.seen_by & :bit) = 0
+           OR l.attrs IS NOT s.attrs""",
         p,
     )
     x(
         """INSERT INTO links (site_id, link_key, url_from, url_to, anchor, nofollow, ugc,
-               sponsored, refdomain, domain_rating, first_seen_at, added_at, state, seen_by)
+               sponsored, attrs, refdomain, domain_rating, first_seen_at, added_at, state,
+               seen_by)
         SELECT :site, s.link_key, s.url_from, s.url_to, s.anchor, s.nofollow, s.ugc,
-               s.sponsored, s.refdomain, s.domain_rating, coalesce(s.first_seen_at, :taken),
+               s.sponsored, s.attrs, s.refdomain, s.domain_rating,
+               CASE WHEN s.first_seen IS NULL THEN :taken
+                    ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
+               END,
                CASE WHEN :undated THEN NULL ELSE :taken END, 'live', :bit
-        FROM delta d JOIN staging s ON s.link_key = d.link_key
+        FROM delta d JOIN staging s ON s.rowid = d.srow
         WHERE d.link_id IS NULL""",
         p,
     )
@@ -355,28 +383,43 @@ def _apply(
         WHERE link_id IS NOT NULL AND prev_state IN ('missing', 'lost')""",
         p,
     ).rowcount
+    # The exact comparison, for the few links whose digest differs.
+    x("DROP TABLE IF EXISTS temp.changes")
+    x(
+        f"""CREATE TEMP TABLE changes AS
+        SELECT d.link_id AS link_id, d.srow AS srow, trim(
+                 CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor
+                      THEN 'anchor ' ELSE '' END ||
+                 CASE WHEN (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
+                        OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
+                        OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
+                      THEN 'rel' ELSE '' END) AS what
+        FROM delta d JOIN staging s ON s.rowid = d.srow JOIN links l ON l.id = d.link_id
+        WHERE NOT :baseline AND {_CHANGED}""",
+        p,
+    )
     changed = x(
         """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-        SELECT :snap, :site, link_id, 'changed', what, :taken FROM delta
-        WHERE link_id IS NOT NULL AND changed""",
+        SELECT :snap, :site, link_id, 'changed', what, :taken FROM changes""",
         p,
     ).rowcount
     x(
+        """UPDATE links SET anchor = coalesce(s.anchor, links.anchor),
+               nofollow = coalesce(s.nofollow, links.nofollow),
+               ugc = coalesce(s.ugc, links.ugc),
+               sponsored = coalesce(s.sponsored, links.sponsored)
+        FROM changes c JOIN staging s ON s.rowid = c.srow
+        WHERE links.id = c.link_id"""
+    )
+    x(
         """UPDATE links SET state = 'live', seen_by = links.seen_by | :bit, missing_count = 0,
-               dropped_by = 0,
-               lost_at = NULL, lost_reason = NULL, last_seen_at = NULL,
-               anchor = CASE WHEN d.changed THEN coalesce(s.anchor, links.anchor)
-                             ELSE links.anchor END,
-               nofollow = CASE WHEN d.changed THEN coalesce(s.nofollow, links.nofollow)
-                               ELSE links.nofollow END,
-               ugc = CASE WHEN d.changed THEN coalesce(s.ugc, links.ugc) ELSE links.ugc END,
-               sponsored = CASE WHEN d.changed THEN coalesce(s.sponsored, links.sponsored)
-                                ELSE links.sponsored END,
-               domain_rating = coalesce(s.domain_rating, links.domain_rating)
-        FROM delta d JOIN staging s ON s.link_key = d.link_key
+               dropped_by = 0, lost_at = NULL, lost_reason = NULL, last_seen_at = NULL,
+               attrs = s.attrs, domain_rating = coalesce(s.domain_rating, links.domain_rating)
+        FROM delta d JOIN staging s ON s.rowid = d.srow
         WHERE links.id = d.link_id""",
         p,
     )
+    x("DROP TABLE temp.changes")
     x("DROP TABLE temp.delta")
     lost = missing = 0
     if not baseline:
@@ -401,9 +444,11 @@ def _provider_lost(conn: sqlite3.Connection, p: dict[str, object]) -> int:
     x("DROP TABLE IF EXISTS temp.plost")
     x(
         """CREATE TEMP TABLE plost AS
-        SELECT l.id AS link_id, coalesce(s.lost_reason, 'unknown') AS reason
-        FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
-        WHERE s.lost = 1 AND l.state IN ('live', 'missing') AND (l.seen_by & ~:bit) = 0""",
+        SELECT l.id AS link_id, coalesce(min(sl.reason), 'unknown') AS reason
+        FROM staging_lost sl JOIN links l ON l.site_id = :site AND l.link_key = sl.link_key
+        WHERE l.state IN ('live', 'missing') AND (l.seen_by & ~:bit) = 0
+          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = sl.link_key)
+        GROUP BY l.id""",
         p,
     )
     n = x(
@@ -431,7 +476,7 @@ def _absent(conn: sqlite3.Connection, p: dict[str, object]) -> tuple[int, int]:
         SELECT l.id AS link_id FROM links l
         WHERE l.site_id = :site AND (l.seen_by & :bit) != 0 AND l.id <= :max_before
           AND l.state IN ('live', 'missing')
-          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key AND s.lost = 0)""",
+          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key)""",
         p,
     )
     x(

@@ -56,6 +56,9 @@ def m001_ledger(db: Database) -> None:
             nofollow INTEGER,
             ugc INTEGER,
             sponsored INTEGER,
+            -- crc32 of anchor and rel flags as last reported: unchanged links are told
+            -- apart from changed ones without reading the row.
+            attrs INTEGER,
             refdomain TEXT NOT NULL,
             domain_rating REAL,
             first_seen_at TEXT,
@@ -71,6 +74,9 @@ def m001_ledger(db: Database) -> None:
             lost_reason TEXT
         );
         CREATE UNIQUE INDEX links_key ON links(site_id, link_key);
+        -- Covers the diff: each staged link is probed here, and the links a source no
+        -- longer lists are found by scanning it.
+        CREATE INDEX links_presence ON links(site_id, link_key, state, seen_by, attrs);
         CREATE INDEX links_state ON links(site_id, state);
         CREATE INDEX links_refdomain ON links(site_id, refdomain, state);
         CREATE TABLE link_events (

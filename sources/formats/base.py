@@ -88,11 +88,6 @@ def build_row_parser(
     site_url = f"https://{site}/"
     nonempty = cols.flags_nonempty_true
 
-    def flag(row: list[str], i: int | None) -> bool | None:
-        if i is None:
-            return None
-        return parse_bool(row[i], nonempty_is_true=nonempty)
-
     def parse(row: list[str]) -> Backlink:
         if len(row) != width:
             raise ValueError(f"expected {width} fields, got {len(row)}")
@@ -102,23 +97,25 @@ def build_row_parser(
         url_to = row[i_to].strip() if i_to is not None else site_url
         if not url_to:
             raise ValueError("empty target URL")
-        lost = False
-        if i_lost_date is not None and row[i_lost_date].strip():
-            lost = True
-        if i_lost_bool is not None and parse_bool(row[i_lost_bool]):
-            lost = True
-        reason = map_lost_reason(*(row[i] for i in reason_cols)) if lost else None
+        lost = (i_lost_date is not None and bool(row[i_lost_date].strip())) or (
+            i_lost_bool is not None and parse_bool(row[i_lost_bool])
+        )
+        # Positional arguments: this runs once per exported row.
         return Backlink(
-            url_from=url_from,
-            url_to=url_to,
-            anchor=row[i_anchor] if i_anchor is not None else None,
-            nofollow=flag(row, i_nofollow),
-            ugc=flag(row, i_ugc),
-            sponsored=flag(row, i_sponsored),
-            domain_rating=parse_number(row[i_dr]) if i_dr is not None else None,
-            first_seen_at=parse_datetime(row[i_first]) if i_first is not None else None,
-            lost=lost,
-            lost_reason=reason,
+            url_from,
+            url_to,
+            row[i_anchor] if i_anchor is not None else None,
+            parse_bool(row[i_nofollow], nonempty_is_true=nonempty)
+            if i_nofollow is not None
+            else None,
+            parse_bool(row[i_ugc], nonempty_is_true=nonempty) if i_ugc is not None else None,
+            parse_bool(row[i_sponsored], nonempty_is_true=nonempty)
+            if i_sponsored is not None
+            else None,
+            parse_number(row[i_dr]) if i_dr is not None else None,
+            parse_datetime(row[i_first]) if i_first is not None else None,
+            lost,
+            map_lost_reason(*(row[i] for i in reason_cols)) if lost else None,
         )
 
     return parse

@@ -7,10 +7,15 @@ from datetime import UTC, datetime
 
 _TRUE = frozenset({"true", "yes", "1", "y", "t", "+", "x"})
 _FALSE = frozenset({"false", "no", "0", "n", "f", ""})
+# The spellings exports actually use, looked up before any string work (hot path).
+_EXACT = {"true": True, "false": False, "": False, "TRUE": True, "FALSE": False}
 
 
 def parse_bool(value: str, *, nonempty_is_true: bool = False) -> bool:
     """`true/false` in any case, `Yes/No`, `1/0`; Majestic flags: any non-empty cell is set."""
+    exact = _EXACT.get(value)
+    if exact is not None:
+        return exact
     v = value.strip().lower()
     if v in _TRUE:
         return True
@@ -23,6 +28,10 @@ def parse_bool(value: str, *, nonempty_is_true: bool = False) -> bool:
 
 def parse_number(value: str) -> float | None:
     """A number that may carry thousands separators (`1,240`) or a decimal comma (`12,4`)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
     v = value.strip().replace("\u00a0", "").replace(" ", "")
     if not v:
         return None
@@ -50,6 +59,12 @@ _D_MON_Y = re.compile(r"(\d{1,2}) ([A-Za-z]{3})[a-z]*\.? (\d{4})$")
 
 def parse_datetime(value: str) -> datetime | None:
     """Dates as tools write them, in UTC: ISO, `2026-09-15 10:00`, `Sep 15, 2026`, `15.09.2026`."""
+    if len(value) == 19 and value[10] == " ":
+        # `YYYY-MM-DD HH:MM:SS` (Ahrefs): the common case, parsed as UTC in one call.
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            pass
     v = value.strip()
     if not v:
         return None
