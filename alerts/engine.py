@@ -83,19 +83,13 @@ def evaluate(
             elif not holds and state == "firing":
                 new_state = "resolved"
             else:
-                if current is not None:
-                    store.save_alert(
-                        fingerprint=fp,
-                        rule=rule.name,
-                        site=site,
-                        state=state,
-                        value=value,
-                        at=at,
-                        notify=[],
-                    )
+                new_state = state
+            changed = new_state != state
+            if not changed and current is None:
                 continue
-            tell = new_state == "firing" or rule.send_resolved
-            notifiers = rule.notify if tell else ()
+            notifiers = (
+                rule.notify if changed and (new_state == "firing" or rule.send_resolved) else ()
+            )
             notify = []
             if notifiers:
                 payload = build_message(store, rule, site, value, new_state, at).to_payload()
@@ -109,6 +103,8 @@ def evaluate(
                 at=at,
                 notify=notify,
             )
+            if not changed:
+                continue
             log.info(
                 "alert %s for %s: %s (%s = %s)", rule.name, site, new_state, rule.metric, value
             )
