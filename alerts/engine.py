@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from alerts.message import AlertMessage
-from alerts.metrics import Metrics, compute_metrics
 from alerts.rules import Rule
+from alerts.rules.context import Check, EvaluationContext
 from daemon.store import Store
 from daemon.timefmt import format_duration, to_db
 
@@ -33,11 +33,13 @@ def fingerprint(rule: str, site: str) -> str:
 
 
 def build_message(
-    store: Store, rule: Rule, site: str, value: float | None, transition: str, at: datetime
+    store: Store, rule: Rule, site: str, check: Check, transition: str, at: datetime
 ) -> AlertMessage:
     """The notification content for one alert transition."""
     lost = (
-        store.lost_domains(site, at - rule.window, at, limit=10) if transition == "firing" else []
+        store.lost_domains(site, at - rule.window, at, limit=10)
+        if transition == "firing" and check.with_lost_domains
+        else []
     )
     return AlertMessage(
         transition=transition,
@@ -45,34 +47,28 @@ def build_message(
         site=site,
         severity=rule.severity,
         metric=rule.metric,
-        value=value,
+        value=check.value,
         op=rule.op,
         threshold=rule.threshold,
         window=format_duration(rule.window),
-        summary=rule.summary(site, value),
+        summary=check.summary,
         at=at.isoformat(timespec="seconds"),
         lost_domains=tuple(lost),
     )
 
 
-def evaluate(
-    store: Store, rules: list[Rule], own_sites: list[str], at: datetime
-) -> list[Transition]:
-    """Evaluate every rule for its sites at `at`; persist state changes and queue notifications.
+def evaluate(store: Store, rules: list[Rule], ctx: EvaluationContext) -> list[Transition]:
+    """Evaluate every rule for its sites at `ctx.at`; persist changes and queue notifications.
 
     A firing alert is notified once when it starts firing (and once when it resolves),
     not on every evaluation. A site without data keeps its alert state.
     """
-    metrics: dict[tuple[str, timedelta], Metrics | None] = {}
     transitions: list[Transition] = []
+    at = ctx.at
     for rule in rules:
-        for site in rule.sites or own_sites:
-            key = (site, rule.window)
-            if key not in metrics:
-                metrics[key] = compute_metrics(store, site, rule.window, at)
-            m = metrics[key]
-            value = m.value(rule.metric) if m is not None else None
-            holds = rule.holds(value)
+        for site in rule.sites_for(ctx):
+            check = rule.check(ctx, site)
+            value, holds = check.value, check.holds
             fp = fingerprint(rule.name, site)
             current = store.alert(fp)
             state = current.state if current is not None else "inactive"
@@ -92,7 +88,7 @@ def evaluate(
             )
             notify = []
             if notifiers:
-                payload = build_message(store, rule, site, value, new_state, at).to_payload()
+                payload = build_message(store, rule, site, check, new_state, at).to_payload()
                 notify = [(n, f"{fp}:{new_state}:{to_db(at)}:{n}", payload) for n in notifiers]
             store.save_alert(
                 fingerprint=fp,

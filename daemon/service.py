@@ -12,6 +12,7 @@ from alerts.engine import Transition, evaluate
 from alerts.notifiers import Notifier, build_notifier
 from alerts.outbox import DeliveryReport, deliver_due
 from alerts.rules import RuleBook
+from alerts.rules.context import EvaluationContext
 from daemon.settings import Settings
 from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
 from sources import SOURCE_KINDS
@@ -154,7 +155,10 @@ class Linkwatch:
     def evaluate(self, at: datetime) -> list[Transition]:
         """Evaluate the rules in force at `at` (reloading them first if their files changed)."""
         self.rulebook.reload_if_changed()
-        return evaluate(self.store, self.rulebook.rules, self.settings.own_sites(), at)
+        ctx = EvaluationContext(
+            self.store, at, self.settings.own_sites(), [s.domain for s in self.settings.sites]
+        )
+        return evaluate(self.store, self.rulebook.rules, ctx)
 
     def deliver(self, now: datetime) -> DeliveryReport:
         """Deliver due notifications."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alerts.engine import evaluate
+from alerts.engine import Transition, evaluate
 from alerts.rules import Rule, load_rules
+from alerts.rules.context import EvaluationContext
 from daemon.settings import load_settings
 from daemon.store import GuardSettings, Store
 from sources.exports import ExportFile
@@ -44,6 +45,10 @@ def _setup(tmp_path: Path, send_resolved: bool) -> tuple[Store, list[Rule], list
     return store, load_rules(settings), settings.own_sites()
 
 
+def _evaluate(store: Store, rules: list[Rule], own: list[str], at: datetime) -> list[Transition]:
+    return evaluate(store, rules, EvaluationContext(store, at, own, own))
+
+
 def _queued(store: Store) -> list[tuple[str, str]]:
     return [(r["transition"], r["notifier"]) for r in reversed(store.outbox())]
 
@@ -53,14 +58,80 @@ def test_fires_once_and_resolution_follows_send_resolved(tmp_path: Path) -> None
         folder = tmp_path / str(send_resolved)
         folder.mkdir()
         store, rules, own = _setup(folder, send_resolved)
-        fired = evaluate(store, rules, own, T + timedelta(days=2, hours=1))
+        fired = _evaluate(store, rules, own, T + timedelta(days=2, hours=1))
         # The quiet site has no snapshot: no data, no alert, nothing stored for it.
         assert [(t.site, t.state, t.value) for t in fired] == [("example.com", "firing", 2.0)]
-        assert evaluate(store, rules, own, T + timedelta(days=2, hours=2)) == []
-        resolved = evaluate(store, rules, own, T + timedelta(days=6))
+        assert _evaluate(store, rules, own, T + timedelta(days=2, hours=2)) == []
+        resolved = _evaluate(store, rules, own, T + timedelta(days=6))
         assert [(t.site, t.state) for t in resolved] == [("example.com", "resolved")]
         expected = [("firing", "console")] + ([("resolved", "console")] if send_resolved else [])
         assert _queued(store) == expected
         # Staying resolved tells nothing more.
-        assert evaluate(store, rules, own, T + timedelta(days=6, hours=1)) == []
+        assert _evaluate(store, rules, own, T + timedelta(days=6, hours=1)) == []
         store.close()
+
+
+def test_source_health_tells_failures_suspect_snapshots_and_staleness(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    write_rule(
+        tmp_path,
+        "sources",
+        'kind = "source_health"\nmax_age = "3d"\nnotify = ["console"]\n',
+    )
+    rules = load_rules(settings)
+    store = Store(settings.storage.path)
+    store.ensure_site("example.com", "own")
+    own = ["example.com"]
+
+    def ingest(day: int, rows: list[tuple[str, str, str, int]]) -> str:
+        path = write_ahrefs(tmp_path / f"h{day}.csv", rows)
+        at = T + timedelta(days=day)
+        result = ExportFile(path, "example.com").snapshot(at)
+        return store.ingest("example.com", "exports", result, GuardSettings(), at).status
+
+    def check(day: float) -> list[tuple[str, float | None]]:
+        return [(t.state, t.value) for t in _evaluate(store, rules, own, T + timedelta(days=day))]
+
+    assert check(0) == []  # nothing polled yet: no data
+    assert ingest(0, LINKS) == "baseline"
+    assert check(0.5) == []
+    assert ingest(1, LINKS[:1]) == "suspect"
+    assert check(1.5) == [("firing", 1.0)]
+    assert [r["transition"] for r in store.outbox()] == ["firing"]
+    assert ingest(2, LINKS) == "complete"
+    assert check(2.5) == [("resolved", 0.0)]
+    # No complete snapshot for more than max_age: stale.
+    assert check(5.5) == [("firing", 1.0)]
+    assert ingest(6, LINKS) == "complete"
+    assert check(6.5) == [("resolved", 0.0)]
+    store.record_failure(
+        "example.com",
+        "exports",
+        T + timedelta(days=7),
+        "x.csv",
+        "cannot read",
+        T + timedelta(days=7),
+    )
+    assert check(7.5) == [("firing", 1.0)]
+    payloads = [r for r in store.outbox() if r["transition"] == "firing"]
+    assert len(payloads) == 3
+    store.close()
+
+
+def test_source_health_message_names_the_problem(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    write_rule(tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\n')
+    store = Store(settings.storage.path)
+    store.ensure_site("example.com", "own")
+    store.record_failure(
+        "example.com", "exports", T, "", "exports/example.com: export folder does not exist", T
+    )
+    ctx = EvaluationContext(store, T + timedelta(hours=1), ["example.com"], ["example.com"])
+    [rule] = load_rules(settings)
+    check = rule.check(ctx, "example.com")
+    assert check.holds and check.value == 1.0
+    assert check.summary == (
+        "example.com: 1 unhealthy source(s): exports: last poll error: "
+        "exports/example.com: export folder does not exist"
+    )
+    store.close()

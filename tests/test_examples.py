@@ -65,7 +65,7 @@ def test_issue_settings_block_is_accepted(tmp_path: Path) -> None:
 def test_example_rules_pass_rules_check() -> None:
     res = CliRunner().invoke(main, ["-c", str(ROOT / "settings.example.toml"), "rules", "check"])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("2 rules OK")
+    assert res.output.startswith("3 rules OK")
 
 
 def test_bundled_example_shows_the_negative_velocity_alert(tmp_path: Path) -> None:

@@ -10,14 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from alerts.rules.threshold import ThresholdRule, ThresholdRuleConfig
-from daemon.settings import Settings
+from alerts.rules.source_health import SourceHealthRule
+from alerts.rules.threshold import ThresholdRule
+from daemon.settings import Settings, format_validation_error
 
 log = logging.getLogger(__name__)
 
-Rule = ThresholdRule
-RULE_KINDS: dict[str, tuple[type[ThresholdRuleConfig], type[ThresholdRule]]] = {
-    "threshold": (ThresholdRuleConfig, ThresholdRule),
+Rule = ThresholdRule | SourceHealthRule
+RULE_KINDS: dict[str, type[ThresholdRule] | type[SourceHealthRule]] = {
+    cls.kind: cls for cls in (ThresholdRule, SourceHealthRule)
 }
 
 
@@ -40,23 +41,17 @@ def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
     if kind not in RULE_KINDS:
         known = ", ".join(sorted(RULE_KINDS))
         return None, [f"{path}: kind: expected one of {known}, got {kind!r}"]
-    config_cls, rule_cls = RULE_KINDS[kind]
     try:
-        cfg = config_cls.model_validate(raw)
+        rule = RULE_KINDS[kind].from_file(path.stem, raw)
     except ValidationError as exc:
-        errors = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(file)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            errors.append(f"{path}: {loc}: {msg.removeprefix('Value error, ')}")
-        return None, errors
+        return None, format_validation_error(path, exc).splitlines()
     errors = []
-    for name in cfg.notify:
+    for name in rule.notify:
         if name not in settings.notifiers:
             known = ", ".join(sorted(settings.notifiers)) or "none defined"
             errors.append(f"{path}: notify: unknown notifier {name!r} (settings define: {known})")
     domains = {s.domain for s in settings.sites}
-    for site in cfg.sites or ():
+    for site in rule.sites or ():
         if site not in domains:
             errors.append(
                 f"{path}: sites: unknown site {site!r} (settings define: "
@@ -64,7 +59,7 @@ def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
             )
     if errors:
         return None, errors
-    return rule_cls.from_config(path.stem, cfg), []
+    return rule, []
 
 
 def rules_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:

@@ -7,11 +7,12 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.metrics import METRICS
+from alerts.rules.context import Check, EvaluationContext
 from daemon.timefmt import format_duration
 from daemon.types import Duration
 
@@ -92,6 +93,11 @@ class ThresholdRule:
     kind = "threshold"
 
     @classmethod
+    def from_file(cls, name: str, raw: dict[str, Any]) -> ThresholdRule:
+        """Validate a parsed rule file (pydantic ValidationError if it is wrong)."""
+        return cls.from_config(name, ThresholdRuleConfig.model_validate(raw))
+
+    @classmethod
     def from_config(cls, name: str, cfg: ThresholdRuleConfig) -> ThresholdRule:
         """Build the rule from its validated file."""
         return cls(
@@ -106,6 +112,16 @@ class ThresholdRule:
             summary_template=cfg.summary or DEFAULT_SUMMARY,
             send_resolved=cfg.send_resolved,
         )
+
+    def sites_for(self, ctx: EvaluationContext) -> list[str]:
+        """The sites this rule watches: those it names, else every own site."""
+        return list(self.sites) if self.sites is not None else ctx.own_sites
+
+    def check(self, ctx: EvaluationContext, site: str) -> Check:
+        """Compare the site's metric over the window with the threshold."""
+        m = ctx.metrics(site, self.window)
+        value = m.value(self.metric) if m is not None else None
+        return Check(value, self.holds(value), self.summary(site, value), with_lost_domains=True)
 
     def holds(self, value: float | None) -> bool | None:
         """Whether the condition holds; None when there is no value (no data is not zero)."""

@@ -21,7 +21,7 @@ from daemon.store.ledger import (
     ingest,
     record_failure,
 )
-from daemon.store.reads import LostDomain, WindowCounts
+from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
@@ -34,6 +34,7 @@ __all__ = [
     "OutOfOrderError",
     "OutboxRow",
     "SiteStatus",
+    "SourceHealth",
     "Store",
     "WindowCounts",
 ]
@@ -242,6 +243,10 @@ class Store:
     def window_counts(self, site: str, start: datetime, end: datetime) -> WindowCounts:
         """Link and referring-domain movement over (start, end]."""
         return reads.window_counts(self.conn, self.site_id(site), start, end)
+
+    def source_health(self, site: str, at: datetime) -> list[SourceHealth]:
+        """Each source's latest poll outcome and last accepted snapshot, as of `at`."""
+        return reads.source_health(self.conn, self.site_id(site), at)
 
     def lost_domains(
         self, site: str, start: datetime, end: datetime, limit: int = 10

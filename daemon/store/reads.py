@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from daemon.timefmt import to_db
+from daemon.timefmt import from_db, to_db
 
 
 @dataclass(frozen=True)
@@ -193,3 +193,35 @@ def domains_lost_in(
         {"site": site_id, "t0": t0, "t1": t1},
     ).fetchall()
     return {d for d, alive0, alive1 in rows if alive0 and not alive1}
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """The latest poll of one (site, source) and its last accepted snapshot, as of an instant."""
+
+    source: str
+    latest_status: str
+    latest_note: str | None
+    last_accepted_at: datetime | None
+
+
+def source_health(conn: sqlite3.Connection, site_id: int, at: datetime) -> list[SourceHealth]:
+    """Each source of a site that had polled by `at`: its latest outcome and freshness."""
+    rows = conn.execute(
+        """SELECT src.source,
+               (SELECT status FROM snapshots WHERE site_id = :site AND source = src.source
+                  AND created_at <= :at ORDER BY created_at DESC, id DESC LIMIT 1),
+               (SELECT note FROM snapshots WHERE site_id = :site AND source = src.source
+                  AND created_at <= :at ORDER BY created_at DESC, id DESC LIMIT 1),
+               (SELECT max(taken_at) FROM snapshots WHERE site_id = :site
+                  AND source = src.source AND created_at <= :at
+                  AND status IN ('baseline', 'complete'))
+        FROM (SELECT DISTINCT source FROM snapshots
+              WHERE site_id = :site AND created_at <= :at) src
+        ORDER BY src.source""",
+        {"site": site_id, "at": to_db(at)},
+    ).fetchall()
+    return [
+        SourceHealth(source, status, note, from_db(accepted) if accepted else None)
+        for source, status, note, accepted in rows
+    ]
