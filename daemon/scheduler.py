@@ -13,6 +13,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from daemon.sdnotify import notify, watchdog_interval
 from daemon.service import Linkwatch, utcnow
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,18 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
         id="deliver",
         next_run_time=now,
     )
+    ping_every = watchdog_interval()
+    if ping_every is not None:
+        # Its own executor: the ping proves the scheduler loop is alive even while a
+        # long ingest holds the job worker.
+        sched.add_executor(ThreadPoolExecutor(max_workers=1), "watchdog")
+        sched.add_job(
+            lambda: notify("WATCHDOG=1"),
+            IntervalTrigger(seconds=ping_every),
+            id="watchdog",
+            executor="watchdog",
+            next_run_time=now,
+        )
     return sched
 
 
@@ -89,6 +102,7 @@ def run(app: Linkwatch) -> None:
         log.info("signal %s: finishing the running job, then exiting", signal.Signals(signum).name)
         if stopper:
             return
+        notify("STOPPING=1", "STATUS=finishing the running job")
         # shutdown waits for the running job; a signal handler must not block, so a thread does it.
         stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
         stopper[0].start()
@@ -99,13 +113,13 @@ def run(app: Linkwatch) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
-    log.info(
-        "linkwatch running: %d sites, %d rules, %d notifiers, database %s",
-        len(app.settings.sites),
-        len(app.rulebook.rules),
-        len(app.notifiers),
-        app.store.path,
+    status = (
+        f"linkwatch running: {len(app.settings.sites)} sites, {len(app.rulebook.rules)} rules, "
+        f"{len(app.notifiers)} notifiers, database {app.store.path}"
     )
+    log.info("%s", status)
+    # Storage and rules are loaded by now: tell systemd the service is up.
+    notify("READY=1", f"STATUS={status}")
     sched.start()
     for thread in stopper:
         thread.join()

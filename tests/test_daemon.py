@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ RULE = (
 
 
 class Daemon:
-    def __init__(self, settings: Path, log: Path) -> None:
+    def __init__(self, settings: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.out = log.with_suffix(".out")
         self.err = log.with_suffix(".err")
         self.proc = subprocess.Popen(
@@ -29,7 +30,7 @@ class Daemon:
             cwd=ROOT,
             stdout=self.out.open("w"),
             stderr=self.err.open("w"),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     def wait_for(self, text: str, stream: str = "err", timeout: float = 20) -> str:
@@ -90,3 +91,25 @@ def test_daemon_alerts_once_stops_on_sigterm_and_resumes(tmp_path: Path) -> None
     assert second.stop() == 0
     assert second.out.read_text() == ""
     assert "taken" not in second.err.read_text()
+
+
+def test_daemon_speaks_systemd_notify(tmp_path: Path) -> None:
+    settings = _site(tmp_path)
+    address = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(address))
+        sock.settimeout(20)
+        daemon = Daemon(
+            settings,
+            tmp_path / "notify",
+            env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "400000"},
+        )
+        messages = [sock.recv(4096).decode() for _ in range(4)]
+        ready = [m for m in messages if m.startswith("READY=1")]
+        assert len(ready) == 1
+        assert "STATUS=linkwatch running: 1 sites, 1 rules" in ready[0]
+        assert sum(m == "WATCHDOG=1" for m in messages) >= 2
+        daemon.proc.send_signal(signal.SIGTERM)
+        while not (m := sock.recv(4096).decode()).startswith("STOPPING=1"):
+            assert m == "WATCHDOG=1"
+        assert daemon.proc.wait(timeout=30) == 0
