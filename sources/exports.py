@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,17 +42,25 @@ def detect_encoding(head: bytes, *, whole: bool = True) -> str:
     return "utf-8"
 
 
-def decodes_as_utf8(path: Path) -> bool:
-    """True when the whole file is valid UTF-8 (a legacy byte may sit anywhere)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as raw:
-            while chunk := raw.read(1 << 20):
-                decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
+def scan_file(path: Path, *, check_utf8: bool) -> tuple[str, bool]:
+    """One pass over the raw bytes: (content digest, whether it is all valid UTF-8)."""
+    digest = hashlib.blake2b(digest_size=16)
+    decoder = codecs.getincrementaldecoder("utf-8")() if check_utf8 else None
+    with path.open("rb") as raw:
+        while chunk := raw.read(1 << 20):
+            digest.update(chunk)
+            if decoder is not None:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    decoder = None
+                    check_utf8 = False
+    if decoder is not None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            check_utf8 = False
+    return digest.hexdigest(), check_utf8
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -84,13 +93,15 @@ class ExportFile:
         try:
             with path.open("rb") as raw:
                 head = raw.read(_SNIFF_BYTES)
+            self.encoding = detect_encoding(head, whole=len(head) < _SNIFF_BYTES)
+            check_utf8 = self.encoding == "utf-8" and len(head) == _SNIFF_BYTES
+            self.digest, utf8 = scan_file(path, check_utf8=check_utf8)
+            if check_utf8 and not utf8:
+                self.encoding = "cp1252"
+            errors = "strict" if self.encoding.startswith("utf-16") else "replace"
+            self._text = path.open("r", encoding=self.encoding, errors=errors, newline="")
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        self.encoding = detect_encoding(head, whole=len(head) < _SNIFF_BYTES)
-        if self.encoding == "utf-8" and len(head) == _SNIFF_BYTES and not decodes_as_utf8(path):
-            self.encoding = "cp1252"
-        errors = "strict" if self.encoding.startswith("utf-16") else "replace"
-        self._text = path.open("r", encoding=self.encoding, errors=errors, newline="")
         try:
             header_line = self._text.readline()
             self.delimiter = detect_delimiter(header_line)
@@ -101,6 +112,9 @@ class ExportFile:
             }
             self.format = self._choose_format(format_kind)
             self._parse_row = self.format.row_parser(self.header, len(header_cells), site)
+        except (UnicodeDecodeError, csv.Error, OSError) as exc:
+            self._text.close()
+            raise SourceError(f"{path}: cannot read the header: {exc}") from exc
         except BaseException:
             self._text.close()
             raise
@@ -128,7 +142,12 @@ class ExportFile:
     def snapshot(self, taken_at: datetime) -> SnapshotResult:
         """A snapshot whose records stream the file's rows; malformed rows land in its report."""
         result = SnapshotResult(
-            taken_at=taken_at, records=iter(()), origin=self.path.name, format=self.format.kind
+            taken_at=taken_at,
+            records=iter(()),
+            origin=self.path.name,
+            format=self.format.kind,
+            digest=self.digest,
+            sample=self.format.sample,
         )
         result.records = self._rows(result)
         return result

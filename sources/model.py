@@ -82,6 +82,10 @@ class SnapshotResult:
     error: str | None = None
     # The file line of the record last yielded, so later checks can name it.
     line: int = 0
+    # A digest of the raw content: the same export ingested twice is recognised.
+    digest: str | None = None
+    # A sample of the profile (GSC's link lists): it can add links, never miss them.
+    sample: bool = False
 
     @property
     def complete(self) -> bool:

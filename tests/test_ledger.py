@@ -593,3 +593,74 @@ def test_reopened_store_confirms_a_loss_started_before(tmp_path: Path) -> None:
         assert states(store)[url(8)] == "lost"
     finally:
         store.close()
+
+
+# --- guards added after review ---------------------------------------------------------------
+
+
+def test_a_real_collapse_is_believed_once_three_small_snapshots_agree(store: Store) -> None:
+    ingest(store, 0, ALL)
+    small = [1, 2, 3, 4]
+    assert ingest(store, 1, small).status == "suspect"
+    assert ingest(store, 2, small).status == "suspect"  # two in a row: still nothing
+    assert states(store)[url(9)] == "live"
+    third = ingest(store, 3, small)
+    assert (third.status, third.missing) == ("complete", 6)
+    assert third.note is not None and "3 snapshots in a row agree" in third.note
+    assert ingest(store, 4, small).lost == 6
+
+
+def test_small_snapshots_that_disagree_stay_suspect(store: Store) -> None:
+    ingest(store, 0, ALL)
+    for when, links in enumerate(([1, 2, 3, 4], [1, 2], [1, 2, 3, 4]), start=1):
+        assert ingest(store, when, links).status == "suspect"
+    assert set(states(store).values()) == {"live"}
+
+
+def test_the_same_export_ingested_twice_confirms_nothing(store: Store) -> None:
+    ingest(store, 0, ALL)
+    first = store.ingest(
+        SITE, "ahrefs", snap(1, [bl(n) for n in range(1, 10)], digest="d1"), GUARDS, day(1)
+    )
+    assert first.missing == 1
+    again = store.ingest(
+        SITE,
+        "ahrefs",
+        snap(1, [bl(n) for n in range(1, 10)], digest="d1"),
+        GUARDS,
+        day(
+            1,
+        )
+        + timedelta(hours=1),
+    )
+    assert (again.status, again.lost) == ("duplicate", 0)
+    assert states(store)[url(10)] == "missing"
+    # The same content exported later is a new observation and confirms the loss.
+    later = store.ingest(
+        SITE, "ahrefs", snap(2, [bl(n) for n in range(1, 10)], digest="d1"), GUARDS, day(2)
+    )
+    assert (later.status, later.lost) == ("complete", 1)
+
+
+def test_a_sample_export_never_makes_links_missing(store: Store) -> None:
+    ingest(store, 0, ALL, source="gsc")
+    sample = store.ingest(SITE, "gsc", snap(1, [bl(1), bl(2), bl(11)], sample=True), GUARDS, day(1))
+    assert (sample.status, sample.new, sample.missing) == ("complete", 1, 0)
+    sample = store.ingest(SITE, "gsc", snap(2, [bl(3)], sample=True), GUARDS, day(2))
+    assert (sample.status, sample.missing, sample.lost) == ("complete", 0, 0)
+    assert set(states(store).values()) == {"live"}
+
+
+def test_an_older_export_of_another_source_cannot_reorder_history(store: Store) -> None:
+    ingest(store, 0, ALL, source="ahrefs")
+    ingest(store, 2, [n for n in ALL if n != 5], source="ahrefs")
+    ingest(store, 3, [n for n in ALL if n != 5], source="ahrefs")
+    assert states(store)[url(5)] == "lost"
+    # A second source's export dated between them sees link 5: restored, dated day 3.
+    restored = ingest(store, 2.5, ALL, source="semrush")
+    assert restored.restored == 1
+    assert [(k, at) for u, k, _, at in events(store) if u == url(5)] == [
+        ("missing", to_db(day(2))),
+        ("lost", to_db(day(3))),
+        ("restored", to_db(day(3))),
+    ]

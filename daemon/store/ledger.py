@@ -33,6 +33,11 @@ class GuardSettings:
 
     confirm_after: int = 2
     suspect_below: float = 0.5
+    # A small snapshot is believed once this many in a row (itself included) agree on
+    # the size within `agree_within`: a real collapse is not suspect forever, while two
+    # truncated exports in a row still change nothing.
+    suspect_accept_after: int = 3
+    agree_within: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -166,14 +171,37 @@ def source_bit(conn: sqlite3.Connection, site_id: int, source: str) -> int:
     return bit
 
 
-def latest_accepted(conn: sqlite3.Connection, site_id: int, source: str) -> tuple[int, str] | None:
-    """(seen, taken_at) of the latest baseline or complete snapshot of a (site, source)."""
+@dataclass(frozen=True)
+class _Previous:
+    seen: int
+    taken_at: str
+    digest: str | None
+
+
+def latest_accepted(conn: sqlite3.Connection, site_id: int, source: str) -> _Previous | None:
+    """The latest baseline or complete snapshot of a (site, source)."""
     row = conn.execute(
-        "SELECT seen, taken_at FROM snapshots WHERE site_id = ? AND source = ?"
+        "SELECT seen, taken_at, digest FROM snapshots WHERE site_id = ? AND source = ?"
         " AND status IN ('baseline', 'complete') ORDER BY taken_at DESC, id DESC LIMIT 1",
         (site_id, source),
     ).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return None if row is None else _Previous(int(row[0]), str(row[1]), row[2])
+
+
+def _agreeing_suspects(
+    conn: sqlite3.Connection, site_id: int, source: str, seen: int, guards: GuardSettings
+) -> bool:
+    """True when the snapshots just before this one were suspect and of about its size."""
+    wanted = guards.suspect_accept_after - 1
+    rows = conn.execute(
+        "SELECT status, seen FROM snapshots WHERE site_id = ? AND source = ?"
+        " AND status NOT IN ('error', 'duplicate') ORDER BY taken_at DESC, id DESC LIMIT ?",
+        (site_id, source, wanted),
+    ).fetchall()
+    return len(rows) == wanted and all(
+        status == "suspect" and abs(n - seen) <= guards.agree_within * max(seen, 1)
+        for status, n in rows
+    )
 
 
 def ingest(
@@ -196,33 +224,56 @@ def ingest(
     conn.execute("BEGIN IMMEDIATE")
     try:
         prev = latest_accepted(conn, site_id, source)
-        if prev is not None and taken < prev[1]:
+        if prev is not None and taken < prev.taken_at:
             raise OutOfOrderError(
                 f"{result.origin or source}: taken at {taken}, before the latest snapshot of "
-                f"{site}/{source} ({prev[1]}); snapshots must be ingested in time order"
+                f"{site}/{source} ({prev.taken_at}); snapshots must be ingested in time order"
             )
-        for statement in (*_DROP_STAGING, *_STAGING):
-            conn.execute(statement)
-        _stage(conn, result)
-        seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
         counts: dict[str, int] = {}
         note: str | None = None
-        if result.error is not None:
-            status, note = "partial", result.error
-        elif result.report.malformed:
-            status = "partial"
-            note = f"{result.report.malformed} malformed rows; no link state changed"
-        elif prev is not None and seen < guards.suspect_below * prev[0]:
-            status = "suspect"
-            note = (
-                f"{seen} links, under {guards.suspect_below:.0%} of the previous snapshot's "
-                f"{prev[0]}; no link state changed"
-            )
+        seen = 0
+        if (
+            prev is not None
+            and result.digest is not None
+            and result.digest == prev.digest
+            and taken <= prev.taken_at
+        ):
+            # The same export again at the same time (re-imported, or saved twice): it
+            # proves nothing new, so it must not confirm any loss. The same content at a
+            # later time is a new observation.
+            status, seen = "duplicate", prev.seen
+            note = "same content as the latest snapshot; nothing changed"
         else:
-            status = "baseline" if prev is None else "complete"
+            for statement in (*_DROP_STAGING, *_STAGING):
+                conn.execute(statement)
+            _stage(conn, result)
+            seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
+            if result.error is not None:
+                status, note = "partial", result.error
+            elif result.report.malformed:
+                status = "partial"
+                note = f"{result.report.malformed} malformed rows; no link state changed"
+            elif prev is None:
+                status = "baseline"
+            elif result.sample or seen >= guards.suspect_below * prev.seen:
+                status = "complete"
+            elif _agreeing_suspects(conn, site_id, source, seen, guards):
+                status = "complete"
+                note = (
+                    f"{seen} links, under {guards.suspect_below:.0%} of {prev.seen}, believed:"
+                    f" {guards.suspect_accept_after} snapshots in a row agree"
+                )
+            else:
+                status = "suspect"
+                note = (
+                    f"{seen} links, under {guards.suspect_below:.0%} of the previous snapshot's "
+                    f"{prev.seen}; no link state changed"
+                )
+            if result.sample and status == "complete":
+                note = "a sample export: it adds and restores links, absences count for nothing"
         cur = conn.execute(
             "INSERT INTO snapshots (site_id, source, taken_at, status, origin, format, seen,"
-            " malformed, note, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " malformed, note, digest, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 site_id,
                 source,
@@ -233,28 +284,29 @@ def ingest(
                 seen,
                 result.report.malformed,
                 note,
+                result.digest,
                 to_db(now),
             ),
         )
         snapshot_id = int(cur.lastrowid or 0)
         if status in ACCEPTED:
-            site_has_history = (
-                conn.execute(
-                    "SELECT 1 FROM snapshots WHERE site_id = ? AND id != ?"
-                    " AND status IN ('baseline', 'complete') LIMIT 1",
-                    (site_id, snapshot_id),
-                ).fetchone()
-                is not None
-            )
+            # Events are dated no earlier than the site's latest accepted snapshot, so a
+            # source whose export is older than another's cannot reorder history.
+            site_latest = conn.execute(
+                "SELECT max(taken_at) FROM snapshots WHERE site_id = ? AND id != ?"
+                " AND status IN ('baseline', 'complete')",
+                (site_id, snapshot_id),
+            ).fetchone()[0]
             counts = _apply(
                 conn,
                 site_id=site_id,
                 bit=source_bit(conn, site_id, source),
                 snapshot_id=snapshot_id,
-                taken=taken,
-                prev_taken=prev[1] if prev else None,
+                taken=max(taken, site_latest or taken),
+                prev_taken=prev.taken_at if prev else None,
                 baseline=status == "baseline",
-                site_has_history=site_has_history,
+                site_has_history=site_latest is not None,
+                sample=result.sample,
                 confirm_after=guards.confirm_after,
             )
         conn.execute(
@@ -270,8 +322,9 @@ def ingest(
                 snapshot_id,
             ),
         )
-        for statement in _DROP_STAGING:
-            conn.execute(statement)
+        if status != "duplicate":
+            for statement in _DROP_STAGING:
+                conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -320,6 +373,7 @@ def _apply(
     prev_taken: str | None,
     baseline: bool,
     site_has_history: bool,
+    sample: bool,
     confirm_after: int,
 ) -> dict[str, int]:
     """The set difference between staging and the ledger, as SQL statements.
@@ -424,8 +478,9 @@ def _apply(
     lost = missing = 0
     if not baseline:
         lost += _provider_lost(conn, p)
-        missing, confirmed = _absent(conn, p)
-        lost += confirmed
+        if not sample:
+            missing, confirmed = _absent(conn, p)
+            lost += confirmed
     return {
         "new": new if not baseline else 0,
         "restored": restored,

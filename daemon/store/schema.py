@@ -42,6 +42,8 @@ def m001_ledger(db: Database) -> None:
             changed INTEGER NOT NULL DEFAULT 0,
             malformed INTEGER NOT NULL DEFAULT 0,
             note TEXT,
+            -- Content digest of the export, to recognise the same file ingested twice.
+            digest TEXT,
             duration_s REAL,
             created_at TEXT NOT NULL
         );

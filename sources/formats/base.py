@@ -50,6 +50,8 @@ class ExportFormat:
     required: tuple[tuple[str, ...], ...]
     # A format without a target URL column (GSC) links to the site's home page.
     target_is_site: bool = False
+    # The export lists a sample of the profile: absence from it proves nothing.
+    sample: bool = False
 
     def matches(self, header: Mapping[str, int]) -> bool:
         """True when the header holds every column this format requires."""

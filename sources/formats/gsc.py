@@ -12,5 +12,7 @@ GSC_LATEST_LINKS = ExportFormat(
     description="Google Search Console Latest links (Linking page, Last crawled)",
     required=(_LINKING_PAGE,),
     target_is_site=True,
+    # Search Console exports at most a sample of the links (REFERENCE.md §5).
+    sample=True,
     columns=ColumnMap(url_from=_LINKING_PAGE),
 )
