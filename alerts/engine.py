@@ -67,7 +67,12 @@ def evaluate(store: Store, rules: list[Rule], ctx: EvaluationContext) -> list[Tr
     at = ctx.at
     for rule in rules:
         for site in rule.sites_for(ctx):
-            check = rule.check(ctx, site)
+            try:
+                check = rule.check(ctx, site)
+            except Exception:
+                # One broken rule must not silence the others.
+                log.exception("rule %s for %s could not be evaluated", rule.name, site)
+                continue
             value, holds = check.value, check.holds
             fp = fingerprint(rule.name, site)
             current = store.alert(fp)
@@ -90,16 +95,18 @@ def evaluate(store: Store, rules: list[Rule], ctx: EvaluationContext) -> list[Tr
             if notifiers:
                 payload = build_message(store, rule, site, check, new_state, at).to_payload()
                 notify = [(n, f"{fp}:{new_state}:{to_db(at)}:{n}", payload) for n in notifiers]
-            store.save_alert(
+            saved = store.save_alert(
                 fingerprint=fp,
                 rule=rule.name,
                 site=site,
                 state=new_state,
                 value=value,
                 at=at,
+                now=ctx.now,
+                expected_state=state,
                 notify=notify,
             )
-            if not changed:
+            if not changed or not saved:
                 continue
             log.info(
                 "alert %s for %s: %s (%s = %s)", rule.name, site, new_state, rule.metric, value

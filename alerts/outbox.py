@@ -43,8 +43,18 @@ def deliver_due(
             store.mark_failed(row.id, f"notifier {row.notifier!r} is not configured", None)
             dead += 1
             continue
+        if not store.claim_notification(row.id, now):
+            continue  # another process is delivering it
         try:
-            notifier.send(AlertMessage.from_payload(row.payload))
+            try:
+                notifier.send(AlertMessage.from_payload(row.payload))
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                # An unexpected failure is retried like a transient one, so it can
+                # neither block the rows behind it nor escape the TTL.
+                log.exception("notification %d to %s failed unexpectedly", row.id, row.notifier)
+                raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
         except DeliveryError as exc:
             expired = now - row.created_at >= ttl
             if not exc.retryable or expired:

@@ -104,11 +104,14 @@ def poll(ctx: click.Context, site: str | None) -> None:
         if site is not None and site not in {s.domain for s in app.settings.sites}:
             _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
         outcomes, transitions, report = app.cycle(utcnow(), site)
+        troubled = [o for o in outcomes if o.status in ("error", "partial", "suspect")]
+        for o in troubled:
+            click.echo(describe(o))
         click.echo(
             f"{len(outcomes)} snapshots, {len(transitions)} alert changes, "
             f"{report.sent} notifications sent, {report.retrying} to retry, {report.dead} failed"
         )
-        if report.dead or report.retrying:
+        if troubled or report.dead or report.retrying:
             sys.exit(EXIT_RUNTIME)
     finally:
         app.close()
@@ -145,7 +148,14 @@ def import_(
             _fail(f"--site: {site!r} is not a site in the settings", EXIT_USAGE)
         # Filing under the site's own source keeps one timeline: a separate source would
         # keep every imported link live for as long as that source is not polled again.
-        source = source or app.settings.site(site).sources[0]
+        site_sources = app.settings.site(site).sources
+        if source is not None and source not in site_sources:
+            _fail(
+                f"--source: {source!r} is not a source of {site} "
+                f"(its sources: {', '.join(site_sources)})",
+                EXIT_USAGE,
+            )
+        source = source or site_sources[0]
         try:
             outcomes = app.import_exports(
                 site, files, source=source, format_kind=format_kind, taken_at=at, now=utcnow()
@@ -173,11 +183,11 @@ def evaluate(ctx: click.Context, at_text: str | None) -> None:
     """Evaluate the rules, then deliver what they raised before exiting."""
     app = _app(ctx)
     try:
-        at = _instant(at_text) or utcnow()
-        transitions = app.evaluate(at)
+        now = utcnow()
+        transitions = app.evaluate(_instant(at_text) or now, now)
         for t in transitions:
             click.echo(f"{t.rule} {t.site}: {t.state} (value {t.value})")
-        report = app.deliver(utcnow())
+        report = app.deliver(now)
         click.echo(
             f"{len(transitions)} alert changes; {report.sent} notifications sent, "
             f"{report.retrying} to retry, {report.dead} failed"

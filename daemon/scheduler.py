@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
 
+from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -96,20 +97,32 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
 def run(app: Linkwatch) -> None:
     """Run until SIGTERM or SIGINT; the running job finishes first. SIGHUP reloads rules."""
     sched = build_scheduler(app, utcnow())
+    stopping = threading.Event()
     stopper: list[threading.Thread] = []
+
+    def shut_down() -> None:
+        # shutdown waits for the running job; a signal handler must not block, so a
+        # thread does it, once.
+        if not stopper:
+            stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
+            stopper[0].start()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("signal %s: finishing the running job, then exiting", signal.Signals(signum).name)
-        if stopper:
-            return
         notify("STOPPING=1", "STATUS=finishing the running job")
-        # shutdown waits for the running job; a signal handler must not block, so a thread does it.
-        stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
-        stopper[0].start()
+        stopping.set()
+        if sched.running:
+            shut_down()
+
+    def started(event: SchedulerEvent) -> None:
+        # A signal that came while the scheduler was starting is honoured now.
+        if stopping.is_set():
+            shut_down()
 
     def reload(signum: int, frame: FrameType | None) -> None:
         app.rulebook.reload()
 
+    sched.add_listener(started, EVENT_SCHEDULER_STARTED)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)

@@ -83,24 +83,37 @@ class Linkwatch:
         src = self.sources[source]
         outcomes: list[IngestOutcome] = []
         try:
-            pending = src.pending(site, self.store.known_origins(site, source))
-        except SourceError as exc:
+            pending = src.pending(site, self.store.known_origins(site, source), now)
+        except (SourceError, OSError) as exc:
             log.error("%s/%s: %s", site, source, exc)
-            self.store.record_failure(site, source, now, "", str(exc), now)
-            return outcomes
+            return [self._failure(site, source, now, "", str(exc), now)]
         for export in pending:
             try:
                 result = src.open(site, export)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)
-            except (SourceError, OutOfOrderError) as exc:
-                log.error("%s/%s: %s", site, source, exc)
-                self.store.record_failure(
-                    site, source, export.taken_at, export.path.name, str(exc), now
+            except Exception as exc:
+                # Whatever went wrong with this file is recorded (and so raises source
+                # health); the files after it are still read.
+                if isinstance(exc, SourceError | OutOfOrderError):
+                    log.error("%s/%s: %s", site, source, exc)
+                else:
+                    log.exception("%s/%s: %s failed", site, source, export.path.name)
+                outcomes.append(
+                    self._failure(site, source, export.taken_at, export.path.name, str(exc), now)
                 )
                 continue
             log.info("%s", describe(outcome))
             outcomes.append(outcome)
         return outcomes
+
+    def _failure(
+        self, site: str, source: str, taken_at: datetime, origin: str, error: str, now: datetime
+    ) -> IngestOutcome:
+        """Record a poll that produced no snapshot, as an outcome with status `error`."""
+        snapshot_id = self.store.record_failure(site, source, taken_at, origin, error, now)
+        return IngestOutcome(
+            snapshot_id, site, source, origin, taken_at, status="error", note=error
+        )
 
     def poll(self, now: datetime, site: str | None = None) -> list[IngestOutcome]:
         """Poll every source of every site (or of one site)."""
@@ -152,11 +165,16 @@ class Linkwatch:
 
     # --- alerts ------------------------------------------------------------------------
 
-    def evaluate(self, at: datetime) -> list[Transition]:
-        """Evaluate the rules in force at `at` (reloading them first if their files changed)."""
+    def evaluate(self, at: datetime, now: datetime | None = None) -> list[Transition]:
+        """Evaluate the rules in force as of `at` (reloading them first if their files
+        changed); notifications are queued at `now` (default: `at`)."""
         self.rulebook.reload_if_changed()
         ctx = EvaluationContext(
-            self.store, at, self.settings.own_sites(), [s.domain for s in self.settings.sites]
+            self.store,
+            at,
+            now or at,
+            self.settings.own_sites(),
+            [s.domain for s in self.settings.sites],
         )
         return evaluate(self.store, self.rulebook.rules, ctx)
 

@@ -28,6 +28,10 @@ class CsvDirSettings(BaseModel):
         default=0.5, gt=0, le=1, description="a snapshot smaller than this share is suspect"
     )
     patterns: list[str] = Field(default_factory=lambda: ["*.csv", "*.tsv", "*.txt"])
+    settle: Duration = Field(
+        default=timedelta(seconds=5),
+        description="a file modified more recently than this may still be being written",
+    )
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,8 @@ class CsvDirSource:
         """The folder this source reads for a site."""
         return Path(self.settings.path.format(domain=site))
 
-    def pending(self, site: str, known: set[str]) -> list[PendingExport]:
-        """Export files not yet stored, oldest first.
+    def pending(self, site: str, known: set[str], now: datetime) -> list[PendingExport]:
+        """Export files not yet stored and no longer being written, oldest first.
 
         A file's time is the date in its name, else its modification time.
         """
@@ -66,11 +70,15 @@ class CsvDirSource:
                 if path.is_file() and path.name not in known:
                     files[path] = None
         found = []
+        settled_before = now.timestamp() - self.settings.settle.total_seconds()
         for path in files:
-            taken = taken_at_from_name(path)
-            if taken is None:
+            try:
                 mtime = path.stat().st_mtime
-                taken = datetime.fromtimestamp(int(mtime), tz=UTC)
+            except OSError:
+                continue  # vanished since the listing
+            if mtime > settled_before:
+                continue  # perhaps still being copied; the next poll takes it
+            taken = taken_at_from_name(path) or datetime.fromtimestamp(int(mtime), tz=UTC)
             found.append(PendingExport(path, taken))
         return sorted(found, key=lambda p: (p.taken_at, p.path.name))
 

@@ -70,7 +70,7 @@ def write_settings(
         '[storage]\npath = "linkwatch.db"\n[daemon]\nrules_dir = "rules.d"\n'
         + extra
         + sites
-        + '[sources.exports]\nkind = "csv_dir"\npath = "exports/{domain}"\n'
+        + '[sources.exports]\nkind = "csv_dir"\npath = "exports/{domain}"\nsettle = "0s"\n'
         + notifiers,
         encoding="utf-8",
     )

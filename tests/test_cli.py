@@ -8,6 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from daemon.cli import main
+from daemon.settings import load_settings
+from daemon.store import Store
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
 GOOD_RULE = (
@@ -92,6 +94,7 @@ def test_rules_check_names_file_key_and_problem(tmp_path: Path) -> None:
     write_rule(tmp_path, "window", GOOD_RULE.replace('"7d"', '"7 days"'))
     write_rule(tmp_path, "notify", GOOD_RULE.replace('"console"', '"slack"'))
     write_rule(tmp_path, "syntax", "kind = \n")
+    write_rule(tmp_path, "spec", GOOD_RULE + 'summary = "{site} lost {value:.0f}"\n')
     code, out = _run(settings, "rules", "check")
     assert code == 2
     lines = out.strip().splitlines()
@@ -104,7 +107,8 @@ def test_rules_check_names_file_key_and_problem(tmp_path: Path) -> None:
         f"{rules_dir / 'notify.toml'}: notify: unknown notifier 'slack' (settings define: console)"
     ) in out
     assert f"{rules_dir / 'syntax.toml'}: not valid TOML" in out
-    assert len(lines) == 4
+    assert f"{rules_dir / 'spec.toml'}: summary: cannot be rendered" in out
+    assert len(lines) == 5
 
 
 def test_bad_settings_exit_2_with_file_and_key(tmp_path: Path) -> None:
@@ -166,3 +170,37 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["status"], env={"LINKWATCH_CONFIG": str(settings)})
     assert res.exit_code == 0, res.output
     assert "example.com (own): 0 live links" in res.output
+
+
+def test_poll_records_an_unreadable_export_and_reads_the_next(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    # A UTF-16 export cut off inside its header, then a good export dated after it.
+    (folder / "backlinks_2026-03-01.csv").write_bytes(
+        b"\xff\xfe" + "Referring".encode("utf-16-le")[:-1]
+    )
+    write_ahrefs(folder / "backlinks_2026-03-02.csv", LINKS)
+    code, out = _run(settings, "poll")
+    assert code == 1, out
+    assert "backlinks_2026-03-01.csv taken 2026-03-01T00:00:00+00:00: error" in out
+    assert "cannot read the header" in out
+    assert "2 snapshots, 0 alert changes" in out
+    [row] = _status(settings)
+    assert row["live_links"] == 10
+    store = Store(load_settings(settings).storage.path)
+    statuses = [(s["origin"], s["status"]) for s in store.snapshots("example.com")]
+    store.close()
+    assert statuses == [
+        ("backlinks_2026-03-01.csv", "error"),
+        ("backlinks_2026-03-02.csv", "baseline"),
+    ]
+
+
+def test_import_refuses_a_source_the_site_does_not_have(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    path = write_ahrefs(tmp_path / "a.csv", LINKS)
+    code, out = _run(settings, "import", "--site", "example.com", "--source", "exprots", str(path))
+    assert code == 2
+    assert "--source: 'exprots' is not a source of example.com (its sources: exports)" in out
+    assert _status(settings)[0]["last_snapshot_at"] is None

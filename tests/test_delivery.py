@@ -70,6 +70,8 @@ def _queue(store: Store, notifiers: list[str]) -> None:
         state="firing",
         value=12,
         at=T0,
+        now=T0,
+        expected_state="inactive",
         notify=[(n, f"fp1:firing:{n}", payload) for n in notifiers],
     )
 
@@ -160,3 +162,56 @@ def test_unreachable_smtp_is_retryable() -> None:
 def test_secrets_are_not_in_reprs() -> None:
     settings = SlackSettings(kind="slack", token=SecretStr("xoxb-secret"), channel="#x")
     assert "xoxb-secret" not in repr(settings) and "xoxb-secret" not in str(settings)
+
+
+def test_a_stale_evaluator_cannot_queue_a_transition_twice(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email"])
+    # A second process that read "inactive" before the first one saved "firing".
+    assert not store.save_alert(
+        fingerprint="fp1",
+        rule="refdomain-loss",
+        site="example.com",
+        state="firing",
+        value=12,
+        at=T0 + timedelta(seconds=1),
+        now=T0,
+        expected_state="inactive",
+        notify=[("team-email", "fp1:firing:other", _message().to_payload())],
+    )
+    assert len(store.outbox()) == 1
+
+
+def test_a_claimed_notification_is_not_sent_by_a_second_deliverer(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email"])
+    other = Store(tmp_path / "lw.db")
+    [row] = other.due_notifications(T0)
+    assert other.claim_notification(row.id, T0)
+    assert deliver_due(store, {"team-email": _email(smtp)}, T0, TTL).sent == 0
+    # The other deliverer died: once its claim expires the row is delivered.
+    later = T0 + timedelta(minutes=5)
+    assert deliver_due(store, {"team-email": _email(smtp)}, later, TTL).sent == 1
+    assert len(smtp.messages) == 1
+
+
+class _Broken:
+    name = "broken"
+
+    def send(self, message: AlertMessage) -> None:
+        raise RuntimeError("renderer bug")
+
+
+def test_an_unexpected_error_is_retried_and_does_not_block_other_rows(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["broken", "team-email"])
+    report = deliver_due(store, {"broken": _Broken(), "team-email": _email(smtp)}, T0, TTL)
+    assert (report.sent, report.retrying) == (1, 1)
+    rows = {r["notifier"]: r for r in store.outbox()}
+    assert rows["broken"]["status"] == "pending"
+    assert "RuntimeError: renderer bug" in rows["broken"]["last_error"]
+    assert deliver_due(store, {"broken": _Broken()}, T0 + TTL, TTL).dead == 1

@@ -46,7 +46,7 @@ def _setup(tmp_path: Path, send_resolved: bool) -> tuple[Store, list[Rule], list
 
 
 def _evaluate(store: Store, rules: list[Rule], own: list[str], at: datetime) -> list[Transition]:
-    return evaluate(store, rules, EvaluationContext(store, at, own, own))
+    return evaluate(store, rules, EvaluationContext(store, at, at, own, own))
 
 
 def _queued(store: Store) -> list[tuple[str, str]]:
@@ -126,7 +126,8 @@ def test_source_health_message_names_the_problem(tmp_path: Path) -> None:
     store.record_failure(
         "example.com", "exports", T, "", "exports/example.com: export folder does not exist", T
     )
-    ctx = EvaluationContext(store, T + timedelta(hours=1), ["example.com"], ["example.com"])
+    at = T + timedelta(hours=1)
+    ctx = EvaluationContext(store, at, at, ["example.com"], ["example.com"])
     [rule] = load_rules(settings)
     check = rule.check(ctx, "example.com")
     assert check.holds and check.value == 1.0

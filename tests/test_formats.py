@@ -73,48 +73,111 @@ class Row:
 # The rows of the Ahrefs samples, as the files spell them (current and 2023 column sets).
 AHREFS_ROWS = [
     Row(
-        "https://blog.example.org/best-widget-tools/", "https://example.com/", "Example Widgets",
-        False, False, False, 61.0, utc("2024-03-18 07:41:55"),
+        "https://blog.example.org/best-widget-tools/",
+        "https://example.com/",
+        "Example Widgets",
+        False,
+        False,
+        False,
+        61.0,
+        utc("2024-03-18 07:41:55"),
     ),
     Row(
-        "https://forum.example.net/t/widgets/8841", "https://example.com/pricing",
-        "example.com/pricing", True, True, False, 44.0, utc("2025-07-02 11:05:40"),
+        "https://forum.example.net/t/widgets/8841",
+        "https://example.com/pricing",
+        "example.com/pricing",
+        True,
+        True,
+        False,
+        44.0,
+        utc("2025-07-02 11:05:40"),
     ),
     Row(
-        "https://news.example.io/partners", "https://example.com/", "sponsor: Example",
-        False, False, True, 72.0, utc("2023-11-27 19:22:08"),
+        "https://news.example.io/partners",
+        "https://example.com/",
+        "sponsor: Example",
+        False,
+        False,
+        True,
+        72.0,
+        utc("2023-11-27 19:22:08"),
     ),
     Row(
-        "https://directory.example.info/widgets/page-2", "https://example.com/features",
-        "Example Widgets \u2013 Features", False, False, False, 9.0, utc("2022-05-14 03:12:44"),
-        lost=True, lost_reason="removed",
+        "https://directory.example.info/widgets/page-2",
+        "https://example.com/features",
+        "Example Widgets \u2013 Features",
+        False,
+        False,
+        False,
+        9.0,
+        utc("2022-05-14 03:12:44"),
+        lost=True,
+        lost_reason="removed",
     ),
     Row(
-        "https://reviews.example.co.uk/example-widgets", "https://example.com/old-page",
-        "full review", False, False, False, 38.0, utc("2025-12-20 08:00:01"),
+        "https://reviews.example.co.uk/example-widgets",
+        "https://example.com/old-page",
+        "full review",
+        False,
+        False,
+        False,
+        38.0,
+        utc("2025-12-20 08:00:01"),
     ),
 ]
 
 SEMRUSH_ROWS = [
     Row(
-        "https://blog.example.org/best-widget-tools/", "https://example.com/", "Example Widgets",
-        False, False, False, None, utc("2024-03-19"),
+        "https://blog.example.org/best-widget-tools/",
+        "https://example.com/",
+        "Example Widgets",
+        False,
+        False,
+        False,
+        None,
+        utc("2024-03-19"),
     ),
     Row(
-        "https://forum.example.net/t/widgets/8841", "https://example.com/pricing",
-        "example.com/pricing", True, True, False, None, utc("2025-07-03"),
+        "https://forum.example.net/t/widgets/8841",
+        "https://example.com/pricing",
+        "example.com/pricing",
+        True,
+        True,
+        False,
+        None,
+        utc("2025-07-03"),
     ),
     Row(
-        "https://news.example.io/partners", "https://example.com/", "sponsor: Example",
-        False, False, True, None, utc("2023-11-28"),
+        "https://news.example.io/partners",
+        "https://example.com/",
+        "sponsor: Example",
+        False,
+        False,
+        True,
+        None,
+        utc("2023-11-28"),
     ),
     Row(
-        "https://directory.example.info/widgets/page-2", "https://example.com/features", "",
-        False, False, False, None, utc("2022-05-15"), lost=True, lost_reason="unknown",
+        "https://directory.example.info/widgets/page-2",
+        "https://example.com/features",
+        "",
+        False,
+        False,
+        False,
+        None,
+        utc("2022-05-15"),
+        lost=True,
+        lost_reason="unknown",
     ),
     Row(
-        "https://reviews.example.co.uk/example-widgets", "https://example.com/old-page",
-        "full review", False, False, False, None, utc("2025-12-21"),
+        "https://reviews.example.co.uk/example-widgets",
+        "https://example.com/old-page",
+        "full review",
+        False,
+        False,
+        False,
+        None,
+        utc("2025-12-21"),
     ),
 ]
 
@@ -198,8 +261,7 @@ def test_generic_csv_written_by_hand(tmp_path: Path) -> None:
 def test_generic_csv_optional_columns(tmp_path: Path) -> None:
     path = tmp_path / "generic.csv"
     path.write_text(
-        "URL_TO , url_from\n"
-        "https://example.com/p,https://forum.example.net/t/1\n",
+        "URL_TO , url_from\nhttps://example.com/p,https://forum.example.net/t/1\n",
         encoding="utf-8",
     )
     _, result, records = read_export(path)
@@ -388,8 +450,9 @@ def test_cp1252_file_decodes_non_ascii_anchor(tmp_path: Path) -> None:
 def test_cp1252_file_whose_first_non_ascii_byte_is_past_the_sniffed_head(tmp_path: Path) -> None:
     """A long legacy export: the accented anchor sits after the first 64 KiB."""
     lines = [b"url_from,url_to,anchor"]
-    lines += [b"https://site%d.example.org/p,https://example.com/,plain %d" % (i, i)
-              for i in range(2000)]
+    lines += [
+        b"https://site%d.example.org/p,https://example.com/,plain %d" % (i, i) for i in range(2000)
+    ]
     lines.append(b"https://late.example.org/p,https://example.com/,Caf\xe9")
     path = tmp_path / "legacy-long.csv"
     path.write_bytes(b"\r\n".join(lines) + b"\r\n")
@@ -402,7 +465,9 @@ def test_cp1252_file_whose_first_non_ascii_byte_is_past_the_sniffed_head(tmp_pat
 def test_short_cp1252_file_ending_in_its_only_accented_byte(tmp_path: Path) -> None:
     """The whole file fits the sniffed head, and its last byte (no final newline) is 0xE9."""
     path = tmp_path / "legacy-short.csv"
-    path.write_bytes(b"url_from,url_to,anchor\r\nhttps://a.example.org/,https://example.com/,Caf\xe9")
+    path.write_bytes(
+        b"url_from,url_to,anchor\r\nhttps://a.example.org/,https://example.com/,Caf\xe9"
+    )
     export, _, records = read_export(path)
     assert export.encoding == "cp1252"
     assert records[0].anchor == "Caf\u00e9"
@@ -698,8 +763,9 @@ def spellings(draw: st.DrawFn, host: str, path: str) -> str:
     www = draw(st.sampled_from(["", "www.", "WWW."]))
     cased = "".join(
         c.upper() if upper else c
-        for c, upper in zip(host, draw(st.lists(st.booleans(), min_size=len(host),
-                                                max_size=len(host))), strict=True)
+        for c, upper in zip(
+            host, draw(st.lists(st.booleans(), min_size=len(host), max_size=len(host))), strict=True
+        )
     )
     port = draw(st.sampled_from(["", ":80", ":443"]))
     dot = draw(st.sampled_from(["", "."])) if not port else ""

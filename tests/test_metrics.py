@@ -125,17 +125,23 @@ CASES = [
     Case("a missing link is not lost", at=2, window=1, expect=m(0, 0, 0, 0, 0.0, 4, 4)),
     Case(
         "first of two links of a domain lost: domain kept",
-        at=3, window=1, expect=m(1, 1, 1, 0, 0.0, 5, 5),
+        at=3,
+        window=1,
+        expect=m(1, 1, 1, 0, 0.0, 5, 5),
     ),
     Case("second link missing", at=4, window=1, expect=m(0, 0, 0, 0, 0.0, 4, 4)),
     Case(
         "last link of a domain lost: domain lost",
-        at=5, window=1, expect=m(0, 1, 0, 1, 20.0, 3, 3),
+        at=5,
+        window=1,
+        expect=m(0, 1, 0, 1, 20.0, 3, 3),
     ),
     Case("restored is not new", at=6, window=1, expect=m(0, 0, 0, 0, 0.0, 4, 4)),
     Case(
         "week window from before the baseline",
-        at=5, window=7, expect=m(2, 2, 2, 1, 33.33, 3, 3),
+        at=5,
+        window=7,
+        expect=m(2, 2, 2, 1, 33.33, 3, 3),
     ),
     Case("whole history at the end", at=6, window=6, expect=m(2, 2, 2, 1, 33.33, 4, 4)),
     Case("start boundary is exclusive", at=3, window=2, expect=m(1, 1, 1, 0, 0.0, 5, 5)),
@@ -237,9 +243,7 @@ def test_lost_domains_names_the_wholly_lost_domain_first(timeline_store: Store) 
     assert lost[0].url_from in (A, B)
     assert lost[0].reason == "dropped"
     partly = timeline_store.lost_domains(SITE, day(2), day(3))
-    assert [(d.refdomain, d.domain_lost, d.url_from) for d in partly] == [
-        ("example.org", False, A)
-    ]
+    assert [(d.refdomain, d.domain_lost, d.url_from) for d in partly] == [("example.org", False, A)]
 
 
 def test_window_counts_match_metrics(timeline_store: Store) -> None:

@@ -57,3 +57,19 @@ def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("LINKWATCH_CONFIG", str(tmp_path / "a.toml"))
     assert config_path(None) == tmp_path / "a.toml"
     assert config_path(tmp_path / "b.toml") == tmp_path / "b.toml"
+
+
+def test_password_over_plain_smtp_is_refused(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        notifiers='[notifiers.mail]\nkind = "email"\nhost = "h"\nsecurity = "none"\n'
+        'username = "u"\npassword = "p"\nsender = "a@b.c"\nrecipients = ["x@y.z"]\n',
+    )
+    with pytest.raises(ConfigError, match=r"notifiers.mail: .*password would travel unencrypted"):
+        load_settings(path)
+
+
+def test_slack_base_url_must_be_http(tmp_path: Path) -> None:
+    path = write_settings(tmp_path, notifiers=SLACK + 'base_url = "slack.internal/api/"\n')
+    with pytest.raises(ConfigError, match=r"notifiers.seo-slack.base_url: String should match"):
+        load_settings(path)

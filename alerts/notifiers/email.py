@@ -35,6 +35,10 @@ class EmailSettings(BaseModel):
     def _login_needs_tls(self) -> EmailSettings:
         if self.password is not None and self.username is None:
             raise ValueError("password is set but username is not")
+        if self.password is not None and self.security == "none":
+            raise ValueError(
+                'a password would travel unencrypted: use security = "starttls" or "ssl"'
+            )
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -41,7 +42,11 @@ class SlackSettings(BaseModel):
     kind: Literal["slack"]
     token: SecretStr = Field(description="bot token (xoxb-…), chat:write scope")
     channel: str = Field(description="channel name or id, e.g. #seo-alerts")
-    base_url: str = Field(default="https://slack.com/api/", description="Web API base URL")
+    base_url: str = Field(
+        default="https://slack.com/api/",
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="Web API base URL (http or https)",
+    )
     timeout: float = Field(default=10.0, gt=0)
 
 
@@ -58,7 +63,7 @@ class SlackNotifier:
         self.client = WebClient(
             token=settings.token.get_secret_value(),
             base_url=base_url,
-            timeout=int(settings.timeout),
+            timeout=max(1, math.ceil(settings.timeout)),
             retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
         )
 

@@ -25,10 +25,12 @@ class Check:
 
 @dataclass
 class EvaluationContext:
-    """One evaluation pass at `at`: the store, the sites, and metrics computed once each."""
+    """One evaluation pass at `at` (real time `now`): the store, the sites, and metrics
+    computed once each."""
 
     store: Store
     at: datetime
+    now: datetime
     own_sites: list[str]
     all_sites: list[str]
     _metrics: dict[tuple[str, timedelta], Metrics | None] = field(default_factory=dict)

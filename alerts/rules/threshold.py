@@ -62,12 +62,17 @@ class ThresholdRuleConfig(BaseModel):
             names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
         except ValueError as exc:
             raise ValueError(f"not a valid template: {exc}") from exc
-        unknown = names - SUMMARY_FIELDS
+        unknown = {n.split(".")[0].split("[")[0] for n in names} - SUMMARY_FIELDS
         if unknown:
             raise ValueError(
                 f"unknown placeholder {{{sorted(unknown)[0]}}}; "
                 f"use {', '.join('{' + n + '}' for n in sorted(SUMMARY_FIELDS))}"
             )
+        # Render it once with sample values, so a bad format spec fails here, not later.
+        try:
+            v.format(**dict.fromkeys(SUMMARY_FIELDS, "x"))
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"cannot be rendered: {exc} (values are text)") from exc
         return v
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,18 +280,24 @@ class Store:
         state: str,
         value: float | None,
         at: datetime,
+        now: datetime,
+        expected_state: str,
         notify: list[tuple[str, str, dict[str, Any]]],
-    ) -> None:
+    ) -> bool:
         """Persist an alert's state and, in the same transaction, the notifications it owes.
 
         `notify` holds (notifier, idempotency key, payload) rows; a key already queued is
-        not queued again, so a repeated evaluation cannot notify twice.
+        not queued again. Nothing is written, and False returned, when the alert is no
+        longer in `expected_state` (another evaluator got there first), so two evaluators
+        never notify the same transition twice.
         """
-        ts = to_db(at)
+        ts, queued = to_db(at), to_db(now)
         with self._write():
             prev = self.conn.execute(
                 "SELECT state FROM alerts WHERE fingerprint = ?", (fingerprint,)
             ).fetchone()
+            if (prev[0] if prev else "inactive") != expected_state:
+                return False
             if prev is None:
                 self.conn.execute(
                     "INSERT INTO alerts (fingerprint, rule, site, state, value, since_at,"
@@ -331,19 +337,34 @@ class Store:
                         notifier,
                         payload["transition"],
                         json.dumps(payload, sort_keys=True),
-                        ts,
-                        ts,
+                        queued,
+                        queued,
                     ),
                 )
+        return True
 
     def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
-        """Pending notifications whose next attempt is due, oldest first."""
+        """Notifications due now, oldest first: pending ones, and claimed ones whose
+        deliverer died before finishing (their claim expired)."""
         rows = self.conn.execute(
             "SELECT id, notifier, transition, payload, attempts, created_at FROM outbox"
-            " WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+            " WHERE status IN ('pending', 'sending') AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
             (to_db(now), limit),
         ).fetchall()
         return [OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], from_db(r[5])) for r in rows]
+
+    def claim_notification(
+        self, outbox_id: int, now: datetime, lease: timedelta = timedelta(minutes=5)
+    ) -> bool:
+        """Take a due notification for delivery; False if another process took it first."""
+        with self._write():
+            cur = self.conn.execute(
+                "UPDATE outbox SET status = 'sending', next_attempt_at = ?"
+                " WHERE id = ? AND status IN ('pending', 'sending') AND next_attempt_at <= ?",
+                (to_db(now + lease), outbox_id, to_db(now)),
+            )
+        return cur.rowcount == 1
 
     def mark_sent(self, outbox_id: int, at: datetime) -> None:
         """A notification was delivered."""
@@ -365,8 +386,8 @@ class Store:
                 )
             else:
                 self.conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
-                    " next_attempt_at = ? WHERE id = ?",
+                    "UPDATE outbox SET status = 'pending', attempts = attempts + 1,"
+                    " last_error = ?, next_attempt_at = ? WHERE id = ?",
                     (error, to_db(next_attempt_at), outbox_id),
                 )
 
