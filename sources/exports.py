@@ -44,12 +44,13 @@ def detect_encoding(head: bytes, *, whole: bool = True) -> str:
 
 def scan_file(path: Path, *, check_utf8: bool) -> tuple[str, bool]:
     """One pass over the raw bytes: (content digest, whether it is all valid UTF-8)."""
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # the fastest digest here (hardware-accelerated)
     decoder = codecs.getincrementaldecoder("utf-8")() if check_utf8 else None
     with path.open("rb") as raw:
         while chunk := raw.read(1 << 20):
             digest.update(chunk)
-            if decoder is not None:
+            # ASCII chunks are valid UTF-8 unless a multi-byte sequence is pending.
+            if decoder is not None and not (chunk.isascii() and not decoder.getstate()[0]):
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
