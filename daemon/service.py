@@ -59,6 +59,14 @@ class Linkwatch:
         store = Store(settings.storage.path)
         for site in settings.sites:
             store.ensure_site(site.domain, site.role)
+            for gone, count in store.links_held_only_by(site.domain, site.sources).items():
+                # Their links stay live until a configured source reports them gone.
+                log.warning(
+                    "%s: source %r is no longer configured; %d live links were seen only by it",
+                    site.domain,
+                    gone,
+                    count,
+                )
         sources = {
             name: SOURCE_KINDS[cfg.kind](name, cfg) for name, cfg in settings.sources.items()
         }

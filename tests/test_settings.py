@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from daemon.service import Linkwatch
 from daemon.settings import ConfigError, config_path, load_settings
-from tests.helpers import write_settings
+from tests.helpers import write_ahrefs, write_settings
 
 SLACK = '[notifiers.seo-slack]\nkind = "slack"\ntoken = "xoxb-from-file"\nchannel = "#seo-alerts"\n'
 
@@ -73,3 +75,24 @@ def test_slack_base_url_must_be_http(tmp_path: Path) -> None:
     path = write_settings(tmp_path, notifiers=SLACK + 'base_url = "slack.internal/api/"\n')
     with pytest.raises(ConfigError, match=r"notifiers.seo-slack.base_url: String should match"):
         load_settings(path)
+
+
+def test_a_retired_source_is_reported_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_settings(tmp_path)
+    links = [(f"https://r{i}.example.org/p", "https://example.com/", "a", 1) for i in range(3)]
+    export = write_ahrefs(tmp_path / "old.csv", links)
+    app = Linkwatch.open(load_settings(path))
+
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    app.import_exports(
+        "example.com", [export], source="semrush", format_kind=None, taken_at=now, now=now
+    )
+    app.close()
+    with caplog.at_level("WARNING"):
+        Linkwatch.open(load_settings(path)).close()
+    assert (
+        "example.com: source 'semrush' is no longer configured; 3 live links were seen only by it"
+        in caplog.text
+    )

@@ -169,6 +169,25 @@ class Store:
             now=now,
         )
 
+    def links_held_only_by(self, site: str, sources: list[str]) -> dict[str, int]:
+        """Per stored source of a site not in `sources`: live links no listed source sees."""
+        site_id = self.site_id(site)
+        rows = self.conn.execute(
+            "SELECT source, bit FROM site_sources WHERE site_id = ?", (site_id,)
+        ).fetchall()
+        active = sum(bit for source, bit in rows if source in sources)
+        held = {}
+        for source, bit in rows:
+            if source not in sources:
+                held[source] = int(
+                    self.conn.execute(
+                        "SELECT count(*) FROM links WHERE site_id = ? AND state = 'live'"
+                        " AND (seen_by & ?) != 0 AND (seen_by & ?) = 0",
+                        (site_id, bit, active),
+                    ).fetchone()[0]
+                )
+        return held
+
     def known_origins(self, site: str, source: str) -> set[str]:
         """The origins (export file names) already stored for a (site, source)."""
         rows = self.conn.execute(
