@@ -122,7 +122,11 @@ def poll(ctx: click.Context, site: str | None) -> None:
 @click.option(
     "--format", "format_kind", type=click.Choice(sorted(FORMATS)), help="force an export format"
 )
-@click.option("--taken-at", help="when the export was taken (ISO 8601); default: from the name")
+@click.option(
+    "--taken-at",
+    help="when the export was taken (ISO 8601); default: the date in the file name, else "
+    "the file's modification time",
+)
 @click.option(
     "--source", help="source to file the snapshots under (default: the site's first source)"
 )

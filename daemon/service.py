@@ -17,7 +17,7 @@ from daemon.settings import Settings
 from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
 from sources import SOURCE_KINDS
 from sources.csv_dir import CsvDirSource
-from sources.exports import ExportFile, taken_at_from_name
+from sources.exports import ExportFile, export_time
 from sources.model import SnapshotResult, SourceError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Linkwatch:
         return outcomes
 
     def open_exports(
-        self, site: str, files: Sequence[Path], format_kind: str | None, taken_at: datetime | None
+        self, site: str, files: Sequence[Path], format_kind: str | None
     ) -> list[ExportFile]:
         """Open and identify every file before anything is stored (FormatError on an unknown)."""
         opened: list[ExportFile] = []
@@ -157,18 +157,20 @@ class Linkwatch:
         now: datetime,
     ) -> list[IngestOutcome]:
         """Ingest export files for a site, oldest first; nothing is stored if one is unknown."""
-        opened = self.open_exports(site, files, format_kind, taken_at)
-        results: list[SnapshotResult] = []
-        for f in opened:
-            at = taken_at or taken_at_from_name(f.path)
-            if at is None:
-                at = datetime.fromtimestamp(int(f.path.stat().st_mtime), tz=UTC)
-            results.append(f.snapshot(at))
-        results.sort(key=lambda r: r.taken_at)
-        outcomes = []
-        for r in results:
-            outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
-            log.info("%s", describe(outcomes[-1]))
+        opened = self.open_exports(site, files, format_kind)
+        try:
+            results: list[SnapshotResult] = [
+                f.snapshot(taken_at or export_time(f.path, f.path.stat().st_mtime)) for f in opened
+            ]
+            results.sort(key=lambda r: r.taken_at)
+            outcomes = []
+            for r in results:
+                outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
+                log.info("%s", describe(outcomes[-1]))
+        finally:
+            # Files not read to the end (an ingest failed) are closed here.
+            for f in opened:
+                f.close()
         return outcomes
 
     # --- alerts ------------------------------------------------------------------------

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.types import Duration
-from sources.exports import ExportFile, taken_at_from_name
+from sources.exports import ExportFile, export_time
 from sources.model import SnapshotResult, SourceError
 
 
@@ -78,8 +78,7 @@ class CsvDirSource:
                 continue  # vanished since the listing
             if mtime > settled_before:
                 continue  # perhaps still being copied; the next poll takes it
-            taken = taken_at_from_name(path) or datetime.fromtimestamp(int(mtime), tz=UTC)
-            found.append(PendingExport(path, taken))
+            found.append(PendingExport(path, export_time(path, mtime)))
         return sorted(found, key=lambda p: (p.taken_at, p.path.name))
 
     def open(self, site: str, export: PendingExport) -> SnapshotResult:

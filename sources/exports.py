@@ -85,6 +85,11 @@ def taken_at_from_name(path: Path) -> datetime | None:
         return None
 
 
+def export_time(path: Path, mtime: float) -> datetime:
+    """When an export was taken: the date in its name, else its modification time."""
+    return taken_at_from_name(path) or datetime.fromtimestamp(int(mtime), tz=UTC)
+
+
 class ExportFile:
     """An opened export: encoding, delimiter, header and format are known before any row is read."""
 

@@ -834,3 +834,12 @@ def test_non_urls_normalize_to_none(url: str) -> None:
 )
 def test_registrable_domain(host: str, domain: str) -> None:
     assert registrable_domain(host) == domain
+
+
+def test_every_mapped_lost_reason_is_in_the_taxonomy() -> None:
+    from sources.formats.values import _REASON_FRAGMENTS, map_lost_reason
+    from sources.model import LOST_REASONS
+
+    assert {reason for _, reason in _REASON_FRAGMENTS} <= set(LOST_REASONS)
+    assert map_lost_reason("Link removed") == "removed"
+    assert map_lost_reason("", "") == "unknown" and "unknown" in LOST_REASONS

@@ -60,11 +60,6 @@ class IngestOutcome:
     note: str | None = None
     examples: tuple[str, ...] = ()
 
-    @property
-    def changes_links(self) -> bool:
-        """True when this snapshot was allowed to change link state."""
-        return self.status in ACCEPTED
-
 
 # Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`.
 _STAGING = (

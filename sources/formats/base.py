@@ -48,8 +48,6 @@ class ExportFormat:
     # Each group must have one of its (normalised) header names present to recognise the
     # format; alternatives cover localised headers.
     required: tuple[tuple[str, ...], ...]
-    # A format without a target URL column (GSC) links to the site's home page.
-    target_is_site: bool = False
     # The export lists a sample of the profile: absence from it proves nothing.
     sample: bool = False
 
@@ -96,6 +94,7 @@ def build_row_parser(
         url_from = row[i_from].strip()
         if not url_from:
             raise ValueError("empty referring page URL")
+        # A format without a target column (GSC) lists links to the site's home page.
         url_to = row[i_to].strip() if i_to is not None else site_url
         if not url_to:
             raise ValueError("empty target URL")

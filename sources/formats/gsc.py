@@ -11,7 +11,6 @@ GSC_LATEST_LINKS = ExportFormat(
     kind="gsc",
     description="Google Search Console Latest links (Linking page, Last crawled)",
     required=(_LINKING_PAGE,),
-    target_is_site=True,
     # Search Console exports at most a sample of the links (REFERENCE.md §5).
     sample=True,
     columns=ColumnMap(url_from=_LINKING_PAGE),
