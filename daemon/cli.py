@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,7 +16,7 @@ from alerts.message import AlertMessage, DeliveryError
 from alerts.rules import RulesError, load_rules
 from daemon.service import Linkwatch, describe, utcnow
 from daemon.settings import ConfigError, Settings, config_path, load_settings
-from daemon.timefmt import parse_instant
+from daemon.timefmt import format_duration, parse_duration, parse_instant
 from sources.formats import FORMATS
 from sources.model import FormatError, SourceError
 
@@ -214,21 +214,75 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(json.dumps([asdict(r) for r in rows], default=_json_default, indent=2))
             return
         for r in rows:
-            last = (
-                r.last_snapshot_at.isoformat(timespec="seconds") if r.last_snapshot_at else "never"
-            )
+            if r.last_ingested_at is None or r.last_snapshot_at is None:
+                last = "no snapshot yet"
+            else:
+                last = (
+                    f"last snapshot ingested {r.last_ingested_at.isoformat(timespec='seconds')}"
+                    f" (taken {r.last_snapshot_at.isoformat(timespec='seconds')}):"
+                    f" {r.last_snapshot_status}"
+                )
+            unconfirmed = f", {r.unconfirmed_links} unconfirmed" if r.unconfirmed_links else ""
             click.echo(
                 f"{r.site} ({r.role}): {r.live_links} live links from {r.live_refdomains} "
-                f"referring domains, {r.missing_links} missing, {r.lost_links} lost; "
-                f"last snapshot {last} ({r.last_snapshot_status or '-'})"
+                f"referring domains, {r.missing_links} missing, {r.lost_links} lost"
+                f"{unconfirmed}; {last}"
             )
+    finally:
+        app.close()
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    try:
+        window = parse_duration(value)
+    except (ValueError, OverflowError) as exc:
+        raise click.BadParameter(f"expected a duration like 7d or 2w, got {value!r}") from exc
+    if not timedelta(0) < window <= timedelta(days=3660):
+        raise click.BadParameter("must be a positive duration of at most 10 years")
+    return window
+
+
+@main.command()
+@click.option("--site", required=True, help="the site whose metrics to show")
+@click.option(
+    "--at",
+    callback=lambda ctx, param, value: _instant(value),
+    help="end of the window (ISO 8601); default: now",
+)
+@click.option("--window", default="7d", show_default=True, callback=_duration, help="length")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.pass_context
+def metrics(
+    ctx: click.Context, site: str, at: datetime | None, window: timedelta, as_json: bool
+) -> None:
+    """Print every metric of a site over the window ending at an instant; changes nothing."""
+    from alerts.metrics import METRICS, compute_metrics
+
+    at = at or utcnow()
+    app = _app(ctx)
+    try:
+        if site not in {s.domain for s in app.settings.sites}:
+            known = ", ".join(s.domain for s in app.settings.sites) or "none"
+            _fail(f"--site: unknown site {site!r} (sites: {known})", EXIT_USAGE)
+        values = compute_metrics(app.store, site, window, at)
+        result = {name: None if values is None else getattr(values, name) for name in METRICS}
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(
+            f"{site}: window {format_duration(window)} ending {at.isoformat(timespec='seconds')}"
+            + ("" if values is not None else " (no data: no accepted snapshot by then)")
+        )
+        for name, value in result.items():
+            shown = "-" if value is None else (f"{value:g}" if isinstance(value, float) else value)
+            click.echo(f"  {name:20} {shown}")
     finally:
         app.close()
 
 
 @main.command()
 @click.option("--site", required=True)
-@click.option("--state", type=click.Choice(["live", "missing", "lost"]))
+@click.option("--state", type=click.Choice(["live", "missing", "lost", "unconfirmed"]))
 @click.option("--json", "as_json", is_flag=True, help="print JSON lines")
 @click.pass_context
 def links(ctx: click.Context, site: str, state: str | None, as_json: bool) -> None:

@@ -30,11 +30,14 @@ def utcnow() -> datetime:
 
 def describe(o: IngestOutcome) -> str:
     """One log line for an ingest."""
+    series = o.series or o.source
     text = (
-        f"{o.site}/{o.source}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}:"
-        f" {o.status}, {o.seen} seen, {o.new} new, {o.missing} missing, {o.restored} restored,"
-        f" {o.lost} lost, {o.changed} changed"
+        f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}:"
+        f" {o.status}, {o.listed} rows, {o.seen} seen, {o.new} new, {o.missing} missing,"
+        f" {o.restored} restored, {o.lost} lost, {o.changed} changed"
     )
+    if o.unconfirmed:
+        text += f", {o.unconfirmed} unconfirmed"
     if o.malformed:
         text += f", {o.malformed} malformed rows"
     if o.note:
@@ -82,7 +85,11 @@ class Linkwatch:
         cfg = self.settings.sources.get(source)
         if cfg is None:
             return GuardSettings()
-        return GuardSettings(confirm_after=cfg.confirm_after, suspect_below=cfg.suspect_below)
+        return GuardSettings(
+            confirm_after=cfg.confirm_after,
+            suspect_below=cfg.suspect_below,
+            sample_ttl=cfg.sample_ttl,
+        )
 
     # --- polling -----------------------------------------------------------------------
 
@@ -91,7 +98,7 @@ class Linkwatch:
         src = self.sources[source]
         outcomes: list[IngestOutcome] = []
         try:
-            pending = src.pending(site, self.store.known_origins(site, source), now)
+            pending = src.pending(site, self.store.known_exports(site, source), now)
         except (SourceError, OSError) as exc:
             log.error("%s/%s: %s", site, source, exc)
             return [self._failure(site, source, now, "", str(exc), now)]
@@ -107,7 +114,9 @@ class Linkwatch:
                 else:
                     log.exception("%s/%s: %s failed", site, source, export.path.name)
                 outcomes.append(
-                    self._failure(site, source, export.taken_at, export.path.name, str(exc), now)
+                    self._failure(
+                        site, source, export.taken_at, export.path.name, str(exc), now, export.stamp
+                    )
                 )
                 continue
             log.info("%s", describe(outcome))
@@ -115,10 +124,19 @@ class Linkwatch:
         return outcomes
 
     def _failure(
-        self, site: str, source: str, taken_at: datetime, origin: str, error: str, now: datetime
+        self,
+        site: str,
+        source: str,
+        taken_at: datetime,
+        origin: str,
+        error: str,
+        now: datetime,
+        origin_stamp: str | None = None,
     ) -> IngestOutcome:
         """Record a poll that produced no snapshot, as an outcome with status `error`."""
-        snapshot_id = self.store.record_failure(site, source, taken_at, origin, error, now)
+        snapshot_id = self.store.record_failure(
+            site, source, taken_at, origin, error, now, origin_stamp
+        )
         return IngestOutcome(
             snapshot_id, site, source, origin, taken_at, status="error", note=error
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -18,10 +19,30 @@ from sources import SOURCE_KINDS, SourceSettings
 DEFAULT_CONFIG = Path("settings.toml")
 _KINDS = frozenset(NOTIFIER_KINDS) | frozenset(SOURCE_KINDS)
 ENV_CONFIG = "LINKWATCH_CONFIG"
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class ConfigError(Exception):
     """A settings file is wrong; the message names the file, the key and what was expected."""
+
+
+def hostname_problem(domain: str) -> str | None:
+    """Why a site domain is not a hostname (letters, digits, hyphens, dots; IDNA), or None."""
+    # The domain names folders (`{domain}`) and is matched against link URLs, so it must be
+    # a bare host: no scheme, path, port, spaces or `..`.
+    try:
+        ascii_form = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "is not a hostname (an empty or over-long label, or characters IDNA refuses)"
+    if len(ascii_form) > 253:
+        return "is not a hostname (longer than 253 characters)"
+    for label in ascii_form.split("."):
+        if not _LABEL.fullmatch(label):
+            return (
+                f"is not a hostname (label {label!r}: use letters, digits and inner hyphens, "
+                "no scheme, path or port)"
+            )
+    return None
 
 
 class StorageSettings(BaseModel):
@@ -108,17 +129,24 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
+        # Every problem at once, one per line: fixing a file one error per start is slow.
+        problems: list[str] = []
         seen: set[str] = set()
+        known = ", ".join(sorted(self.sources)) or "none defined"
         for i, site in enumerate(self.sites):
+            problem = hostname_problem(site.domain)
+            if problem is not None:
+                problems.append(f"sites[{i}].domain: {site.domain!r} {problem}")
             if site.domain in seen:
-                raise ValueError(f"sites[{i}].domain: {site.domain!r} is listed twice")
+                problems.append(f"sites[{i}].domain: {site.domain!r} is listed twice")
             seen.add(site.domain)
-            for name in site.sources:
-                if name not in self.sources:
-                    known = ", ".join(sorted(self.sources)) or "none defined"
-                    raise ValueError(
-                        f"sites[{i}].sources: unknown source {name!r} (known: {known})"
-                    )
+            problems.extend(
+                f"sites[{i}].sources: unknown source {name!r} (known: {known})"
+                for name in site.sources
+                if name not in self.sources
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def own_sites(self) -> list[str]:
@@ -143,7 +171,7 @@ def config_path(explicit: str | Path | None) -> Path:
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:
     """One `file: key: message` line per error."""
-    lines = []
+    lines: list[str] = []
     for err in exc.errors():
         parts = [str(p) for p in err["loc"]]
         # Drop the discriminator tag pydantic puts in the path (notifiers.NAME.slack.port).
@@ -152,7 +180,8 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         loc = ".".join(parts)
         msg = err["msg"].removeprefix("Value error, ")
         if not loc:
-            lines.append(f"{path}: {msg}")
+            # A whole-file check reports each problem on its own line, each with the file.
+            lines.extend(f"{path}: {line}" for line in msg.splitlines())
             continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"

@@ -1,17 +1,56 @@
-"""csv_dir source: every new export file in a folder becomes a snapshot, oldest first."""
+"""csv_dir source: every new or changed export file in a folder becomes a snapshot, oldest first."""
 
 from __future__ import annotations
 
+import os
+import stat
+import string
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from daemon.types import Duration
 from sources.exports import ExportFile, export_time
 from sources.model import SnapshotResult, SourceError
+
+_ONLY_PLACEHOLDER = "the only placeholder is {domain}"
+
+
+def check_path_template(template: str) -> str:
+    """Refuse a folder template using anything but a bare `{domain}` placeholder."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(
+            f"unbalanced braces ({exc}); {_ONLY_PLACEHOLDER}; "
+            "write {{ or }} for a literal brace"
+        ) from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue  # text after the last placeholder
+        conv = f"!{conversion}" if conversion else ""
+        shown = "{" + name + conv + (f":{spec}" if spec else "") + "}"
+        # `format` would follow `domain.x` / `domain[0]` and apply any spec, so a template
+        # could reach object internals or build huge strings: only the bare name is allowed.
+        if name != "domain":
+            head = name.split(".", 1)[0].split("[", 1)[0]
+            if head == "domain":
+                raise ValueError(
+                    f"placeholder {shown}: attribute and index access are not allowed; "
+                    + _ONLY_PLACEHOLDER
+                )
+            raise ValueError(f"unknown placeholder {shown}; {_ONLY_PLACEHOLDER}")
+        if conversion or spec:
+            raise ValueError(
+                f"placeholder {shown}: conversions and format specs are not allowed; "
+                + _ONLY_PLACEHOLDER
+            )
+    return template
 
 
 class CsvDirSettings(BaseModel):
@@ -20,18 +59,31 @@ class CsvDirSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["csv_dir"]
-    path: str = Field(description="folder of export files; {domain} is the site's domain")
+    path: str = Field(
+        description="folder of export files; {domain}, the only placeholder, is the site's domain"
+    )
     format: str | None = Field(default=None, description="force one export format")
     interval: Duration = Field(default=timedelta(hours=1), description="how often to look")
     confirm_after: int = Field(default=2, ge=1, description="absent snapshots before lost")
     suspect_below: float = Field(
         default=0.5, gt=0, le=1, description="a snapshot smaller than this share is suspect"
     )
+    sample_ttl: Duration = Field(
+        default=timedelta(days=90),
+        description="how long a sample export (Search Console) vouches for a link that no "
+        "complete export lists; after that the link is unconfirmed",
+    )
     patterns: list[str] = Field(default_factory=lambda: ["*.csv", "*.tsv", "*.txt"])
     settle: Duration = Field(
         default=timedelta(seconds=5),
-        description="a file modified more recently than this may still be being written",
+        description="a file is read only if its size and modification time stay the same "
+        "over this long (it may still be being written)",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return check_path_template(value)
 
 
 @dataclass(frozen=True)
@@ -40,10 +92,26 @@ class PendingExport:
 
     path: Path
     taken_at: datetime
+    # `size:mtime_ns` when the file was found settled; stored with the snapshot.
+    stamp: str
+
+
+def _regular_stat(path: Path) -> os.stat_result | None:
+    """The file's status, or None if it is gone or not a regular file."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def file_stamp(st: os.stat_result) -> str:
+    """A file's identity beyond its name: `size:mtime_ns`."""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 class CsvDirSource:
-    """Reads backlink exports dropped into a folder; each new file is one snapshot."""
+    """Reads backlink exports dropped into a folder; each new or changed file is one snapshot."""
 
     kind = "csv_dir"
     Settings = CsvDirSettings
@@ -56,31 +124,52 @@ class CsvDirSource:
         """The folder this source reads for a site."""
         return Path(self.settings.path.format(domain=site))
 
-    def pending(self, site: str, known: set[str], now: datetime) -> list[PendingExport]:
-        """Export files not yet stored and no longer being written, oldest first.
+    def pending(
+        self,
+        site: str,
+        known: set[tuple[str, str | None]],
+        now: datetime,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[PendingExport]:
+        """Export files not yet stored as they are now and no longer being written, oldest first.
 
-        A file's time is the date in its name, else its modification time.
+        `known` holds the (file name, stamp) pairs already stored; a file's time is the
+        date in its name, else its modification time. `now` is unused: whether a file is
+        settled is judged by watching it, not by comparing its mtime with the clock.
         """
         folder = self.folder(site)
         if not folder.is_dir():
             raise SourceError(f"{folder}: export folder does not exist")
+        # Stored before stamps were kept: what was read then is unknown, so the name counts
+        # as read rather than re-reading every old export at once after an upgrade.
+        read_names = {name for name, stamp in known if stamp is None}
         files: dict[Path, None] = {}
         for pattern in self.settings.patterns:
             for path in folder.glob(pattern):
-                if path.is_file() and path.name not in known:
+                if path.name not in read_names:
                     files[path] = None
-        found = []
-        settled_before = now.timestamp() - self.settings.settle.total_seconds()
+        first: dict[Path, str] = {}
         for path in files:
-            try:
-                mtime = path.stat().st_mtime
-            except OSError:
-                continue  # vanished since the listing
-            if mtime > settled_before:
-                continue  # perhaps still being copied; the next poll takes it
-            found.append(PendingExport(path, export_time(path, mtime)))
+            st = _regular_stat(path)
+            if st is not None and (path.name, file_stamp(st)) not in known:
+                first[path] = file_stamp(st)
+        if not first:
+            return []
+        settle = self.settings.settle.total_seconds()
+        if settle > 0:
+            sleep(settle)
+        found = []
+        for path, before in first.items():
+            st = _regular_stat(path)
+            if st is None or file_stamp(st) != before:
+                continue  # gone, or still being written: a later poll takes it
+            found.append(PendingExport(path, export_time(path, st.st_mtime), before))
         return sorted(found, key=lambda p: (p.taken_at, p.path.name))
 
     def open(self, site: str, export: PendingExport) -> SnapshotResult:
         """Open one pending export as a snapshot (raises FormatError for an unknown format)."""
-        return ExportFile(export.path, site, self.settings.format).snapshot(export.taken_at)
+        result = ExportFile(export.path, site, self.settings.format).snapshot(export.taken_at)
+        # The stamp seen when the file was found settled: if it changes before or while it
+        # is read, the next poll sees a new stamp and reads it again.
+        result.origin_stamp = export.stamp
+        return result

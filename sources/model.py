@@ -86,6 +86,9 @@ class SnapshotResult:
     digest: str | None = None
     # A sample of the profile (GSC's link lists): it can add links, never miss them.
     sample: bool = False
+    # Size and modification time of the file read (`size:mtime_ns`): a file that changes
+    # after it was read is read again.
+    origin_stamp: str | None = None
 
     @property
     def complete(self) -> bool:

@@ -153,7 +153,7 @@ def test_out_of_order_import_is_refused(tmp_path: Path) -> None:
     code, out = _run(
         settings, "import", "--site", "example.com", "--taken-at", "2026-02-01T00:00:00Z", str(path)
     )
-    assert code == 2 and "snapshots must be ingested in time order" in out
+    assert code == 2 and "must be ingested in time order" in out
 
 
 def test_notify_test_uses_the_named_notifier(tmp_path: Path) -> None:

@@ -73,8 +73,8 @@ def test_daemon_alerts_once_stops_on_sigterm_and_resumes(tmp_path: Path) -> None
     assert out.count("[FIRING warning] example.com: refdomain-loss") == 1
     first.wait_for("linkwatch running")
     log = first.wait_for("3 lost")
-    assert log.count(": baseline, 6 seen") == 1
-    assert log.count(": complete, 3 seen, 0 new, 3 missing") == 1
+    assert log.count(": baseline, 6 rows, 6 seen") == 1
+    assert log.count(": complete, 3 rows, 3 seen, 0 new, 3 missing") == 1
     assert first.stop() == 0
     assert "linkwatch stopped" in first.err.read_text()
 

@@ -89,7 +89,7 @@ def kinds_for(store: Store, n: int) -> list[str]:
 
 def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the ledger tables, to compare before and after."""
-    tables = ("links", "snapshots", "link_events", "site_sources", "sites")
+    tables = ("links", "snapshots", "link_events", "series", "sites")
     return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
 
 
@@ -458,7 +458,7 @@ def test_failure_after_the_snapshot_row_is_written_rolls_it_back(store: Store) -
     for i in range(62):
         assert ingest(store, i, [1, 2], source=f"src{i}").status == "baseline"
     before = dump(store)
-    with pytest.raises(ValueError, match="more than 62 sources"):
+    with pytest.raises(ValueError, match="more than 62 observation series"):
         ingest(store, 100, [1, 2, 3], source="one-too-many")
     assert dump(store) == before
     assert ingest(store, 101, [1, 2, 3], source="src0").new == 1
@@ -643,12 +643,26 @@ def test_the_same_export_ingested_twice_confirms_nothing(store: Store) -> None:
 
 
 def test_a_sample_export_never_makes_links_missing(store: Store) -> None:
-    ingest(store, 0, ALL, source="gsc")
-    sample = store.ingest(SITE, "gsc", snap(1, [bl(1), bl(2), bl(11)], sample=True), GUARDS, day(1))
-    assert (sample.status, sample.new, sample.missing) == ("complete", 1, 0)
-    sample = store.ingest(SITE, "gsc", snap(2, [bl(3)], sample=True), GUARDS, day(2))
-    assert (sample.status, sample.missing, sample.lost) == ("complete", 0, 0)
+    ingest(store, 0, ALL)
+
+    def sample(when: float, links: list[Backlink]) -> IngestOutcome:
+        result = SnapshotResult(
+            taken_at=day(when), records=iter(links), origin="gsc.csv", format="gsc", sample=True
+        )
+        return store.ingest(SITE, "ahrefs", result, GUARDS, day(when))
+
+    first = sample(1, [bl(1), bl(2), bl(11)])
+    # Its own series' baseline: link 11 appears silently, nothing is missing.
+    assert (first.status, first.new, first.missing, first.series) == (
+        "baseline",
+        0,
+        0,
+        "ahrefs/gsc",
+    )
+    later = sample(2, [bl(3)])
+    assert (later.status, later.new, later.missing, later.lost) == ("complete", 0, 0, 0)
     assert set(states(store).values()) == {"live"}
+    assert [k for u, k, _, _ in events(store) if u == url(11)] == ["appeared"]
 
 
 def test_an_older_export_of_another_source_cannot_reorder_history(store: Store) -> None:

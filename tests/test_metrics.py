@@ -217,14 +217,14 @@ def test_suspect_snapshot_moves_no_metric(store: Store, tmp_path: Path) -> None:
     assert {k: getattr(metrics, k) for k in METRICS} == m(0, 0, 0, 0, 0.0, 6, 5)
 
 
-def test_empty_baseline_has_no_loss_percentage(store: Store, tmp_path: Path) -> None:
-    assert ingest_file(store, tmp_path, 0, []).status == "baseline"
-    assert ingest_file(store, tmp_path, 1, [A, B, C]).status == "complete"
+def test_an_empty_export_is_no_baseline_and_no_data(store: Store, tmp_path: Path) -> None:
+    assert ingest_file(store, tmp_path, 0, []).status == "suspect"
+    assert compute_metrics(store, SITE, DAY, day(0)) is None
+    assert ingest_file(store, tmp_path, 1, [A, B, C]).status == "baseline"
     metrics = compute_metrics(store, SITE, DAY, day(1))
     assert metrics is not None
-    assert {k: getattr(metrics, k) for k in METRICS} == m(3, 0, 2, 0, None, 3, 2)
-    assert metrics.value("lost_refdomains_pct") is None
-    assert metrics.value("new_links") == 3.0
+    # The baseline's links were there before history began: 2 domains at the start.
+    assert {k: getattr(metrics, k) for k in METRICS} == m(0, 0, 0, 0, 0.0, 3, 2)
 
 
 def test_confirm_after_one_loses_a_domain_in_one_snapshot(store: Store, tmp_path: Path) -> None:

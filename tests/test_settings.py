@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from daemon.cli import main
 from daemon.service import Linkwatch
 from daemon.settings import ConfigError, config_path, load_settings
 from tests.helpers import write_ahrefs, write_settings
@@ -96,3 +98,101 @@ def test_a_retired_source_is_reported_at_start(
         "example.com: source 'semrush' is no longer configured; 3 live links were seen only by it"
         in caplog.text
     )
+
+
+def _with_path(folder: Path, template: str) -> Path:
+    """A settings file whose csv_dir source uses `template` as its folder."""
+    path = write_settings(folder)
+    text = path.read_text(encoding="utf-8")
+    old = 'path = "exports/{domain}"'
+    assert old in text
+    # A TOML literal string keeps backslashes and quotes out of the way.
+    path.write_text(text.replace(old, f"path = '{template}'"), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("exports/{site}", "unknown placeholder {site}; the only placeholder is {domain}"),
+        ("exports/{0}", "unknown placeholder {0}; the only placeholder is {domain}"),
+        ("exports/{}", "unknown placeholder {}; the only placeholder is {domain}"),
+        (
+            "exports/{domain.__class__}",
+            "placeholder {domain.__class__}: attribute and index access are not allowed",
+        ),
+        (
+            "exports/{domain[0]}",
+            "placeholder {domain[0]}: attribute and index access are not allowed",
+        ),
+        (
+            "exports/{domain:>100000000}",
+            "placeholder {domain:>100000000}: conversions and format specs are not allowed",
+        ),
+        ("exports/{domain!r}", "placeholder {domain!r}: conversions and format specs"),
+        ("exports/{domain", "unbalanced braces (expected '}' before end of string)"),
+        ("exports/domain}", "unbalanced braces (Single '}' encountered in format string)"),
+    ],
+)
+def test_source_path_may_use_only_the_domain_placeholder(
+    tmp_path: Path, template: str, message: str
+) -> None:
+    path = _with_path(tmp_path, template)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value).startswith(f"{path}: sources.exports.path: {message}")
+
+
+@pytest.mark.parametrize("template", ["exports/{domain}/ahrefs", "exports/all", "a{{b}}/{domain}"])
+def test_source_path_with_domain_or_no_placeholder_is_allowed(
+    tmp_path: Path, template: str
+) -> None:
+    settings = load_settings(_with_path(tmp_path, template))
+    assert settings.sources["exports"].path == str(tmp_path / template)
+
+
+def test_bad_source_path_exits_2_through_the_cli(tmp_path: Path) -> None:
+    path = _with_path(tmp_path, "exports/{site}")
+    result = CliRunner().invoke(main, ["-c", str(path), "status"])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert (
+        f"{path}: sources.exports.path: unknown placeholder {{site}}; "
+        "the only placeholder is {domain}" in result.output
+    )
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("domain", ["../etc", "https://example.com", "example .com", "a..b.com"])
+def test_site_domain_must_be_a_hostname(tmp_path: Path, domain: str) -> None:
+    path = write_settings(
+        tmp_path, sites=f'[[sites]]\ndomain = "{domain}"\nsources = ["exports"]\n'
+    )
+    with pytest.raises(ConfigError, match=r"sites\[0\]\.domain: .* is not a hostname"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    "domain", ["example.com", "sub-1.example.co.uk", "bücher.de", "xn--bcher-kva.de"]
+)
+def test_hostnames_and_idna_domains_are_allowed(tmp_path: Path, domain: str) -> None:
+    path = write_settings(
+        tmp_path, sites=f'[[sites]]\ndomain = "{domain}"\nsources = ["exports"]\n'
+    )
+    assert load_settings(path).own_sites() == [domain]
+
+
+def test_every_reference_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = write_settings(
+        tmp_path,
+        sites='[[sites]]\ndomain = "example.com"\nsources = ["exprts", "semrush"]\n'
+        '[[sites]]\ndomain = "../etc"\nsources = ["exports"]\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}: sites[0].sources: unknown source 'exprts' (known: exports)",
+        f"{path}: sites[0].sources: unknown source 'semrush' (known: exports)",
+        f"{path}: sites[1].domain: '../etc' is not a hostname "
+        "(an empty or over-long label, or characters IDNA refuses)",
+    ]

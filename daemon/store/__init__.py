@@ -57,8 +57,11 @@ class SiteStatus:
     live_refdomains: int
     missing_links: int
     lost_links: int
+    unconfirmed_links: int
+    # The snapshot ingested last: when it was taken, its status, when it was ingested.
     last_snapshot_at: datetime | None
     last_snapshot_status: str | None
+    last_ingested_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,14 @@ class Store:
         )
 
     def record_failure(
-        self, site: str, source: str, taken_at: datetime, origin: str, error: str, now: datetime
+        self,
+        site: str,
+        source: str,
+        taken_at: datetime,
+        origin: str,
+        error: str,
+        now: datetime,
+        origin_stamp: str | None = None,
     ) -> int:
         """Record a failed poll: it changes no link and feeds source health."""
         return record_failure(
@@ -167,34 +177,49 @@ class Store:
             origin=origin,
             error=error,
             now=now,
+            origin_stamp=origin_stamp,
         )
 
     def links_held_only_by(self, site: str, sources: list[str]) -> dict[str, int]:
         """Per stored source of a site not in `sources`: live links no listed source sees."""
         site_id = self.site_id(site)
         rows = self.conn.execute(
-            "SELECT source, bit FROM site_sources WHERE site_id = ?", (site_id,)
+            "SELECT source, bit FROM series WHERE site_id = ?", (site_id,)
         ).fetchall()
         active = sum(bit for source, bit in rows if source in sources)
-        held = {}
+        retired: dict[str, int] = {}
         for source, bit in rows:
             if source not in sources:
-                held[source] = int(
-                    self.conn.execute(
-                        "SELECT count(*) FROM links WHERE site_id = ? AND state = 'live'"
-                        " AND (seen_by & ?) != 0 AND (seen_by & ?) = 0",
-                        (site_id, bit, active),
-                    ).fetchone()[0]
-                )
-        return held
+                retired[source] = retired.get(source, 0) | bit
+        return {
+            source: int(
+                self.conn.execute(
+                    "SELECT count(*) FROM links WHERE site_id = ? AND state = 'live'"
+                    " AND (seen_by & ?) != 0 AND (seen_by & ?) = 0",
+                    (site_id, bits, active),
+                ).fetchone()[0]
+            )
+            for source, bits in retired.items()
+        }
 
-    def known_origins(self, site: str, source: str) -> set[str]:
-        """The origins (export file names) already stored for a (site, source)."""
+    def known_exports(self, site: str, source: str) -> set[tuple[str, str | None]]:
+        """(file name, size:mtime stamp) of every export already stored for a (site, source)."""
         rows = self.conn.execute(
-            "SELECT DISTINCT origin FROM snapshots WHERE site_id = ? AND source = ?",
+            "SELECT DISTINCT origin, origin_stamp FROM snapshots WHERE site_id = ? AND source = ?",
             (self.site_id(site), source),
         )
-        return {str(r[0]) for r in rows}
+        return {(str(r[0]), r[1]) for r in rows}
+
+    def series(self, site: str) -> list[dict[str, Any]]:
+        """The observation series of a site."""
+        return list(
+            _dicts(
+                self.conn.execute(
+                    "SELECT id, source, format, coverage FROM series WHERE site_id = ? ORDER BY id",
+                    (self.site_id(site),),
+                )
+            )
+        )
 
     def last_poll_at(self, site: str, source: str) -> datetime | None:
         """When a (site, source) was last polled, whatever the outcome."""
@@ -225,7 +250,7 @@ class Store:
         yield from _dicts(self.conn.execute(sql + " ORDER BY refdomain, url_from", args))
 
     def status(self) -> list[SiteStatus]:
-        """Each site's live links and referring domains (state `live` only)."""
+        """Each site's live links and referring domains, and its latest snapshot by ingest."""
         rows = self.conn.execute(
             """SELECT s.domain, s.role,
                 (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'live'),
@@ -233,11 +258,11 @@ class Store:
                  WHERE site_id = s.id AND state = 'live'),
                 (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'missing'),
                 (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'lost'),
-                (SELECT taken_at FROM snapshots WHERE site_id = s.id
-                 ORDER BY taken_at DESC, id DESC LIMIT 1),
-                (SELECT status FROM snapshots WHERE site_id = s.id
-                 ORDER BY taken_at DESC, id DESC LIMIT 1)
-            FROM sites s ORDER BY s.domain"""
+                (SELECT count(*) FROM links WHERE site_id = s.id AND state = 'unconfirmed'),
+                latest.taken_at, latest.status, latest.created_at
+            FROM sites s LEFT JOIN snapshots latest ON latest.id = (
+                SELECT id FROM snapshots WHERE site_id = s.id ORDER BY id DESC LIMIT 1)
+            ORDER BY s.domain"""
         ).fetchall()
         return [
             SiteStatus(
@@ -247,8 +272,10 @@ class Store:
                 live_refdomains=r[3],
                 missing_links=r[4],
                 lost_links=r[5],
-                last_snapshot_at=from_db(r[6]) if r[6] else None,
-                last_snapshot_status=r[7],
+                unconfirmed_links=r[6],
+                last_snapshot_at=from_db(r[7]) if r[7] else None,
+                last_snapshot_status=r[8],
+                last_ingested_at=from_db(r[9]) if r[9] else None,
             )
             for r in rows
         ]
@@ -270,10 +297,11 @@ class Store:
     def lost_domains(
         self, site: str, start: datetime, end: datetime, limit: int = 10
     ) -> list[LostDomain]:
-        """The strongest referring domains with links lost in (start, end]."""
+        """The strongest referring domains with links lost in (start, end]; those counted
+        in the window's lost_refdomains are marked wholly lost and come first."""
         site_id = self.site_id(site)
-        wholly = reads.domains_lost_in(self.conn, site_id, start, end)
-        return reads.lost_domains(self.conn, site_id, start, end, wholly, limit)
+        counts = reads.window_counts(self.conn, site_id, start, end)
+        return reads.lost_domains(self.conn, site_id, start, end, counts.domains_lost, limit)
 
     # --- alerts and outbox -------------------------------------------------------------
 

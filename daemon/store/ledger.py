@@ -1,12 +1,13 @@
-"""Ingest: one snapshot streamed into a staging table, diffed against the ledger in SQL."""
+"""Ingest: a snapshot is staged, judged, then applied to the link ledger by the rules of
+docs/evidence.md, one named step per rule, in one transaction."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 import zlib
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
@@ -15,16 +16,27 @@ from sources.urls import (
     join_normalized,
     link_key,
     normalize_target,
+    normalize_url,
     registrable_domain,
     split_url,
 )
 
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
+COMPLETE, SAMPLE = "complete", "sample"
+# Events that set a link's state, and the state each leaves it in.
+STATE_AFTER = {
+    "new": "live",
+    "appeared": "live",
+    "restored": "live",
+    "missing": "missing",
+    "lost": "lost",
+    "unconfirmed": "unconfirmed",
+}
 
 
 class OutOfOrderError(ValueError):
-    """A snapshot older than the latest accepted one of its (site, source)."""
+    """A snapshot older than the latest accepted one of its series."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,20 @@ class GuardSettings:
     # truncated exports in a row still change nothing.
     suspect_accept_after: int = 3
     agree_within: float = 0.1
+    # How long a sample sighting vouches for a link no complete series sees.
+    sample_ttl: timedelta = timedelta(days=90)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One observation series: a (site, source, provider format) and its coverage kind."""
+
+    id: int
+    site_id: int
+    source: str
+    format: str
+    coverage: str
+    bit: int
 
 
 @dataclass(frozen=True)
@@ -59,19 +85,22 @@ class IngestOutcome:
     malformed: int = 0
     note: str | None = None
     examples: tuple[str, ...] = ()
+    series: str = ""
+    listed: int = 0
+    unconfirmed: int = 0
 
 
 # Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`.
 _STAGING = (
     """CREATE TEMP TABLE staging (
-        link_key INTEGER NOT NULL,
+        link_key INTEGER NOT NULL, from_key INTEGER,
         url_from TEXT, url_to TEXT, anchor TEXT,
         nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
         refdomain TEXT, domain_rating REAL, first_seen REAL, attrs INTEGER
     )""",
     "CREATE TEMP TABLE staging_lost (link_key INTEGER NOT NULL, reason TEXT)",
 )
-_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
 # table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
@@ -82,6 +111,7 @@ _INDEX_AND_DEDUPE = (
         JOIN (SELECT link_key FROM staging GROUP BY link_key HAVING count(*) > 1) d
           ON d.link_key = s.link_key
         WHERE s.rowid != (SELECT min(s2.rowid) FROM staging s2 WHERE s2.link_key = s.link_key))""",
+    "CREATE INDEX temp.staging_lost_key ON staging_lost(link_key)",
 )
 _DROP_STAGING = ("DROP TABLE IF EXISTS temp.staging", "DROP TABLE IF EXISTS temp.staging_lost")
 # Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
@@ -91,6 +121,11 @@ _CHANGED = """(
     OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
     OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
 )"""
+# Setting a link live again forgets what its absence had counted.
+_BACK_TO_LIVE = (
+    "state = 'live', missing_count = 0, dropped_by = 0, lost_at = NULL, lost_reason = NULL,"
+    " last_seen_at = NULL"
+)
 
 
 def attributes_digest(
@@ -100,8 +135,18 @@ def attributes_digest(
     return zlib.crc32(f"{anchor}\x1f{nofollow}\x1f{ugc}\x1f{sponsored}".encode())
 
 
-def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
-    """Stream the snapshot's records into the staging tables in batches."""
+def page_key(url_from: str) -> int:
+    """The key of a referring page alone: what a target-less sample row is matched by."""
+    return link_key(normalize_url(url_from) or url_from, "")
+
+
+# --- staging ---------------------------------------------------------------------------
+
+
+def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
+    """Stream the snapshot's records into the staging tables; (live rows, rows listed)."""
+    for statement in (*_DROP_STAGING, *_STAGING):
+        conn.execute(statement)
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
@@ -111,17 +156,27 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
         if parts_from is None:
             report.add(result.line, f"referring page is not a URL: {url_from[:200]!r}")
             continue
-        norm_to = normalize_target(url_to)
+        norm_from = join_normalized(*parts_from)
+        from_key = None
+        if result.sample:
+            # Sample rows are few; a target-less one (Search Console names only the
+            # linking page) is keyed by the page alone and found by it.
+            from_key = link_key(norm_from, "")
+        if not url_to and result.sample:
+            norm_to: str | None = ""
+        else:
+            norm_to = normalize_target(url_to)
         if norm_to is None:
             report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
             continue
-        key = link_key(join_normalized(*parts_from), norm_to)
+        key = link_key(norm_from, norm_to)
         if lost:
             lost_batch.append((key, reason))
             continue
         batch.append(
             (
                 key,
+                from_key,
                 url_from,
                 url_to,
                 anchor,
@@ -145,58 +200,171 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> None:
         conn.executemany(_STAGE_LOST, lost_batch)
     for statement in _INDEX_AND_DEDUPE:
         conn.execute(statement)
+    seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
+    marked_lost = int(
+        conn.execute(
+            "SELECT count(DISTINCT link_key) FROM staging_lost"
+            " WHERE link_key NOT IN (SELECT link_key FROM staging)"
+        ).fetchone()[0]
+    )
+    return seen, seen + marked_lost
 
 
-def source_bit(conn: sqlite3.Connection, site_id: int, source: str) -> int:
-    """The seen_by bit of a (site, source), assigned on first use."""
+# --- series and their history ----------------------------------------------------------
+
+
+def coverage_of(result: SnapshotResult) -> str:
+    """The coverage kind of the series a snapshot belongs to."""
+    return SAMPLE if result.sample else COMPLETE
+
+
+def series_for(
+    conn: sqlite3.Connection, site_id: int, source: str, fmt: str, coverage: str
+) -> Series:
+    """The series of a (site, source, format), created with a free seen_by bit on first use."""
     row = conn.execute(
-        "SELECT bit FROM site_sources WHERE site_id = ? AND source = ?", (site_id, source)
+        "SELECT id, coverage, bit FROM series WHERE site_id = ? AND source = ? AND format = ?",
+        (site_id, source, fmt),
     ).fetchone()
     if row is not None:
-        return int(row[0])
-    used = conn.execute(
-        "SELECT coalesce(max(bit), 0) FROM site_sources WHERE site_id = ?", (site_id,)
-    ).fetchone()[0]
-    bit = 1 if used == 0 else int(used) << 1
-    if bit >= 1 << 62:
-        raise ValueError(f"site {site_id} has more than 62 sources")
-    conn.execute(
-        "INSERT INTO site_sources (site_id, source, bit) VALUES (?, ?, ?)", (site_id, source, bit)
+        return Series(int(row[0]), site_id, source, fmt, str(row[1]), int(row[2]))
+    used = int(
+        conn.execute(
+            "SELECT coalesce(max(bit), 0) FROM series WHERE site_id = ?", (site_id,)
+        ).fetchone()[0]
     )
-    return bit
+    bit = 1 if used == 0 else used << 1
+    if bit >= 1 << 62:
+        raise ValueError(f"site {site_id} has more than 62 observation series")
+    cur = conn.execute(
+        "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?, ?, ?, ?, ?)",
+        (site_id, source, fmt, coverage, bit),
+    )
+    return Series(int(cur.lastrowid or 0), site_id, source, fmt, coverage, bit)
 
 
 @dataclass(frozen=True)
 class _Previous:
-    seen: int
+    listed: int
     taken_at: str
-    digest: str | None
 
 
-def latest_accepted(conn: sqlite3.Connection, site_id: int, source: str) -> _Previous | None:
-    """The latest baseline or complete snapshot of a (site, source)."""
+def latest_accepted(conn: sqlite3.Connection, series_id: int) -> _Previous | None:
+    """The latest baseline or complete snapshot of a series."""
     row = conn.execute(
-        "SELECT seen, taken_at, digest FROM snapshots WHERE site_id = ? AND source = ?"
+        "SELECT coalesce(listed, seen), taken_at FROM snapshots WHERE series_id = ?"
         " AND status IN ('baseline', 'complete') ORDER BY taken_at DESC, id DESC LIMIT 1",
-        (site_id, source),
+        (series_id,),
     ).fetchone()
-    return None if row is None else _Previous(int(row[0]), str(row[1]), row[2])
+    return None if row is None else _Previous(int(row[0]), str(row[1]))
+
+
+def _is_duplicate(conn: sqlite3.Connection, series_id: int, digest: str | None, taken: str) -> bool:
+    """Same content as an earlier snapshot of the series taken at the same time or later."""
+    if digest is None:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ? AND taken_at >= ?"
+        " AND status != 'error' LIMIT 1",
+        (series_id, digest, taken),
+    ).fetchone()
+    return row is not None
 
 
 def _agreeing_suspects(
-    conn: sqlite3.Connection, site_id: int, source: str, seen: int, guards: GuardSettings
+    conn: sqlite3.Connection, series_id: int, listed: int, guards: GuardSettings
 ) -> bool:
     """True when the snapshots just before this one were suspect and of about its size."""
     wanted = guards.suspect_accept_after - 1
     rows = conn.execute(
-        "SELECT status, seen FROM snapshots WHERE site_id = ? AND source = ?"
+        "SELECT status, coalesce(listed, seen) FROM snapshots WHERE series_id = ?"
         " AND status NOT IN ('error', 'duplicate') ORDER BY taken_at DESC, id DESC LIMIT ?",
-        (site_id, source, wanted),
+        (series_id, wanted),
     ).fetchall()
     return len(rows) == wanted and all(
-        status == "suspect" and abs(n - seen) <= guards.agree_within * max(seen, 1)
+        status == "suspect" and abs(n - listed) <= guards.agree_within * listed
         for status, n in rows
     )
+
+
+def _judge(
+    conn: sqlite3.Connection,
+    series: Series,
+    result: SnapshotResult,
+    listed: int,
+    prev: _Previous | None,
+    guards: GuardSettings,
+) -> tuple[str, str | None]:
+    """The snapshot's status: is it whole, and is it plausible? (docs/evidence.md)"""
+    if result.error is not None:
+        return "partial", result.error
+    if result.report.malformed:
+        return "partial", f"{result.report.malformed} malformed rows; no link state changed"
+    if listed == 0:
+        return "suspect", "no rows: an empty export never confirms a loss; no link state changed"
+    if prev is None:
+        return "baseline", None
+    if series.coverage == SAMPLE:
+        return "complete", "a sample export: it adds and restores links, absences count for nothing"
+    if listed >= guards.suspect_below * prev.listed:
+        return "complete", None
+    if _agreeing_suspects(conn, series.id, listed, guards):
+        return "complete", (
+            f"{listed} rows, under {guards.suspect_below:.0%} of {prev.listed}, believed:"
+            f" {guards.suspect_accept_after} snapshots in a row agree"
+        )
+    return "suspect", (
+        f"{listed} rows, under {guards.suspect_below:.0%} of the previous snapshot's "
+        f"{prev.listed}; no link state changed"
+    )
+
+
+def _effective_time(conn: sqlite3.Connection, site_id: int, taken: str) -> tuple[str, bool]:
+    """(when this snapshot's events are dated, whether the site had accepted snapshots).
+
+    Never earlier than the site's latest accepted snapshot: an old export of a second
+    series cannot reorder history.
+    """
+    latest = conn.execute(
+        "SELECT max(taken_at) FROM snapshots"
+        " WHERE site_id = ? AND status IN ('baseline', 'complete')",
+        (site_id,),
+    ).fetchone()[0]
+    return (max(taken, latest) if latest else taken), latest is not None
+
+
+# --- the ingest ------------------------------------------------------------------------
+
+
+@dataclass
+class _Step:
+    """What the rules of one snapshot work with."""
+
+    conn: sqlite3.Connection
+    site_id: int
+    series: Series
+    snapshot_id: int
+    at: str
+    prev_taken: str | None
+    baseline: bool
+    dated: bool
+    guards: GuardSettings
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, object]:
+        return {
+            "site": self.site_id,
+            "bit": self.series.bit,
+            "snap": self.snapshot_id,
+            "at": self.at,
+            "prev": self.prev_taken,
+            "confirm": self.guards.confirm_after,
+            "until": to_db(from_db(self.at) + self.guards.sample_ttl),
+        }
+
+    def add(self, kind: str, n: int) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
 
 
 def ingest(
@@ -209,117 +377,58 @@ def ingest(
     guards: GuardSettings,
     now: datetime,
 ) -> IngestOutcome:
-    """Store one snapshot and apply its differences to the ledger, in one transaction.
-
-    Only a complete snapshot of plausible size changes link state; the first accepted
-    snapshot of a (site, source) is a silent baseline.
-    """
+    """Store one snapshot and apply it to the ledger, in one transaction."""
     started = time.monotonic()
     taken = to_db(result.taken_at)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        prev = latest_accepted(conn, site_id, source)
+        series = series_for(conn, site_id, source, result.format, coverage_of(result))
+        prev = latest_accepted(conn, series.id)
         if prev is not None and taken < prev.taken_at:
             raise OutOfOrderError(
                 f"{result.origin or source}: taken at {taken}, before the latest snapshot of "
-                f"{site}/{source} ({prev.taken_at}); snapshots must be ingested in time order"
+                f"{site}/{source} ({result.format}) taken at {prev.taken_at}; snapshots of one "
+                "series must be ingested in time order"
             )
-        counts: dict[str, int] = {}
-        note: str | None = None
-        seen = 0
-        if (
-            prev is not None
-            and result.digest is not None
-            and result.digest == prev.digest
-            and taken <= prev.taken_at
-        ):
-            # The same export again at the same time (re-imported, or saved twice): it
-            # proves nothing new, so it must not confirm any loss. The same content at a
-            # later time is a new observation.
-            status, seen = "duplicate", prev.seen
-            note = "same content as the latest snapshot; nothing changed"
+        seen = listed = 0
+        if _is_duplicate(conn, series.id, result.digest, taken):
+            status = "duplicate"
+            note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
-            for statement in (*_DROP_STAGING, *_STAGING):
-                conn.execute(statement)
-            _stage(conn, result)
-            seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
-            if result.error is not None:
-                status, note = "partial", result.error
-            elif result.report.malformed:
-                status = "partial"
-                note = f"{result.report.malformed} malformed rows; no link state changed"
-            elif prev is None:
-                status = "baseline"
-            elif result.sample or seen >= guards.suspect_below * prev.seen:
-                status = "complete"
-            elif _agreeing_suspects(conn, site_id, source, seen, guards):
-                status = "complete"
-                note = (
-                    f"{seen} links, under {guards.suspect_below:.0%} of {prev.seen}, believed:"
-                    f" {guards.suspect_accept_after} snapshots in a row agree"
-                )
-            else:
-                status = "suspect"
-                note = (
-                    f"{seen} links, under {guards.suspect_below:.0%} of the previous snapshot's "
-                    f"{prev.seen}; no link state changed"
-                )
-            if result.sample and status == "complete":
-                note = "a sample export: it adds and restores links, absences count for nothing"
-        cur = conn.execute(
-            "INSERT INTO snapshots (site_id, source, taken_at, status, origin, format, seen,"
-            " malformed, note, digest, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                site_id,
-                source,
-                taken,
-                status,
-                result.origin,
-                result.format,
-                seen,
-                result.report.malformed,
-                note,
-                result.digest,
-                to_db(now),
-            ),
-        )
-        snapshot_id = int(cur.lastrowid or 0)
+            seen, listed = _stage(conn, result)
+            status, note = _judge(conn, series, result, listed, prev, guards)
+        at, had_history = _effective_time(conn, site_id, taken)
+        snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
+        counts: dict[str, int] = {}
         if status in ACCEPTED:
-            # Events are dated no earlier than the site's latest accepted snapshot, so a
-            # source whose export is older than another's cannot reorder history.
-            site_latest = conn.execute(
-                "SELECT max(taken_at) FROM snapshots WHERE site_id = ? AND id != ?"
-                " AND status IN ('baseline', 'complete')",
-                (site_id, snapshot_id),
-            ).fetchone()[0]
-            counts = _apply(
+            step = _Step(
                 conn,
-                site_id=site_id,
-                bit=source_bit(conn, site_id, source),
-                snapshot_id=snapshot_id,
-                taken=max(taken, site_latest or taken),
-                prev_taken=prev.taken_at if prev else None,
+                site_id,
+                series,
+                snapshot_id,
+                at,
+                prev.taken_at if prev else None,
                 baseline=status == "baseline",
-                site_has_history=site_latest is not None,
-                sample=result.sample,
-                confirm_after=guards.confirm_after,
+                dated=had_history,
+                guards=guards,
             )
+            counts = _apply(step)
         conn.execute(
             "UPDATE snapshots SET new = ?, missing = ?, restored = ?, lost = ?, changed = ?,"
-            " duration_s = ? WHERE id = ?",
+            " unconfirmed = ?, duration_s = ? WHERE id = ?",
             (
                 counts.get("new", 0),
                 counts.get("missing", 0),
                 counts.get("restored", 0),
                 counts.get("lost", 0),
                 counts.get("changed", 0),
+                counts.get("unconfirmed", 0),
                 time.monotonic() - started,
                 snapshot_id,
             ),
         )
-        if status != "duplicate":
-            for statement in _DROP_STAGING:
-                conn.execute(statement)
+        for statement in _DROP_STAGING:
+            conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -335,8 +444,45 @@ def ingest(
         malformed=result.report.malformed,
         note=note,
         examples=tuple(result.report.examples),
+        series=f"{source}/{result.format}",
+        listed=listed,
         **counts,
     )
+
+
+def _record_snapshot(
+    conn: sqlite3.Connection,
+    series: Series,
+    result: SnapshotResult,
+    taken: str,
+    status: str,
+    seen: int,
+    listed: int,
+    note: str | None,
+    now: datetime,
+) -> int:
+    cur = conn.execute(
+        "INSERT INTO snapshots (site_id, source, series_id, taken_at, status, origin, format,"
+        " seen, listed, malformed, note, digest, origin_stamp, created_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            series.site_id,
+            series.source,
+            series.id,
+            taken,
+            status,
+            result.origin,
+            result.format,
+            seen,
+            listed,
+            result.report.malformed,
+            note,
+            result.digest,
+            result.origin_stamp,
+            to_db(now),
+        ),
+    )
+    return int(cur.lastrowid or 0)
 
 
 def record_failure(
@@ -348,51 +494,78 @@ def record_failure(
     origin: str,
     error: str,
     now: datetime,
+    origin_stamp: str | None = None,
 ) -> int:
     """Record a poll that produced no snapshot; it feeds source health and changes no link."""
     cur = conn.execute(
-        "INSERT INTO snapshots (site_id, source, taken_at, status, origin, note, created_at)"
-        " VALUES (?, ?, ?, 'error', ?, ?, ?)",
-        (site_id, source, to_db(taken_at), origin, error, to_db(now)),
+        "INSERT INTO snapshots (site_id, source, taken_at, status, origin, note, origin_stamp,"
+        " created_at) VALUES (?, ?, ?, 'error', ?, ?, ?, ?)",
+        (site_id, source, to_db(taken_at), origin, error, origin_stamp, to_db(now)),
     )
     return int(cur.lastrowid or 0)
 
 
-def _apply(
-    conn: sqlite3.Connection,
-    *,
-    site_id: int,
-    bit: int,
-    snapshot_id: int,
-    taken: str,
-    prev_taken: str | None,
-    baseline: bool,
-    site_has_history: bool,
-    sample: bool,
-    confirm_after: int,
-) -> dict[str, int]:
-    """The set difference between staging and the ledger, as SQL statements.
+def _apply(step: _Step) -> dict[str, int]:
+    """An accepted snapshot's rules, by the coverage of its series (docs/evidence.md)."""
+    if step.series.coverage == SAMPLE:
+        _sample_sightings(step)
+    else:
+        _complete_sightings(step)
+        if not step.baseline:
+            _provider_lost(step)
+            _absent(step)
+    _expire_samples(step)
+    return step.counts
 
-    A baseline adds links silently. The site's first baseline dates them from before
-    any history; a later source's baseline dates them from its snapshot (an `appeared`
-    event), so replaying an earlier instant does not change.
+
+def _insert_links(step: _Step, sql_from: str, *, seen_by: str, sampled: bool) -> int:
+    """Add the staged links the ledger does not know, with the events their arrival means.
+
+    In a later snapshot of a complete series they are *new*; in a baseline or a sample
+    they *appeared* (silently), except in the site's very first baseline, which dates
+    nothing: those links were there before history began.
     """
-    p = {
-        "site": site_id,
-        "bit": bit,
-        "snap": snapshot_id,
-        "taken": taken,
-        "prev": prev_taken,
-        "confirm": confirm_after,
-        "baseline": int(baseline),
-        "undated": int(baseline and not site_has_history),
-    }
-    x = conn.execute
+    x = step.conn.execute
+    p = step.params
     max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
-    p["max_before"] = max_before
+    x(
+        f"""INSERT INTO links (site_id, link_key, from_key, url_from, url_to, anchor, nofollow,
+               ugc, sponsored, attrs, refdomain, domain_rating, first_seen_at, added_at,
+               state, seen_by, sample_until)
+        SELECT :site, s.link_key, s.from_key, s.url_from, s.url_to, s.anchor, s.nofollow,
+               s.ugc, s.sponsored, s.attrs, s.refdomain, s.domain_rating,
+               CASE WHEN s.first_seen IS NULL THEN :at
+                    ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
+               END,
+               :added, 'live', {seen_by}, {":until" if sampled else "NULL"}
+        {sql_from}""",
+        {**p, "added": step.at if step.dated else None},
+    )
+    rows = x("SELECT id, url_from FROM links WHERE id > ?", (max_before,)).fetchall()
+    if not rows:
+        return 0
+    step.conn.executemany(
+        "UPDATE links SET from_key = ? WHERE id = ? AND from_key IS NULL",
+        [(page_key(u), i) for i, u in rows],
+    )
+    if step.dated:
+        kind = "appeared" if step.baseline or sampled else "new"
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+            SELECT :snap, :site, id, :kind, :at FROM links WHERE id > :max_before""",
+            {**p, "kind": kind, "max_before": max_before},
+        )
+        if kind == "new":
+            step.add("new", len(rows))
+    return len(rows)
 
+
+def _complete_sightings(step: _Step) -> None:
+    """Links a complete series lists: add unknown ones, restore absent ones, note changes."""
+    x = step.conn.execute
+    p = step.params
     # Staged links that need anything done: unknown, not live, not yet seen by this
-    # source, or whose attributes digest differs. Only indexed columns are read here, so
+    # series, or whose attributes digest differs. Only indexed columns are read here, so
     # the million unchanged links cost one index probe each.
     x("DROP TABLE IF EXISTS temp.delta")
     x(
@@ -404,35 +577,36 @@ def _apply(
            OR l.attrs IS NOT s.attrs""",
         p,
     )
+    _insert_links(
+        step,
+        "FROM delta d JOIN staging s ON s.rowid = d.srow WHERE d.link_id IS NULL",
+        seen_by=":bit",
+        sampled=False,
+    )
+    step.add(
+        "restored",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+            SELECT :snap, :site, link_id, 'restored', prev_state, :at FROM delta
+            WHERE link_id IS NOT NULL AND prev_state != 'live'""",
+            p,
+        ).rowcount,
+    )
+    if not step.baseline:
+        _attribute_changes(step)
     x(
-        """INSERT INTO links (site_id, link_key, url_from, url_to, anchor, nofollow, ugc,
-               sponsored, attrs, refdomain, domain_rating, first_seen_at, added_at, state,
-               seen_by)
-        SELECT :site, s.link_key, s.url_from, s.url_to, s.anchor, s.nofollow, s.ugc,
-               s.sponsored, s.attrs, s.refdomain, s.domain_rating,
-               CASE WHEN s.first_seen IS NULL THEN :taken
-                    ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
-               END,
-               CASE WHEN :undated THEN NULL ELSE :taken END, 'live', :bit
+        f"""UPDATE links SET {_BACK_TO_LIVE}, seen_by = links.seen_by | :bit, attrs = s.attrs,
+               domain_rating = coalesce(s.domain_rating, links.domain_rating)
         FROM delta d JOIN staging s ON s.rowid = d.srow
-        WHERE d.link_id IS NULL""",
+        WHERE links.id = d.link_id""",
         p,
     )
-    new = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0]) - max_before
-    if not p["undated"]:
-        x(
-            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
-            SELECT :snap, :site, id, CASE WHEN :baseline THEN 'appeared' ELSE 'new' END, :taken
-            FROM links WHERE id > :max_before""",
-            p,
-        )
-    restored = x(
-        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-        SELECT :snap, :site, link_id, 'restored', prev_state, :taken FROM delta
-        WHERE link_id IS NOT NULL AND prev_state IN ('missing', 'lost')""",
-        p,
-    ).rowcount
-    # The exact comparison, for the few links whose digest differs.
+    x("DROP TABLE temp.delta")
+
+
+def _attribute_changes(step: _Step) -> None:
+    """Anchor or rel changes of known links: a `changed` event and the new values."""
+    x = step.conn.execute
     x("DROP TABLE IF EXISTS temp.changes")
     x(
         f"""CREATE TEMP TABLE changes AS
@@ -444,14 +618,16 @@ def _apply(
                         OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
                       THEN 'rel' ELSE '' END) AS what
         FROM delta d JOIN staging s ON s.rowid = d.srow JOIN links l ON l.id = d.link_id
-        WHERE NOT :baseline AND {_CHANGED}""",
-        p,
+        WHERE {_CHANGED}"""
     )
-    changed = x(
-        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-        SELECT :snap, :site, link_id, 'changed', what, :taken FROM changes""",
-        p,
-    ).rowcount
+    step.add(
+        "changed",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+            SELECT :snap, :site, link_id, 'changed', what, :at FROM changes""",
+            step.params,
+        ).rowcount,
+    )
     x(
         """UPDATE links SET anchor = coalesce(s.anchor, links.anchor),
                nofollow = coalesce(s.nofollow, links.nofollow),
@@ -460,111 +636,173 @@ def _apply(
         FROM changes c JOIN staging s ON s.rowid = c.srow
         WHERE links.id = c.link_id"""
     )
+    x("DROP TABLE temp.changes")
+
+
+def _sample_sightings(step: _Step) -> None:
+    """Links a sample lists vouch for `sample_ttl`; absent ones are restored when the
+    sample is newer than the last time a complete series stopped seeing them."""
+    x = step.conn.execute
+    p = step.params
+    x("DROP TABLE IF EXISTS temp.sighted")
+    # A row with a target names one link; a target-less row every known link of its page.
     x(
-        """UPDATE links SET state = 'live', seen_by = links.seen_by | :bit, missing_count = 0,
-               dropped_by = 0, lost_at = NULL, lost_reason = NULL, last_seen_at = NULL,
-               attrs = s.attrs, domain_rating = coalesce(s.domain_rating, links.domain_rating)
-        FROM delta d JOIN staging s ON s.rowid = d.srow
-        WHERE links.id = d.link_id""",
+        """CREATE TEMP TABLE sighted AS
+        SELECT l.id AS link_id, l.state AS prev_state, l.dropped_at AS dropped_at
+        FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
+        WHERE s.url_to != ''
+        UNION
+        SELECT l.id, l.state, l.dropped_at
+        FROM staging s JOIN links l ON l.site_id = :site AND l.from_key = s.from_key
+        WHERE s.url_to = ''""",
         p,
     )
-    x("DROP TABLE temp.changes")
-    x("DROP TABLE temp.delta")
-    lost = missing = 0
-    if not baseline:
-        lost += _provider_lost(conn, p)
-        if not sample:
-            missing, confirmed = _absent(conn, p)
-            lost += confirmed
-    return {
-        "new": new if not baseline else 0,
-        "restored": restored,
-        "changed": changed,
-        "missing": missing,
-        "lost": lost,
-    }
+    # A target-less row adds a link only when no link from its page is known, nor
+    # named with a target in this same sample.
+    _insert_links(
+        step,
+        """FROM staging s
+        WHERE NOT EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
+                          AND l.link_key = s.link_key)
+          AND NOT (s.url_to = '' AND (
+                EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
+                        AND l.from_key = s.from_key)
+                OR EXISTS (SELECT 1 FROM staging t WHERE t.from_key = s.from_key
+                           AND t.url_to != '')))""",
+        seen_by="0",
+        sampled=True,
+    )
+    # Restored only by a sample newer than the last time a complete series lost sight.
+    restorable = "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :at)"
+    step.add(
+        "restored",
+        x(
+            f"""INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+            SELECT :snap, :site, link_id, 'restored', prev_state, :at FROM sighted
+            WHERE {restorable}""",
+            p,
+        ).rowcount,
+    )
+    x(
+        f"""UPDATE links SET {_BACK_TO_LIVE}
+        WHERE id IN (SELECT link_id FROM sighted WHERE {restorable})""",
+        p,
+    )
+    x("UPDATE links SET sample_until = :until WHERE id IN (SELECT link_id FROM sighted)", p)
+    x("DROP TABLE temp.sighted")
 
 
-def _provider_lost(conn: sqlite3.Connection, p: dict[str, object]) -> int:
-    """Links the export itself marks lost become lost at once, with its reason.
+def _drop(step: _Step, table: str) -> None:
+    """The series stops seeing the links in `table`: older samples no longer vouch."""
+    step.conn.execute(
+        f"""UPDATE links SET seen_by = seen_by & ~:bit, dropped_by = dropped_by | :bit,
+               dropped_at = :at
+        WHERE id IN (SELECT link_id FROM {table})""",
+        step.params,
+    )
 
-    Not while another source still sees the link: then it only leaves this source.
-    """
-    x = conn.execute
+
+def _provider_lost(step: _Step) -> None:
+    """Rows the export marks lost: lost at once with the provider's reason, unless
+    another complete series still sees the link."""
+    x = step.conn.execute
+    p = step.params
+    if x("SELECT NOT EXISTS (SELECT 1 FROM staging_lost)").fetchone()[0]:
+        return
     x("DROP TABLE IF EXISTS temp.plost")
     x(
         """CREATE TEMP TABLE plost AS
         SELECT l.id AS link_id, coalesce(min(sl.reason), 'unknown') AS reason
         FROM staging_lost sl JOIN links l ON l.site_id = :site AND l.link_key = sl.link_key
-        WHERE l.state IN ('live', 'missing') AND (l.seen_by & ~:bit) = 0
+        WHERE l.state IN ('live', 'missing')
           AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = sl.link_key)
         GROUP BY l.id""",
         p,
     )
-    n = x(
-        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-        SELECT :snap, :site, link_id, 'lost', reason, :taken FROM plost""",
-        p,
-    ).rowcount
+    _drop(step, "plost")
+    step.add(
+        "lost",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+            SELECT :snap, :site, pl.link_id, 'lost', pl.reason, :at
+            FROM plost pl JOIN links l ON l.id = pl.link_id WHERE l.seen_by = 0""",
+            p,
+        ).rowcount,
+    )
     x(
-        """UPDATE links SET state = 'lost', lost_at = :taken, lost_reason = pl.reason,
-               seen_by = links.seen_by & ~:bit,
+        """UPDATE links SET state = 'lost', lost_at = :at, lost_reason = pl.reason,
                last_seen_at = coalesce(links.last_seen_at, :prev)
-        FROM plost pl WHERE links.id = pl.link_id""",
+        FROM plost pl WHERE links.id = pl.link_id AND links.seen_by = 0""",
         p,
     )
     x("DROP TABLE temp.plost")
-    return int(n)
 
 
-def _absent(conn: sqlite3.Connection, p: dict[str, object]) -> tuple[int, int]:
-    """Links this source saw before and not now: missing, then lost once confirmed."""
-    x = conn.execute
+def _absent(step: _Step) -> None:
+    """Links this series saw and no longer lists: missing once nobody sees them, then
+    lost after `confirm_after` complete snapshots of a series that saw them."""
+    x = step.conn.execute
+    p = step.params
     x("DROP TABLE IF EXISTS temp.gone")
     x(
         """CREATE TEMP TABLE gone AS
         SELECT l.id AS link_id FROM links l
-        WHERE l.site_id = :site AND (l.seen_by & :bit) != 0 AND l.id <= :max_before
-          AND l.state IN ('live', 'missing')
+        WHERE l.site_id = :site AND (l.seen_by & :bit) != 0
           AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key)""",
         p,
     )
-    x(
-        """UPDATE links SET seen_by = seen_by & ~:bit, dropped_by = dropped_by | :bit
-        WHERE id IN (SELECT link_id FROM gone)""",
-        p,
+    _drop(step, "gone")
+    step.add(
+        "missing",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+            SELECT :snap, :site, l.id, 'missing', :at FROM links l
+            JOIN gone g ON g.link_id = l.id WHERE l.seen_by = 0 AND l.state = 'live'""",
+            p,
+        ).rowcount,
     )
-    missing = x(
-        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
-        SELECT :snap, :site, l.id, 'missing', :taken FROM links l JOIN gone g ON g.link_id = l.id
-        WHERE l.seen_by = 0 AND l.state = 'live'""",
-        p,
-    ).rowcount
     x(
         """UPDATE links SET state = 'missing', missing_count = 0, last_seen_at = :prev
         WHERE id IN (SELECT link_id FROM gone) AND seen_by = 0 AND state = 'live'""",
         p,
     )
     x("DROP TABLE temp.gone")
-    # A complete snapshot of a source that saw a now-missing link, and still does not,
-    # counts towards lost; a source that never reported the link proves nothing.
     x(
         """UPDATE links SET missing_count = missing_count + 1
-        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
-          AND (dropped_by & :bit) != 0""",
+        WHERE site_id = :site AND state = 'missing' AND (dropped_by & :bit) != 0""",
         p,
     )
-    confirmed = x(
-        """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-        SELECT :snap, :site, id, 'lost', 'dropped', :taken FROM links
-        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
-          AND missing_count >= :confirm""",
-        p,
-    ).rowcount
+    step.add(
+        "lost",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+            SELECT :snap, :site, id, 'lost', 'dropped', :at FROM links
+            WHERE site_id = :site AND state = 'missing' AND missing_count >= :confirm""",
+            p,
+        ).rowcount,
+    )
     x(
-        """UPDATE links SET state = 'lost', lost_at = :taken, lost_reason = 'dropped'
-        WHERE site_id = :site AND state = 'missing' AND seen_by = 0
-          AND missing_count >= :confirm""",
+        """UPDATE links SET state = 'lost', lost_at = :at, lost_reason = 'dropped'
+        WHERE site_id = :site AND state = 'missing' AND missing_count >= :confirm""",
         p,
     )
-    return int(missing), int(confirmed)
+
+
+def _expire_samples(step: _Step) -> None:
+    """Live links only a sample vouched for, whose vouching ran out: unconfirmed."""
+    x = step.conn.execute
+    p = step.params
+    where = (
+        "site_id = :site AND sample_until IS NOT NULL AND sample_until <= :at"
+        " AND state = 'live' AND seen_by = 0"
+    )
+    step.add(
+        "unconfirmed",
+        x(
+            f"""INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+            SELECT :snap, :site, id, 'unconfirmed', :at FROM links
+            WHERE {where}""",
+            p,
+        ).rowcount,
+    )
+    x(f"UPDATE links SET state = 'unconfirmed' WHERE {where}", p)

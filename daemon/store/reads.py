@@ -21,6 +21,8 @@ class WindowCounts:
     refdomains_at_start: int
     live_links: int
     live_refdomains: int
+    # The domains counted in lost_refdomains: alert messages name exactly these.
+    domains_lost: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,21 @@ class LostDomain:
 _STATE_AT = """
 CASE WHEN l.added_at IS NOT NULL AND l.added_at > {t} THEN NULL
 ELSE coalesce((
-    SELECT CASE e.kind WHEN 'missing' THEN 'missing' WHEN 'lost' THEN 'lost' ELSE 'live' END
+    SELECT CASE e.kind WHEN 'missing' THEN 'missing' WHEN 'lost' THEN 'lost'
+                       WHEN 'unconfirmed' THEN 'unconfirmed' ELSE 'live' END
     FROM link_events e
-    WHERE e.link_id = l.id AND e.kind IN ('new', 'appeared', 'missing', 'restored', 'lost')
-      AND e.at <= {t}
+    WHERE e.link_id = l.id AND e.kind IN ({kinds}) AND e.at <= {t}
     ORDER BY e.at DESC, e.id DESC LIMIT 1), 'live')
 END"""
+_STATE_KINDS = "'new', 'appeared', 'restored', 'missing', 'lost', 'unconfirmed'"
+# Events that count as a gained link: a new one, or one restored after it was lost.
+_GAIN = "({e}kind = 'new' OR ({e}kind = 'restored' AND {e}reason = 'lost'))"
 
 _ALIVE = ("live", "missing")
+
+
+def _state_at(t: str) -> str:
+    return _STATE_AT.format(t=t, kinds=_STATE_KINDS)
 
 
 def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
@@ -59,30 +68,41 @@ def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
     return row is not None
 
 
+@dataclass
+class _DomainMove:
+    """How one referring domain's links differ between now and the window's ends."""
+
+    live_end: int = 0
+    alive_start: int = 0
+    alive_end: int = 0
+    gained: bool = False
+    lost: bool = False
+
+
 def window_counts(
     conn: sqlite3.Connection, site_id: int, start: datetime, end: datetime
 ) -> WindowCounts:
-    """Counts over (start, end], reconstructed from the ledger's current state and events.
+    """Counts over (start, end] by the definitions of docs/evidence.md.
 
-    Only links with events after `start` can differ between then and now, so only
-    they are replayed; everything else is read from the current state through indexes.
+    The states at `start` and `end` are reconstructed from the current state: only links
+    with events after `start` can differ, so only they are replayed.
     """
     t0, t1 = to_db(start), to_db(end)
     x = conn.execute
     new_links, lost_links = x(
-        """SELECT coalesce(sum(kind = 'new' OR (kind = 'restored' AND reason = 'lost')), 0),
-                  coalesce(sum(kind = 'lost'), 0)
+        f"""SELECT coalesce(sum({_GAIN.format(e="")}), 0), coalesce(sum(kind = 'lost'), 0)
         FROM link_events WHERE site_id = ? AND at > ? AND at <= ?""",
         (site_id, t0, t1),
     ).fetchone()
     moved = x(
-        f"""SELECT l.refdomain, l.state, {_STATE_AT.format(t=":t0")}, {_STATE_AT.format(t=":t1")},
-                   EXISTS (SELECT 1 FROM link_events a WHERE a.link_id = l.id
-                           AND a.kind = 'appeared')
+        f"""SELECT l.refdomain, l.state, {_state_at(":t0")}, {_state_at(":t1")},
+                   EXISTS (SELECT 1 FROM link_events g WHERE g.link_id = l.id
+                           AND g.at > :t0 AND g.at <= :t1 AND {_GAIN.format(e="g.")}),
+                   EXISTS (SELECT 1 FROM link_events g WHERE g.link_id = l.id
+                           AND g.at > :t0 AND g.at <= :t1 AND g.kind = 'lost')
         FROM links l
         WHERE l.id IN (SELECT link_id FROM link_events
-                       WHERE site_id = :site AND at > :t0
-                         AND kind IN ('new', 'appeared', 'missing', 'restored', 'lost'))""",
+                       WHERE site_id = :site AND at > :t0 AND kind IN ({_STATE_KINDS}))""",
         {"site": site_id, "t0": t0, "t1": t1},
     ).fetchall()
     live_now, live_domains_now, alive_domains_now = x(
@@ -94,51 +114,57 @@ def window_counts(
         {"s": site_id},
     ).fetchone()
 
-    # Per domain, the change from now to: live links at end, alive at start, alive at end.
-    delta: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    moves: dict[str, _DomainMove] = defaultdict(_DomainMove)
     live_links = int(live_now)
-    for refdomain, now_state, at0, at1, appeared in moved:
-        d = delta[refdomain]
+    for refdomain, now_state, at0, at1, gained, lost in moved:
+        m = moves[refdomain]
         now_live, now_alive = now_state == "live", now_state in _ALIVE
         live_links += (at1 == "live") - now_live
-        d[0] += (at1 == "live") - now_live
-        # A link another source's baseline revealed arrived silently: for gains and
-        # losses of domains it counts as always there, as the first baseline's links do.
-        if appeared:
-            at0 = at0 or "live"
-            at1 = at1 or "live"
-        d[1] += (at0 in _ALIVE) - now_alive
-        d[2] += (at1 in _ALIVE) - now_alive
+        m.live_end += (at1 == "live") - now_live
+        m.alive_start += (at0 in _ALIVE) - now_alive
+        m.alive_end += (at1 in _ALIVE) - now_alive
+        m.gained = m.gained or bool(gained)
+        m.lost = m.lost or bool(lost)
+    current = _domain_counts(conn, site_id, list(moves))
+    live_refdomains = int(live_domains_now)
+    refdomains_at_start = int(alive_domains_now)
+    new_refdomains = 0
+    domains_lost: set[str] = set()
+    for refdomain, m in moves.items():
+        live, alive = current.get(refdomain, (0, 0))
+        live_refdomains += (live + m.live_end > 0) - (live > 0)
+        alive0, alive1 = alive + m.alive_start > 0, alive + m.alive_end > 0
+        refdomains_at_start += alive0 - (alive > 0)
+        new_refdomains += not alive0 and alive1 and m.gained
+        if alive0 and not alive1 and m.lost:
+            domains_lost.add(refdomain)
+    return WindowCounts(
+        new_links=int(new_links),
+        lost_links=int(lost_links),
+        new_refdomains=new_refdomains,
+        lost_refdomains=len(domains_lost),
+        refdomains_at_start=refdomains_at_start,
+        live_links=live_links,
+        live_refdomains=live_refdomains,
+        domains_lost=frozenset(domains_lost),
+    )
+
+
+def _domain_counts(
+    conn: sqlite3.Connection, site_id: int, domains: list[str]
+) -> dict[str, tuple[int, int]]:
+    """(live links, live or missing links) now, per referring domain."""
     current: dict[str, tuple[int, int]] = {}
-    domains = list(delta)
     for i in range(0, len(domains), 500):
         chunk = domains[i : i + 500]
         marks = ",".join("?" * len(chunk))
-        for refdomain, live, alive in x(
+        for refdomain, live, alive in conn.execute(
             f"""SELECT refdomain, sum(state = 'live'), sum(state IN ('live', 'missing'))
             FROM links WHERE site_id = ? AND refdomain IN ({marks}) GROUP BY refdomain""",
             (site_id, *chunk),
         ):
             current[refdomain] = (int(live), int(alive))
-    live_refdomains = int(live_domains_now)
-    refdomains_at_start = int(alive_domains_now)
-    new_refdomains = lost_refdomains = 0
-    for refdomain, (d_live1, d_alive0, d_alive1) in delta.items():
-        live, alive = current.get(refdomain, (0, 0))
-        live_refdomains += (live + d_live1 > 0) - (live > 0)
-        alive0, alive1 = alive + d_alive0 > 0, alive + d_alive1 > 0
-        refdomains_at_start += alive0 - (alive > 0)
-        new_refdomains += alive1 and not alive0
-        lost_refdomains += alive0 and not alive1
-    return WindowCounts(
-        new_links=int(new_links),
-        lost_links=int(lost_links),
-        new_refdomains=new_refdomains,
-        lost_refdomains=lost_refdomains,
-        refdomains_at_start=refdomains_at_start,
-        live_links=live_links,
-        live_refdomains=live_refdomains,
-    )
+    return current
 
 
 def lost_domains(
@@ -146,7 +172,7 @@ def lost_domains(
     site_id: int,
     start: datetime,
     end: datetime,
-    domains_lost: set[str] | None = None,
+    domains_lost: frozenset[str],
     limit: int = 10,
 ) -> list[LostDomain]:
     """Domains with links lost in (start, end], wholly lost ones first, strongest first."""
@@ -163,7 +189,7 @@ def lost_domains(
             by_domain[refdomain] = LostDomain(
                 refdomain=refdomain,
                 domain_rating=dr,
-                domain_lost=domains_lost is not None and refdomain in domains_lost,
+                domain_lost=refdomain in domains_lost,
                 url_from=url_from,
                 url_to=url_to,
                 anchor=anchor,
@@ -174,25 +200,6 @@ def lost_domains(
         key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
     )
     return ranked[:limit]
-
-
-def domains_lost_in(
-    conn: sqlite3.Connection, site_id: int, start: datetime, end: datetime
-) -> set[str]:
-    """Referring domains alive at `start` with no link alive at `end`."""
-    t0, t1 = to_db(start), to_db(end)
-    rows = conn.execute(
-        f"""SELECT l.refdomain,
-                   sum({_STATE_AT.format(t=":t0")} IN ('live', 'missing')),
-                   sum({_STATE_AT.format(t=":t1")} IN ('live', 'missing'))
-        FROM links l
-        WHERE l.site_id = :site AND l.refdomain IN (
-            SELECT l2.refdomain FROM link_events e JOIN links l2 ON l2.id = e.link_id
-            WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1)
-        GROUP BY l.refdomain""",
-        {"site": site_id, "t0": t0, "t1": t1},
-    ).fetchall()
-    return {d for d, alive0, alive1 in rows if alive0 and not alive1}
 
 
 @dataclass(frozen=True)

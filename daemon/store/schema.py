@@ -129,3 +129,75 @@ def m002_alerts(db: Database) -> None:
         CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
         """
     )
+
+
+@MIGRATIONS()
+def m003_series(db: Database) -> None:
+    """Observation series (site, source, format) with a coverage kind; sample evidence."""
+    from sources.urls import link_key, normalize_url
+
+    db.executescript(
+        """
+        -- One per (site, source, provider format); each owns one bit of links.seen_by.
+        CREATE TABLE series (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL REFERENCES sites(id),
+            source TEXT NOT NULL,
+            format TEXT NOT NULL,
+            coverage TEXT NOT NULL,
+            bit INTEGER NOT NULL,
+            UNIQUE (site_id, source, format)
+        );
+        ALTER TABLE snapshots ADD COLUMN series_id INTEGER;
+        -- Rows the export listed, live or marked lost: the size the suspect guard compares.
+        ALTER TABLE snapshots ADD COLUMN listed INTEGER;
+        ALTER TABLE snapshots ADD COLUMN origin_stamp TEXT;
+        ALTER TABLE snapshots ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX snapshots_series ON snapshots(series_id, taken_at);
+        -- Key of the normalised referring page: a target-less sample row finds its links.
+        ALTER TABLE links ADD COLUMN from_key INTEGER;
+        -- When a complete series last stopped seeing the link: older samples cannot vouch.
+        ALTER TABLE links ADD COLUMN dropped_at TEXT;
+        -- Until when the latest sample sighting vouches for the link.
+        ALTER TABLE links ADD COLUMN sample_until TEXT;
+        """
+    )
+    # Existing (site, source) bits become one series each, in the format they last used.
+    for site_id, source, bit in db.execute(
+        "SELECT site_id, source, bit FROM site_sources"
+    ).fetchall():
+        row = db.execute(
+            "SELECT format FROM snapshots WHERE site_id = ? AND source = ?"
+            " ORDER BY taken_at DESC, id DESC LIMIT 1",
+            (site_id, source),
+        ).fetchone()
+        db.execute(
+            "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?,?,?,?,?)",
+            (site_id, source, row[0] if row else "", "complete", bit),
+        )
+    db.execute(
+        "UPDATE snapshots SET series_id = (SELECT id FROM series s"
+        " WHERE s.site_id = snapshots.site_id AND s.source = snapshots.source)"
+    )
+    db.execute("DROP TABLE site_sources")
+    # Keys follow the canonical URL form; a link whose new key is taken keeps its old one.
+    rows = db.execute("SELECT id, site_id, link_key, url_from, url_to FROM links").fetchall()
+    for link_id, site_id, old_key, url_from, url_to in rows:
+        norm_from = normalize_url(url_from) or url_from
+        norm_to = normalize_url(url_to) or url_to
+        key = link_key(norm_from, norm_to)
+        from_key = link_key(norm_from, "")
+        taken = (
+            key != old_key
+            and db.execute(
+                "SELECT 1 FROM links WHERE site_id = ? AND link_key = ?", (site_id, key)
+            ).fetchone()
+        )
+        db.execute(
+            "UPDATE links SET link_key = ?, from_key = ? WHERE id = ?",
+            (old_key if taken else key, from_key, link_id),
+        )
+    db.execute("CREATE INDEX links_from ON links(site_id, from_key)")
+    db.execute(
+        "CREATE INDEX links_sampled ON links(site_id, sample_until) WHERE sample_until IS NOT NULL"
+    )

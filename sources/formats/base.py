@@ -85,7 +85,6 @@ def build_row_parser(
     i_lost_date = _find(header, cols.lost_if_nonempty)
     i_lost_bool = _find(header, cols.lost_if_true)
     reason_cols = [header[n] for n in cols.lost_reason if n in header]
-    site_url = f"https://{site}/"
     nonempty = cols.flags_nonempty_true
 
     def parse(row: list[str]) -> Backlink:
@@ -94,9 +93,10 @@ def build_row_parser(
         url_from = row[i_from].strip()
         if not url_from:
             raise ValueError("empty referring page URL")
-        # A format without a target column (GSC) lists links to the site's home page.
-        url_to = row[i_to].strip() if i_to is not None else site_url
-        if not url_to:
+        # A format without a target column (GSC) names only the linking page: the target
+        # stays unknown (empty) rather than invented.
+        url_to = row[i_to].strip() if i_to is not None else ""
+        if not url_to and i_to is not None:
             raise ValueError("empty target URL")
         lost = (i_lost_date is not None and bool(row[i_lost_date].strip())) or (
             i_lost_bool is not None and parse_bool(row[i_lost_bool])
