@@ -24,9 +24,15 @@ AHREFS_HEADER = [
 
 
 def write_ahrefs(
-    path: Path, links: Iterable[tuple[str, str, str, int]], *, utf16: bool = False
+    path: Path,
+    links: Iterable[tuple[str, str, str, int]],
+    *,
+    utf16: bool = False,
+    lost: dict[str, str] | None = None,
 ) -> Path:
-    """An Ahrefs backlinks export of (url_from, url_to, anchor, domain rating) rows."""
+    """An Ahrefs backlinks export of (url_from, url_to, anchor, domain rating) rows;
+    `lost` maps referring pages the export marks lost to their `Lost status`."""
+    lost = lost or {}
     rows = [AHREFS_HEADER] + [
         [
             f"Page {i}",
@@ -38,10 +44,10 @@ def write_ahrefs(
             "false",
             "false",
             "false",
-            "",
+            lost.get(src, ""),
             "2025-01-01 00:00:00",
             "2026-01-01 00:00:00",
-            "",
+            "2026-01-20 00:00:00" if src in lost else "",
         ]
         for i, (src, dst, anchor, dr) in enumerate(links)
     ]
@@ -81,4 +87,29 @@ def write_rule(folder: Path, name: str, body: str) -> Path:
     """A rule file rules.d/NAME.toml."""
     path = folder / "rules.d" / f"{name}.toml"
     path.write_text(body, encoding="utf-8")
+    return path
+
+
+SEMRUSH_HEADER = (
+    "Page ascore,Source title,Source url,Target url,Anchor,External links,Internal links,"
+    "Nofollow,Sponsored,Ugc,Text,Frame,Form,Image,Sitewide,First seen,Last seen,New link,"
+    "Lost link"
+)
+
+
+def write_semrush(path: Path, links: Iterable[tuple[str, str, str, int]]) -> Path:
+    """A Semrush backlinks export of (url_from, url_to, anchor, page ascore) rows."""
+    lines = [SEMRUSH_HEADER] + [
+        f"{score},Title,{src},{dst},{anchor},10,20,false,false,false,true,false,false,false,"
+        "false,2025-01-01,2026-01-01,false,false"
+        for src, dst, anchor, score in links
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_gsc(path: Path, pages: Iterable[str]) -> Path:
+    """A Search Console "Latest links" export naming referring pages."""
+    lines = ["Linking page,Last crawled"] + [f"{page},2026-01-05" for page in pages]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -391,6 +391,7 @@ def ingest(
                 "series must be ingested in time order"
             )
         seen = listed = 0
+        counts: dict[str, int] = {}
         if _is_duplicate(conn, series.id, result.digest, taken):
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
@@ -399,7 +400,6 @@ def ingest(
             status, note = _judge(conn, series, result, listed, prev, guards)
         at, had_history = _effective_time(conn, site_id, taken)
         snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
-        counts: dict[str, int] = {}
         if status in ACCEPTED:
             step = _Step(
                 conn,
@@ -413,20 +413,7 @@ def ingest(
                 guards=guards,
             )
             counts = _apply(step)
-        conn.execute(
-            "UPDATE snapshots SET new = ?, missing = ?, restored = ?, lost = ?, changed = ?,"
-            " unconfirmed = ?, duration_s = ? WHERE id = ?",
-            (
-                counts.get("new", 0),
-                counts.get("missing", 0),
-                counts.get("restored", 0),
-                counts.get("lost", 0),
-                counts.get("changed", 0),
-                counts.get("unconfirmed", 0),
-                time.monotonic() - started,
-                snapshot_id,
-            ),
-        )
+        _record_counts(conn, snapshot_id, counts, time.monotonic() - started)
         for statement in _DROP_STAGING:
             conn.execute(statement)
         conn.execute("COMMIT")
@@ -483,6 +470,19 @@ def _record_snapshot(
         ),
     )
     return int(cur.lastrowid or 0)
+
+
+_COUNTED = ("new", "missing", "restored", "lost", "changed", "unconfirmed")
+
+
+def _record_counts(
+    conn: sqlite3.Connection, snapshot_id: int, counts: dict[str, int], seconds: float
+) -> None:
+    conn.execute(
+        f"UPDATE snapshots SET {', '.join(f'{k} = ?' for k in _COUNTED)}, duration_s = ?"
+        " WHERE id = ?",
+        (*(counts.get(k, 0) for k in _COUNTED), seconds, snapshot_id),
+    )
 
 
 def record_failure(
