@@ -129,7 +129,7 @@ def test_a_later_baseline_does_not_change_the_past(tmp_path: Path) -> None:
     imp(settings, tmp_path / "s.csv", "2026-02-04")
     assert metrics(settings, "2026-02-03") == before
     code, out = run(settings, "links", "--site", SITE, "--state", "live", "--json")
-    assert page(1) in out
+    assert code == 0 and page(1) in out
 
 
 def test_header_only_exports_are_never_believed(tmp_path: Path) -> None:
@@ -205,7 +205,12 @@ def test_status_shows_the_latest_snapshot_by_ingest(tmp_path: Path) -> None:
     write_ahrefs(folder / "example.com-backlinks_2026-01-01_00-00-00.csv", links(range(5)))
     assert run(settings, "poll")[0] == 0
     code, out = run(settings, "status")
-    assert "5 live links" in out and ": baseline" in out and "(taken 2026-01-01T00:00:00" in out
+    assert (
+        code == 0
+        and "5 live links" in out
+        and ": baseline" in out
+        and "(taken 2026-01-01T00:00:00" in out
+    )
 
 
 def test_metrics_prints_the_nine_metrics_and_writes_nothing(tmp_path: Path) -> None:
