@@ -20,7 +20,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 # CI runs a modest number of examples; `--hypothesis-profile=deep` runs the long search.
-settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("ci", max_examples=150, deadline=None)
 settings.register_profile("deep", max_examples=2000, deadline=None)
 settings.load_profile("ci")
 

@@ -67,7 +67,8 @@ class Series:
 
     def latest_accepted(self) -> Snap | None:
         accepted = [s for s in self.snaps if s.status in ("baseline", "complete")]
-        return max(accepted, key=lambda s: s.taken) if accepted else None
+        # The latest by time; of several at one time, the one ingested last.
+        return max(reversed(accepted), key=lambda s: s.taken) if accepted else None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from alerts.metrics import METRICS, compute_metrics
@@ -179,6 +179,7 @@ class Timeline:
         except OutOfOrderError:
             real_status = "out of order"
         assert real_status == model_status, (number, step)
+        event(f"{coverage} snapshot: {real_status}")
         if real_status in ("baseline", "complete"):
             self.accepted[site].add(taken)
         if real_status != "out of order":
@@ -228,14 +229,21 @@ def run_timeline(
             for number, step in enumerate(timeline):
                 t.step(number, step)
                 t.check_now()
+            for model in t.models.values():
+                for kind in {e.kind for e in model.events}:
+                    event(f"event {kind}")
         finally:
             store.close()
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
-    chosen=st.lists(st.integers(0, 3), min_size=2, max_size=4, unique=True),
-    timeline=st.lists(steps, min_size=1, max_size=14),
+    # One to three complete series, and a sample series in most timelines.
+    chosen=st.tuples(
+        st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True),
+        st.sampled_from([True, True, True, False]),
+    ).map(lambda c: [*c[0], 3] if c[1] else c[0]),
+    timeline=st.lists(steps, min_size=1, max_size=20),
     confirm_after=st.integers(1, 3),
     ttl_days=st.sampled_from([4, 90]),
 )
