@@ -5,26 +5,34 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 from sources.formats import FORMATS, ExportFormat, detect_format, normalize_header
 from sources.model import Backlink, FormatError, ParseReport, SnapshotResult, SourceError
 
-_SNIFF_BYTES = 1 << 16
+# Big enough that decoding and line cutting run in C for all but a few calls per file.
+_CHUNK = 1 << 20
 _DELIMITERS = ("\t", ";", ",")
 # Ahrefs names files `<target>-backlinks-subdomains_2026-01-09_22-10-03.csv`; others carry
 # at least a date. Either becomes the snapshot's time when nothing better is given.
 _NAME_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(?:[-:](\d{2}))?)?")
 
+# `_Lines.state`: how far a reader has got towards the end of the file.
+_READING = 0
+_AT_TAIL = 1  # it has been handed the last line, which has no line end
+_PAST_END = 2  # it asked for a line after the last one
 
-def detect_encoding(head: bytes, *, whole: bool = True) -> str:
-    """BOM first (UTF-16 LE/BE, UTF-8), then UTF-8 if it decodes, else Windows-1252.
 
-    `whole` says `head` is the entire file, so a sequence cut at its end is an error.
-    """
+def detect_encoding(head: bytes) -> str:
+    """The encoding a file's first bytes announce: a BOM, a UTF-16 pattern, else `utf-8`."""
+    # No guess from the bytes beyond: a UTF-8 file decodes line by line (`_Lines`), so one
+    # legacy byte cannot make the whole file Windows-1252.
     if head.startswith(codecs.BOM_UTF16_LE):
         return "utf-16"
     if head.startswith(codecs.BOM_UTF16_BE):
@@ -35,33 +43,109 @@ def detect_encoding(head: bytes, *, whole: bool = True) -> str:
         return "utf-16-le"
     if len(head) >= 4 and head[0] == 0 and head[2] == 0:
         return "utf-16-be"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=whole)
-    except UnicodeDecodeError:
-        return "cp1252"
     return "utf-8"
 
 
-def scan_file(path: Path, *, check_utf8: bool) -> tuple[str, bool]:
-    """One pass over the raw bytes: (content digest, whether it is all valid UTF-8)."""
+def file_digest(raw: BinaryIO) -> str:
+    """The sha256 of what `raw` holds from its position on: it identifies an export's content."""
     digest = hashlib.sha256()  # the fastest digest here (hardware-accelerated)
-    decoder = codecs.getincrementaldecoder("utf-8")() if check_utf8 else None
-    with path.open("rb") as raw:
-        while chunk := raw.read(1 << 20):
-            digest.update(chunk)
-            # ASCII chunks are valid UTF-8 unless a multi-byte sequence is pending.
-            if decoder is not None and not (chunk.isascii() and not decoder.getstate()[0]):
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    decoder = None
-                    check_utf8 = False
-    if decoder is not None:
+    while chunk := raw.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _lines_of(text: str) -> io.StringIO:
+    # newline="": cut at \n, \r\n and \r only, ends kept, as csv wants (not str.splitlines,
+    # which also cuts at \u2028, \x85, \x0c and more, all legal inside a field).
+    return io.StringIO(text, newline="")
+
+
+class _Lines:
+    """An export's decoded lines, cut where a file opened with newline='' cuts them.
+
+    A UTF-8 or legacy file decodes line by line: a line that is valid UTF-8 is UTF-8, any
+    other is Windows-1252 (counted in `legacy`), so one legacy byte cannot change how the
+    rest of the file reads. UTF-16 decodes strictly. `state` tells the reader when it has
+    been handed an unterminated last line or has asked past the end: the row it then
+    returns may have been cut short.
+    """
+
+    def __init__(self, raw: BinaryIO, encoding: str, chunk: int = _CHUNK) -> None:
+        self._chunk = chunk
+        self.legacy = 0
+        self.state = _READING
+        # The last line has no line end (and is not blank).
+        self.unterminated = False
+        self.lines: Iterator[str] = chain.from_iterable(self._pieces(raw, encoding))
+
+    def _pieces(self, raw: BinaryIO, encoding: str) -> Generator[Iterable[str], None, None]:
+        if encoding.startswith("utf-16"):
+            rest = yield from self._utf16(raw, encoding)
+        else:
+            rest = yield from self._mixed(raw)
+        cut = max(rest.rfind("\n"), rest.rfind("\r")) + 1
+        if cut:
+            yield _lines_of(rest[:cut])
+        tail = rest[cut:]
+        if tail:
+            # Handed out alone, and the state set first, so the row it ends is known.
+            if tail.strip():
+                self.unterminated = True
+                self.state = _AT_TAIL
+            yield (tail,)
+        self.state = _PAST_END
+
+    def _mixed(self, raw: BinaryIO) -> Generator[io.StringIO, None, str]:
+        held: list[bytes] = []
+        while chunk := raw.read(self._chunk):
+            # Cut after the last line end, so no line straddles two chunks; a \r at the very
+            # end waits, as a \n may follow it in the next chunk.
+            cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r", 0, -1)) + 1
+            if not cut:
+                held.append(chunk)
+                continue
+            if held:
+                held.append(chunk[:cut])
+                data = b"".join(held)
+            else:
+                data = chunk[:cut]
+            held = [chunk[cut:]]
+            yield _lines_of(self._decode(data))
+        return self._decode(b"".join(held))
+
+    def _decode(self, data: bytes) -> str:
         try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            check_utf8 = False
-    return digest.hexdigest(), check_utf8
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            bad = exc.start
+        # Lines before the first bad byte are UTF-8: one call decodes them; the rest of this
+        # chunk goes line by line.
+        start = max(data.rfind(b"\n", 0, bad), data.rfind(b"\r", 0, bad)) + 1
+        pieces = [data[:start].decode()]
+        # bytes.splitlines cuts at \n, \r\n and \r only: the lines csv counts.
+        for line in data[start:].splitlines(keepends=True):
+            try:
+                pieces.append(line.decode())
+            except UnicodeDecodeError:
+                pieces.append(line.decode("cp1252", "replace"))
+                self.legacy += 1
+        return "".join(pieces)
+
+    def _utf16(self, raw: BinaryIO, encoding: str) -> Generator[io.StringIO, None, str]:
+        decode = codecs.getincrementaldecoder(encoding)("strict").decode
+        held: list[str] = []
+        while chunk := raw.read(self._chunk):
+            text = decode(chunk)
+            cut = max(text.rfind("\n"), text.rfind("\r", 0, -1)) + 1
+            if not cut:
+                held.append(text)
+                continue
+            held.append(text[:cut])
+            whole = "".join(held)
+            held = [text[cut:]]
+            yield _lines_of(whole)
+        held.append(decode(b"", True))
+        return "".join(held)
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -91,39 +175,55 @@ def export_time(path: Path, mtime: float) -> datetime:
 
 
 class ExportFile:
-    """An opened export: encoding, delimiter, header and format are known before any row is read."""
+    """An opened export: encoding, delimiter, header and format are known before any row is read.
+
+    `encoding` is `utf-16`, `utf-16-le` or `utf-16-be` (strict), else `utf-8` or `utf-8-sig`
+    (with a BOM), to which `+cp1252` is added once a line read so far was not UTF-8 and fell
+    back to Windows-1252; `legacy_lines` counts those lines.
+    """
 
     def __init__(self, path: Path, site: str, format_kind: str | None = None) -> None:
         self.path = path
         self.site = site
         try:
-            with path.open("rb") as raw:
-                head = raw.read(_SNIFF_BYTES)
-            self.encoding = detect_encoding(head, whole=len(head) < _SNIFF_BYTES)
-            check_utf8 = self.encoding == "utf-8" and len(head) == _SNIFF_BYTES
-            self.digest, utf8 = scan_file(path, check_utf8=check_utf8)
-            if check_utf8 and not utf8:
-                self.encoding = "cp1252"
-            errors = "strict" if self.encoding.startswith("utf-16") else "replace"
-            self._text = path.open("r", encoding=self.encoding, errors=errors, newline="")
+            self._raw: BinaryIO = path.open("rb")
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         try:
-            header_line = self._text.readline()
-            self.delimiter = detect_delimiter(header_line)
-            header_cells = next(csv.reader([header_line], delimiter=self.delimiter), [])
-            self.header_names = [c.strip() for c in header_cells]
-            self.header = {
-                normalize_header(name): i for i, name in reversed(list(enumerate(header_cells)))
-            }
-            self.format = self._choose_format(format_kind)
-            self._parse_row = self.format.row_parser(self.header, len(header_cells), site)
-        except (UnicodeDecodeError, csv.Error, OSError) as exc:
-            self._text.close()
-            raise SourceError(f"{path}: cannot read the header: {exc}") from exc
+            try:
+                self._encoding = detect_encoding(self._raw.read(4))
+                self._raw.seek(0)
+                self.digest = file_digest(self._raw)
+                # The utf-16 codec reads its own BOM; the UTF-8 one is skipped here.
+                self._raw.seek(len(codecs.BOM_UTF8) if self._encoding == "utf-8-sig" else 0)
+            except OSError as exc:
+                raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            self._lines = _Lines(self._raw, self._encoding)
+            try:
+                header_line = next(self._lines.lines, "")
+                self.delimiter = detect_delimiter(header_line)
+                header_cells = next(csv.reader([header_line], delimiter=self.delimiter), [])
+                self.header_names = [c.strip() for c in header_cells]
+                self.header = {
+                    normalize_header(name): i for i, name in reversed(list(enumerate(header_cells)))
+                }
+                self.format = self._choose_format(format_kind)
+                self._parse_row = self.format.row_parser(self.header, len(header_cells), site)
+            except (UnicodeDecodeError, csv.Error, OSError) as exc:
+                raise SourceError(f"{path}: cannot read the header: {exc}") from exc
         except BaseException:
-            self._text.close()
+            self._raw.close()
             raise
+
+    @property
+    def encoding(self) -> str:
+        """How the file decodes, as far as it has been read (see the class docstring)."""
+        return f"{self._encoding}+cp1252" if self._lines.legacy else self._encoding
+
+    @property
+    def legacy_lines(self) -> int:
+        """How many lines read so far were not UTF-8 and were decoded as Windows-1252."""
+        return self._lines.legacy
 
     def _choose_format(self, format_kind: str | None) -> ExportFormat:
         known = ", ".join(f"{f.kind} ({f.description})" for f in FORMATS.values())
@@ -161,8 +261,9 @@ class ExportFile:
     def _rows(self, result: SnapshotResult) -> Iterator[Backlink]:
         report: ParseReport = result.report
         parse = self._parse_row
-        reader = csv.reader(self._text, delimiter=self.delimiter)
-        line = 1
+        lines = self._lines
+        reader = csv.reader(lines.lines, delimiter=self.delimiter)
+        line = 1  # the last line of the row last read; the header was read before the reader
         try:
             while True:
                 try:
@@ -170,9 +271,21 @@ class ExportFile:
                 except StopIteration:
                     break
                 except csv.Error as exc:
-                    report.add(reader.line_num + 1, f"unreadable CSV: {exc}")
+                    line = reader.line_num + 1
+                    report.add(line, f"unreadable CSV: {exc}")
                     continue
-                line = reader.line_num + 1  # +1: the header was read before the reader
+                if lines.state:
+                    # The row ends at the end of the file, not at a line end: a file still
+                    # being written or cut short in a copy. The csv module returns such a
+                    # row without complaint, even from inside an open quoted field.
+                    problem = (
+                        "last row has no line end"
+                        if lines.unterminated
+                        else "file ends inside a quoted field"
+                    )
+                    report.add(line + 1, f"{problem}: the file may be cut short")
+                    break
+                line = reader.line_num + 1
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 result.line = line
@@ -183,8 +296,8 @@ class ExportFile:
         except (OSError, UnicodeDecodeError) as exc:
             result.error = f"{self.path}: read failed near line {line}: {exc}"
         finally:
-            self._text.close()
+            self._raw.close()
 
     def close(self) -> None:
         """Close the file without reading it."""
-        self._text.close()
+        self._raw.close()

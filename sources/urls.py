@@ -17,22 +17,68 @@ _URL = re.compile(
 )
 _DEFAULT_PORTS = {"", "80", "443"}
 
+# A percent sign with the two hex digits it should have, or without them; or a run of
+# non-ASCII characters.
+_TO_CANONICAL = re.compile(r"%(?:[0-9A-Fa-f]{2})?|[^\x00-\x7f]+")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Every spelling of every escape -> its canonical form: the unreserved character it stands
+# for, else the escape in upper case. A lone `%` can only be a literal one: `%25`.
+_ESCAPES = {"%": "%25"} | {
+    f"%{hi}{lo}": chr(int(hi + lo, 16))
+    if chr(int(hi + lo, 16)) in _UNRESERVED
+    else f"%{hi}{lo}".upper()
+    for hi in "0123456789ABCDEFabcdef"
+    for lo in "0123456789ABCDEFabcdef"
+}
+_BYTE_ESCAPES = [f"%{b:02X}" for b in range(256)]
+
+
+def _canonical_part(match: re.Match[str]) -> str:
+    text = match.group()
+    escape = _ESCAPES.get(text)
+    if escape is not None:
+        return escape
+    # Lone surrogates cannot come from decoded text, but must not raise either.
+    return "".join([_BYTE_ESCAPES[b] for b in text.encode("utf-8", "surrogatepass")])
+
+
+def canonical_escapes(rest: str) -> str:
+    """Path and query with escapes in one form: unreserved decoded, others upper-case, UTF-8."""
+    return _TO_CANONICAL.sub(_canonical_part, rest)
+
+
+@lru_cache(maxsize=65_536)
+def ascii_host(host: str) -> str:
+    """A lower-cased host in IDNA (punycode) form; as it is when IDNA cannot encode it."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        # An over-long or empty label, or characters IDNA refuses: still one spelling.
+        return host
+
 
 def split_url(url: str) -> tuple[str, str] | None:
-    """Return (host, path-and-query) of a URL, host lower-cased; None if it has no host.
+    """Return (host, path-and-query) of a URL in canonical form; None if it has no host.
 
-    Scheme-less URLs (Moz exports) are accepted.
+    The host is lower-cased and IDNA-encoded; path and query have canonical escapes (see
+    `canonical_escapes`). Scheme-less URLs (Moz exports) are accepted.
     """
     m = _URL.match(url)
     if m is None:
         return None
     _, host, port, rest = m.groups()
     host = host.lower().rstrip(".")
+    rest = (rest or "/").rstrip()
+    # Nearly every URL is ASCII without escapes, and then it is already canonical.
+    if not url.isascii() or "%" in url:
+        if not host.isascii():
+            # rstrip again: IDNA maps full-width and ideographic dots to `.`.
+            host = ascii_host(host).rstrip(".")
+        rest = canonical_escapes(rest)
     if "." not in host and not host.startswith("["):
         return None
     if port and port not in _DEFAULT_PORTS:
         host = f"{host}:{port}"
-    rest = (rest or "/").rstrip()
     if not rest.startswith("/"):
         rest = "/" + rest
     return host, rest
@@ -45,6 +91,7 @@ def join_normalized(host: str, rest: str) -> str:
 
 def normalize_url(url: str) -> str | None:
     """The form two sources agree on: no scheme, no `www.`, no default port, no fragment."""
+    # split_url also makes `пример.рф/ü` and `xn--e1afmkfd.xn--p1ai/%c3%bc` one spelling.
     parts = split_url(url)
     return None if parts is None else join_normalized(*parts)
 
@@ -64,6 +111,8 @@ def link_key(norm_from: str, norm_to: str) -> int:
 @lru_cache(maxsize=262_144)
 def registrable_domain(host: str) -> str:
     """The registrable domain of a host (`blog.example.co.uk` -> `example.co.uk`)."""
+    # Punycode hosts (as split_url gives them) work: tldextract decodes `xn--` labels to
+    # match the list's Unicode suffixes.
     result = _EXTRACT.extract_str(host, include_psl_private_domains=False)
     return result.top_domain_under_public_suffix or result.domain or host
 

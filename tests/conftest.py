@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import trustme
-from hypothesis import settings
 from aiosmtpd.controller import Controller
+from hypothesis import settings
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
