@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -108,6 +110,37 @@ def test_bad_token_is_dead_lettered_at_once(tmp_path: Path, slack: SlackStandIn)
     assert (report.sent, report.dead) == (0, 1)
     [row] = store.outbox()
     assert row["status"] == "dead" and "invalid_auth" in row["last_error"]
+
+
+def test_an_unknown_channel_is_dead_lettered_at_once(tmp_path: Path, slack: SlackStandIn) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    notifier = SlackNotifier(
+        "seo-slack",
+        SlackSettings(
+            kind="slack", token=SecretStr(SLACK_TOKEN), channel="#nope", base_url=slack.base_url
+        ),
+    )
+    report = deliver_due(store, {"seo-slack": notifier}, T0, TTL)
+    assert (report.sent, report.retrying, report.dead) == (0, 0, 1)
+    [row] = store.outbox()
+    assert row["status"] == "dead" and "channel_not_found" in row["last_error"]
+    assert slack.calls == 1
+
+
+def test_the_summary_is_escaped_in_slack_and_html(slack: SlackStandIn, smtp: SmtpServer) -> None:
+    hostile = "<!channel> & <https://evil.example|click> <b>bold</b>"
+    message = replace(_message(), summary=hostile)
+    _slack(slack).send(message)
+    [posted] = slack.messages
+    everything = json.dumps(posted)
+    assert "<!channel>" not in everything and "&lt;!channel&gt; &amp;" in everything
+    _email(smtp).send(message)
+    [(_, _, mail)] = smtp.messages
+    html = next(p for p in mail.walk() if p.get_content_type() == "text/html").get_payload(
+        decode=True
+    )
+    assert b"<b>bold</b>" not in html and b"&lt;b&gt;bold&lt;/b&gt;" in html
 
 
 def test_server_errors_back_off_then_give_up_after_ttl(tmp_path: Path, slack: SlackStandIn) -> None:

@@ -115,6 +115,15 @@ def test_source_health_tells_failures_suspect_snapshots_and_staleness(tmp_path: 
     assert check(7.5) == [("firing", 1.0)]
     payloads = [r for r in store.outbox() if r["transition"] == "firing"]
     assert len(payloads) == 3
+    # A later good poll clears the error; a partial export (a malformed row) is unhealthy.
+    assert ingest(8, LINKS) == "complete"
+    assert check(8.5) == [("resolved", 0.0)]
+    path = write_ahrefs(tmp_path / "h9.csv", LINKS)
+    path.write_text(path.read_text() + '"only","three","cells"\n')
+    result = ExportFile(path, "example.com").snapshot(T + timedelta(days=9))
+    partial = store.ingest("example.com", "exports", result, GuardSettings(), T + timedelta(days=9))
+    assert partial.status == "partial"
+    assert check(9.5) == [("firing", 1.0)]
     store.close()
 
 
@@ -136,3 +145,43 @@ def test_source_health_message_names_the_problem(tmp_path: Path) -> None:
         "exports/example.com: export folder does not exist"
     )
     store.close()
+
+
+class _Exploding:
+    """A rule whose evaluation fails: it must not silence the rules after it."""
+
+    name = "exploding"
+    notify = ("console",)
+
+    def sites_for(self, ctx: EvaluationContext) -> list[str]:
+        return ["example.com"]
+
+    def check(self, ctx: EvaluationContext, site: str) -> None:
+        raise RuntimeError("rule bug")
+
+
+def test_one_broken_rule_does_not_block_the_others(tmp_path: Path) -> None:
+    store, rules, own = _setup(tmp_path, True)
+    at = T + timedelta(days=2, hours=1)
+    ctx = EvaluationContext(store, at, at, own, own)
+    fired = evaluate(store, [_Exploding(), *rules], ctx)  # type: ignore[list-item]
+    assert [(t.rule, t.state) for t in fired] == [(rules[0].name, "firing")]
+    store.close()
+
+
+def test_an_edited_rule_file_is_used_at_the_next_evaluation(tmp_path: Path) -> None:
+    from daemon.service import Linkwatch
+
+    store, rules, own = _setup(tmp_path, True)
+    store.close()
+    app = Linkwatch.open(load_settings(tmp_path / "settings.toml"))
+    try:
+        at = T + timedelta(days=2, hours=1)
+        assert [t.state for t in app.evaluate(at)] == ["firing"]
+        rule_file = next((tmp_path / "rules.d").glob("*.toml"))
+        text = rule_file.read_text().replace("value = 2", "value = 50")
+        assert text != rule_file.read_text()
+        rule_file.write_text(text + "\n# edited\n")
+        assert [t.state for t in app.evaluate(at + timedelta(minutes=1))] == ["resolved"]
+    finally:
+        app.close()
