@@ -172,8 +172,7 @@ def test_one_broken_rule_does_not_block_the_others(tmp_path: Path) -> None:
 def test_an_edited_rule_file_is_used_at_the_next_evaluation(tmp_path: Path) -> None:
     from daemon.service import Linkwatch
 
-    store, rules, own = _setup(tmp_path, True)
-    store.close()
+    _setup(tmp_path, True)[0].close()
     app = Linkwatch.open(load_settings(tmp_path / "settings.toml"))
     try:
         at = T + timedelta(days=2, hours=1)
