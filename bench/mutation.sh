@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 [ -x .venv/bin/mutmut ] || .venv/bin/pip install -q mutmut
 rm -rf mutants
-.venv/bin/mutmut run --max-children "${JOBS:-2}" >/dev/null 2>&1 || true
+LINKWATCH_HYPOTHESIS_PROFILE=mutation .venv/bin/mutmut run --max-children "${JOBS:-2}" >/dev/null 2>&1 || true
 .venv/bin/mutmut results --all true > mutants/results.txt 2>/dev/null || true
 $PY - <<'PY'
 import collections, re

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 # CI runs a modest number of examples; `--hypothesis-profile=deep` runs the long search.
+# bench/mutation.sh runs every test once per mutant: fewer examples, always the same.
 settings.register_profile("ci", max_examples=150, deadline=None)
 settings.register_profile("deep", max_examples=2000, deadline=None)
-settings.load_profile("ci")
+settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True)
+settings.load_profile(os.environ.get("LINKWATCH_HYPOTHESIS_PROFILE", "ci"))
 
 SLACK_TOKEN = "xoxb-test-token"
 SLACK_CHANNELS = {"#seo-alerts": "C0SEOALERTS"}

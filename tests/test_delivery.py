@@ -156,9 +156,16 @@ def test_server_errors_back_off_then_give_up_after_ttl(tmp_path: Path, slack: Sl
     assert slack.calls == 3 and slack.messages == []
 
 
-def test_backoff_grows_and_is_capped() -> None:
-    assert backoff(0) < backoff(1) < backoff(2)
-    assert backoff(30) == timedelta(hours=1)
+def test_backoff_doubles_from_30s_and_is_capped_at_an_hour() -> None:
+    assert [backoff(n).total_seconds() for n in (-1, 0, 1, 2, 6, 7, 10**6)] == [
+        30,
+        30,
+        60,
+        120,
+        1920,
+        3600,
+        3600,
+    ]
 
 
 def test_restart_between_queue_and_delivery_loses_nothing(tmp_path: Path, smtp: SmtpServer) -> None:

@@ -678,3 +678,19 @@ def test_an_older_export_of_another_source_cannot_reorder_history(store: Store) 
         ("lost", to_db(day(3))),
         ("restored", to_db(day(3))),
     ]
+
+
+def test_last_poll_and_failures_are_recorded_with_their_ids(store: Store) -> None:
+    assert store.last_poll_at(SITE, "ahrefs") is None
+    ingest(store, 0, ALL)
+    assert store.last_poll_at(SITE, "ahrefs") == day(0) + timedelta(minutes=1)
+    failed = store.record_failure(SITE, "ahrefs", day(1), "x.csv", "cannot read", day(2), "9:1")
+    [row] = [r for r in store.snapshots(SITE) if r["status"] == "error"]
+    assert (row["id"], row["origin"], row["note"], row["origin_stamp"]) == (
+        failed,
+        "x.csv",
+        "cannot read",
+        "9:1",
+    )
+    assert store.last_poll_at(SITE, "ahrefs") == day(2)
+    assert store.known_exports(SITE, "ahrefs") == {("day-0.csv", None), ("x.csv", "9:1")}

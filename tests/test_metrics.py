@@ -268,3 +268,22 @@ def test_second_source_baseline_does_not_rewrite_the_past(store: Store, tmp_path
     now = compute_metrics(store, SITE, 7 * DAY, day(3))
     assert now is not None
     assert (now.new_links, now.new_refdomains, now.live_links) == (0, 0, 3)
+
+
+def test_value_reads_one_metric_and_keeps_none() -> None:
+    metrics = Metrics(
+        site=SITE,
+        window=DAY,
+        at=day(1),
+        new_links=3,
+        lost_links=1,
+        net_links=2,
+        new_refdomains=1,
+        lost_refdomains=0,
+        net_refdomains=1,
+        lost_refdomains_pct=None,
+        live_links=5,
+        live_refdomains=4,
+    )
+    assert metrics.value("lost_refdomains_pct") is None
+    assert metrics.value("net_links") == 2.0 and isinstance(metrics.value("net_links"), float)

@@ -239,3 +239,27 @@ def test_metrics_prints_the_nine_metrics_and_writes_nothing(tmp_path: Path) -> N
     assert code == 0 and "lost_refdomains" in out and "20" in out
     after = {p.name: p.read_bytes() for p in tmp_path.glob("linkwatch.db*")}
     assert db.exists() and after == before
+
+
+def test_a_link_only_an_old_sample_vouches_for_becomes_unconfirmed(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    text = settings.read_text().replace('settle = "0s"\n', 'settle = "0s"\nsample_ttl = "2d"\n')
+    settings.write_text(text)
+    write_ahrefs(tmp_path / "0.csv", links(range(10)))
+    imp(settings, tmp_path / "0.csv", "2026-02-01")
+    write_gsc(tmp_path / "gsc.csv", [page(1), page(50)])
+    imp(settings, tmp_path / "gsc.csv", "2026-02-02")
+    write_ahrefs(tmp_path / "1.csv", links(range(10)))
+    code, out = imp(settings, tmp_path / "1.csv", "2026-02-05")
+    assert code == 0 and "1 unconfirmed" in out, out
+    code, out = run(settings, "status", "--json")
+    [row] = json.loads(out)
+    assert (row["live_links"], row["unconfirmed_links"], row["lost_links"]) == (10, 1, 0)
+    assert row["last_snapshot_status"] == "complete"
+    assert row["last_snapshot_at"].startswith("2026-02-05")
+    code, out = run(settings, "links", "--site", SITE, "--state", "unconfirmed", "--json")
+    [link] = map(json.loads, out.splitlines())
+    assert (link["url_from"], link["url_to"]) == (page(50), "")
+    # Neither a loss nor a lost domain: it fades from the live count only.
+    got = metrics(settings, "2026-02-05")
+    assert (got["lost_links"], got["lost_refdomains"], got["live_links"]) == (0, 0, 10)

@@ -210,17 +210,6 @@ class Store:
         )
         return {(str(r[0]), r[1]) for r in rows}
 
-    def series(self, site: str) -> list[dict[str, Any]]:
-        """The observation series of a site."""
-        return list(
-            _dicts(
-                self.conn.execute(
-                    "SELECT id, source, format, coverage FROM series WHERE site_id = ? ORDER BY id",
-                    (self.site_id(site),),
-                )
-            )
-        )
-
     def last_poll_at(self, site: str, source: str) -> datetime | None:
         """When a (site, source) was last polled, whatever the outcome."""
         row = self.conn.execute(
