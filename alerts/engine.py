@@ -79,9 +79,9 @@ def evaluate(store: Store, rules: list[Rule], ctx: EvaluationContext) -> list[Tr
             state = current.state if current is not None else "inactive"
             if holds is None:
                 continue
-            if holds and state != "firing":
+            if holds:
                 new_state = "firing"
-            elif not holds and state == "firing":
+            elif state == "firing":
                 new_state = "resolved"
             else:
                 new_state = state

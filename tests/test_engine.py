@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alerts.engine import Transition, evaluate
+import pytest
+
+from alerts.engine import Transition, evaluate, fingerprint
+from alerts.message import AlertMessage
 from alerts.rules import Rule, load_rules
 from alerts.rules.context import EvaluationContext
 from daemon.settings import load_settings
@@ -184,3 +188,101 @@ def test_an_edited_rule_file_is_used_at_the_next_evaluation(tmp_path: Path) -> N
         assert [t.state for t in app.evaluate(at + timedelta(minutes=1))] == ["resolved"]
     finally:
         app.close()
+
+
+def _two_sites(tmp_path: Path) -> tuple[Store, list[Rule], list[str]]:
+    """calm.example.net keeps its links; example.com loses 12 referring domains on day 2."""
+    sites = (
+        '[[sites]]\ndomain = "calm.example.net"\nsources = ["exports"]\n'
+        '[[sites]]\ndomain = "example.com"\nsources = ["exports"]\n'
+    )
+    settings = load_settings(write_settings(tmp_path, sites=sites))
+    write_rule(
+        tmp_path,
+        "loss",
+        'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 1\n'
+        'notify = ["console"]\n',
+    )
+    store = Store(settings.storage.path)
+    rows = {
+        site: [(f"https://ref{i}.org/p", f"https://{site}/", f"a{i}", i) for i in range(20)]
+        for site in ("calm.example.net", "example.com")
+    }
+    for day, kept in ((0, 20), (1, 8), (2, 8)):
+        for site in ("calm.example.net", "example.com"):
+            store.ensure_site(site, "own")
+            path = write_ahrefs(
+                tmp_path / f"{site}-{day}.csv",
+                rows[site][: 20 if site.startswith("calm") else kept],
+            )
+            at = T + timedelta(days=day)
+            result = ExportFile(path, site).snapshot(at)
+            store.ingest(site, "exports", result, GuardSettings(suspect_below=0.3), at)
+    return store, load_rules(settings), settings.own_sites()
+
+
+def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(tmp_path: Path) -> None:
+    store, rules, own = _two_sites(tmp_path)
+    at = T + timedelta(days=2, hours=1)
+    fired = _evaluate(store, rules, own, at)
+    assert [(t.site, t.state, t.value) for t in fired] == [("example.com", "firing", 12.0)]
+    # The calm site has data and no loss: no alert row at all.
+    assert [(r.site, r.state) for r in map(store.alert, _fingerprints(rules, own)) if r] == [
+        ("example.com", "firing")
+    ]
+    alert = store.alert(fingerprint("loss", "example.com"))
+    assert alert is not None
+    assert (alert.rule, alert.site, alert.value, alert.since_at, alert.fired_at) == (
+        "loss",
+        "example.com",
+        12.0,
+        at,
+        at,
+    )
+    [row] = store.outbox()
+    payload = AlertMessage.from_payload(
+        json.loads(
+            store.conn.execute("SELECT payload FROM outbox WHERE id = ?", (row["id"],)).fetchone()[
+                0
+            ]
+        )
+    )
+    assert payload.at == at.isoformat(timespec="seconds")
+    # Twelve domains lost: the message names the ten strongest, all wholly lost.
+    assert len(payload.lost_domains) == 10
+    assert [d.domain_rating for d in payload.lost_domains] == [float(i) for i in range(19, 9, -1)]
+    resolved = _evaluate(store, rules, own, T + timedelta(days=10))
+    assert [(t.site, t.state) for t in resolved] == [("example.com", "resolved")]
+    last = store.conn.execute("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert AlertMessage.from_payload(json.loads(last)).lost_domains == ()
+    store.close()
+
+
+def _fingerprints(rules: list[Rule], sites: list[str]) -> list[str]:
+    return [fingerprint(r.name, s) for r in rules for s in sites]
+
+
+class _FailsOnOneSite:
+    """Wraps a rule so that its check fails for one site only."""
+
+    def __init__(self, rule: Rule, bad_site: str) -> None:
+        self.rule, self.bad_site = rule, bad_site
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.rule, name)
+
+    def check(self, ctx: EvaluationContext, site: str) -> object:
+        if site == self.bad_site:
+            raise RuntimeError("rule bug")
+        return self.rule.check(ctx, site)
+
+
+def test_a_failing_check_on_one_site_still_checks_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, rules, own = _two_sites(tmp_path)
+    flaky = _FailsOnOneSite(rules[0], "calm.example.net")
+    fired = _evaluate(store, [flaky], own, T + timedelta(days=2, hours=1))  # type: ignore[list-item]
+    assert [(t.site, t.state) for t in fired] == [("example.com", "firing")]
+    assert "rule loss for calm.example.net could not be evaluated" in caplog.text
+    store.close()

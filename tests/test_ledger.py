@@ -610,6 +610,17 @@ def test_a_real_collapse_is_believed_once_three_small_snapshots_agree(store: Sto
     assert ingest(store, 4, small).lost == 6
 
 
+@pytest.mark.parametrize(("before", "status"), [(44, "complete"), (45, "suspect")])
+def test_agreement_is_within_ten_percent_of_the_latest_size(
+    store: Store, before: int, status: str
+) -> None:
+    ingest(store, 0, range(1, 101))
+    for when in (1, 2):
+        assert ingest(store, when, range(1, before + 1)).status == "suspect"
+    # |44 - 40| = 4 is within 10 % of 40; |45 - 40| is not.
+    assert ingest(store, 3, range(1, 41)).status == status
+
+
 def test_small_snapshots_that_disagree_stay_suspect(store: Store) -> None:
     ingest(store, 0, ALL)
     for when, links in enumerate(([1, 2, 3, 4], [1, 2], [1, 2, 3, 4]), start=1):
