@@ -44,7 +44,9 @@ def _app(ctx: click.Context) -> Linkwatch:
         _fail("rules have errors:\n" + str(exc), EXIT_USAGE)
 
 
-def _instant(value: str | None) -> datetime | None:
+def _instant(
+    ctx: click.Context | None, param: click.Parameter | None, value: str | None
+) -> datetime | None:
     if value is None:
         return None
     try:
@@ -124,6 +126,7 @@ def poll(ctx: click.Context, site: str | None) -> None:
 )
 @click.option(
     "--taken-at",
+    callback=_instant,
     help="when the export was taken (ISO 8601); default: the date in the file name, else "
     "the file's modification time",
 )
@@ -138,12 +141,12 @@ def import_(
     ctx: click.Context,
     site: str,
     format_kind: str | None,
-    taken_at: str | None,
+    taken_at: datetime | None,
     source: str | None,
     files: tuple[Path, ...],
 ) -> None:
     """Import backlink export files as snapshots of a site."""
-    at = _instant(taken_at)
+    at = taken_at
     if at is not None and len(files) > 1:
         _fail("--taken-at names one time; import one file at a time with it", EXIT_USAGE)
     app = _app(ctx)
@@ -181,14 +184,16 @@ def import_(
 
 
 @main.command()
-@click.option("--at", "at_text", help="evaluate as of this instant (ISO 8601); default: now")
+@click.option(
+    "--at", callback=_instant, help="evaluate as of this instant (ISO 8601); default: now"
+)
 @click.pass_context
-def evaluate(ctx: click.Context, at_text: str | None) -> None:
+def evaluate(ctx: click.Context, at: datetime | None) -> None:
     """Evaluate the rules, then deliver what they raised before exiting."""
     app = _app(ctx)
     try:
         now = utcnow()
-        transitions = app.evaluate(_instant(at_text) or now, now)
+        transitions = app.evaluate(at or now, now)
         for t in transitions:
             click.echo(f"{t.rule} {t.site}: {t.state} (value {t.value})")
         report = app.deliver(now)
@@ -246,7 +251,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
 @click.option("--site", required=True, help="the site whose metrics to show")
 @click.option(
     "--at",
-    callback=lambda ctx, param, value: _instant(value),
+    callback=_instant,
     help="end of the window (ISO 8601); default: now",
 )
 @click.option("--window", default="7d", show_default=True, callback=_duration, help="length")

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
 from daemon.types import Duration
 from sources import SOURCE_KINDS, SourceSettings
+from sources.urls import idna_host
 
 DEFAULT_CONFIG = Path("settings.toml")
 _KINDS = frozenset(NOTIFIER_KINDS) | frozenset(SOURCE_KINDS)
@@ -31,7 +32,7 @@ def hostname_problem(domain: str) -> str | None:
     # The domain names folders (`{domain}`) and is matched against link URLs, so it must be
     # a bare host: no scheme, path, port, spaces or `..`.
     try:
-        ascii_form = domain.encode("idna").decode("ascii")
+        ascii_form = idna_host(domain)
     except UnicodeError:
         return "is not a hostname (an empty or over-long label, or characters IDNA refuses)"
     if len(ascii_form) > 253:

@@ -28,11 +28,14 @@ def parse_instant(text: str) -> datetime:
     """An ISO 8601 instant from a user; a time without zone is taken as UTC."""
     try:
         at = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(
             f"expected an ISO 8601 time like 2026-01-09T22:10:00Z, got {text!r}"
         ) from exc
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    if not 1970 <= at.year <= 2999:
+        raise ValueError(f"expected a time between the years 1970 and 2999, got {text!r}")
+    return at
 
 
 def parse_duration(text: str) -> timedelta:
@@ -40,7 +43,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text)
     if m is None:
         raise ValueError(f"expected a duration like 30s, 15m, 6h, 7d or 2w, got {text!r}")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    except OverflowError as exc:
+        raise ValueError(f"duration {text!r} is too long") from exc
 
 
 def format_duration(delta: timedelta) -> str:

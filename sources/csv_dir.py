@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from daemon.types import Duration
-from sources.exports import ExportFile, export_time
+from sources.exports import ExportFile, export_time, file_stamp
 from sources.model import SnapshotResult, SourceError
 
 _ONLY_PLACEHOLDER = "the only placeholder is {domain}"
@@ -80,6 +80,13 @@ class CsvDirSettings(BaseModel):
         "over this long (it may still be being written)",
     )
 
+    @field_validator("sample_ttl")
+    @classmethod
+    def _sane_ttl(cls, value: timedelta) -> timedelta:
+        if not timedelta(days=1) <= value <= timedelta(days=3660):
+            raise ValueError("must be between 1d and 10 years")
+        return value
+
     @field_validator("path")
     @classmethod
     def _check_path(cls, value: str) -> str:
@@ -103,11 +110,6 @@ def _regular_stat(path: Path) -> os.stat_result | None:
     except OSError:
         return None
     return st if stat.S_ISREG(st.st_mode) else None
-
-
-def file_stamp(st: os.stat_result) -> str:
-    """A file's identity beyond its name: `size:mtime_ns`."""
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 class CsvDirSource:

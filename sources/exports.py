@@ -6,6 +6,7 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 import re
 from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime
@@ -174,6 +175,11 @@ def export_time(path: Path, mtime: float) -> datetime:
     return taken_at_from_name(path) or datetime.fromtimestamp(int(mtime), tz=UTC)
 
 
+def file_stamp(st: os.stat_result) -> str:
+    """A file's identity beyond its name: `size:mtime_ns`; a rewritten file gets a new one."""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 class ExportFile:
     """An opened export: encoding, delimiter, header and format are known before any row is read.
 
@@ -187,6 +193,7 @@ class ExportFile:
         self.site = site
         try:
             self._raw: BinaryIO = path.open("rb")
+            self.stamp = file_stamp(os.fstat(self._raw.fileno()))
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         try:
@@ -253,6 +260,7 @@ class ExportFile:
             origin=self.path.name,
             format=self.format.kind,
             digest=self.digest,
+            origin_stamp=self.stamp,
             sample=self.format.sample,
         )
         result.records = self._rows(result)

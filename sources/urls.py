@@ -6,6 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
+import idna
 import tldextract
 
 # The Public Suffix List bundled with tldextract; no download at run time, ever.
@@ -47,11 +48,19 @@ def canonical_escapes(rest: str) -> str:
     return _TO_CANONICAL.sub(_canonical_part, rest)
 
 
+def idna_host(host: str) -> str:
+    """A host in IDNA 2008 ASCII form with the UTS 46 mapping browsers use (`straße.de` ->
+    `xn--strae-oqa.de`, full-width dots, case); UnicodeError if it is no valid name."""
+    if host.isascii():
+        return host.lower()
+    return idna.encode(host, uts46=True).decode("ascii")
+
+
 @lru_cache(maxsize=65_536)
 def ascii_host(host: str) -> str:
     """A lower-cased host in IDNA (punycode) form; as it is when IDNA cannot encode it."""
     try:
-        return host.encode("idna").decode("ascii")
+        return idna_host(host)
     except UnicodeError:
         # An over-long or empty label, or characters IDNA refuses: still one spelling.
         return host

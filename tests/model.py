@@ -129,7 +129,7 @@ class SiteModel:
             if r.lost and (r.url_from, r.url_to) not in live_keys:
                 lost_rows.setdefault((r.url_from, r.url_to), r)
         listed = len(live_keys) + len(lost_rows)
-        status = self._judge(s, prev, listed, malformed, guards)
+        status = self._judge(s, prev, len(live_keys), listed, malformed, digest, guards)
         s.snaps.append(Snap(taken, status, listed, digest))
         if status in ("baseline", "complete"):
             at = max([taken, *self.accepted_times])
@@ -137,7 +137,7 @@ class SiteModel:
             self.accepted_times.append(taken)
             baseline = status == "baseline"
             if coverage == "sample":
-                self._sample(live_keys, at, dated, guards)
+                self._sample(live_keys, taken, at, dated, guards)
             else:
                 self._complete(name, live_keys, at, dated, baseline)
                 if not baseline:
@@ -147,11 +147,18 @@ class SiteModel:
         return status
 
     def _judge(
-        self, s: Series, prev: Snap | None, listed: int, malformed: bool, guards: Guards
+        self,
+        s: Series,
+        prev: Snap | None,
+        seen: int,
+        listed: int,
+        malformed: bool,
+        digest: str | None,
+        guards: Guards,
     ) -> str:
         if malformed:
             return "partial"
-        if listed == 0:
+        if listed == 0 or seen == 0:
             return "suspect"
         if prev is None:
             return "baseline"
@@ -160,9 +167,14 @@ class SiteModel:
         recent = [x for x in s.snaps if x.status not in ("error", "duplicate")]
         recent.sort(key=lambda x: x.taken)
         before = recent[-(guards.suspect_accept_after - 1) :]
-        if len(before) == guards.suspect_accept_after - 1 and all(
-            x.status == "suspect" and abs(x.listed - listed) <= guards.agree_within * listed
-            for x in before
+        digests = [x.digest for x in before if x.digest] + ([digest] if digest else [])
+        if (
+            len(before) == guards.suspect_accept_after - 1
+            and len(set(digests)) == len(digests)
+            and all(
+                x.status == "suspect" and abs(x.listed - listed) <= guards.agree_within * listed
+                for x in before
+            )
         ):
             return "complete"
         return "suspect"
@@ -171,8 +183,8 @@ class SiteModel:
         self.events.append(Event((link.url_from, link.url_to), kind, reason, at))
         link.state = STATE_AFTER[kind]
 
-    def _back_to_live(self, link: Link, at: datetime) -> None:
-        self._event(link, "restored", at, link.state)
+    def _back_to_live(self, link: Link, at: datetime, was: str | None = None) -> None:
+        self._event(link, "restored", at, was or link.state)
         link.missing_count = 0
         link.dropped_by = set()
         link.lost_reason = None
@@ -202,25 +214,54 @@ class SiteModel:
             link.seen_by.add(name)
 
     def _sample(
-        self, rows: dict[tuple[str, str | None], Row], at: datetime, dated: bool, guards: Guards
+        self,
+        rows: dict[tuple[str, str | None], Row],
+        taken: datetime,
+        at: datetime,
+        dated: bool,
+        guards: Guards,
     ) -> None:
+        before = {key: link.state for key, link in self.links.items()}
         sighted: list[Link] = []
-        # Rows naming a target first: a page-only row then finds their links.
-        ordered = sorted(rows.items(), key=lambda item: item[0][1] is None)
-        for (url_from, url_to), row in ordered:
-            if url_to is None:
-                matches = [lk for lk in self.links.values() if lk.url_from == url_from]
-            else:
-                matches = (
-                    [self.links[(url_from, url_to)]] if (url_from, url_to) in self.links else []
-                )
-            if not matches:
-                matches = [self._add((url_from, url_to or ""), row.domain, at, dated, "appeared")]
-            sighted.extend(m for m in matches if m not in sighted)
+        added: list[Link] = []
+        named_pages = {f for f, t in rows if t is not None}
+        for (url_from, url_to), row in rows.items():
+            if url_to is not None:
+                link = self.links.get((url_from, url_to))
+                if link is not None and (url_from, url_to) in before:
+                    sighted.append(link)
+                elif link is None:
+                    added.append(self._add((url_from, url_to), row.domain, at, dated, "appeared"))
+        for (url_from, url_to), row in rows.items():
+            if url_to is not None:
+                continue
+            # A page-only row vouches for the page's live links; with none live, for its
+            # placeholder of unknown target, added unless the sample names the page's links.
+            live = [
+                lk
+                for key, lk in self.links.items()
+                if lk.url_from == url_from and before.get(key) == "live"
+            ]
+            placeholder = self.links.get((url_from, ""))
+            if live:
+                sighted.extend(live)
+            elif placeholder is not None and (url_from, "") in before:
+                sighted.append(placeholder)
+            elif placeholder is None and url_from not in named_pages:
+                added.append(self._add((url_from, ""), row.domain, at, dated, "appeared"))
+        unique: list[Link] = []
         for link in sighted:
-            if link.state != "live" and (link.dropped_at is None or at > link.dropped_at):
-                self._back_to_live(link, at)
-            link.sample_until = at + guards.sample_ttl
+            if link not in unique:
+                unique.append(link)
+        until = taken + guards.sample_ttl
+        for link in unique:
+            was = before[(link.url_from, link.url_to)]
+            if was != "live" and (link.dropped_at is None or link.dropped_at < taken):
+                self._back_to_live(link, at, was)
+            if link.sample_until is None or link.sample_until < until:
+                link.sample_until = until
+        for link in added:
+            link.sample_until = until
 
     def _drop(self, name: str, link: Link, at: datetime) -> None:
         link.seen_by.discard(name)

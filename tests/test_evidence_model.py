@@ -146,7 +146,10 @@ class Timeline:
         source, fmt, coverage = SERIES[self.chosen[step.series % len(self.chosen)]]
         name = f"{source}/{fmt}"
         if step.repeat and (step.site, step.series) in self.last:
+            # The same file again: at the same time (a duplicate) or later (re-observed).
             rows, malformed, taken = self.last[(step.site, step.series)]
+            if step.dt > 0:
+                taken = self.clock = self.clock + step.dt * DAY
         else:
             rows, malformed = _rows(site, step, coverage), step.malformed
             # A negative step is an export older than the latest one.

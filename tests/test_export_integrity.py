@@ -446,3 +446,10 @@ def test_raw_and_encoded_spellings_normalise_alike_and_idempotently(
     assert normalize_url(encoded) == canonical
     assert normalize_url(canonical) == canonical
     assert norm.isascii()
+
+
+def test_hosts_follow_idna_2008_as_browsers_do() -> None:
+    # IDNA 2003 would map ß to ss: another domain than the one providers spell.
+    assert normalize_url("https://straße.de/blog") == "xn--strae-oqa.de/blog"
+    assert normalize_url("https://xn--strae-oqa.de/blog") == "xn--strae-oqa.de/blog"
+    assert registrable_domain("xn--strae-oqa.de") == "xn--strae-oqa.de"

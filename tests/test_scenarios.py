@@ -7,8 +7,10 @@ with `linkwatch metrics --json` and `linkwatch links --json`, as a user would.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from daemon.cli import main
@@ -263,3 +265,47 @@ def test_a_link_only_an_old_sample_vouches_for_becomes_unconfirmed(tmp_path: Pat
     # Neither a loss nor a lost domain: it fades from the live count only.
     got = metrics(settings, "2026-02-05")
     assert (got["lost_links"], got["lost_refdomains"], got["live_links"]) == (0, 0, 10)
+
+
+def test_a_file_imported_by_hand_and_then_rewritten_is_read_again_by_poll(
+    tmp_path: Path,
+) -> None:
+    settings = write_settings(tmp_path)
+    folder = tmp_path / "exports" / SITE
+    folder.mkdir(parents=True)
+    path = write_ahrefs(folder / "backlinks.csv", links(range(10)))
+    os.utime(path, (1_767_225_600, 1_767_225_600))  # 2026-01-01
+    assert run(settings, "import", "--site", SITE, str(path))[0] == 0
+    assert run(settings, "poll")[0] == 0  # the same file: nothing new
+    assert "1 snapshots" not in run(settings, "poll")[1]
+    write_ahrefs(path, links(range(1, 10)))
+    os.utime(path, (1_767_312_000, 1_767_312_000))  # 2026-01-02
+    code, out = run(settings, "poll")
+    assert code == 0 and "1 snapshots" in out, out
+    assert states(settings)[page(0)] == "missing"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('sample_ttl = "1000000w"', "sample_ttl: must be between 1d and 10 years"),
+        ("sample_ttl = -5", "sample_ttl: must be between 1d and 10 years"),
+        ('interval = "99999999999d"', "interval: "),
+    ],
+)
+def test_out_of_range_source_settings_exit_2(tmp_path: Path, setting: str, message: str) -> None:
+    settings = write_settings(tmp_path)
+    settings.write_text(
+        settings.read_text().replace('settle = "0s"\n', f'settle = "0s"\n{setting}\n')
+    )
+    code, out = run(settings, "status")
+    assert code == 2 and message in out, out
+
+
+def test_impossible_times_are_usage_errors(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    write_ahrefs(tmp_path / "0.csv", links(range(3)))
+    code, out = imp(settings, tmp_path / "0.csv", "0001-01-01T00:30:00+01:00")
+    assert code == 2 and "--taken-at" in out and "0001-01-01" in out
+    code, out = run(settings, "metrics", "--site", SITE, "--at", "9999-12-31T23:00:00-05:00")
+    assert code == 2 and "--at" in out

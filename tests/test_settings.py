@@ -194,5 +194,5 @@ def test_every_reference_error_is_reported_at_once(tmp_path: Path) -> None:
         f"{path}: sites[0].sources: unknown source 'exprts' (known: exports)",
         f"{path}: sites[0].sources: unknown source 'semrush' (known: exports)",
         f"{path}: sites[1].domain: '../etc' is not a hostname "
-        "(an empty or over-long label, or characters IDNA refuses)",
+        "(label '': use letters, digits and inner hyphens, no scheme, path or port)",
     ]

@@ -40,3 +40,14 @@ def test_durations_round_trip() -> None:
         assert parse_duration(text) == delta
     assert format_duration(timedelta(days=14)) == "14d"
     assert format_duration(timedelta(seconds=90)) == "90s"
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-05:00"])
+def test_instants_out_of_range_are_refused_not_crashed(text: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        parse_instant(text)
+
+
+def test_an_overlong_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("99999999999d")

@@ -272,18 +272,28 @@ def _is_duplicate(conn: sqlite3.Connection, series_id: int, digest: str | None, 
 
 
 def _agreeing_suspects(
-    conn: sqlite3.Connection, series_id: int, listed: int, guards: GuardSettings
+    conn: sqlite3.Connection,
+    series_id: int,
+    listed: int,
+    digest: str | None,
+    guards: GuardSettings,
 ) -> bool:
-    """True when the snapshots just before this one were suspect and of about its size."""
+    """True when the snapshots just before this one were suspect, of about its size, and
+    each a different file: one file read again agrees only with itself."""
     wanted = guards.suspect_accept_after - 1
     rows = conn.execute(
-        "SELECT status, coalesce(listed, seen) FROM snapshots WHERE series_id = ?"
+        "SELECT status, coalesce(listed, seen), digest FROM snapshots WHERE series_id = ?"
         " AND status NOT IN ('error', 'duplicate') ORDER BY taken_at DESC, id DESC LIMIT ?",
         (series_id, wanted),
     ).fetchall()
-    return len(rows) == wanted and all(
-        status == "suspect" and abs(n - listed) <= guards.agree_within * listed
-        for status, n in rows
+    digests = [d for _, _, d in rows if d is not None] + ([digest] if digest else [])
+    return (
+        len(rows) == wanted
+        and len(set(digests)) == len(digests)
+        and all(
+            status == "suspect" and abs(n - listed) <= guards.agree_within * listed
+            for status, n, _ in rows
+        )
     )
 
 
@@ -291,6 +301,7 @@ def _judge(
     conn: sqlite3.Connection,
     series: Series,
     result: SnapshotResult,
+    seen: int,
     listed: int,
     prev: _Previous | None,
     guards: GuardSettings,
@@ -302,13 +313,17 @@ def _judge(
         return "partial", f"{result.report.malformed} malformed rows; no link state changed"
     if listed == 0:
         return "suspect", "no rows: an empty export never confirms a loss; no link state changed"
+    if seen == 0:
+        return "suspect", (
+            "no live rows, only rows marked lost: not a whole profile; no link state changed"
+        )
     if prev is None:
         return "baseline", None
     if series.coverage == SAMPLE:
         return "complete", "a sample export: it adds and restores links, absences count for nothing"
     if listed >= guards.suspect_below * prev.listed:
         return "complete", None
-    if _agreeing_suspects(conn, series.id, listed, guards):
+    if _agreeing_suspects(conn, series.id, listed, result.digest, guards):
         return "complete", (
             f"{listed} rows, under {guards.suspect_below:.0%} of {prev.listed}, believed:"
             f" {guards.suspect_accept_after} snapshots in a row agree"
@@ -345,6 +360,8 @@ class _Step:
     series: Series
     snapshot_id: int
     at: str
+    # When the snapshot itself was taken: a sample's evidence is as old as that.
+    taken: str
     prev_taken: str | None
     baseline: bool
     dated: bool
@@ -360,7 +377,10 @@ class _Step:
             "at": self.at,
             "prev": self.prev_taken,
             "confirm": self.guards.confirm_after,
-            "until": to_db(from_db(self.at) + self.guards.sample_ttl),
+            "taken": self.taken,
+            "until": to_db(from_db(self.taken) + self.guards.sample_ttl)
+            if self.series.coverage == SAMPLE
+            else None,
         }
 
     def add(self, kind: str, n: int) -> None:
@@ -397,7 +417,7 @@ def ingest(
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
             seen, listed = _stage(conn, result)
-            status, note = _judge(conn, series, result, listed, prev, guards)
+            status, note = _judge(conn, series, result, seen, listed, prev, guards)
         at, had_history = _effective_time(conn, site_id, taken)
         snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
         if status in ACCEPTED:
@@ -407,6 +427,7 @@ def ingest(
                 series,
                 snapshot_id,
                 at,
+                taken,
                 prev.taken_at if prev else None,
                 baseline=status == "baseline",
                 dated=had_history,
@@ -640,12 +661,14 @@ def _attribute_changes(step: _Step) -> None:
 
 
 def _sample_sightings(step: _Step) -> None:
-    """Links a sample lists vouch for `sample_ttl`; absent ones are restored when the
-    sample is newer than the last time a complete series stopped seeing them."""
+    """Links a sample lists vouch for `sample_ttl` from when it was taken; absent ones are
+    restored when it was taken after the last time a complete series lost sight of them."""
     x = step.conn.execute
     p = step.params
+    x("CREATE INDEX temp.staging_from ON staging(from_key, url_to)")
     x("DROP TABLE IF EXISTS temp.sighted")
-    # A row with a target names one link; a target-less row every known link of its page.
+    # A row with a target names one link. A page-only row (no target) vouches for the
+    # page's live links; with none live, for its placeholder link of unknown target.
     x(
         """CREATE TEMP TABLE sighted AS
         SELECT l.id AS link_id, l.state AS prev_state, l.dropped_at AS dropped_at
@@ -654,11 +677,20 @@ def _sample_sightings(step: _Step) -> None:
         UNION
         SELECT l.id, l.state, l.dropped_at
         FROM staging s JOIN links l ON l.site_id = :site AND l.from_key = s.from_key
-        WHERE s.url_to = ''""",
+        WHERE s.url_to = '' AND l.state = 'live'""",
         p,
     )
-    # A target-less row adds a link only when no link from its page is known, nor
-    # named with a target in this same sample.
+    x(
+        """INSERT INTO sighted
+        SELECT l.id, l.state, l.dropped_at
+        FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
+        WHERE s.url_to = '' AND NOT EXISTS (
+            SELECT 1 FROM links o WHERE o.site_id = :site AND o.from_key = s.from_key
+              AND o.state = 'live')
+          AND l.id NOT IN (SELECT link_id FROM sighted)""",
+        p,
+    )
+    # A placeholder is added only when nothing else from the page is live or named.
     _insert_links(
         step,
         """FROM staging s
@@ -666,14 +698,13 @@ def _sample_sightings(step: _Step) -> None:
                           AND l.link_key = s.link_key)
           AND NOT (s.url_to = '' AND (
                 EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
-                        AND l.from_key = s.from_key)
+                        AND l.from_key = s.from_key AND l.state = 'live')
                 OR EXISTS (SELECT 1 FROM staging t WHERE t.from_key = s.from_key
                            AND t.url_to != '')))""",
         seen_by="0",
         sampled=True,
     )
-    # Restored only by a sample newer than the last time a complete series lost sight.
-    restorable = "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :at)"
+    restorable = "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :taken)"
     step.add(
         "restored",
         x(
@@ -688,7 +719,11 @@ def _sample_sightings(step: _Step) -> None:
         WHERE id IN (SELECT link_id FROM sighted WHERE {restorable})""",
         p,
     )
-    x("UPDATE links SET sample_until = :until WHERE id IN (SELECT link_id FROM sighted)", p)
+    x(
+        """UPDATE links SET sample_until = max(coalesce(sample_until, ''), :until)
+        WHERE id IN (SELECT link_id FROM sighted)""",
+        p,
+    )
     x("DROP TABLE temp.sighted")
 
 

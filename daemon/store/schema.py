@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -162,42 +164,85 @@ def m003_series(db: Database) -> None:
         ALTER TABLE links ADD COLUMN sample_until TEXT;
         """
     )
-    # Existing (site, source) bits become one series each, in the format they last used.
-    for site_id, source, bit in db.execute(
-        "SELECT site_id, source, bit FROM site_sources"
-    ).fetchall():
-        row = db.execute(
-            "SELECT format FROM snapshots WHERE site_id = ? AND source = ?"
-            " ORDER BY taken_at DESC, id DESC LIMIT 1",
-            (site_id, source),
-        ).fetchone()
-        db.execute(
-            "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?,?,?,?,?)",
-            (site_id, source, row[0] if row else "", "complete", bit),
-        )
-    db.execute(
-        "UPDATE snapshots SET series_id = (SELECT id FROM series s"
-        " WHERE s.site_id = snapshots.site_id AND s.source = snapshots.source)"
-    )
-    db.execute("DROP TABLE site_sources")
-    # Keys follow the canonical URL form; a link whose new key is taken keeps its old one.
-    rows = db.execute("SELECT id, site_id, link_key, url_from, url_to FROM links").fetchall()
-    for link_id, site_id, old_key, url_from, url_to in rows:
-        norm_from = normalize_url(url_from) or url_from
-        norm_to = normalize_url(url_to) or url_to
-        key = link_key(norm_from, norm_to)
-        from_key = link_key(norm_from, "")
-        taken = (
-            key != old_key
-            and db.execute(
-                "SELECT 1 FROM links WHERE site_id = ? AND link_key = ?", (site_id, key)
-            ).fetchone()
-        )
-        db.execute(
-            "UPDATE links SET link_key = ?, from_key = ? WHERE id = ?",
-            (old_key if taken else key, from_key, link_id),
-        )
+    _series_from_source_bits(db)
+    _rekey_links(db, link_key, normalize_url)
     db.execute("CREATE INDEX links_from ON links(site_id, from_key)")
     db.execute(
         "CREATE INDEX links_sampled ON links(site_id, sample_until) WHERE sample_until IS NOT NULL"
     )
+    # Links absent before the upgrade: a sample older than their absence must not restore
+    # them (docs/evidence.md); the time of their last missing or lost event stands in.
+    db.execute(
+        "UPDATE links SET dropped_at = (SELECT max(at) FROM link_events e"
+        " WHERE e.link_id = links.id AND e.kind IN ('missing', 'lost'))"
+        " WHERE state != 'live'"
+    )
+
+
+def _series_from_source_bits(db: Database) -> None:
+    """Each old (site, source) bit becomes one series, in the format its snapshots used:
+    the latest accepted full-profile format, else the latest sample format."""
+    from sources.formats import FORMATS
+
+    for site_id, source, bit in db.execute(
+        "SELECT site_id, source, bit FROM site_sources"
+    ).fetchall():
+        formats = [
+            str(r[0])
+            for r in db.execute(
+                "SELECT format FROM snapshots WHERE site_id = ? AND source = ? AND format != ''"
+                " AND status IN ('baseline', 'complete') ORDER BY taken_at DESC, id DESC",
+                (site_id, source),
+            )
+        ]
+        full = [f for f in formats if f in FORMATS and not FORMATS[f].sample]
+        fmt = (full or formats or [""])[0]
+        sample = fmt in FORMATS and FORMATS[fmt].sample
+        db.execute(
+            "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?,?,?,?,?)",
+            (site_id, source, fmt, "sample" if sample else "complete", bit),
+        )
+    db.execute(
+        "UPDATE snapshots SET series_id = (SELECT id FROM series s"
+        " WHERE s.site_id = snapshots.site_id AND s.source = snapshots.source)"
+        " WHERE status != 'error'"
+    )
+    db.execute("DROP TABLE site_sources")
+
+
+_ALIVE_ORDER = {"live": 0, "missing": 1, "lost": 2}
+
+
+def _rekey_links(db: Database, link_key: Any, normalize_url: Any) -> None:
+    """Keys follow the canonical URL form. Two old rows that are one link now merge into
+    the more alive of them, keeping both histories."""
+    rows = db.execute(
+        "SELECT id, site_id, link_key, url_from, url_to FROM links ORDER BY id"
+    ).fetchall()
+    for link_id, site_id, old_key, url_from, url_to in rows:
+        norm_from = normalize_url(url_from) or url_from
+        norm_to = normalize_url(url_to) or url_to
+        key = link_key(norm_from, norm_to)
+        db.execute("UPDATE links SET from_key = ? WHERE id = ?", (link_key(norm_from, ""), link_id))
+        if key == old_key:
+            continue
+        other = db.execute(
+            "SELECT id, state FROM links WHERE site_id = ? AND link_key = ?", (site_id, key)
+        ).fetchone()
+        if other is not None:
+            state = db.execute("SELECT state FROM links WHERE id = ?", (link_id,)).fetchone()[0]
+            keep, drop = (
+                (link_id, other[0])
+                if (_ALIVE_ORDER.get(state, 3), link_id) < (_ALIVE_ORDER.get(other[1], 3), other[0])
+                else (other[0], link_id)
+            )
+            db.execute(
+                "UPDATE links SET seen_by = seen_by | (SELECT seen_by FROM links WHERE id = ?),"
+                " dropped_by = dropped_by | (SELECT dropped_by FROM links WHERE id = ?)"
+                " WHERE id = ?",
+                (drop, drop, keep),
+            )
+            db.execute("UPDATE link_events SET link_id = ? WHERE link_id = ?", (keep, drop))
+            db.execute("DELETE FROM links WHERE id = ?", (drop,))
+            link_id = keep
+        db.execute("UPDATE links SET link_key = ? WHERE id = ?", (key, link_id))

@@ -74,7 +74,10 @@ def parse_datetime(value: str) -> datetime | None:
         dt = _parse_localised_date(v)
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"date out of range: {value!r}") from exc
 
 
 def _parse_localised_date(v: str) -> datetime:

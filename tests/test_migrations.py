@@ -1,0 +1,143 @@
+"""Upgrading a database written before observation series (schema m002) keeps its truth."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from daemon.store import GuardSettings, Store
+from daemon.store.schema import m001_ledger, m002_alerts
+from sources.model import Backlink, SnapshotResult
+from sources.urls import link_key
+
+SITE = "example.com"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _old_database(path: Path, last_format: str, *, gsc_only: bool = False) -> None:
+    """A database as the previous version left it: one seen_by bit per (site, source)."""
+    old = Migrations("linkwatch")
+    old()(m001_ledger)
+    old()(m002_alerts)
+    conn = sqlite3.connect(path, isolation_level=None)
+    old.apply(Database(conn))
+    x = conn.execute
+    x("INSERT INTO sites (id, domain, role) VALUES (1, ?, 'own')", (SITE,))
+    x("INSERT INTO site_sources VALUES (1, 'exports', 1)")
+    fmt = "gsc" if gsc_only else "ahrefs"
+    for n, (status, f) in enumerate([("baseline", fmt), ("complete", fmt), ("error", "")]):
+        if f == "" and last_format != "error":
+            f, status = last_format, "complete"
+        x(
+            "INSERT INTO snapshots (site_id, source, taken_at, status, format, created_at)"
+            " VALUES (1, 'exports', ?, ?, ?, ?)",
+            (f"2026-01-0{n + 1}T00:00:00.000000Z", status, f, "2026-01-10T00:00:00.000000Z"),
+        )
+    # The old key form kept raw non-ASCII paths: these two rows are one link now.
+    links = [
+        ("https://ref.com/café", "live", 1),
+        ("https://ref.com/caf%C3%A9", "lost", 0),
+        ("https://gone.org/p", "missing", 0),
+        ("https://stays.net/p", "live", 1),
+    ]
+    for i, (url, state, seen_by) in enumerate(links, start=1):
+        norm = url.removeprefix("https://")
+        x(
+            "INSERT INTO links (id, site_id, link_key, url_from, url_to, refdomain, state,"
+            " seen_by, dropped_by, missing_count) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                i,
+                link_key(norm, "example.com/"),
+                url,
+                "https://example.com/",
+                norm.split("/")[0],
+                state,
+                seen_by,
+                0 if state == "live" else 1,
+                1 if state == "missing" else 0,
+            ),
+        )
+    x(
+        "INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)"
+        " VALUES (2, 1, 2, 'lost', 'dropped', '2026-01-02T00:00:00.000000Z'),"
+        " (2, 1, 3, 'missing', NULL, '2026-01-02T00:00:00.000000Z')"
+    )
+    conn.close()
+
+
+def _ingest(store: Store, fmt: str, urls: list[str], day: int, *, sample: bool = False) -> str:
+    at = T0 + timedelta(days=day)
+    result = SnapshotResult(
+        taken_at=at,
+        records=iter([Backlink(u, "" if sample else "https://example.com/") for u in urls]),
+        format=fmt,
+        sample=sample,
+        origin=f"{day}.csv",
+    )
+    return store.ingest(SITE, "exports", result, GuardSettings(), at).status
+
+
+def _states(store: Store) -> dict[str, str]:
+    return {r["url_from"]: r["state"] for r in store.links(SITE)}
+
+
+def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="error")  # the last poll before the upgrade failed
+    store = Store(path)
+    rows = store.conn.execute("SELECT source, format, coverage, bit FROM series").fetchall()
+    assert rows == [("exports", "ahrefs", "complete", 1)]
+    # The two spellings merged into the live one, with both histories.
+    assert _states(store) == {
+        "https://ref.com/café": "live",
+        "https://gone.org/p": "missing",
+        "https://stays.net/p": "live",
+    }
+    [(events,)] = store.conn.execute("SELECT count(*) FROM link_events WHERE link_id = 1")
+    assert events == 1
+    # An Ahrefs export after the upgrade continues the same series: not a new baseline.
+    assert _ingest(store, "ahrefs", ["https://ref.com/caf%C3%A9", "https://stays.net/p"], 5) == (
+        "complete"
+    )
+    assert _states(store)["https://gone.org/p"] == "lost"
+    assert _states(store)["https://ref.com/café"] == "live"
+    store.close()
+
+
+def test_a_sample_older_than_an_absence_before_the_upgrade_restores_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="ahrefs")
+    store = Store(path)
+    [(dropped,)] = store.conn.execute("SELECT dropped_at FROM links WHERE id = 3")
+    assert dropped == "2026-01-02T00:00:00.000000Z"
+    # A Search Console sample taken before the link went missing.
+    result = SnapshotResult(
+        taken_at=T0,
+        records=iter([Backlink("https://gone.org/p", "")]),
+        format="gsc",
+        sample=True,
+        origin="gsc.csv",
+    )
+    store.ingest(SITE, "exports", result, GuardSettings(), T0 + timedelta(days=9))
+    assert _states(store)["https://gone.org/p"] == "missing"
+    store.close()
+
+
+def test_an_old_search_console_source_stays_a_sample(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="gsc", gsc_only=True)
+    store = Store(path)
+    rows = store.conn.execute("SELECT format, coverage FROM series").fetchall()
+    assert rows == [("gsc", "sample")]
+    before = _states(store)
+    for day in (5, 6, 7):
+        assert _ingest(store, "gsc", ["https://stays.net/p"], day, sample=True) == "complete"
+    # Samples never make a link missing or lost.
+    assert _states(store) == before
+    store.close()
