@@ -307,5 +307,8 @@ def test_impossible_times_are_usage_errors(tmp_path: Path) -> None:
     write_ahrefs(tmp_path / "0.csv", links(range(3)))
     code, out = imp(settings, tmp_path / "0.csv", "0001-01-01T00:30:00+01:00")
     assert code == 2 and "--taken-at" in out and "0001-01-01" in out
+    # A typo a year ahead would date every later event after it: refused.
+    code, out = imp(settings, tmp_path / "0.csv", "2999-01-01")
+    assert code == 2 and "after now" in out and states(settings) == {}
     code, out = run(settings, "metrics", "--site", SITE, "--at", "9999-12-31T23:00:00-05:00")
     assert code == 2 and "--at" in out

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from daemon.store import reads
 from daemon.store.ledger import (
+    FutureSnapshotError,
     GuardSettings,
     IngestOutcome,
     OutOfOrderError,
@@ -28,6 +29,7 @@ from sources.model import SnapshotResult
 
 __all__ = [
     "AlertRow",
+    "FutureSnapshotError",
     "GuardSettings",
     "IngestOutcome",
     "LostDomain",

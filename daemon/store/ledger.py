@@ -39,6 +39,14 @@ class OutOfOrderError(ValueError):
     """A snapshot older than the latest accepted one of its series."""
 
 
+class FutureSnapshotError(OutOfOrderError):
+    """A snapshot taken after now: it would date every later event of its site after it."""
+
+
+# Clocks and export tools disagree a little; a day ahead is a typo or a wrong clock.
+FUTURE_SKEW = timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class GuardSettings:
     """The false-alarm guards of one source."""
@@ -400,6 +408,11 @@ def ingest(
     """Store one snapshot and apply it to the ledger, in one transaction."""
     started = time.monotonic()
     taken = to_db(result.taken_at)
+    if result.taken_at > now + FUTURE_SKEW:
+        raise FutureSnapshotError(
+            f"{result.origin or source}: taken at {taken}, after now ({to_db(now)}); "
+            "a snapshot from the future would date every later event of the site after it"
+        )
     conn.execute("BEGIN IMMEDIATE")
     try:
         series = series_for(conn, site_id, source, result.format, coverage_of(result))
@@ -413,6 +426,9 @@ def ingest(
         seen = listed = 0
         counts: dict[str, int] = {}
         if _is_duplicate(conn, series.id, result.digest, taken):
+            close = getattr(result.records, "close", None)
+            if close is not None:
+                close()  # never read: release the file now
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
