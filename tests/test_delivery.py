@@ -15,6 +15,7 @@ from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
 from daemon.store import Store
+from daemon.timefmt import to_db
 from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -255,3 +256,61 @@ def test_an_unexpected_error_is_retried_and_does_not_block_other_rows(
     assert rows["broken"]["status"] == "pending"
     assert "RuntimeError: renderer bug" in rows["broken"]["last_error"]
     assert deliver_due(store, {"broken": _Broken()}, T0 + TTL, TTL).dead == 1
+
+
+class _Failing:
+    """A notifier that fails the way it is told to."""
+
+    def __init__(self, retryable: bool) -> None:
+        self.retryable = retryable
+
+    def send(self, message: AlertMessage) -> None:
+        raise DeliveryError("server said no", retryable=self.retryable)
+
+
+def test_each_row_gets_its_own_outcome_and_the_log_says_which(
+    tmp_path: Path, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    names = ["gone-1", "gone-2", "permanent", "flaky", "team-email"]
+    _queue(store, names)
+    notifiers = {
+        "permanent": _Failing(retryable=False),
+        "flaky": _Failing(retryable=True),
+        "team-email": _email(smtp),
+    }
+    report = deliver_due(store, notifiers, T0, TTL)  # type: ignore[arg-type]
+    assert (report.sent, report.retrying, report.dead) == (1, 1, 3)
+    rows = {r["notifier"]: r for r in store.outbox()}
+    assert rows["gone-1"]["last_error"] == "notifier 'gone-1' is not configured"
+    assert rows["gone-2"]["status"] == "dead"
+    assert (rows["permanent"]["status"], rows["permanent"]["last_error"]) == (
+        "dead",
+        "server said no",
+    )
+    assert (rows["flaky"]["status"], rows["flaky"]["next_attempt_at"]) == (
+        "pending",
+        to_db(T0 + backoff(0)),
+    )
+    assert "notification 4 to flaky failed, retry in 0:00:30: server said no" in caplog.text
+    assert "notification 3 to permanent dead: server said no" in caplog.text
+    # Past the TTL a retryable failure is dead too, and says why.
+    report = deliver_due(store, notifiers, T0 + TTL, TTL)  # type: ignore[arg-type]
+    assert (report.sent, report.retrying, report.dead) == (0, 0, 1)
+    flaky = next(r for r in store.outbox() if r["notifier"] == "flaky")
+    assert flaky["last_error"] == "gave up after TTL: server said no"
+    assert "notification 4 to flaky dead: gave up after TTL: server said no" in caplog.text
+    assert len(smtp.messages) == 1
+
+
+def test_a_row_another_process_claimed_is_skipped_not_the_rest(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email", "second-email"])
+    first = store.due_notifications(T0)[0]
+    assert store.claim_notification(first.id, T0)  # another deliverer holds it
+    notifiers = {"team-email": _email(smtp), "second-email": _email(smtp)}
+    report = deliver_due(store, notifiers, T0, TTL)
+    assert (report.sent, report.retrying, report.dead) == (1, 0, 0)
+    assert [r["status"] for r in reversed(store.outbox())] == ["sending", "sent"]

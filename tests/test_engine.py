@@ -13,7 +13,7 @@ from alerts.message import AlertMessage
 from alerts.rules import Rule, load_rules
 from alerts.rules.context import EvaluationContext
 from daemon.settings import load_settings
-from daemon.store import GuardSettings, Store
+from daemon.store import AlertRow, GuardSettings, Store
 from sources.exports import ExportFile
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
@@ -221,24 +221,27 @@ def _two_sites(tmp_path: Path) -> tuple[Store, list[Rule], list[str]]:
     return store, load_rules(settings), settings.own_sites()
 
 
-def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(tmp_path: Path) -> None:
+def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
     store, rules, own = _two_sites(tmp_path)
     at = T + timedelta(days=2, hours=1)
     fired = _evaluate(store, rules, own, at)
-    assert [(t.site, t.state, t.value) for t in fired] == [("example.com", "firing", 12.0)]
+    assert [(t.site, t.state, t.value, t.notifiers) for t in fired] == [
+        ("example.com", "firing", 12.0, ("console",))
+    ]
+    assert "alert loss for example.com: firing (lost_refdomains = 12.0)" in caplog.text
     # The calm site has data and no loss: no alert row at all.
     assert [(r.site, r.state) for r in map(store.alert, _fingerprints(rules, own)) if r] == [
         ("example.com", "firing")
     ]
     alert = store.alert(fingerprint("loss", "example.com"))
     assert alert is not None
-    assert (alert.rule, alert.site, alert.value, alert.since_at, alert.fired_at) == (
-        "loss",
-        "example.com",
-        12.0,
-        at,
-        at,
+    assert alert == AlertRow(
+        fingerprint("loss", "example.com"), "loss", "example.com", "firing", 12.0, at, at
     )
+    assert fingerprint("loss", "example.com") != fingerprint("loss", "calm.example.net")
     [row] = store.outbox()
     payload = AlertMessage.from_payload(
         json.loads(

@@ -705,3 +705,101 @@ def test_last_poll_and_failures_are_recorded_with_their_ids(store: Store) -> Non
     )
     assert store.last_poll_at(SITE, "ahrefs") == day(2)
     assert store.known_exports(SITE, "ahrefs") == {("day-0.csv", None), ("x.csv", "9:1")}
+
+
+# --- what the store records ------------------------------------------------------------------
+
+
+def test_snapshot_rows_record_counts_notes_and_series(store: Store) -> None:
+    base = ingest(store, 0, ALL)
+    drop = ingest(store, 1, [n for n in ALL if n != 3])
+    again = store.ingest(SITE, "ahrefs", snap(1, [bl(n) for n in ALL if n != 3]), GUARDS, day(2))
+    rows = {r["id"]: r for r in store.snapshots(SITE)}
+    assert set(rows) == {base.snapshot_id, drop.snapshot_id, again.snapshot_id}
+    row = rows[drop.snapshot_id]
+    assert (row["status"], row["seen"], row["listed"], row["missing"], row["new"]) == (
+        "complete",
+        9,
+        9,
+        1,
+        0,
+    )
+    assert 0 <= row["duration_s"] < 60
+    assert row["series_id"] == rows[base.snapshot_id]["series_id"] is not None
+    empty = store.ingest(SITE, "ahrefs", snap(3, []), GUARDS, day(3))
+    assert empty.note == ("no rows: an empty export never confirms a loss; no link state changed")
+    assert rows[again.snapshot_id]["status"] == "complete"  # same links later: re-observed
+    dup = store.ingest(SITE, "ahrefs", snap(3, [bl(1)], digest="d"), GUARDS, day(3))
+    dup2 = store.ingest(SITE, "ahrefs", snap(3, [bl(1)], digest="d"), GUARDS, day(3))
+    assert (dup2.status, dup2.seen, dup2.listed) == ("duplicate", 0, 0)
+    assert dup2.note == "same content as an earlier snapshot; nothing changed"
+    assert store.snapshots(SITE)[-1]["note"] == dup2.note and dup.status == "suspect"
+
+
+def test_rows_that_are_not_links_are_reported_and_the_rest_are_read(store: Store) -> None:
+    bad = Backlink(url(4), "not a target")
+    result = snap(0, [bl(1), bl(2), bad, bl(3)])
+    outcome = store.ingest(SITE, "ahrefs", result, GUARDS, day(0))
+    assert (outcome.status, outcome.seen, outcome.malformed) == ("partial", 3, 1)
+    assert outcome.examples == ("line 0: target is not a URL: 'not a target'",)
+
+
+def test_provider_dates_and_rel_changes_are_kept(store: Store) -> None:
+    first_seen = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    link = bl(1)._replace(first_seen_at=first_seen)
+    ingest(store, 0, [link, *range(2, 11)])
+    [row] = [r for r in store.links(SITE) if r["url_from"] == url(1)]
+    assert row["first_seen_at"] == to_db(first_seen)
+    for n, changed in enumerate(
+        (link._replace(ugc=True), link._replace(ugc=True, sponsored=True)), start=1
+    ):
+        outcome = ingest(store, n, [changed, *range(2, 11)])
+        assert outcome.changed == 1
+    assert [r for u, k, r, _ in events(store) if k == "changed"] == ["rel", "rel"]
+
+
+def test_an_out_of_order_refusal_names_the_file(store: Store) -> None:
+    ingest(store, 2, ALL)
+    with pytest.raises(OutOfOrderError, match=r"^day-1\.csv: taken at .* in time order$"):
+        ingest(store, 1, ALL)
+
+
+def test_the_store_waits_for_locks_and_keeps_its_settings(tmp_path: Path) -> None:
+    import threading
+
+    store = Store(tmp_path / "deep" / "er" / "linkwatch.db")
+    pragmas = {
+        p: store.conn.execute(f"PRAGMA {p}").fetchone()[0]
+        for p in ("journal_mode", "synchronous", "busy_timeout", "cache_size", "temp_store")
+    }
+    assert pragmas == {
+        "journal_mode": "wal",
+        "synchronous": 1,
+        "busy_timeout": 30000,
+        "cache_size": -65536,
+        "temp_store": 1,
+    }
+    assert store.path == tmp_path / "deep" / "er" / "linkwatch.db"
+    # The scheduler's worker thread uses the store opened by the main thread.
+    failures: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            store.ensure_site(SITE, "own")
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=use)
+    worker.start()
+    worker.join()
+    assert failures == [] and store.site_id(SITE) == 1
+    with pytest.raises(KeyError, match="nope.example"):
+        store.site_id("nope.example")
+    store.close()
+
+
+def test_links_held_only_by_retired_sources_are_counted_per_source(store: Store) -> None:
+    ingest(store, 0, [1, 2], source="old-a")
+    ingest(store, 0, [2, 3], source="old-b")
+    ingest(store, 0, [3, 4], source="kept")
+    assert store.links_held_only_by(SITE, ["kept"]) == {"old-a": 2, "old-b": 1}

@@ -238,11 +238,11 @@ def test_confirm_after_one_loses_a_domain_in_one_snapshot(store: Store, tmp_path
 
 
 def test_lost_domains_names_the_wholly_lost_domain_first(timeline_store: Store) -> None:
-    lost = timeline_store.lost_domains(SITE, day(2), day(5))
+    lost = timeline_store.lost_domains(SITE, day(2), day(5), limit=10)
     assert [(d.refdomain, d.domain_lost) for d in lost] == [("example.org", True)]
     assert lost[0].url_from in (A, B)
     assert lost[0].reason == "dropped"
-    partly = timeline_store.lost_domains(SITE, day(2), day(3))
+    partly = timeline_store.lost_domains(SITE, day(2), day(3), limit=10)
     assert [(d.refdomain, d.domain_lost, d.url_from) for d in partly] == [("example.org", False, A)]
 
 
@@ -287,3 +287,62 @@ def test_value_reads_one_metric_and_keeps_none() -> None:
     )
     assert metrics.value("lost_refdomains_pct") is None
     assert metrics.value("net_links") == 2.0 and isinstance(metrics.value("net_links"), float)
+
+
+def test_a_domain_that_loses_one_link_and_gains_another_is_neither_lost_nor_new(
+    store: Store, tmp_path: Path
+) -> None:
+    # A and B share example.org: A is lost while B arrives in the same window.
+    guards = GuardSettings(confirm_after=1)
+    for when, pages in ((0, [A, C, D]), (1, [B, C, D])):
+        path = write_generic(tmp_path / f"{when}.csv", pages)
+        store.ingest(SITE, "csv", ExportFile(path, SITE).snapshot(day(when)), guards, day(when))
+    metrics = compute_metrics(store, SITE, DAY, day(1))
+    assert metrics is not None
+    assert {k: getattr(metrics, k) for k in METRICS} == m(1, 1, 0, 0, 0.0, 3, 3)
+
+
+def test_windows_over_many_domains_count_every_one(store: Store, tmp_path: Path) -> None:
+    pages = [f"https://site{i}.example{i}.org/p" for i in range(1200)]
+    guards = GuardSettings(confirm_after=1)
+    for when, kept in ((0, pages), (1, pages[:600])):
+        path = write_generic(tmp_path / f"{when}.csv", kept)
+        store.ingest(SITE, "csv", ExportFile(path, SITE).snapshot(day(when)), guards, day(when))
+    metrics = compute_metrics(store, SITE, DAY, day(1))
+    assert metrics is not None
+    assert (metrics.lost_refdomains, metrics.live_refdomains, metrics.live_links) == (600, 600, 600)
+    assert metrics.lost_refdomains_pct == 50.0
+
+
+def test_lost_domains_rank_wholly_lost_then_by_rating_and_respect_the_limit(
+    store: Store, tmp_path: Path
+) -> None:
+    # Domain ratings: none, 0, 0.5 and 7 (two pages of one domain, one kept).
+    rows = [
+        ("https://a.norating.org/1", None),
+        ("https://zero.org/1", 0.0),
+        ("https://half.org/1", 0.5),
+        ("https://big.org/1", 7.0),
+        ("https://two.big.org/1", 7.0),
+    ]
+    lines = ["url_from,url_to,anchor,domain_rating"] + [
+        f"{u},https://{SITE}/x,a,{'' if r is None else r}" for u, r in rows
+    ]
+    guards = GuardSettings(confirm_after=1, suspect_below=0.1)
+    (tmp_path / "0.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "1.csv").write_text("\n".join(lines[:1] + lines[-1:]) + "\n", encoding="utf-8")
+    for when in (0, 1):
+        path = tmp_path / f"{when}.csv"
+        store.ingest(SITE, "csv", ExportFile(path, SITE).snapshot(day(when)), guards, day(when))
+    lost = store.lost_domains(SITE, day(0), day(1), limit=10)
+    assert [(d.refdomain, d.domain_lost) for d in lost] == [
+        ("half.org", True),
+        ("zero.org", True),
+        ("norating.org", True),
+        ("big.org", False),
+    ]
+    assert lost[0].url_to == f"https://{SITE}/x" and lost[0].anchor == "a"
+    assert [d.refdomain for d in store.lost_domains(SITE, day(0), day(1), limit=2)] == [
+        "half.org",
+        "zero.org",
+    ]

@@ -286,7 +286,7 @@ class Store:
         return reads.source_health(self.conn, self.site_id(site), at)
 
     def lost_domains(
-        self, site: str, start: datetime, end: datetime, limit: int = 10
+        self, site: str, start: datetime, end: datetime, limit: int
     ) -> list[LostDomain]:
         """The strongest referring domains with links lost in (start, end]; those counted
         in the window's lost_refdomains are marked wholly lost and come first."""

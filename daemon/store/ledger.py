@@ -69,7 +69,6 @@ class Series:
     id: int
     site_id: int
     source: str
-    format: str
     coverage: str
     bit: int
 
@@ -235,7 +234,7 @@ def series_for(
         (site_id, source, fmt),
     ).fetchone()
     if row is not None:
-        return Series(int(row[0]), site_id, source, fmt, str(row[1]), int(row[2]))
+        return Series(int(row[0]), site_id, source, str(row[1]), int(row[2]))
     used = int(
         conn.execute(
             "SELECT coalesce(max(bit), 0) FROM series WHERE site_id = ?", (site_id,)
@@ -248,7 +247,7 @@ def series_for(
         "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?, ?, ?, ?, ?)",
         (site_id, source, fmt, coverage, bit),
     )
-    return Series(int(cur.lastrowid or 0), site_id, source, fmt, coverage, bit)
+    return Series(int(cur.lastrowid or 0), site_id, source, coverage, bit)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def window_counts(
     new_refdomains = 0
     domains_lost: set[str] = set()
     for refdomain, m in moves.items():
-        live, alive = current.get(refdomain, (0, 0))
+        live, alive = current[refdomain]  # the moved link itself is one of them
         live_refdomains += (live + m.live_end > 0) - (live > 0)
         alive0, alive1 = alive + m.alive_start > 0, alive + m.alive_end > 0
         refdomains_at_start += alive0 - (alive > 0)
@@ -173,7 +173,7 @@ def lost_domains(
     start: datetime,
     end: datetime,
     domains_lost: frozenset[str],
-    limit: int = 10,
+    limit: int,
 ) -> list[LostDomain]:
     """Domains with links lost in (start, end], wholly lost ones first, strongest first."""
     rows = conn.execute(
