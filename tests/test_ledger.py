@@ -793,7 +793,7 @@ def test_the_store_waits_for_locks_and_keeps_its_settings(tmp_path: Path) -> Non
     worker.start()
     worker.join()
     assert failures == [] and store.site_id(SITE) == 1
-    with pytest.raises(KeyError, match="nope.example"):
+    with pytest.raises(KeyError, match=r"nope\.example"):
         store.site_id("nope.example")
     store.close()
 
