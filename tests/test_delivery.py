@@ -14,7 +14,7 @@ from alerts.message import AlertMessage, DeliveryError
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
-from daemon.store import Store
+from daemon.store import OutboxRow, Store
 from daemon.timefmt import to_db
 from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer
 
@@ -303,14 +303,52 @@ def test_each_row_gets_its_own_outcome_and_the_log_says_which(
     assert len(smtp.messages) == 1
 
 
+class _RacingStore(Store):
+    """Another process claims the first due row between listing and claiming."""
+
+    def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        rows = super().due_notifications(now, limit)
+        other = Store(self.path)
+        assert other.claim_notification(rows[0].id, now)
+        other.close()
+        return rows
+
+
 def test_a_row_another_process_claimed_is_skipped_not_the_rest(
     tmp_path: Path, smtp: SmtpServer
 ) -> None:
-    store = Store(tmp_path / "lw.db")
+    Store(tmp_path / "lw.db").close()
+    store = _RacingStore(tmp_path / "lw.db")
     _queue(store, ["team-email", "second-email"])
-    first = store.due_notifications(T0)[0]
-    assert store.claim_notification(first.id, T0)  # another deliverer holds it
     notifiers = {"team-email": _email(smtp), "second-email": _email(smtp)}
     report = deliver_due(store, notifiers, T0, TTL)
     assert (report.sent, report.retrying, report.dead) == (1, 0, 0)
     assert [r["status"] for r in reversed(store.outbox())] == ["sending", "sent"]
+    assert len(smtp.messages) == 1
+
+
+def test_every_failure_is_counted_and_logged_exactly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["flaky-1", "flaky-2", "broken"])
+    notifiers = {
+        "flaky-1": _Failing(retryable=True),
+        "flaky-2": _Failing(retryable=True),
+        "broken": _Broken(),
+    }
+    report = deliver_due(store, notifiers, T0, TTL)  # type: ignore[arg-type]
+    assert (report.sent, report.retrying, report.dead) == (0, 3, 0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "notification 1 to flaky-1 failed, retry in 0:00:30: server said no",
+        "notification 2 to flaky-2 failed, retry in 0:00:30: server said no",
+        "notification 3 to broken failed unexpectedly",
+        "notification 3 to broken failed, retry in 0:00:30: RuntimeError: renderer bug",
+    ]
+    caplog.clear()
+    report = deliver_due(store, notifiers, T0 + TTL, TTL)  # type: ignore[arg-type]
+    assert report.dead == 3
+    assert [r.getMessage() for r in caplog.records][:1] == [
+        "notification 1 to flaky-1 dead: gave up after TTL: server said no"
+    ]

@@ -289,3 +289,71 @@ def test_a_failing_check_on_one_site_still_checks_the_others(
     assert [(t.site, t.state) for t in fired] == [("example.com", "firing")]
     assert "rule loss for calm.example.net could not be evaluated" in caplog.text
     store.close()
+
+
+def test_an_alert_identity_is_stable_across_versions() -> None:
+    # Stored alerts are found again by this value after an upgrade: it must never change.
+    assert fingerprint("loss", "example.com") == "aebab085a63325c474aaa571"
+
+
+def _site_history(
+    tmp_path: Path, history: dict[str, list[int]], rules: dict[str, str]
+) -> tuple[Store, list[Rule], list[str]]:
+    """Sites with 20 referring domains each; `history` is how many each export kept per day
+    (0: no export that day). Every site is own; order as given."""
+    sites = "".join(f'[[sites]]\ndomain = "{s}"\nsources = ["exports"]\n' for s in history)
+    settings = load_settings(write_settings(tmp_path, sites=sites))
+    for name, body in rules.items():
+        write_rule(tmp_path, name, body)
+    store = Store(settings.storage.path)
+    for site, kept_per_day in history.items():
+        store.ensure_site(site, "own")
+        rows = [(f"https://ref{i}.org/p", f"https://{site}/", f"a{i}", i) for i in range(20)]
+        for day, kept in enumerate(kept_per_day):
+            if kept:
+                path = write_ahrefs(tmp_path / f"{site}-{day}.csv", rows[:kept])
+                at = T + timedelta(days=day)
+                result = ExportFile(path, site).snapshot(at)
+                store.ingest(site, "exports", result, GuardSettings(suspect_below=0.3), at)
+    return store, load_rules(settings), settings.own_sites()
+
+
+LOSS_RULE = (
+    'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 1\n'
+    'notify = ["console"]\n'
+)
+
+
+def _payloads(store: Store) -> list[AlertMessage]:
+    rows = store.conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+    return [AlertMessage.from_payload(json.loads(r[0])) for r in rows]
+
+
+def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> None:
+    history = {
+        "empty.example.org": [],  # no snapshot at all: no data
+        "calm.example.net": [20, 8, 8],  # loses 12 domains and stays firing
+        "example.com": [20, 8, 8, 20],  # loses 12 domains, then all come back
+    }
+    store, rules, own = _site_history(tmp_path, history, {"loss": LOSS_RULE})
+    fired = _evaluate(store, rules, own, T + timedelta(days=2, hours=1))
+    assert [(t.site, t.state) for t in fired] == [
+        ("calm.example.net", "firing"),
+        ("example.com", "firing"),
+    ]
+    resolved = _evaluate(store, rules, own, T + timedelta(days=3, hours=1))
+    assert [(t.site, t.state) for t in resolved] == [("example.com", "resolved")]
+    # The losses are still in the window, but a resolution lists no lost domains.
+    last = _payloads(store)[-1]
+    assert (last.transition, last.site, last.lost_domains) == ("resolved", "example.com", ())
+    store.close()
+
+
+def test_a_source_health_message_lists_no_lost_domains(tmp_path: Path) -> None:
+    rules = {"sources": 'kind = "source_health"\nnotify = ["console"]\n'}
+    store, loaded, own = _site_history(tmp_path, {"example.com": [20, 8, 8, 1]}, rules)
+    fired = _evaluate(store, loaded, own, T + timedelta(days=3, hours=1))
+    assert [(t.rule, t.state) for t in fired] == [("sources", "firing")]
+    [message] = _payloads(store)
+    assert message.lost_domains == ()
+    store.close()

@@ -737,11 +737,15 @@ def test_snapshot_rows_record_counts_notes_and_series(store: Store) -> None:
 
 
 def test_rows_that_are_not_links_are_reported_and_the_rest_are_read(store: Store) -> None:
-    bad = Backlink(url(4), "not a target")
-    result = snap(0, [bl(1), bl(2), bad, bl(3)])
+    bad = Backlink(url(4), "not a target " + "x" * 300)
+    result = snap(0, [bl(1), bl(2), bad, bl(3), Backlink("nope " + "y" * 300, "https://e.com/")])
     outcome = store.ingest(SITE, "ahrefs", result, GUARDS, day(0))
-    assert (outcome.status, outcome.seen, outcome.malformed) == ("partial", 3, 1)
-    assert outcome.examples == ("line 0: target is not a URL: 'not a target'",)
+    assert (outcome.status, outcome.seen, outcome.malformed) == ("partial", 3, 2)
+    # Third-party text in messages is cut at 200 characters.
+    assert outcome.examples == (
+        f"line 0: target is not a URL: {('not a target ' + 'x' * 300)[:200]!r}",
+        f"line 0: referring page is not a URL: {('nope ' + 'y' * 300)[:200]!r}",
+    )
 
 
 def test_provider_dates_and_rel_changes_are_kept(store: Store) -> None:
@@ -803,3 +807,27 @@ def test_links_held_only_by_retired_sources_are_counted_per_source(store: Store)
     ingest(store, 0, [2, 3], source="old-b")
     ingest(store, 0, [3, 4], source="kept")
     assert store.links_held_only_by(SITE, ["kept"]) == {"old-a": 2, "old-b": 1}
+
+
+def test_one_file_read_again_later_does_not_agree_with_itself(store: Store) -> None:
+    ingest(store, 0, ALL)
+    outcomes = [
+        store.ingest(
+            SITE, "ahrefs", snap(when, [bl(n) for n in links], digest=d), GUARDS, day(when)
+        )
+        for when, links, d in ((1, [1, 2, 3], "x"), (2, [1, 2, 4], "y"), (3, [1, 2, 3], "x"))
+    ]
+    # Same size three times, but the third is the first file again: still suspect.
+    assert [o.status for o in outcomes] == ["suspect", "suspect", "suspect"]
+    believed = store.ingest(
+        SITE, "ahrefs", snap(4, [bl(1), bl(2), bl(5)], digest="z"), GUARDS, day(4)
+    )
+    assert believed.status == "complete"
+
+
+def test_a_retired_source_counts_the_links_of_all_its_series(store: Store) -> None:
+    ingest(store, 0, [1, 2], source="old")
+    other = SnapshotResult(taken_at=day(0), records=iter([bl(3)]), format="other", origin="o")
+    store.ingest(SITE, "old", other, GUARDS, day(0))
+    ingest(store, 0, [2], source="kept")
+    assert store.links_held_only_by(SITE, ["kept"]) == {"old": 2}

@@ -85,7 +85,6 @@ class OutboxRow:
 
     id: int
     notifier: str
-    transition: str
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
@@ -385,12 +384,12 @@ class Store:
         """Notifications due now, oldest first: pending ones, and claimed ones whose
         deliverer died before finishing (their claim expired)."""
         rows = self.conn.execute(
-            "SELECT id, notifier, transition, payload, attempts, created_at FROM outbox"
+            "SELECT id, notifier, payload, attempts, created_at FROM outbox"
             " WHERE status IN ('pending', 'sending') AND next_attempt_at <= ?"
             " ORDER BY id LIMIT ?",
             (to_db(now), limit),
         ).fetchall()
-        return [OutboxRow(r[0], r[1], r[2], json.loads(r[3]), r[4], from_db(r[5])) for r in rows]
+        return [OutboxRow(r[0], r[1], json.loads(r[2]), r[3], from_db(r[4])) for r in rows]
 
     def claim_notification(
         self, outbox_id: int, now: datetime, lease: timedelta = timedelta(minutes=5)

@@ -164,19 +164,16 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
             report.add(result.line, f"referring page is not a URL: {url_from[:200]!r}")
             continue
         norm_from = join_normalized(*parts_from)
-        from_key = None
-        if result.sample:
-            # Sample rows are few; a target-less one (Search Console names only the
-            # linking page) is keyed by the page alone and found by it.
-            from_key = link_key(norm_from, "")
-        if not url_to and result.sample:
-            norm_to: str | None = ""
+        # Sample rows are few; a page-only one (Search Console names only the linking
+        # page) is keyed by the page alone, and every sample row can be found by its page.
+        from_key = link_key(norm_from, "") if result.sample else None
+        if from_key is not None and not url_to:
+            key = from_key
+        elif (norm_to := normalize_target(url_to)) is not None:
+            key = link_key(norm_from, norm_to)
         else:
-            norm_to = normalize_target(url_to)
-        if norm_to is None:
             report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
             continue
-        key = link_key(norm_from, norm_to)
         if lost:
             lost_batch.append((key, reason))
             continue
@@ -293,7 +290,7 @@ def _agreeing_suspects(
         " AND status NOT IN ('error', 'duplicate') ORDER BY taken_at DESC, id DESC LIMIT ?",
         (series_id, wanted),
     ).fetchall()
-    digests = [d for _, _, d in rows if d is not None] + ([digest] if digest else [])
+    digests = [d for d in (*(r[2] for r in rows), digest) if d is not None]
     return (
         len(rows) == wanted
         and len(set(digests)) == len(digests)
@@ -554,7 +551,7 @@ def _apply(step: _Step) -> dict[str, int]:
     return step.counts
 
 
-def _insert_links(step: _Step, sql_from: str, *, seen_by: str, sampled: bool) -> int:
+def _insert_links(step: _Step, sql_from: str) -> None:
     """Add the staged links the ledger does not know, with the events their arrival means.
 
     In a later snapshot of a complete series they are *new*; in a baseline or a sample
@@ -563,6 +560,8 @@ def _insert_links(step: _Step, sql_from: str, *, seen_by: str, sampled: bool) ->
     """
     x = step.conn.execute
     p = step.params
+    # A complete series sees what it adds; a sample only vouches for it, for a while.
+    sampled = step.series.coverage == SAMPLE
     max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
     x(
         f"""INSERT INTO links (site_id, link_key, from_key, url_from, url_to, anchor, nofollow,
@@ -573,13 +572,13 @@ def _insert_links(step: _Step, sql_from: str, *, seen_by: str, sampled: bool) ->
                CASE WHEN s.first_seen IS NULL THEN :at
                     ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
                END,
-               :added, 'live', {seen_by}, {":until" if sampled else "NULL"}
+               :added, 'live', {"0" if sampled else ":bit"}, :until
         {sql_from}""",
         {**p, "added": step.at if step.dated else None},
     )
     rows = x("SELECT id, url_from FROM links WHERE id > ?", (max_before,)).fetchall()
     if not rows:
-        return 0
+        return
     step.conn.executemany(
         "UPDATE links SET from_key = ? WHERE id = ? AND from_key IS NULL",
         [(page_key(u), i) for i, u in rows],
@@ -593,7 +592,6 @@ def _insert_links(step: _Step, sql_from: str, *, seen_by: str, sampled: bool) ->
         )
         if kind == "new":
             step.add("new", len(rows))
-    return len(rows)
 
 
 def _complete_sightings(step: _Step) -> None:
@@ -616,8 +614,6 @@ def _complete_sightings(step: _Step) -> None:
     _insert_links(
         step,
         "FROM delta d JOIN staging s ON s.rowid = d.srow WHERE d.link_id IS NULL",
-        seen_by=":bit",
-        sampled=False,
     )
     step.add(
         "restored",
@@ -716,8 +712,6 @@ def _sample_sightings(step: _Step) -> None:
                         AND l.from_key = s.from_key AND l.state = 'live')
                 OR EXISTS (SELECT 1 FROM staging t WHERE t.from_key = s.from_key
                            AND t.url_to != '')))""",
-        seen_by="0",
-        sampled=True,
     )
     restorable = "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :taken)"
     step.add(
