@@ -231,7 +231,9 @@ def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(
     assert [(t.site, t.state, t.value, t.notifiers) for t in fired] == [
         ("example.com", "firing", 12.0, ("console",))
     ]
-    assert "alert loss for example.com: firing (lost_refdomains = 12.0)" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "alerts.engine"] == [
+        "alert loss for example.com: firing (lost_refdomains = 12.0)"
+    ]
     # The calm site has data and no loss: no alert row at all.
     assert [(r.site, r.state) for r in map(store.alert, _fingerprints(rules, own)) if r] == [
         ("example.com", "firing")
@@ -287,7 +289,9 @@ def test_a_failing_check_on_one_site_still_checks_the_others(
     flaky = _FailsOnOneSite(rules[0], "calm.example.net")
     fired = _evaluate(store, [flaky], own, T + timedelta(days=2, hours=1))  # type: ignore[list-item]
     assert [(t.site, t.state) for t in fired] == [("example.com", "firing")]
-    assert "rule loss for calm.example.net could not be evaluated" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        "rule loss for calm.example.net could not be evaluated"
+    ]
     store.close()
 
 
@@ -346,6 +350,12 @@ def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> No
     # The losses are still in the window, but a resolution lists no lost domains.
     last = _payloads(store)[-1]
     assert (last.transition, last.site, last.lost_domains) == ("resolved", "example.com", ())
+    alert = store.alert(fingerprint("loss", "example.com"))
+    assert alert is not None and (alert.state, alert.since_at, alert.fired_at) == (
+        "resolved",
+        T + timedelta(days=3, hours=1),
+        T + timedelta(days=2, hours=1),
+    )
     store.close()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
+from daemon.store import FutureSnapshotError, GuardSettings, IngestOutcome, OutOfOrderError, Store
 from daemon.timefmt import to_db
 from sources.exports import ExportFile
 from sources.model import Backlink, SnapshotResult
@@ -831,3 +831,48 @@ def test_a_retired_source_counts_the_links_of_all_its_series(store: Store) -> No
     store.ingest(SITE, "old", other, GUARDS, day(0))
     ingest(store, 0, [2], source="kept")
     assert store.links_held_only_by(SITE, ["kept"]) == {"old": 2}
+
+
+def test_notes_say_why_nothing_changed(store: Store) -> None:
+    ingest(store, 0, ALL)
+    only_lost = ingest(store, 1, [bl(n, lost=True, lost_reason="removed") for n in ALL])
+    assert (only_lost.status, only_lost.lost) == ("suspect", 0)
+    assert only_lost.note == (
+        "no live rows, only rows marked lost: not a whole profile; no link state changed"
+    )
+    sample = SnapshotResult(
+        taken_at=day(2), records=iter([bl(1)]), format="gsc", sample=True, origin="s"
+    )
+    store.ingest(SITE, "ahrefs", sample, GUARDS, day(2))
+    again = SnapshotResult(
+        taken_at=day(3), records=iter([bl(2)]), format="gsc", sample=True, origin="s2"
+    )
+    outcome = store.ingest(SITE, "ahrefs", again, GUARDS, day(3))
+    assert (outcome.status, outcome.source, outcome.origin) == ("complete", "ahrefs", "s2")
+    assert outcome.note == (
+        "a sample export: it adds and restores links, absences count for nothing"
+    )
+
+
+def test_a_snapshot_from_the_future_is_refused_by_name(store: Store) -> None:
+    ok = store.ingest(SITE, "ahrefs", snap(1, [bl(1)]), GUARDS, day(0))  # exactly a day ahead
+    assert ok.status == "baseline"
+    with pytest.raises(FutureSnapshotError, match=r"^day-2\.csv: taken at .* after now"):
+        store.ingest(SITE, "ahrefs", snap(2, [bl(1)]), GUARDS, day(0) + timedelta(hours=23))
+
+
+def test_a_duplicate_releases_its_file_unread(store: Store) -> None:
+    closed: list[bool] = []
+
+    def rows() -> Iterator[Backlink]:
+        try:
+            yield from (bl(n) for n in ALL)
+        finally:
+            closed.append(True)
+
+    ingest(store, 0, ALL)
+    store.ingest(SITE, "ahrefs", snap(1, [bl(n) for n in ALL], digest="d"), GUARDS, day(1))
+    result = SnapshotResult(taken_at=day(1), records=rows(), digest="d", format="test")
+    next(result.records)  # opened, like a file whose header was read
+    assert store.ingest(SITE, "ahrefs", result, GUARDS, day(1)).status == "duplicate"
+    assert closed == [True]

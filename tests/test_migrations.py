@@ -43,6 +43,9 @@ def _old_database(path: Path, last_format: str, *, gsc_only: bool = False) -> No
         ("https://ref.com/caf%C3%A9", "lost", 0),
         ("https://gone.org/p", "missing", 0),
         ("https://stays.net/p", "live", 1),
+        # Here the older spelling is the lost one: the merge keeps the live one.
+        ("https://ref.org/ü", "lost", 0),
+        ("https://ref.org/%C3%BC", "live", 1),
     ]
     for i, (url, state, seen_by) in enumerate(links, start=1):
         norm = url.removeprefix("https://")
@@ -96,13 +99,21 @@ def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Pat
         "https://ref.com/café": "live",
         "https://gone.org/p": "missing",
         "https://stays.net/p": "live",
+        "https://ref.org/%C3%BC": "live",
     }
+    # Every link can be found by its page.
+    assert store.conn.execute("SELECT count(*) FROM links WHERE from_key IS NULL").fetchone() == (
+        0,
+    )
     [(events,)] = store.conn.execute("SELECT count(*) FROM link_events WHERE link_id = 1")
     assert events == 1
     # An Ahrefs export after the upgrade continues the same series: not a new baseline.
-    assert _ingest(store, "ahrefs", ["https://ref.com/caf%C3%A9", "https://stays.net/p"], 5) == (
-        "complete"
-    )
+    assert _ingest(
+        store,
+        "ahrefs",
+        ["https://ref.com/caf%C3%A9", "https://stays.net/p", "https://ref.org/ü"],
+        5,
+    ) == ("complete")
     assert _states(store)["https://gone.org/p"] == "lost"
     assert _states(store)["https://ref.com/café"] == "live"
     store.close()
@@ -140,4 +151,28 @@ def test_an_old_search_console_source_stays_a_sample(tmp_path: Path) -> None:
         assert _ingest(store, "gsc", ["https://stays.net/p"], day, sample=True) == "complete"
     # Samples never make a link missing or lost.
     assert _states(store) == before
+    store.close()
+
+
+def test_the_series_format_is_the_latest_full_profile_one(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="gsc")  # Ahrefs exports, then a Search Console one
+    store = Store(path)
+    assert store.conn.execute("SELECT format, coverage FROM series").fetchall() == [
+        ("ahrefs", "complete")
+    ]
+    store.close()
+
+
+def test_a_source_that_never_had_an_accepted_snapshot_keeps_no_format(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="error")
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE snapshots SET status = 'error', format = ''")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.conn.execute("SELECT format, coverage FROM series").fetchall() == [
+        ("", "complete")
+    ]
     store.close()

@@ -195,6 +195,7 @@ def _series_from_source_bits(db: Database) -> None:
                 (site_id, source),
             )
         ]
+        formats = list(dict.fromkeys(formats))  # distinct, latest first
         full = [f for f in formats if f in FORMATS and not FORMATS[f].sample]
         fmt = (full or formats or [""])[0]
         sample = fmt in FORMATS and FORMATS[fmt].sample
