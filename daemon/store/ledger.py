@@ -150,8 +150,14 @@ def page_key(url_from: str) -> int:
 # --- staging ---------------------------------------------------------------------------
 
 
-def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
-    """Stream the snapshot's records into the staging tables; (live rows, rows listed)."""
+def _stage(
+    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool
+) -> tuple[int, int]:
+    """Stream the snapshot's records into the staging tables; (live rows, rows listed).
+
+    `page_keys`: key every row by its page too — for samples, and for a baseline, whose
+    rows are nearly all new links (later snapshots key their few new links afterwards).
+    """
     for statement in (*_DROP_STAGING, *_STAGING):
         conn.execute(statement)
     report = result.report
@@ -166,7 +172,7 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
         norm_from = join_normalized(*parts_from)
         # Sample rows are few; a page-only one (Search Console names only the linking
         # page) is keyed by the page alone, and every sample row can be found by its page.
-        from_key = link_key(norm_from, "") if result.sample else None
+        from_key = link_key(norm_from, "") if page_keys else None
         if from_key is not None and not url_to:
             key = from_key
         elif (norm_to := normalize_target(url_to)) is not None:
@@ -428,7 +434,7 @@ def ingest(
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
-            seen, listed = _stage(conn, result)
+            seen, listed = _stage(conn, result, page_keys=result.sample or prev is None)
             status, note = _judge(conn, series, result, seen, listed, prev, guards)
         at, had_history = _effective_time(conn, site_id, taken)
         snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
@@ -576,12 +582,14 @@ def _insert_links(step: _Step, sql_from: str) -> None:
         {sql_from}""",
         {**p, "added": step.at if step.dated else None},
     )
-    rows = x("SELECT id, url_from FROM links WHERE id > ?", (max_before,)).fetchall()
-    if not rows:
+    added = x("SELECT count(*) FROM links WHERE id > ?", (max_before,)).fetchone()[0]
+    if not added:
         return
+    unkeyed = x(
+        "SELECT id, url_from FROM links WHERE id > ? AND from_key IS NULL", (max_before,)
+    ).fetchall()
     step.conn.executemany(
-        "UPDATE links SET from_key = ? WHERE id = ? AND from_key IS NULL",
-        [(page_key(u), i) for i, u in rows],
+        "UPDATE links SET from_key = ? WHERE id = ?", [(page_key(u), i) for i, u in unkeyed]
     )
     if step.dated:
         kind = "appeared" if step.baseline or sampled else "new"
@@ -591,7 +599,7 @@ def _insert_links(step: _Step, sql_from: str) -> None:
             {**p, "kind": kind, "max_before": max_before},
         )
         if kind == "new":
-            step.add("new", len(rows))
+            step.add("new", int(added))
 
 
 def _complete_sightings(step: _Step) -> None:
