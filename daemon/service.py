@@ -14,7 +14,13 @@ from alerts.outbox import DeliveryReport, deliver_due
 from alerts.rules import RuleBook
 from alerts.rules.context import EvaluationContext
 from daemon.settings import Settings
-from daemon.store import GuardSettings, IngestOutcome, OutOfOrderError, Store
+from daemon.store import (
+    FutureSnapshotError,
+    GuardSettings,
+    IngestOutcome,
+    OutOfOrderError,
+    Store,
+)
 from sources import SOURCE_KINDS
 from sources.csv_dir import CsvDirSource
 from sources.exports import ExportFile, export_time
@@ -113,9 +119,12 @@ class Linkwatch:
                     log.error("%s/%s: %s", site, source, exc)
                 else:
                     log.exception("%s/%s: %s failed", site, source, export.path.name)
+                # A file from the future is tried again on later polls (the clock may
+                # catch up); any other failed file waits until it changes.
+                stamp = "retry" if isinstance(exc, FutureSnapshotError) else export.stamp
                 outcomes.append(
                     self._failure(
-                        site, source, export.taken_at, export.path.name, str(exc), now, export.stamp
+                        site, source, export.taken_at, export.path.name, str(exc), now, stamp
                     )
                 )
                 continue

@@ -9,12 +9,19 @@ from pydantic import BeforeValidator, PlainSerializer
 
 from daemon.timefmt import format_duration, parse_duration
 
+_LONGEST = timedelta(days=3660)
+
 
 def _to_duration(value: Any) -> Any:
     if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        value = parse_duration(value)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            value = timedelta(seconds=value)
+        except (OverflowError, ValueError) as exc:
+            raise ValueError("expected a duration of at most 10 years") from exc
+    if isinstance(value, timedelta) and not timedelta(0) <= value <= _LONGEST:
+        raise ValueError("expected a duration between 0s and 10 years")
     return value
 
 

@@ -261,6 +261,7 @@ class ExportFile:
             format=self.format.kind,
             digest=self.digest,
             origin_stamp=self.stamp,
+            closer=self.close,
             sample=self.format.sample,
         )
         result.records = self._rows(result)

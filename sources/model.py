@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -89,6 +89,13 @@ class SnapshotResult:
     # Size and modification time of the file read (`size:mtime_ns`): a file that changes
     # after it was read is read again.
     origin_stamp: str | None = None
+    # Releases what `records` holds open (a file) when the records are not read.
+    closer: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        """Release the source of the records without reading them."""
+        if self.closer is not None:
+            self.closer()
 
     @property
     def complete(self) -> bool:

@@ -256,7 +256,8 @@ class SiteModel:
         until = taken + guards.sample_ttl
         for link in unique:
             was = before[(link.url_from, link.url_to)]
-            if was != "live" and (link.dropped_at is None or link.dropped_at < taken):
+            vouching = until > at
+            if was != "live" and (link.dropped_at is None or link.dropped_at < taken) and vouching:
                 self._back_to_live(link, at, was)
             if link.sample_until is None or link.sample_until < until:
                 link.sample_until = until

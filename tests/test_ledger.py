@@ -861,18 +861,15 @@ def test_a_snapshot_from_the_future_is_refused_by_name(store: Store) -> None:
         store.ingest(SITE, "ahrefs", snap(2, [bl(1)]), GUARDS, day(0) + timedelta(hours=23))
 
 
-def test_a_duplicate_releases_its_file_unread(store: Store) -> None:
+def test_a_duplicate_releases_its_file_unread(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("url_from,url_to\n" + "".join(f"{url(n)},https://{SITE}/\n" for n in ALL))
+    first = ExportFile(path, SITE).snapshot(day(0))
+    assert store.ingest(SITE, "csv", first, GUARDS, day(0)).status == "baseline"
+    export = ExportFile(path, SITE)
+    again = export.snapshot(day(5))  # the same file, stamped later
+    assert again.closer == export.close
     closed: list[bool] = []
-
-    def rows() -> Iterator[Backlink]:
-        try:
-            yield from (bl(n) for n in ALL)
-        finally:
-            closed.append(True)
-
-    ingest(store, 0, ALL)
-    store.ingest(SITE, "ahrefs", snap(1, [bl(n) for n in ALL], digest="d"), GUARDS, day(1))
-    result = SnapshotResult(taken_at=day(1), records=rows(), digest="d", format="test")
-    next(result.records)  # opened, like a file whose header was read
-    assert store.ingest(SITE, "ahrefs", result, GUARDS, day(1)).status == "duplicate"
+    again.closer = lambda: (closed.append(True), export.close())[0]
+    assert store.ingest(SITE, "csv", again, GUARDS, day(5)).status == "duplicate"
     assert closed == [True]

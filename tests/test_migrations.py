@@ -33,9 +33,15 @@ def _old_database(path: Path, last_format: str, *, gsc_only: bool = False) -> No
         if f == "" and last_format != "error":
             f, status = last_format, "complete"
         x(
-            "INSERT INTO snapshots (site_id, source, taken_at, status, format, created_at)"
-            " VALUES (1, 'exports', ?, ?, ?, ?)",
-            (f"2026-01-0{n + 1}T00:00:00.000000Z", status, f, "2026-01-10T00:00:00.000000Z"),
+            "INSERT INTO snapshots (site_id, source, taken_at, status, format, seen, created_at)"
+            " VALUES (1, 'exports', ?, ?, ?, ?, ?)",
+            (
+                f"2026-01-0{n + 1}T00:00:00.000000Z",
+                status,
+                f,
+                1 if f == "gsc" and not gsc_only else 4,
+                "2026-01-10T00:00:00.000000Z",
+            ),
         )
     # The old key form kept raw non-ASCII paths: these two rows are one link now.
     links = [
@@ -94,19 +100,22 @@ def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Pat
     store = Store(path)
     rows = store.conn.execute("SELECT source, format, coverage, bit FROM series").fetchall()
     assert rows == [("exports", "ahrefs", "complete", 1)]
-    # The two spellings merged into the live one, with both histories.
+    # Of two spellings of one link the live one takes the key; the lost one keeps its
+    # past (and its key no export can produce): nothing that was true is rewritten.
     assert _states(store) == {
         "https://ref.com/café": "live",
+        "https://ref.com/caf%C3%A9": "lost",
         "https://gone.org/p": "missing",
         "https://stays.net/p": "live",
+        "https://ref.org/ü": "lost",
         "https://ref.org/%C3%BC": "live",
     }
     # Every link can be found by its page.
     assert store.conn.execute("SELECT count(*) FROM links WHERE from_key IS NULL").fetchone() == (
         0,
     )
-    [(events,)] = store.conn.execute("SELECT count(*) FROM link_events WHERE link_id = 1")
-    assert events == 1
+    kinds = store.conn.execute("SELECT link_id, kind FROM link_events ORDER BY id").fetchall()
+    assert kinds == [(2, "lost"), (3, "missing")]
     # An Ahrefs export after the upgrade continues the same series: not a new baseline.
     assert _ingest(
         store,
@@ -151,16 +160,25 @@ def test_an_old_search_console_source_stays_a_sample(tmp_path: Path) -> None:
         assert _ingest(store, "gsc", ["https://stays.net/p"], day, sample=True) == "complete"
     # Samples never make a link missing or lost.
     assert _states(store) == before
+    # Nor do they hold a link a full export stops listing: its loss is found.
+    _ingest(store, "ahrefs", ["https://ref.com/café", "https://stays.net/p"], 8)
+    for day in (9, 10):
+        _ingest(store, "ahrefs", ["https://ref.com/café", "https://gone.org/x"], day)
+    assert _states(store)["https://stays.net/p"] == "lost"
     store.close()
 
 
 def test_the_series_format_is_the_latest_full_profile_one(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _old_database(path, last_format="gsc")  # Ahrefs exports, then a Search Console one
+    _old_database(path, last_format="gsc")  # Ahrefs exports, then a small Search Console one
     store = Store(path)
-    assert store.conn.execute("SELECT format, coverage FROM series").fetchall() == [
-        ("ahrefs", "complete")
+    assert store.conn.execute("SELECT format, coverage, bit FROM series").fetchall() == [
+        ("ahrefs", "complete", 1),
+        ("gsc", "sample", 2),
     ]
+    # Each old snapshot is in its own format's series: a one-row Ahrefs export is compared
+    # with the 4-row Ahrefs snapshot, not with the 1-row sample, and is suspect.
+    assert _ingest(store, "ahrefs", ["https://stays.net/p"], 5) == "suspect"
     store.close()
 
 

@@ -123,7 +123,9 @@ def test_a_later_baseline_does_not_change_the_past(tmp_path: Path) -> None:
     imp(settings, tmp_path / "0.csv", "2026-01-30")
     write_ahrefs(tmp_path / "1.csv", links(range(2, 4)))
     imp(settings, tmp_path / "1.csv", "2026-01-31")
-    imp(settings, tmp_path / "1.csv", "2026-02-01")  # the same content later confirms
+    # The same content exported again later (another file) confirms the loss.
+    (tmp_path / "1b.csv").write_bytes((tmp_path / "1.csv").read_bytes())
+    imp(settings, tmp_path / "1b.csv", "2026-02-01")
     before = metrics(settings, "2026-02-03")
     assert before["lost_refdomains"] == 1 and before["lost_refdomains_pct"] == 33.33
     # A second provider's first export, dated after, lists ref1.org again.
@@ -221,7 +223,8 @@ def test_metrics_prints_the_nine_metrics_and_writes_nothing(tmp_path: Path) -> N
     imp(settings, tmp_path / "0.csv", "2026-02-01")
     write_ahrefs(tmp_path / "1.csv", links(range(8)))
     imp(settings, tmp_path / "1.csv", "2026-02-02")
-    imp(settings, tmp_path / "1.csv", "2026-02-03")
+    write_ahrefs(tmp_path / "2.csv", links(range(8)))
+    imp(settings, tmp_path / "2.csv", "2026-02-03")
     db = tmp_path / "linkwatch.db"
     before = {p.name: p.read_bytes() for p in tmp_path.glob("linkwatch.db*")}
     got = metrics(settings, "2026-02-03T12:00:00Z", "2d")
@@ -288,16 +291,18 @@ def test_a_file_imported_by_hand_and_then_rewritten_is_read_again_by_poll(
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ('sample_ttl = "1000000w"', "sample_ttl: must be between 1d and 10 years"),
-        ("sample_ttl = -5", "sample_ttl: must be between 1d and 10 years"),
-        ('interval = "99999999999d"', "interval: "),
+        ('sample_ttl = "1000000w"', "sample_ttl: expected a duration between"),
+        ('sample_ttl = "1h"', "sample_ttl: must be between 1d and 10 years"),
+        ("sample_ttl = -5", "sample_ttl: expected a duration between 0s and 10"),
+        ('interval = "99999999999d"', "interval: duration '99999999999d' is too"),
+        ("interval = 1e300", "interval: expected a duration of at most 10 years"),
+        ('settle = "-5s"', "settle: "),
     ],
 )
 def test_out_of_range_source_settings_exit_2(tmp_path: Path, setting: str, message: str) -> None:
     settings = write_settings(tmp_path)
-    settings.write_text(
-        settings.read_text().replace('settle = "0s"\n', f'settle = "0s"\n{setting}\n')
-    )
+    keep = "" if setting.startswith("settle") else 'settle = "0s"\n'
+    settings.write_text(settings.read_text().replace('settle = "0s"\n', f"{keep}{setting}\n"))
     code, out = run(settings, "status")
     assert code == 2 and message in out, out
 

@@ -150,9 +150,7 @@ def page_key(url_from: str) -> int:
 # --- staging ---------------------------------------------------------------------------
 
 
-def _stage(
-    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool
-) -> tuple[int, int]:
+def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool) -> tuple[int, int]:
     """Stream the snapshot's records into the staging tables; (live rows, rows listed).
 
     `page_keys`: key every row by its page too — for samples, and for a baseline, whose
@@ -173,7 +171,7 @@ def _stage(
         # Sample rows are few; a page-only one (Search Console names only the linking
         # page) is keyed by the page alone, and every sample row can be found by its page.
         from_key = link_key(norm_from, "") if page_keys else None
-        if from_key is not None and not url_to:
+        if from_key is not None and result.sample and not url_to:
             key = from_key
         elif (norm_to := normalize_target(url_to)) is not None:
             key = link_key(norm_from, norm_to)
@@ -269,14 +267,17 @@ def latest_accepted(conn: sqlite3.Connection, series_id: int) -> _Previous | Non
     return None if row is None else _Previous(int(row[0]), str(row[1]))
 
 
-def _is_duplicate(conn: sqlite3.Connection, series_id: int, digest: str | None, taken: str) -> bool:
-    """Same content as an earlier snapshot of the series taken at the same time or later."""
-    if digest is None:
+def _is_duplicate(
+    conn: sqlite3.Connection, series_id: int, result: SnapshotResult, taken: str
+) -> bool:
+    """Same content as an earlier snapshot of the series taken at the same time or later,
+    or as an earlier read of the same file (only its time stamp changed)."""
+    if result.digest is None:
         return False
     row = conn.execute(
-        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ? AND taken_at >= ?"
-        " AND status != 'error' LIMIT 1",
-        (series_id, digest, taken),
+        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ?"
+        " AND (taken_at >= ? OR origin = ?) AND status != 'error' LIMIT 1",
+        (series_id, result.digest, taken, result.origin or None),
     ).fetchone()
     return row is not None
 
@@ -427,10 +428,8 @@ def ingest(
             )
         seen = listed = 0
         counts: dict[str, int] = {}
-        if _is_duplicate(conn, series.id, result.digest, taken):
-            close = getattr(result.records, "close", None)
-            if close is not None:
-                close()  # never read: release the file now
+        if _is_duplicate(conn, series.id, result, taken):
+            result.close()  # never read: release the file now
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
@@ -721,7 +720,9 @@ def _sample_sightings(step: _Step) -> None:
                 OR EXISTS (SELECT 1 FROM staging t WHERE t.from_key = s.from_key
                            AND t.url_to != '')))""",
     )
-    restorable = "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :taken)"
+    restorable = (
+        "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :taken) AND :until > :at"
+    )
     step.add(
         "restored",
         x(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from daemon.timefmt import from_db, to_db
 
 MIGRATIONS = Migrations("linkwatch")
 
@@ -180,14 +183,18 @@ def m003_series(db: Database) -> None:
 
 
 def _series_from_source_bits(db: Database) -> None:
-    """Each old (site, source) bit becomes one series, in the format its snapshots used:
-    the latest accepted full-profile format, else the latest sample format."""
+    """Each old (site, source) bit becomes the series of the format its snapshots used
+    (the latest accepted full-profile format, else the latest sample format); every other
+    format of the source gets a series of its own, so each snapshot is in its own series."""
     from sources.formats import FORMATS
 
+    def coverage(fmt: str) -> str:
+        return "sample" if fmt in FORMATS and FORMATS[fmt].sample else "complete"
+
     for site_id, source, bit in db.execute(
-        "SELECT site_id, source, bit FROM site_sources"
+        "SELECT site_id, source, bit FROM site_sources ORDER BY site_id, bit"
     ).fetchall():
-        formats = [
+        accepted = [
             str(r[0])
             for r in db.execute(
                 "SELECT format FROM snapshots WHERE site_id = ? AND source = ? AND format != ''"
@@ -195,28 +202,55 @@ def _series_from_source_bits(db: Database) -> None:
                 (site_id, source),
             )
         ]
-        formats = list(dict.fromkeys(formats))  # distinct, latest first
-        full = [f for f in formats if f in FORMATS and not FORMATS[f].sample]
-        fmt = (full or formats or [""])[0]
-        sample = fmt in FORMATS and FORMATS[fmt].sample
-        db.execute(
-            "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?,?,?,?,?)",
-            (site_id, source, fmt, "sample" if sample else "complete", bit),
-        )
+        accepted = list(dict.fromkeys(accepted))  # distinct, latest first
+        full = [f for f in accepted if coverage(f) == "complete"]
+        chosen = (full or accepted or [""])[0]
+        _add_series(db, site_id, source, chosen, coverage(chosen), bit)
+        others = db.execute(
+            "SELECT DISTINCT format FROM snapshots WHERE site_id = ? AND source = ?"
+            " AND status != 'error' AND format != ?",
+            (site_id, source, chosen),
+        ).fetchall()
+        for (fmt,) in others:
+            used = db.execute(
+                "SELECT max(bit) FROM series WHERE site_id = ?", (site_id,)
+            ).fetchone()[0]
+            _add_series(db, site_id, source, str(fmt), coverage(str(fmt)), int(used) << 1)
+        if coverage(chosen) == "sample":
+            # A sample vouches for a while; it never holds a link as a full profile does.
+            latest = db.execute(
+                "SELECT max(taken_at) FROM snapshots WHERE site_id = ? AND source = ?"
+                " AND status IN ('baseline', 'complete')",
+                (site_id, source),
+            ).fetchone()[0]
+            until = to_db(from_db(latest) + timedelta(days=90)) if latest else None
+            db.execute(
+                "UPDATE links SET sample_until = ? WHERE site_id = ? AND (seen_by & ?) != 0",
+                (until, site_id, bit),
+            )
+            db.execute("UPDATE links SET seen_by = seen_by & ~? WHERE site_id = ?", (bit, site_id))
     db.execute(
         "UPDATE snapshots SET series_id = (SELECT id FROM series s"
-        " WHERE s.site_id = snapshots.site_id AND s.source = snapshots.source)"
-        " WHERE status != 'error'"
+        " WHERE s.site_id = snapshots.site_id AND s.source = snapshots.source"
+        " AND s.format = snapshots.format) WHERE status != 'error'"
     )
     db.execute("DROP TABLE site_sources")
+
+
+def _add_series(db: Database, site_id: int, source: str, fmt: str, coverage: str, bit: int) -> None:
+    db.execute(
+        "INSERT INTO series (site_id, source, format, coverage, bit) VALUES (?,?,?,?,?)",
+        (site_id, source, fmt, coverage, bit),
+    )
 
 
 _ALIVE_ORDER = {"live": 0, "missing": 1, "lost": 2}
 
 
 def _rekey_links(db: Database, link_key: Any, normalize_url: Any) -> None:
-    """Keys follow the canonical URL form. Two old rows that are one link now merge into
-    the more alive of them, keeping both histories."""
+    """Keys follow the canonical URL form. Where two old rows are one link now, the more
+    alive one takes the key; the other keeps its history under a key no export can
+    produce, and if it was still alive it turns unconfirmed (a duplicate, not a loss)."""
     rows = db.execute(
         "SELECT id, site_id, link_key, url_from, url_to FROM links ORDER BY id"
     ).fetchall()
@@ -232,18 +266,33 @@ def _rekey_links(db: Database, link_key: Any, normalize_url: Any) -> None:
         ).fetchone()
         if other is not None:
             state = db.execute("SELECT state FROM links WHERE id = ?", (link_id,)).fetchone()[0]
-            keep, drop = (
-                (link_id, other[0])
-                if (_ALIVE_ORDER.get(state, 3), link_id) < (_ALIVE_ORDER.get(other[1], 3), other[0])
-                else (other[0], link_id)
-            )
-            db.execute(
-                "UPDATE links SET seen_by = seen_by | (SELECT seen_by FROM links WHERE id = ?),"
-                " dropped_by = dropped_by | (SELECT dropped_by FROM links WHERE id = ?)"
-                " WHERE id = ?",
-                (drop, drop, keep),
-            )
-            db.execute("UPDATE link_events SET link_id = ? WHERE link_id = ?", (keep, drop))
-            db.execute("DELETE FROM links WHERE id = ?", (drop,))
-            link_id = keep
+            ours = (_ALIVE_ORDER.get(state, 3), link_id)
+            theirs = (_ALIVE_ORDER.get(other[1], 3), other[0])
+            retired = other[0] if ours < theirs else link_id
+            _retire(db, retired, link_key(f"retired {retired} {norm_from}", norm_to))
+            if retired == link_id:
+                continue
         db.execute("UPDATE links SET link_key = ? WHERE id = ?", (key, link_id))
+
+
+def _retire(db: Database, link_id: int, key: int) -> None:
+    """Set a duplicate row aside: its past stays, it no longer counts as alive."""
+    row = db.execute(
+        "SELECT l.site_id, l.state, (SELECT max(taken_at) FROM snapshots s"
+        " WHERE s.site_id = l.site_id AND s.status IN ('baseline', 'complete'))"
+        " FROM links l WHERE l.id = ?",
+        (link_id,),
+    ).fetchone()
+    site_id, state, latest = row
+    db.execute("UPDATE links SET link_key = ? WHERE id = ?", (key, link_id))
+    if state in ("live", "missing") and latest is not None:
+        db.execute(
+            "INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)"
+            " VALUES (0, ?, ?, 'unconfirmed', 'merged', ?)",
+            (site_id, link_id, latest),
+        )
+        db.execute(
+            "UPDATE links SET state = 'unconfirmed', seen_by = 0, dropped_by = 0,"
+            " missing_count = 0 WHERE id = ?",
+            (link_id,),
+        )
