@@ -873,3 +873,22 @@ def test_a_duplicate_releases_its_file_unread(store: Store, tmp_path: Path) -> N
     again.closer = lambda: (closed.append(True), export.close())[0]
     assert store.ingest(SITE, "csv", again, GUARDS, day(5)).status == "duplicate"
     assert closed == [True]
+
+
+def test_page_only_sample_rows_find_links_added_by_any_snapshot(store: Store) -> None:
+    ingest(store, 0, ALL)  # baseline: pages keyed while staging
+    ingest(store, 1, [*ALL, 11])  # link 11 added later: keyed afterwards
+    page_only = SnapshotResult(
+        taken_at=day(2),
+        records=iter([Backlink(url(1), ""), Backlink(url(11), "")]),
+        format="gsc",
+        sample=True,
+        origin="gsc.csv",
+    )
+    store.ingest(SITE, "ahrefs", page_only, GUARDS, day(2))
+    # Both pages have a live link: the sample vouches for those, no placeholder is added.
+    rows = [r for r in store.links(SITE) if r["url_from"] in (url(1), url(11))]
+    assert sorted((r["url_from"], r["url_to"], r["sample_until"] is not None) for r in rows) == [
+        (url(1), "https://example.com/", True),
+        (url(11), "https://example.com/", True),
+    ]

@@ -52,6 +52,9 @@ def _old_database(path: Path, last_format: str, *, gsc_only: bool = False) -> No
         # Here the older spelling is the lost one: the merge keeps the live one.
         ("https://ref.org/ü", "lost", 0),
         ("https://ref.org/%C3%BC", "live", 1),
+        # Both alive: the older row keeps the key, the other is a duplicate.
+        ("https://dup.net/ö", "live", 1),
+        ("https://dup.net/%C3%B6", "live", 1),
     ]
     for i, (url, state, seen_by) in enumerate(links, start=1):
         norm = url.removeprefix("https://")
@@ -109,13 +112,24 @@ def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Pat
         "https://stays.net/p": "live",
         "https://ref.org/ü": "lost",
         "https://ref.org/%C3%BC": "live",
+        "https://dup.net/ö": "live",
+        "https://dup.net/%C3%B6": "unconfirmed",
     }
     # Every link can be found by its page.
     assert store.conn.execute("SELECT count(*) FROM links WHERE from_key IS NULL").fetchone() == (
         0,
     )
-    kinds = store.conn.execute("SELECT link_id, kind FROM link_events ORDER BY id").fetchall()
-    assert kinds == [(2, "lost"), (3, "missing")]
+    kinds = store.conn.execute(
+        "SELECT link_id, kind, reason, at FROM link_events ORDER BY id"
+    ).fetchall()
+    assert kinds == [
+        (2, "lost", "dropped", "2026-01-02T00:00:00.000000Z"),
+        (3, "missing", None, "2026-01-02T00:00:00.000000Z"),
+        # The duplicate fades at the latest accepted snapshot: not a loss.
+        (8, "unconfirmed", "merged", "2026-01-02T00:00:00.000000Z"),
+    ]
+    [(seen_by,)] = store.conn.execute("SELECT seen_by FROM links WHERE id = 8")
+    assert seen_by == 0
     # An Ahrefs export after the upgrade continues the same series: not a new baseline.
     assert _ingest(
         store,
@@ -155,6 +169,10 @@ def test_an_old_search_console_source_stays_a_sample(tmp_path: Path) -> None:
     store = Store(path)
     rows = store.conn.execute("SELECT format, coverage FROM series").fetchall()
     assert rows == [("gsc", "sample")]
+    # The sample vouches for 90 days from its last snapshot, no longer as a full profile.
+    assert store.conn.execute(
+        "SELECT DISTINCT seen_by, sample_until FROM links WHERE state = 'live'"
+    ).fetchall() == [(0, "2026-04-03T00:00:00.000000Z")]
     before = _states(store)
     for day in (5, 6, 7):
         assert _ingest(store, "gsc", ["https://stays.net/p"], day, sample=True) == "complete"
