@@ -857,7 +857,11 @@ def test_notes_say_why_nothing_changed(store: Store) -> None:
 def test_a_snapshot_from_the_future_is_refused_by_name(store: Store) -> None:
     ok = store.ingest(SITE, "ahrefs", snap(1, [bl(1)]), GUARDS, day(0))  # exactly a day ahead
     assert ok.status == "baseline"
-    with pytest.raises(FutureSnapshotError, match=r"^day-2\.csv: taken at .* after now"):
+    with pytest.raises(
+        FutureSnapshotError,
+        match=r"^day-2\.csv: taken at .* after now \(.*\); a snapshot from the future would "
+        "date every later event of the site after it$",
+    ):
         store.ingest(SITE, "ahrefs", snap(2, [bl(1)]), GUARDS, day(0) + timedelta(hours=23))
 
 
