@@ -55,6 +55,9 @@ def _old_database(path: Path, last_format: str, *, gsc_only: bool = False) -> No
         # Both alive: the older row keeps the key, the other is a duplicate.
         ("https://dup.net/ö", "live", 1),
         ("https://dup.net/%C3%B6", "live", 1),
+        # A missing duplicate must not go on to be confirmed lost under its dead key.
+        ("https://miss.org/%C3%A9", "live", 1),
+        ("https://miss.org/é", "missing", 0),
     ]
     for i, (url, state, seen_by) in enumerate(links, start=1):
         norm = url.removeprefix("https://")
@@ -114,6 +117,8 @@ def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Pat
         "https://ref.org/%C3%BC": "live",
         "https://dup.net/ö": "live",
         "https://dup.net/%C3%B6": "unconfirmed",
+        "https://miss.org/%C3%A9": "live",
+        "https://miss.org/é": "unconfirmed",
     }
     # Every link can be found by its page.
     assert store.conn.execute("SELECT count(*) FROM links WHERE from_key IS NULL").fetchone() == (
@@ -127,6 +132,7 @@ def test_an_old_series_keeps_its_format_and_losses_are_still_found(tmp_path: Pat
         (3, "missing", None, "2026-01-02T00:00:00.000000Z"),
         # The duplicate fades at the latest accepted snapshot: not a loss.
         (8, "unconfirmed", "merged", "2026-01-02T00:00:00.000000Z"),
+        (10, "unconfirmed", "merged", "2026-01-02T00:00:00.000000Z"),
     ]
     [(seen_by,)] = store.conn.execute("SELECT seen_by FROM links WHERE id = 8")
     assert seen_by == 0
