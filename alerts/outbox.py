@@ -32,6 +32,13 @@ def backoff(attempts: int) -> timedelta:
     return min(delay, BACKOFF_MAX)
 
 
+def _seconds(value: float) -> timedelta:
+    try:
+        return timedelta(seconds=value)
+    except (OverflowError, ValueError):
+        return BACKOFF_MAX if value > 0 else timedelta(0)
+
+
 def deliver_due(
     store: Store, notifiers: Mapping[str, Notifier], now: datetime, ttl: timedelta
 ) -> DeliveryReport:
@@ -63,8 +70,10 @@ def deliver_due(
                 store.mark_failed(row.id, f"{why}{exc}", None)
                 dead += 1
             else:
+                # A server's Retry-After is honoured within [1 s, BACKOFF_MAX]: a huge or
+                # negative value can neither overflow nor park the row for years.
                 delay = (
-                    timedelta(seconds=exc.retry_after)
+                    min(max(timedelta(seconds=1), _seconds(exc.retry_after)), BACKOFF_MAX)
                     if exc.retry_after is not None
                     else backoff(row.attempts)
                 )

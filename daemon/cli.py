@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -14,6 +13,7 @@ import click
 
 from alerts.message import AlertMessage, DeliveryError
 from alerts.rules import RulesError, load_rules
+from daemon.logs import configure_logging
 from daemon.service import Linkwatch, describe, utcnow
 from daemon.settings import ConfigError, Settings, config_path, load_settings
 from daemon.timefmt import format_duration, parse_duration, parse_instant
@@ -72,13 +72,7 @@ def _json_default(value: Any) -> Any:
 @click.pass_context
 def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """linkwatch: watch backlink profiles and alert on negative link velocity."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("apscheduler", "slack_sdk", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(verbose)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 

@@ -352,3 +352,19 @@ def test_every_failure_is_counted_and_logged_exactly(
     assert [r.getMessage() for r in caplog.records][:1] == [
         "notification 1 to flaky-1 dead: gave up after TTL: server said no"
     ]
+
+
+def test_a_retry_after_is_honoured_within_bounds(tmp_path: Path, slack: SlackStandIn) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    notifiers = {"seo-slack": _slack(slack)}
+    slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "9" * 30})
+    assert deliver_due(store, notifiers, T0, TTL).retrying == 1
+    [row] = store.outbox()
+    assert row["next_attempt_at"] == to_db(T0 + timedelta(hours=1))  # clamped, no overflow
+    slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "0"})
+    later = T0 + timedelta(hours=1)
+    assert deliver_due(store, notifiers, later, TTL).retrying == 1
+    [row] = store.outbox()
+    assert row["next_attempt_at"] == to_db(later + timedelta(seconds=1))
+    assert deliver_due(store, notifiers, later + timedelta(seconds=1), TTL).sent == 1
