@@ -24,6 +24,8 @@ class AlertMessage:
     summary: str
     at: str
     lost_domains: tuple[LostDomain, ...] = ()
+    # Only these recipients still wait for the message (empty: all configured ones).
+    recipients: tuple[str, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
         """A JSON-ready dict, as stored in the outbox."""
@@ -34,6 +36,7 @@ class AlertMessage:
         """Rebuild a message from its outbox payload."""
         data = dict(payload)
         data["lost_domains"] = tuple(LostDomain(**d) for d in data.get("lost_domains", ()))
+        data["recipients"] = tuple(data.get("recipients", ()))
         return cls(**data)
 
 
@@ -41,8 +44,15 @@ class DeliveryError(Exception):
     """A notifier could not deliver; `retryable` says whether trying again can help."""
 
     def __init__(
-        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+        retry_recipients: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        # When some recipients got the message: only these are to be tried again.
+        self.retry_recipients = retry_recipients

@@ -84,7 +84,10 @@ def deliver_due(
                     delay,
                     exc,
                 )
-                store.mark_failed(row.id, str(exc), now + delay)
+                payload = None
+                if exc.retry_recipients:
+                    payload = {**row.payload, "recipients": list(exc.retry_recipients)}
+                store.mark_failed(row.id, str(exc), now + delay, payload)
                 retrying += 1
             continue
         store.mark_sent(row.id, now)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
 from alerts.message import AlertMessage, DeliveryError
@@ -16,7 +19,7 @@ from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
 from daemon.store import OutboxRow, Store
 from daemon.timefmt import to_db
-from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer
+from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, free_port
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)
@@ -368,3 +371,78 @@ def test_a_retry_after_is_honoured_within_bounds(tmp_path: Path, slack: SlackSta
     [row] = store.outbox()
     assert row["next_attempt_at"] == to_db(later + timedelta(seconds=1))
     assert deliver_due(store, notifiers, later + timedelta(seconds=1), TTL).sent == 1
+
+
+class _Picky:
+    """An SMTP server that greylists once and knows no `nobody`: per-recipient answers."""
+
+    def __init__(self) -> None:
+        self.greylisted: set[str] = set()
+        self.messages: list[list[str]] = []
+
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: Any, address: str, options: object
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        if address.startswith("grey@") and address not in self.greylisted:
+            self.greylisted.add(address)
+            return "451 4.7.1 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append(list(envelope.rcpt_tos))
+        return "250 OK"
+
+
+@pytest.fixture
+def picky_smtp() -> Iterator[tuple[SmtpServer, _Picky]]:
+    handler = _Picky()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler), handler  # type: ignore[arg-type]
+    finally:
+        controller.stop()
+
+
+def test_a_greylisted_recipient_is_retried_alone(
+    tmp_path: Path, picky_smtp: tuple[SmtpServer, _Picky]
+) -> None:
+    server, picky = picky_smtp
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email"])
+    notifiers = {"team-email": _email(server, recipients=["seo@example.com", "grey@example.com"])}
+    report = deliver_due(store, notifiers, T0, TTL)
+    assert (report.sent, report.retrying, report.dead) == (0, 1, 0)
+    assert picky.messages == [["seo@example.com"]]
+    [row] = store.outbox()
+    assert "grey@example.com: 451" in row["last_error"]
+    report = deliver_due(store, notifiers, T0 + backoff(0), TTL)
+    assert report.sent == 1
+    # The second attempt goes to the greylisted recipient only: nobody gets it twice.
+    assert picky.messages == [["seo@example.com"], ["grey@example.com"]]
+
+
+def test_a_refused_recipient_is_final_and_named(
+    tmp_path: Path, picky_smtp: tuple[SmtpServer, _Picky]
+) -> None:
+    server, picky = picky_smtp
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email"])
+    notifiers = {"team-email": _email(server, recipients=["seo@example.com", "nobody@example.com"])}
+    report = deliver_due(store, notifiers, T0, TTL)
+    assert (report.sent, report.retrying, report.dead) == (0, 0, 1)
+    assert picky.messages == [["seo@example.com"]]
+    [row] = store.outbox()
+    assert row["last_error"] == (
+        f"smtp 127.0.0.1:{server.port}: some recipients refused: "
+        "nobody@example.com: 550 5.1.1 no such user"
+    )
+    # Everyone refused for now (greylisting): the whole message is tried again.
+    other = Store(tmp_path / "other.db")
+    _queue(other, ["grey-only"])
+    grey = {"grey-only": _email(server, recipients=["grey@example.com"])}
+    assert deliver_due(other, grey, T0, TTL).retrying == 1

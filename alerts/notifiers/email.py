@@ -74,6 +74,7 @@ class EmailNotifier:
         """Deliver the alert; raise DeliveryError saying whether a retry can help."""
         s = self.settings
         mail = self.build(message)
+        recipients = list(message.recipients or s.recipients)
         try:
             smtp: smtplib.SMTP
             if s.security == "ssl":
@@ -87,17 +88,34 @@ class EmailNotifier:
                     smtp.ehlo()
                 if s.username is not None and s.password is not None:
                     smtp.login(s.username, s.password.get_secret_value())
-                smtp.send_message(mail)
+                refused = smtp.send_message(mail, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients  # every one of them
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(
                 f"smtp {s.host}:{s.port}: {exc.smtp_code} {exc.smtp_error!r}",
                 retryable=400 <= exc.smtp_code < 500,
             ) from exc
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(
-                f"smtp {s.host}:{s.port}: recipients refused", retryable=False
-            ) from exc
         except ssl.SSLCertVerificationError as exc:
             raise DeliveryError(f"smtp {s.host}:{s.port}: {exc}", retryable=False) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"smtp {s.host}:{s.port}: {exc}") from exc
+        if refused:
+            raise _refusal(
+                f"smtp {s.host}:{s.port}", refused, delivered=len(refused) < len(recipients)
+            )
+
+
+def _refusal(
+    where: str, refused: dict[str, tuple[int, bytes]], *, delivered: bool
+) -> DeliveryError:
+    """Per recipient: 4xx (greylisting, a full mailbox) is tried again, 5xx is final."""
+    later = tuple(r for r, (code, _) in refused.items() if 400 <= code < 500)
+    detail = ", ".join(
+        f"{r}: {code} {text.decode(errors='replace')}" for r, (code, text) in refused.items()
+    )
+    return DeliveryError(
+        f"{where}: {'some recipients' if delivered else 'recipients'} refused: {detail}",
+        retryable=bool(later),
+        retry_recipients=later,
+    )

@@ -412,9 +412,21 @@ class Store:
                 (to_db(at), outbox_id),
             )
 
-    def mark_failed(self, outbox_id: int, error: str, next_attempt_at: datetime | None) -> None:
-        """A delivery attempt failed: retry at `next_attempt_at`, or dead-letter when None."""
+    def mark_failed(
+        self,
+        outbox_id: int,
+        error: str,
+        next_attempt_at: datetime | None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """A delivery attempt failed: retry at `next_attempt_at` (with `payload` instead, if
+        given: what is left to deliver), or dead-letter when None."""
         with self._write():
+            if payload is not None:
+                self.conn.execute(
+                    "UPDATE outbox SET payload = ? WHERE id = ?",
+                    (json.dumps(payload, sort_keys=True), outbox_id),
+                )
             if next_attempt_at is None:
                 self.conn.execute(
                     "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ?"
