@@ -109,6 +109,14 @@ class Linkwatch:
             log.error("%s/%s: %s", site, source, exc)
             return [self._failure(site, source, now, "", str(exc), now)]
         for export in pending:
+            if export.problem is not None:
+                log.error("%s/%s: %s", site, source, export.problem)
+                outcomes.append(
+                    self._failure(
+                        site, source, now, export.path.name, export.problem, now, export.stamp
+                    )
+                )
+                continue
             try:
                 result = src.open(site, export)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)

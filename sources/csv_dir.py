@@ -8,7 +8,7 @@ import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -101,15 +101,39 @@ class PendingExport:
     taken_at: datetime
     # `size:mtime_ns` when the file was found settled; stored with the snapshot.
     stamp: str
+    # Why the file is refused unread (a symlink, a device, a folder): source health says it.
+    problem: str | None = None
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:
-    """The file's status, or None if it is gone or not a regular file."""
+    """The file's own status (a symlink is not followed), or None if it is gone or not a
+    regular file."""
     try:
-        st = path.stat()
+        st = path.lstat()
     except OSError:
         return None
     return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _refused(path: Path, known: set[tuple[str, str | None]]) -> PendingExport | None:
+    """A name in the folder that is not a regular file: refused once, never followed
+    (a symlink to /etc/passwd must not end up in an alert)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    stamp = file_stamp(st)
+    if (path.name, stamp) in known:
+        return None
+    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+    return PendingExport(
+        path,
+        datetime.fromtimestamp(int(st.st_mtime), tz=UTC),
+        stamp,
+        problem=f"{path}: refused: {what}; linkwatch reads only regular files in the folder",
+    )
 
 
 class CsvDirSource:
@@ -151,12 +175,13 @@ class CsvDirSource:
                 if path.name not in read_names:
                     files[path] = None
         first: dict[Path, str] = {}
+        refused = [r for r in map(lambda p: _refused(p, known), files) if r is not None]
         for path in files:
             st = _regular_stat(path)
             if st is not None and (path.name, file_stamp(st)) not in known:
                 first[path] = file_stamp(st)
         if not first:
-            return []
+            return refused
         settle = self.settings.settle.total_seconds()
         if settle > 0:
             sleep(settle)
@@ -166,7 +191,7 @@ class CsvDirSource:
             if st is None or file_stamp(st) != before:
                 continue  # gone, or still being written: a later poll takes it
             found.append(PendingExport(path, export_time(path, st.st_mtime), before))
-        return sorted(found, key=lambda p: (p.taken_at, p.path.name))
+        return refused + sorted(found, key=lambda p: (p.taken_at, p.path.name))
 
     def open(self, site: str, export: PendingExport) -> SnapshotResult:
         """Open one pending export as a snapshot (raises FormatError for an unknown format)."""

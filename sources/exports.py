@@ -29,6 +29,11 @@ _READING = 0
 _AT_TAIL = 1  # it has been handed the last line, which has no line end
 _PAST_END = 2  # it asked for a line after the last one
 
+# A header or a field longer than this is no export: it is refused or counted malformed
+# (the csv module's own limit is process-wide; it is set here once).
+MAX_FIELD = 64 * 1024
+csv.field_size_limit(MAX_FIELD)
+
 
 def detect_encoding(head: bytes) -> str:
     """The encoding a file's first bytes announce: a BOM, a UTF-16 pattern, else `utf-8`."""
@@ -208,6 +213,11 @@ class ExportFile:
             self._lines = _Lines(self._raw, self._encoding)
             try:
                 header_line = next(self._lines.lines, "")
+                if len(header_line) > MAX_FIELD:
+                    raise FormatError(
+                        f"{path}: the header line is {len(header_line):,} characters long;"
+                        f" an export header is at most {MAX_FIELD:,}"
+                    )
                 self.delimiter = detect_delimiter(header_line)
                 header_cells = next(csv.reader([header_line], delimiter=self.delimiter), [])
                 self.header_names = [c.strip() for c in header_cells]

@@ -123,13 +123,27 @@ def test_sleep_only_when_there_are_candidates(tmp_path: Path) -> None:
     sleeps = Sleeps()
     assert src.pending(SITE, set(), NOW, sleep=sleeps) == []
     (tmp_path / SITE / "notes.md").write_text("not an export\n")
-    (tmp_path / SITE / "sub.csv").mkdir()  # a folder matching a pattern is no candidate
-    assert src.pending(SITE, set(), NOW, sleep=sleeps) == []
+    (tmp_path / SITE / "sub.csv").mkdir()  # a folder matching a pattern is refused unread
+    [refused] = src.pending(SITE, set(), NOW, sleep=sleeps)
+    assert refused.problem is not None and "not a regular file" in refused.problem
     assert sleeps.calls == []
 
     write_ahrefs(tmp_path / SITE / "a.csv", LINKS)
-    assert names(src.pending(SITE, set(), NOW, sleep=sleeps)) == ["a.csv"]
+    found = src.pending(SITE, {("sub.csv", refused.stamp)}, NOW, sleep=sleeps)
+    assert names(found) == ["a.csv"] and found[0].problem is None
     assert sleeps.calls == [30.0]
+
+
+def test_a_symlink_in_the_folder_is_refused_not_followed(tmp_path: Path) -> None:
+    src = source(tmp_path, settle=timedelta(0))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / SITE / "passwd.csv").symlink_to(secret)
+    [refused] = src.pending(SITE, set(), NOW)
+    assert refused.problem is not None and "a symbolic link" in refused.problem
+    assert "root:x" not in refused.problem
+    # Reported once: the same link is not refused again on every poll.
+    assert src.pending(SITE, {("passwd.csv", refused.stamp)}, NOW) == []
 
 
 def test_settle_zero_looks_twice_without_sleeping(tmp_path: Path) -> None:

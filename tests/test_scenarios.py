@@ -317,3 +317,28 @@ def test_impossible_times_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "after now" in out and states(settings) == {}
     code, out = run(settings, "metrics", "--site", SITE, "--at", "9999-12-31T23:00:00-05:00")
     assert code == 2 and "--at" in out
+
+
+def test_a_symlinked_export_is_reported_by_source_health_and_never_read(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    folder = tmp_path / "exports" / SITE
+    folder.mkdir(parents=True)
+    outside = write_ahrefs(tmp_path / "outside.csv", links(range(5)))
+    (folder / "link.csv").symlink_to(outside)
+    code, out = run(settings, "poll")
+    assert code == 1 and "refused: a symbolic link" in out
+    assert states(settings) == {}
+
+
+def test_a_giant_header_or_field_is_refused_not_swallowed(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    (tmp_path / "wide.csv").write_text("url_from,url_to," + "x" * 70_000 + "\n", "utf-8")
+    code, out = imp(settings, tmp_path / "wide.csv", "2026-02-01")
+    assert code == 2 and "header line is 70,017 characters long" in out and len(out) < 2000
+    big = "url_from,url_to,anchor\n" + "".join(
+        f"https://ref{i}.org/p,https://{SITE}/,{'a' * (70_000 if i == 2 else 3)}\n"
+        for i in range(4)
+    )
+    (tmp_path / "big.csv").write_text(big, "utf-8")
+    code, out = imp(settings, tmp_path / "big.csv", "2026-02-01")
+    assert code == 1 and "partial" in out and "field larger than field limit" in out
