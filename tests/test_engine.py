@@ -367,3 +367,18 @@ def test_a_source_health_message_lists_no_lost_domains(tmp_path: Path) -> None:
     [message] = _payloads(store)
     assert message.lost_domains == ()
     store.close()
+
+
+def test_source_health_quotes_at_most_the_start_of_an_error(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    write_rule(tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\n')
+    store = Store(settings.storage.path)
+    store.ensure_site("example.com", "own")
+    store.record_failure("example.com", "exports", T, "x.csv", "bad\n" + "col," * 10_000, T)
+    at = T + timedelta(hours=1)
+    ctx = EvaluationContext(store, at, at, ["example.com"], ["example.com"])
+    [rule] = load_rules(settings)
+    check = rule.check(ctx, "example.com")
+    assert check.holds and len(check.summary) < 500 and "\n" not in check.summary
+    assert check.summary.endswith("…")
+    store.close()

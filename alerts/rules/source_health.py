@@ -78,7 +78,9 @@ class SourceHealthRule:
         problems = []
         for src in ctx.store.source_health(site, ctx.at):
             if src.latest_status in _BAD:
-                problems.append(f"{src.source}: last poll {src.latest_status}: {src.latest_note}")
+                problems.append(
+                    f"{src.source}: last poll {src.latest_status}: {_clip(src.latest_note)}"
+                )
             elif self.max_age is not None and (
                 src.last_accepted_at is None or ctx.at - src.last_accepted_at > self.max_age
             ):
@@ -96,3 +98,12 @@ class SourceHealthRule:
         else:
             summary = f"{site}: all sources healthy"
         return Check(float(len(problems)), bool(problems), summary)
+
+
+# Error text can hold anything a file or server said: an alert quotes only its start.
+NOTE_LIMIT = 300
+
+
+def _clip(note: str | None) -> str:
+    text = " ".join((note or "").split())
+    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
