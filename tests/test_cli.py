@@ -205,3 +205,18 @@ def test_import_refuses_a_source_the_site_does_not_have(tmp_path: Path) -> None:
     assert code == 2
     assert "--source: 'exprots' is not a source of example.com (its sources: exports)" in out
     assert _status(settings)[0]["last_snapshot_at"] is None
+
+
+def test_rule_files_that_used_to_crash_are_refused_by_name(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    write_rule(tmp_path, "table-kind", '[kind]\nx = 1\nmetric = "lost_links"\n')
+    write_rule(
+        tmp_path,
+        "huge-window",
+        GOOD_RULE.replace('window = "7d"', 'window = "999999999999d"'),
+    )
+    write_rule(tmp_path, "long-window", GOOD_RULE.replace('window = "7d"', 'window = "1000000w"'))
+    code, out = _run(settings, "rules", "check")
+    assert code == 2, out
+    assert "table-kind.toml: kind: expected one of" in out
+    assert "huge-window.toml: window:" in out and "long-window.toml: window:" in out

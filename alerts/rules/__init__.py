@@ -38,13 +38,16 @@ def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}: cannot read: {exc}"]
     kind = raw.get("kind")
-    if kind not in RULE_KINDS:
+    if not isinstance(kind, str) or kind not in RULE_KINDS:
         known = ", ".join(sorted(RULE_KINDS))
         return None, [f"{path}: kind: expected one of {known}, got {kind!r}"]
     try:
         rule = RULE_KINDS[kind].from_file(path.stem, raw)
     except ValidationError as exc:
         return None, format_validation_error(path, exc).splitlines()
+    except (ValueError, TypeError, OverflowError) as exc:
+        # Whatever a rule file holds, it is refused with its name, never a crash.
+        return None, [f"{path}: {exc}"]
     errors = []
     for name in rule.notify:
         if name not in settings.notifiers:
