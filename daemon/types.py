@@ -12,7 +12,8 @@ from daemon.timefmt import format_duration, parse_duration
 _LONGEST = timedelta(days=3660)
 
 
-def _to_duration(value: Any) -> Any:
+def to_duration(value: Any) -> Any:
+    """A duration from text (`7d`) or seconds, between 0s and 10 years (ValueError if not)."""
     if isinstance(value, str):
         value = parse_duration(value)
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -27,5 +28,5 @@ def _to_duration(value: Any) -> Any:
 
 # A duration written as "30s", "15m", "6h", "7d" or "2w" (or seconds as a number).
 Duration = Annotated[
-    timedelta, BeforeValidator(_to_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta, BeforeValidator(to_duration), PlainSerializer(format_duration, return_type=str)
 ]

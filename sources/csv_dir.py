@@ -175,7 +175,7 @@ class CsvDirSource:
                 if path.name not in read_names:
                     files[path] = None
         first: dict[Path, str] = {}
-        refused = [r for r in map(lambda p: _refused(p, known), files) if r is not None]
+        refused = [r for r in (_refused(path, known) for path in files) if r is not None]
         for path in files:
             st = _regular_stat(path)
             if st is not None and (path.name, file_stamp(st)) not in known:

@@ -317,6 +317,9 @@ def test_impossible_times_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "after now" in out and states(settings) == {}
     code, out = run(settings, "metrics", "--site", SITE, "--at", "9999-12-31T23:00:00-05:00")
     assert code == 2 and "--at" in out
+    for window, message in (("99999999999w", "is too long"), ("0s", "must be a positive")):
+        code, out = run(settings, "metrics", "--site", SITE, "--window", window)
+        assert code == 2 and "'--window'" in out and message in out, out
 
 
 def test_a_symlinked_export_is_reported_by_source_health_and_never_read(tmp_path: Path) -> None:

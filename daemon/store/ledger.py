@@ -24,15 +24,6 @@ from sources.urls import (
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
 COMPLETE, SAMPLE = "complete", "sample"
-# Events that set a link's state, and the state each leaves it in.
-STATE_AFTER = {
-    "new": "live",
-    "appeared": "live",
-    "restored": "live",
-    "missing": "missing",
-    "lost": "lost",
-    "unconfirmed": "unconfirmed",
-}
 
 
 class OutOfOrderError(ValueError):

@@ -38,16 +38,25 @@ class LostDomain:
     reason: str | None
 
 
-_STATE_AT = """
-CASE WHEN l.added_at IS NOT NULL AND l.added_at > {t} THEN NULL
+# Events that set a link's state, and the state each leaves it in (docs/evidence.md).
+STATE_AFTER = {
+    "new": "live",
+    "appeared": "live",
+    "restored": "live",
+    "missing": "missing",
+    "lost": "lost",
+    "unconfirmed": "unconfirmed",
+}
+_STATE_KINDS = ", ".join(f"'{kind}'" for kind in STATE_AFTER)
+_STATE_CASE = " ".join(f"WHEN '{kind}' THEN '{state}'" for kind, state in STATE_AFTER.items())
+_STATE_AT = f"""
+CASE WHEN l.added_at IS NOT NULL AND l.added_at > {{t}} THEN NULL
 ELSE coalesce((
-    SELECT CASE e.kind WHEN 'missing' THEN 'missing' WHEN 'lost' THEN 'lost'
-                       WHEN 'unconfirmed' THEN 'unconfirmed' ELSE 'live' END
+    SELECT CASE e.kind {_STATE_CASE} END
     FROM link_events e
-    WHERE e.link_id = l.id AND e.kind IN ({kinds}) AND e.at <= {t}
+    WHERE e.link_id = l.id AND e.kind IN ({_STATE_KINDS}) AND e.at <= {{t}}
     ORDER BY e.at DESC, e.id DESC LIMIT 1), 'live')
 END"""
-_STATE_KINDS = "'new', 'appeared', 'restored', 'missing', 'lost', 'unconfirmed'"
 # Events that count as a gained link: a new one, or one restored after it was lost.
 _GAIN = "({e}kind = 'new' OR ({e}kind = 'restored' AND {e}reason = 'lost'))"
 
@@ -55,7 +64,7 @@ _ALIVE = ("live", "missing")
 
 
 def _state_at(t: str) -> str:
-    return _STATE_AT.format(t=t, kinds=_STATE_KINDS)
+    return _STATE_AT.format(t=t)
 
 
 def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
