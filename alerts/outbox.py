@@ -32,11 +32,12 @@ def backoff(attempts: int) -> timedelta:
     return min(delay, BACKOFF_MAX)
 
 
-def _seconds(value: float) -> timedelta:
-    try:
-        return timedelta(seconds=value)
-    except (OverflowError, ValueError):
-        return BACKOFF_MAX if value > 0 else timedelta(0)
+def _retry_delay(retry_after: float) -> timedelta:
+    """A server's Retry-After within [1 s, BACKOFF_MAX]: a huge, negative or NaN value can
+    neither overflow nor park the row for years."""
+    return timedelta(
+        seconds=min(retry_after, BACKOFF_MAX.total_seconds()) if retry_after >= 1 else 1
+    )
 
 
 def deliver_due(
@@ -70,10 +71,8 @@ def deliver_due(
                 store.mark_failed(row.id, f"{why}{exc}", None)
                 dead += 1
             else:
-                # A server's Retry-After is honoured within [1 s, BACKOFF_MAX]: a huge or
-                # negative value can neither overflow nor park the row for years.
                 delay = (
-                    min(max(timedelta(seconds=1), _seconds(exc.retry_after)), BACKOFF_MAX)
+                    _retry_delay(exc.retry_after)
                     if exc.retry_after is not None
                     else backoff(row.attempts)
                 )

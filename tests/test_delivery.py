@@ -446,3 +446,26 @@ def test_a_refused_recipient_is_final_and_named(
     _queue(other, ["grey-only"])
     grey = {"grey-only": _email(server, recipients=["grey@example.com"])}
     assert deliver_due(other, grey, T0, TTL).retrying == 1
+
+
+class _SaysWait:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def send(self, message: AlertMessage) -> None:
+        raise DeliveryError("busy", retry_after=self.seconds)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [(float("nan"), 1), (-1e300, 1), (0.5, 1), (90, 90), (1e300, 3600)],
+)
+def test_any_retry_after_becomes_a_wait_of_one_second_to_an_hour(
+    tmp_path: Path, retry_after: float, wait: int
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["busy"])
+    report = deliver_due(store, {"busy": _SaysWait(retry_after)}, T0, TTL)  # type: ignore[dict-item]
+    assert report.retrying == 1
+    [row] = store.outbox()
+    assert row["next_attempt_at"] == to_db(T0 + timedelta(seconds=wait))
