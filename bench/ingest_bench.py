@@ -296,6 +296,7 @@ def child_ingest(db: Path, file: Path, taken_at: str, profile: bool) -> None:
         json.dumps(
             {
                 "seconds": seconds,
+                "locked_s": outcome.locked_s,
                 "open_seconds": open_s,
                 "maxrss_mb": rss_kb / 1024,
                 "status": outcome.status,
@@ -385,7 +386,8 @@ def bench(args: argparse.Namespace) -> int:
         sizes: list[int] = []
         hdr = (
             f"  {'snap':>4} {'status':>8} {'seen':>9} {'new':>6} {'missing':>7} {'lost':>6}"
-            f" {'changed':>7} {'restored':>8} {'seconds':>8} {'rss MB':>7} {'db MB':>8}"
+            f" {'changed':>7} {'restored':>8} {'seconds':>8} {'lock s':>7} {'rss MB':>7}"
+            f" {'db MB':>8}"
             "   expected new/missing/lost/changed"
         )
         print(hdr)
@@ -404,7 +406,8 @@ def bench(args: argparse.Namespace) -> int:
             print(
                 f"  {snap.index:>4} {rep['status']:>8} {rep['seen']:>9,} {rep['new']:>6,}"
                 f" {rep['missing']:>7,} {rep['lost']:>6,} {rep['changed']:>7,}"
-                f" {rep['restored']:>8,} {rep['seconds']:>8.2f} {rep['maxrss_mb']:>7.1f}"
+                f" {rep['restored']:>8,} {rep['seconds']:>8.2f} {rep['locked_s']:>7.2f}"
+                f" {rep['maxrss_mb']:>7.1f}"
                 f" {sizes[-1] / 1e6:>8.1f}   {expect}",
                 flush=True,
             )
@@ -424,6 +427,11 @@ def bench(args: argparse.Namespace) -> int:
               f" DB {sizes[0] / 1e6:.1f} MB")  # fmt: skip
         print(f"  sqlite3 .import of churn snapshot 1: {import_s:.2f}s")
         print(f"  linkwatch ingest of churn snapshot 1: {churn[0]['seconds']:.2f}s")
+        print(
+            f"  write lock held (other writers wait this long): baseline"
+            f" {reports[0]['locked_s']:.2f}s of {reports[0]['seconds']:.2f}s, churn 1"
+            f" {churn[0]['locked_s']:.2f}s of {churn[0]['seconds']:.2f}s"
+        )
         print(
             f"  ingest time ratio (linkwatch churn-1 / sqlite3 .import): {ratio:.2f}"
             f"  target <= {TARGET_RATIO:.1f}  {verdict(ratio <= TARGET_RATIO)}"

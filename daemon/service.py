@@ -127,9 +127,13 @@ class Linkwatch:
                     log.error("%s/%s: %s", site, source, exc)
                 else:
                     log.exception("%s/%s: %s failed", site, source, export.path.name)
-                # A file from the future is tried again on later polls (the clock may
-                # catch up); any other failed file waits until it changes.
-                stamp = "retry" if isinstance(exc, FutureSnapshotError) else export.stamp
+                # A file's content or place in time is judged once, until the file
+                # changes; anything else (a locked or full database, a file from the
+                # future while the clock catches up, a bug) is tried again next poll.
+                final = isinstance(exc, SourceError | OutOfOrderError) and not isinstance(
+                    exc, FutureSnapshotError
+                )
+                stamp = export.stamp if final else "retry"
                 outcomes.append(
                     self._failure(
                         site, source, export.taken_at, export.path.name, str(exc), now, stamp

@@ -3,6 +3,7 @@ docs/evidence.md, one named step per rule, in one transaction."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import zlib
@@ -20,6 +21,8 @@ from sources.urls import (
     registrable_domain,
     split_url,
 )
+
+log = logging.getLogger(__name__)
 
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
@@ -86,6 +89,8 @@ class IngestOutcome:
     series: str = ""
     listed: int = 0
     unconfirmed: int = 0
+    # Seconds the write transaction took: what other writers may have waited for.
+    locked_s: float = 0.0
 
 
 # Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`.
@@ -389,6 +394,27 @@ class _Step:
         self.counts[kind] = self.counts.get(kind, 0) + n
 
 
+def _order_problem(
+    conn: sqlite3.Connection, series_id: int, taken: str, origin: str, where: str
+) -> tuple[_Previous | None, str | None]:
+    """(the series' latest accepted snapshot, why this one comes too late or None)."""
+    prev = latest_accepted(conn, series_id)
+    if prev is not None and taken < prev.taken_at:
+        return prev, (
+            f"{origin}: taken at {taken}, before the latest snapshot of {where} taken at "
+            f"{prev.taken_at}; snapshots of one series must be ingested in time order"
+        )
+    return prev, None
+
+
+def _find_series(conn: sqlite3.Connection, site_id: int, source: str, fmt: str) -> int | None:
+    row = conn.execute(
+        "SELECT id FROM series WHERE site_id = ? AND source = ? AND format = ?",
+        (site_id, source, fmt),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def ingest(
     conn: sqlite3.Connection,
     *,
@@ -399,32 +425,55 @@ def ingest(
     guards: GuardSettings,
     now: datetime,
 ) -> IngestOutcome:
-    """Store one snapshot and apply it to the ledger, in one transaction."""
+    """Store one snapshot and apply it to the ledger.
+
+    The export is read and staged first, without the write lock (the staging tables are
+    this connection's own temp tables); the diff is then applied in one short write
+    transaction, so other writers wait for the diff only, never for the reading.
+    """
     started = time.monotonic()
     taken = to_db(result.taken_at)
+    origin = result.origin or source
+    where = f"{site}/{source} ({result.format})"
     if result.taken_at > now + FUTURE_SKEW:
         raise FutureSnapshotError(
-            f"{result.origin or source}: taken at {taken}, after now ({to_db(now)}); "
+            f"{origin}: taken at {taken}, after now ({to_db(now)}); "
             "a snapshot from the future would date every later event of the site after it"
         )
+    seen = listed = 0
+    staged = False
+    # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
+    conn.execute("BEGIN DEFERRED")
+    try:
+        series_id = _find_series(conn, site_id, source, result.format)
+        prev = None
+        if series_id is not None:
+            prev, problem = _order_problem(conn, series_id, taken, origin, where)
+            if problem is not None:
+                raise OutOfOrderError(problem)
+        if series_id is None or not _is_duplicate(conn, series_id, result, taken):
+            seen, listed = _stage(conn, result, page_keys=result.sample or prev is None)
+            staged = True
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    locked = time.monotonic()
+    counts: dict[str, int] = {}
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # Another process may have ingested in between: every check is made again here.
         series = series_for(conn, site_id, source, result.format, coverage_of(result))
-        prev = latest_accepted(conn, series.id)
-        if prev is not None and taken < prev.taken_at:
-            raise OutOfOrderError(
-                f"{result.origin or source}: taken at {taken}, before the latest snapshot of "
-                f"{site}/{source} ({result.format}) taken at {prev.taken_at}; snapshots of one "
-                "series must be ingested in time order"
-            )
-        seen = listed = 0
-        counts: dict[str, int] = {}
-        if _is_duplicate(conn, series.id, result, taken):
-            result.close()  # never read: release the file now
+        prev, problem = _order_problem(conn, series.id, taken, origin, where)
+        if problem is not None:
+            raise OutOfOrderError(problem)
+        # A duplicate stays one (snapshots never change); one may have appeared meanwhile.
+        if not staged or _is_duplicate(conn, series.id, result, taken):
+            result.close()  # never read (or read for nothing): release the file now
+            seen = listed = 0
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
-            seen, listed = _stage(conn, result, page_keys=result.sample or prev is None)
             status, note = _judge(conn, series, result, seen, listed, prev, guards)
         at, had_history = _effective_time(conn, site_id, taken)
         snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
@@ -448,7 +497,11 @@ def ingest(
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
+        for statement in _DROP_STAGING:
+            conn.execute(statement)
         raise
+    locked_s = time.monotonic() - locked
+    log.debug("%s: write lock held %.3f s", origin, locked_s)
     return IngestOutcome(
         snapshot_id=snapshot_id,
         site=site,
@@ -462,6 +515,7 @@ def ingest(
         examples=tuple(result.report.examples),
         series=f"{source}/{result.format}",
         listed=listed,
+        locked_s=locked_s,
         **counts,
     )
 

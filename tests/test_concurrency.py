@@ -1,0 +1,132 @@
+"""Short write transactions: readers never wait on an ingest, a failed ingest is retried."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from daemon.service import Linkwatch
+from daemon.settings import load_settings
+from tests.helpers import write_ahrefs, write_rule, write_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+RULE = (
+    'kind = "threshold"\nmetric = "lost_links"\nwindow = "7d"\nop = ">="\nvalue = 1\n'
+    'notify = ["console"]\n'
+)
+
+
+def _links(n: int, start: int = 0) -> list[tuple[str, str, str, int]]:
+    return [
+        (f"https://site{i % 5000}.org/page/{i}", "https://example.com/", f"a{i}", i % 90)
+        for i in range(start, start + n)
+    ]
+
+
+def test_an_ingest_that_fails_in_the_database_is_tried_again_next_poll(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    write_ahrefs(folder / "backlinks_2026-02-01.csv", _links(50))
+    app = Linkwatch.open(settings)
+    try:
+        # The database refuses the snapshot (as a full disk or a lock would), yet takes the
+        # error record: the file must not count as read.
+        app.store.conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON snapshots WHEN NEW.status != 'error'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+        first = app.poll_source("example.com", "exports", NOW)
+        assert [(o.status, o.note) for o in first] == [("error", "database or disk is full")]
+        app.store.conn.execute("DROP TRIGGER refuse")
+        second = app.poll_source("example.com", "exports", NOW)
+        assert [o.status for o in second] == ["baseline"]
+        assert sum(1 for _ in app.store.links("example.com", "live")) == 50
+        # A file whose content is wrong is judged once, until it changes.
+        (folder / "backlinks_2026-02-02.csv").write_text("no,export,here\n1,2,3\n")
+        assert [o.status for o in app.poll_source("example.com", "exports", NOW)] == ["error"]
+        assert app.poll_source("example.com", "exports", NOW) == []
+    finally:
+        app.close()
+
+
+def test_a_full_disk_fails_the_ingest_clearly_and_changes_nothing(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    write_ahrefs(folder / "backlinks_2026-02-01.csv", _links(200))
+    app = Linkwatch.open(settings)
+    try:
+        assert [o.status for o in app.poll_source("example.com", "exports", NOW)] == ["baseline"]
+        write_ahrefs(folder / "backlinks_2026-02-08.csv", _links(5000, start=100))
+        pages = app.store.conn.execute("PRAGMA page_count").fetchone()[0]
+        app.store.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        failed = app.poll_source("example.com", "exports", NOW)
+        assert [o.status for o in failed] == ["error"]
+        assert "full" in (failed[0].note or "")
+        assert app.store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert sum(1 for _ in app.store.links("example.com", "live")) == 200
+        app.store.conn.execute("PRAGMA max_page_count = 1073741823")
+        done = app.poll_source("example.com", "exports", NOW)
+        assert [(o.status, o.new, o.missing) for o in done] == [("complete", 4900, 100)]
+    finally:
+        app.close()
+
+
+def test_an_ingest_holds_the_write_lock_only_while_applying_its_diff(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    app = Linkwatch.open(settings)
+    try:
+        write_ahrefs(folder / "backlinks_2026-02-01.csv", _links(20_000))
+        outcome = app.poll_source("example.com", "exports", NOW)[0]
+        assert outcome.status == "baseline"
+        total = app.store.snapshots("example.com")[0]["duration_s"]
+        # Reading and staging the export happen before the write transaction.
+        assert 0 < outcome.locked_s < total
+    finally:
+        app.close()
+
+
+def test_readers_answer_while_a_300k_row_import_runs(tmp_path: Path) -> None:
+    settings_path = write_settings(tmp_path)
+    write_rule(tmp_path, "any-loss", RULE)
+    export = write_ahrefs(tmp_path / "backlinks_2026-02-01.csv", _links(300_000))
+    app = Linkwatch.open(load_settings(settings_path))
+    try:
+        importer = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "daemon.cli", "-c", str(settings_path)),
+                *("import", "--site", "example.com", str(export)),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        status_waits: list[float] = []
+        write_waits: list[float] = []
+        while importer.poll() is None:
+            t0 = time.monotonic()
+            app.store.status()
+            status_waits.append(time.monotonic() - t0)
+            app.evaluate(NOW)
+            t0 = time.monotonic()
+            app.store.ensure_site("example.com", "own")  # a short write transaction
+            write_waits.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        _, err = importer.communicate()
+        assert importer.returncode == 0, err
+        assert len(status_waits) >= 3  # the loop ran while the import did
+        assert max(status_waits) < 1.0, status_waits
+        assert app.store.status()[0].live_links == 300_000
+        # A writer waits for the diff only, never for the reading and staging.
+        took = app.store.snapshots("example.com")[0]["duration_s"]
+        assert max(write_waits) < 0.75 * took, (write_waits, took)
+    finally:
+        app.close()
