@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -10,14 +11,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from pydantic import SecretStr
 
 from alerts.message import AlertMessage, DeliveryError
-from alerts.rules import RulesError, load_rules
+from alerts.rules import Rule, RulesError, load_rules
 from daemon.logs import configure_logging
 from daemon.service import Linkwatch, describe, utcnow
-from daemon.settings import ConfigError, Settings, config_path, load_settings
+from daemon.settings import SECRET_STAND_IN, ConfigError, Settings, config_path, load_settings
+from daemon.store import StoreError
+from daemon.store.check import check_database
 from daemon.timefmt import format_duration, parse_instant
 from daemon.types import to_duration
+from sources.csv_dir import CsvDirSource
 from sources.formats import FORMATS
 from sources.model import FormatError, SourceError
 
@@ -43,6 +48,8 @@ def _app(ctx: click.Context) -> Linkwatch:
         return Linkwatch.open(settings)
     except RulesError as exc:
         _fail("rules have errors:\n" + str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
 
 
 def _instant(
@@ -314,7 +321,11 @@ def rules() -> None:
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
     """Validate every rule file; print `file: key: message` per error, exit 2 on any."""
-    settings = _settings(ctx.find_root())
+    # Rules name notifiers, not their secrets: a missing token is `check`'s business.
+    try:
+        settings = load_settings(config_path(ctx.find_root().obj["config"]), require_secrets=False)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
     try:
         loaded = load_rules(settings)
     except RulesError as exc:
@@ -322,6 +333,83 @@ def rules_check(ctx: click.Context) -> None:
             click.echo(line, err=True)
         sys.exit(EXIT_USAGE)
     click.echo(f"{len(loaded)} rules OK in {settings.daemon.rules_dir}")
+
+
+@main.command("check")
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Check settings, rules, database and export folders read-only; exit 2 on any problem."""
+    # Every problem is one `file: key: message` line; nothing is created or written, so
+    # systemd runs this as ExecReload before signalling the daemon.
+    path = config_path(ctx.obj["config"])
+    try:
+        settings = load_settings(path, require_secrets=False)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(line, err=True)
+        sys.exit(EXIT_USAGE)
+    problems: list[str] = []
+    rules_dir = settings.daemon.rules_dir
+    loaded: list[Rule] = []
+    if not rules_dir.is_dir():
+        problems.append(f"{path}: daemon.rules_dir: {rules_dir} does not exist or is not a folder")
+    else:
+        try:
+            loaded = load_rules(settings)
+        except RulesError as exc:
+            problems.extend(exc.errors)
+    db = check_database(settings.storage.path)
+    if db.problem is not None:
+        problems.append(f"{path}: storage.path: {db.problem}")
+    problems.extend(_folder_problems(path, settings))
+    problems.extend(_ca_file_problems(path, settings))
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        sys.exit(EXIT_USAGE)
+    for name, notifier in settings.notifiers.items():
+        for key, value in notifier:
+            if isinstance(value, SecretStr) and value.get_secret_value() == SECRET_STAND_IN:
+                click.echo(
+                    f"{path}: notifiers.{name}.{key}: not set here; the daemon must get it "
+                    "from its environment or systemd credentials"
+                )
+    click.echo(
+        f"{path}: OK: {len(settings.sites)} sites, {len(settings.sources)} sources, "
+        f"{len(settings.notifiers)} notifiers, {len(loaded)} rules; {db.note}"
+    )
+
+
+def _folder_problems(path: Path, settings: Settings) -> list[str]:
+    """Every (site, csv_dir source) whose export folder is missing or unreadable."""
+    problems = []
+    for site in settings.sites:
+        for name in site.sources:
+            folder = CsvDirSource(name, settings.sources[name]).folder(site.domain)
+            key = f"{path}: sources.{name}.path"
+            try:
+                if not folder.exists():
+                    problem = f"folder {folder} does not exist for site {site.domain}"
+                elif not folder.is_dir():
+                    problem = f"{folder} is not a folder (site {site.domain})"
+                elif not os.access(folder, os.R_OK | os.X_OK):
+                    problem = f"folder {folder} is not readable by this user (site {site.domain})"
+                else:
+                    continue
+            except OSError as exc:
+                problem = f"folder {folder} cannot be checked: {exc} (site {site.domain})"
+            problems.append(f"{key}: {problem}")
+    return problems
+
+
+def _ca_file_problems(path: Path, settings: Settings) -> list[str]:
+    """Every notifier whose extra CA bundle is not a readable file."""
+    problems = []
+    for name, notifier in settings.notifiers.items():
+        ca_file: Path | None = getattr(notifier, "ca_file", None)
+        if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+            problems.append(f"{path}: notifiers.{name}.ca_file: {ca_file} is not a readable file")
+    return problems
 
 
 @main.command("notify-test")

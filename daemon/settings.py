@@ -5,21 +5,31 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
-from daemon.types import Duration
+from daemon.types import PositiveDuration
 from sources import SOURCE_KINDS, SourceSettings
 from sources.urls import idna_host
 
 DEFAULT_CONFIG = Path("settings.toml")
 _KINDS = frozenset(NOTIFIER_KINDS) | frozenset(SOURCE_KINDS)
 ENV_CONFIG = "LINKWATCH_CONFIG"
+# What a required secret holds when `load_settings(require_secrets=False)` did not find it.
+SECRET_STAND_IN = "(not set: checked without secrets)"
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -60,9 +70,9 @@ class DaemonSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rules_dir: Path = Path("rules.d")
-    evaluate_every: Duration = timedelta(minutes=5)
-    deliver_every: Duration = timedelta(seconds=10)
-    delivery_ttl: Duration = timedelta(hours=24)
+    evaluate_every: PositiveDuration = timedelta(minutes=5)
+    deliver_every: PositiveDuration = timedelta(seconds=10)
+    delivery_ttl: PositiveDuration = timedelta(hours=24)
 
 
 class SiteSettings(BaseModel):
@@ -174,11 +184,12 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     """One `file: key: message` line per error."""
     lines: list[str] = []
     for err in exc.errors():
-        parts = [str(p) for p in err["loc"]]
+        # List items (int positions) as the cross-checks name them, sites[0]; keys as a.b.
+        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]]
         # Drop the discriminator tag pydantic puts in the path (notifiers.NAME.slack.port).
-        if len(parts) >= 3 and parts[0] in ("notifiers", "sources") and parts[2] in _KINDS:
+        if len(parts) >= 3 and parts[0] in (".notifiers", ".sources") and parts[2][1:] in _KINDS:
             del parts[2]
-        loc = ".".join(parts)
+        loc = "".join(parts).removeprefix(".")
         msg = err["msg"].removeprefix("Value error, ")
         if not loc:
             # A whole-file check reports each problem on its own line, each with the file.
@@ -190,8 +201,56 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate a settings file; raise ConfigError naming file, key and problem."""
+def storage_path_problem(db: Path) -> str | None:
+    """Why a (resolved) database path cannot hold the database, or None."""
+    # Checked at load so every command says so plainly, instead of SQLite's
+    # "unable to open database file" (or a traceback from mkdir) later.
+    if "\0" in str(db):
+        return "contains a NUL character"
+    try:
+        if db.is_dir():
+            return f"{db} is a folder; name the database file inside it, e.g. {db / 'linkwatch.db'}"
+        if db.exists() and not db.is_file():
+            return f"{db} is not a regular file"
+        for parent in db.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return f"{db} lies under {parent}, which is a file, not a folder"
+                break
+    except OSError as exc:
+        return f"{db} cannot be checked: {exc.strerror or exc}"
+    return None
+
+
+def _secret_placeholders(raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` with a stand-in for every required secret the file leaves out."""
+    # `linkwatch check` runs where the secrets may live only in the daemon's environment or
+    # credentials; the environment still wins over these stand-ins when it has them.
+    notifiers = raw.get("notifiers")
+    if not isinstance(notifiers, dict):
+        return raw
+    filled: dict[str, Any] = {}
+    for name, block in notifiers.items():
+        kind = block.get("kind") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or kind not in NOTIFIER_KINDS:
+            filled[name] = block
+            continue
+        fields = NOTIFIER_KINDS[kind].Settings.model_fields
+        missing = {
+            key: SECRET_STAND_IN
+            for key, field in fields.items()
+            if field.annotation is SecretStr and field.is_required() and key not in block
+        }
+        filled[name] = {**block, **missing}
+    return {**raw, "notifiers": filled}
+
+
+def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
+    """Read and validate a settings file; raise ConfigError naming file, key and problem.
+
+    With `require_secrets=False` a required secret (a Slack token) may be absent: the
+    settings hold a stand-in that must never be sent (for `linkwatch check`).
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -200,21 +259,53 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if not require_secrets:
+        raw = _secret_placeholders(raw)
+    problems: list[str] = []
     try:
-        settings = Settings(**raw)
+        settings: Settings | None = _resolve_paths(Settings(**raw), path)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from exc
-    return _resolve_paths(settings, path)
+        settings = None
+        problems.append(format_validation_error(path, exc))
+    db = _storage_path(settings, raw, path)
+    db_problem = storage_path_problem(db) if db is not None else None
+    if db_problem is not None:
+        problems.append(f"{path}: storage.path: {db_problem}")
+    if problems or settings is None:
+        raise ConfigError("\n".join(problems))
+    return settings
 
 
-def _resolve_paths(settings: Settings, path: Path) -> Settings:
+def _storage_path(settings: Settings | None, raw: dict[str, Any], path: Path) -> Path | None:
+    """The resolved database path: validated if the file is, else as written (if a string)."""
+    if settings is not None:
+        return settings.storage.path
+    storage = raw.get("storage")
+    written = storage.get("path") if isinstance(storage, dict) else None
+    if not isinstance(written, str):
+        return None
+    return _relative_to(path)(Path(written))
+
+
+def _relative_to(path: Path) -> Callable[[Path], Path]:
+    """Resolves a path written in the settings file `path` against that file's folder."""
     base = path.resolve().parent
 
     def rel(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
+    return rel
+
+
+def _resolve_paths(settings: Settings, path: Path) -> Settings:
+    rel = _relative_to(path)
+    # A source path is a `{domain}` template: braces in the settings' own folder name are
+    # text, so they are doubled before the folder goes in front of it.
+    escaped = Path(str(path.resolve().parent).replace("{", "{{").replace("}", "}}"))
     sources = {
-        name: src.model_copy(update={"path": str(rel(Path(src.path)))})
+        name: src.model_copy(
+            update={"path": src.path if Path(src.path).is_absolute() else str(escaped / src.path)}
+        )
         for name, src in settings.sources.items()
     }
     notifiers = {}

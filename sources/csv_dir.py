@@ -4,53 +4,54 @@ from __future__ import annotations
 
 import os
 import stat
-import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from daemon.types import Duration
+from daemon.templates import check_template, parse_template, render_template
+from daemon.types import Duration, PositiveDuration
 from sources.exports import ExportFile, export_time, file_stamp
+from sources.formats import FORMATS
 from sources.model import SnapshotResult, SourceError
 
 _ONLY_PLACEHOLDER = "the only placeholder is {domain}"
+_PATH_FIELDS = frozenset({"domain"})
+# A folder path longer than Linux's PATH_MAX cannot be opened anyway.
+_PATH_MAX = 4096
+MAX_CONFIRM_AFTER = 1000
+MAX_PATTERNS = 50
+MAX_SETTLE = timedelta(hours=1)
 
 
 def check_path_template(template: str) -> str:
     """Refuse a folder template using anything but a bare `{domain}` placeholder."""
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError as exc:
+    # `format` would follow `domain.x` / `domain[0]` and apply any spec, so a template could
+    # reach object internals or build huge strings: only the bare name is allowed.
+    return check_template(
+        template, _PATH_FIELDS, hint=_ONLY_PLACEHOLDER, specs=False, max_length=_PATH_MAX
+    )
+
+
+def _check_pattern(pattern: str) -> str:
+    # A pattern names files in the folder: `../*` or `**` would read outside it or every
+    # folder below it, and Path.glob raises on an empty pattern.
+    if not pattern or "/" in pattern or "\0" in pattern or "**" in pattern:
         raise ValueError(
-            f"unbalanced braces ({exc}); {_ONLY_PLACEHOLDER}; "
-            "write {{ or }} for a literal brace"
-        ) from None
-    for _, name, spec, conversion in fields:
-        if name is None:
-            continue  # text after the last placeholder
-        conv = f"!{conversion}" if conversion else ""
-        shown = "{" + name + conv + (f":{spec}" if spec else "") + "}"
-        # `format` would follow `domain.x` / `domain[0]` and apply any spec, so a template
-        # could reach object internals or build huge strings: only the bare name is allowed.
-        if name != "domain":
-            head = name.split(".", 1)[0].split("[", 1)[0]
-            if head == "domain":
-                raise ValueError(
-                    f"placeholder {shown}: attribute and index access are not allowed; "
-                    + _ONLY_PLACEHOLDER
-                )
-            raise ValueError(f"unknown placeholder {shown}; {_ONLY_PLACEHOLDER}")
-        if conversion or spec:
-            raise ValueError(
-                f"placeholder {shown}: conversions and format specs are not allowed; "
-                + _ONLY_PLACEHOLDER
-            )
-    return template
+            f"{pattern!r} is not a file name pattern (like *.csv): no '/', '**' or empty pattern"
+        )
+    if pattern in (".", ".."):
+        raise ValueError(f"{pattern!r} is not a file name pattern (like *.csv)")
+    if len(pattern) > 255:
+        raise ValueError("a file name pattern is at most 255 characters long")
+    return pattern
+
+
+FilePattern = Annotated[str, AfterValidator(_check_pattern)]
 
 
 class CsvDirSettings(BaseModel):
@@ -63,17 +64,25 @@ class CsvDirSettings(BaseModel):
         description="folder of export files; {domain}, the only placeholder, is the site's domain"
     )
     format: str | None = Field(default=None, description="force one export format")
-    interval: Duration = Field(default=timedelta(hours=1), description="how often to look")
-    confirm_after: int = Field(default=2, ge=1, description="absent snapshots before lost")
+    interval: PositiveDuration = Field(default=timedelta(hours=1), description="how often to look")
+    confirm_after: int = Field(
+        default=2, ge=1, le=MAX_CONFIRM_AFTER, description="absent snapshots before lost"
+    )
     suspect_below: float = Field(
-        default=0.5, gt=0, le=1, description="a snapshot smaller than this share is suspect"
+        default=0.5,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="a snapshot smaller than this share is suspect",
     )
     sample_ttl: Duration = Field(
         default=timedelta(days=90),
         description="how long a sample export (Search Console) vouches for a link that no "
         "complete export lists; after that the link is unconfirmed",
     )
-    patterns: list[str] = Field(default_factory=lambda: ["*.csv", "*.tsv", "*.txt"])
+    patterns: list[FilePattern] = Field(
+        default_factory=lambda: ["*.csv", "*.tsv", "*.txt"], min_length=1, max_length=MAX_PATTERNS
+    )
     settle: Duration = Field(
         default=timedelta(seconds=5),
         description="a file is read only if its size and modification time stay the same "
@@ -87,9 +96,26 @@ class CsvDirSettings(BaseModel):
             raise ValueError("must be between 1d and 10 years")
         return value
 
+    @field_validator("settle")
+    @classmethod
+    def _sane_settle(cls, value: timedelta) -> timedelta:
+        # A poll waits this long in-process: hours would stall every other job.
+        if value > MAX_SETTLE:
+            raise ValueError("must be between 0s and 1h")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FORMATS:
+            raise ValueError(f"unknown export format {value!r} (known: {', '.join(FORMATS)})")
+        return value
+
     @field_validator("path")
     @classmethod
     def _check_path(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("contains a NUL character")
         return check_path_template(value)
 
 
@@ -145,10 +171,13 @@ class CsvDirSource:
     def __init__(self, name: str, settings: CsvDirSettings) -> None:
         self.name = name
         self.settings = settings
+        self._path = parse_template(
+            settings.path, _PATH_FIELDS, hint=_ONLY_PLACEHOLDER, specs=False, max_length=_PATH_MAX
+        )
 
     def folder(self, site: str) -> Path:
         """The folder this source reads for a site."""
-        return Path(self.settings.path.format(domain=site))
+        return Path(render_template(self._path, {"domain": site}))
 
     def pending(
         self,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import operator
-import string
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -13,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.metrics import METRICS
 from alerts.rules.context import Check, EvaluationContext
+from daemon.templates import Piece, check_template, parse_template, render_template
 from daemon.timefmt import format_duration
-from daemon.types import Duration
+from daemon.types import PositiveDuration
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -28,6 +28,8 @@ SUMMARY_FIELDS = frozenset(
     {"site", "rule", "metric", "value", "op", "threshold", "window", "severity"}
 )
 DEFAULT_SUMMARY = "{site}: {metric} is {value} ({op} {threshold}) over {window}"
+_SUMMARY_HINT = "use " + ", ".join("{" + n + "}" for n in sorted(SUMMARY_FIELDS))
+MAX_VALUE = 1e12
 
 
 class ThresholdRuleConfig(BaseModel):
@@ -37,43 +39,21 @@ class ThresholdRuleConfig(BaseModel):
 
     kind: Literal["threshold"]
     metric: Literal[METRICS]  # type: ignore[valid-type]
-    window: Duration
+    window: PositiveDuration
     op: Literal[">", ">=", "<", "<=", "==", "!="]
-    value: float
+    # Finite and within any count or percentage a site can have: `inf` or `nan` would
+    # make the rule always or never hold without saying so.
+    value: float = Field(ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False)
     sites: list[str] | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
     notify: list[str] = Field(min_length=1)
     summary: str | None = None
     send_resolved: bool = True
 
-    @field_validator("window")
-    @classmethod
-    def _positive_window(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be a positive duration")
-        return v
-
     @field_validator("summary")
     @classmethod
     def _known_placeholders(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            names = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
-        except ValueError as exc:
-            raise ValueError(f"not a valid template: {exc}") from exc
-        unknown = {n.split(".")[0].split("[")[0] for n in names} - SUMMARY_FIELDS
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder {{{sorted(unknown)[0]}}}; "
-                f"use {', '.join('{' + n + '}' for n in sorted(SUMMARY_FIELDS))}"
-            )
-        # Render it once with sample values, so a bad format spec fails here, not later.
-        try:
-            v.format(**dict.fromkeys(SUMMARY_FIELDS, "x"))
-        except (ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise ValueError(f"cannot be rendered: {exc} (values are text)") from exc
-        return v
+        return None if v is None else check_template(v, SUMMARY_FIELDS, hint=_SUMMARY_HINT)
 
 
 def _number(v: float) -> str:
@@ -94,6 +74,8 @@ class ThresholdRule:
     notify: tuple[str, ...]
     summary_template: str
     send_resolved: bool
+    # The summary, parsed once: rendering reads only these names, never attributes.
+    _summary: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
 
     kind = "threshold"
 
@@ -134,9 +116,13 @@ class ThresholdRule:
             return None
         return OPS[self.op](value, self.threshold)
 
+    def __post_init__(self) -> None:
+        pieces = parse_template(self.summary_template, SUMMARY_FIELDS, hint=_SUMMARY_HINT)
+        object.__setattr__(self, "_summary", pieces)
+
     def summary(self, site: str, value: float | None) -> str:
         """The rule's summary line for one site and value."""
-        return self.summary_template.format(
+        values = dict(
             site=site,
             rule=self.name,
             metric=self.metric,
@@ -146,3 +132,4 @@ class ThresholdRule:
             window=format_duration(self.window),
             severity=self.severity,
         )
+        return render_template(self._summary, values)
