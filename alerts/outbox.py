@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ParamSpec, Protocol, runtime_checkable
 
 from alerts.message import AlertMessage, DeliveryError
 from alerts.notifiers import Notifier
-from daemon.store import Store
+from daemon.store import UNSURE_SINCE, OutboxRow, Store
+from daemon.timefmt import from_db, to_db
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
+# Searched before the moment a copy may have gone out: clocks differ a little.
+LOOKUP_MARGIN = timedelta(minutes=5)
+# An outcome that cannot be written (a long write lock: busy timeout 30 s each) is tried
+# again rather than lost: a lost "sent" would send the message twice.
+WRITE_TRIES = 3
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """A notifier that can tell whether a message already reached its destination."""
+
+    def find_sent(self, message: AlertMessage, since: datetime) -> bool:
+        """True when the message (by its key) was delivered since `since`."""
 
 
 @dataclass(frozen=True)
@@ -41,54 +58,119 @@ def _retry_delay(retry_after: float) -> timedelta:
 
 
 def deliver_due(
-    store: Store, notifiers: Mapping[str, Notifier], now: datetime, ttl: timedelta
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    now: datetime,
+    ttl: timedelta,
+    *,
+    notifier: str | None = None,
+    limit: int = 100,
 ) -> DeliveryReport:
-    """Send every due notification; a notifier's failure never holds back another's."""
+    """Send every due notification (only `notifier`'s, if given); a notifier's failure
+    never holds back another's."""
     sent = retrying = dead = 0
-    for row in store.due_notifications(now):
-        notifier = notifiers.get(row.notifier)
-        if notifier is None:
-            store.mark_failed(row.id, f"notifier {row.notifier!r} is not configured", None)
+    for row in store.due_notifications(now, limit, notifier=notifier):
+        target = notifiers.get(row.notifier)
+        if target is None:
+            _write(store.mark_failed, row.id, _unconfigured(row), None)
             dead += 1
             continue
-        if not store.claim_notification(row.id, now):
+        claimed = store.claim_notification(row.id, now)
+        if claimed is None:
             continue  # another process is delivering it
-        try:
-            try:
-                notifier.send(AlertMessage.from_payload(row.payload))
-            except DeliveryError:
-                raise
-            except Exception as exc:
-                # An unexpected failure is retried like a transient one, so it can
-                # neither block the rows behind it nor escape the TTL.
-                log.exception("notification %d to %s failed unexpectedly", row.id, row.notifier)
-                raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        except DeliveryError as exc:
-            expired = now - row.created_at >= ttl
-            if not exc.retryable or expired:
-                why = "gave up after TTL: " if exc.retryable else ""
-                log.error("notification %d to %s dead: %s%s", row.id, row.notifier, why, exc)
-                store.mark_failed(row.id, f"{why}{exc}", None)
-                dead += 1
-            else:
-                delay = (
-                    _retry_delay(exc.retry_after)
-                    if exc.retry_after is not None
-                    else backoff(row.attempts)
-                )
-                log.warning(
-                    "notification %d to %s failed, retry in %s: %s",
-                    row.id,
-                    row.notifier,
-                    delay,
-                    exc,
-                )
-                payload = None
-                if exc.retry_recipients:
-                    payload = {**row.payload, "recipients": list(exc.retry_recipients)}
-                store.mark_failed(row.id, str(exc), now + delay, payload)
-                retrying += 1
-            continue
-        store.mark_sent(row.id, now)
-        sent += 1
+        outcome = _deliver(store, target, claimed, now, ttl)
+        sent += outcome == "sent"
+        retrying += outcome == "retrying"
+        dead += outcome == "dead"
     return DeliveryReport(sent, retrying, dead)
+
+
+def dead_letter_unconfigured(store: Store, configured: Collection[str], now: datetime) -> int:
+    """Dead-letter due notifications owed to notifiers no longer configured; how many."""
+    rows = store.due_notifications(now, exclude=configured)
+    for row in rows:
+        _write(store.mark_failed, row.id, _unconfigured(row), None)
+    return len(rows)
+
+
+def _unconfigured(row: OutboxRow) -> str:
+    return f"notifier {row.notifier!r} is not configured"
+
+
+def _write(outcome: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
+    """Record an outcome, trying again while another writer holds the database."""
+    for attempt in range(WRITE_TRIES):
+        try:
+            outcome(*args, **kwargs)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if attempt == WRITE_TRIES - 1:
+                raise
+            log.warning("database busy, recording a delivery outcome again: %s", exc)
+
+
+def _deliver(
+    store: Store, notifier: Notifier, row: OutboxRow, now: datetime, ttl: timedelta
+) -> str:
+    """Deliver one claimed row and record the outcome: sent, retrying or dead."""
+    message = AlertMessage.from_payload(row.payload, row.key)
+    unsure = row.payload.get(UNSURE_SINCE)
+    note: str | None = None
+    found = False
+    try:
+        try:
+            if unsure is not None and isinstance(notifier, Searchable):
+                try:
+                    found = notifier.find_sent(message, from_db(unsure) - LOOKUP_MARGIN)
+                except DeliveryError as exc:
+                    if exc.retryable:
+                        raise
+                    # It cannot be checked until a person acts: a possible duplicate is
+                    # better than silence.
+                    note = f"could not check for an earlier copy, sent again: {exc}"
+                    log.warning("notification %d to %s: %s", row.id, row.notifier, note)
+            if not found:
+                notifier.send(message)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            # An unexpected failure is retried like a transient one, so it can
+            # neither block the rows behind it nor escape the TTL.
+            log.exception("notification %d to %s failed unexpectedly", row.id, row.notifier)
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+    except DeliveryError as exc:
+        expired = now - row.created_at >= ttl
+        if not exc.retryable or expired:
+            why = "gave up after TTL: " if exc.retryable else ""
+            log.error("notification %d to %s dead: %s%s", row.id, row.notifier, why, exc)
+            final = f"{why}{exc}"
+            _write(store.mark_failed, row.id, final, None)
+            return "dead"
+        delay = (
+            _retry_delay(exc.retry_after) if exc.retry_after is not None else backoff(row.attempts)
+        )
+        log.warning(
+            "notification %d to %s failed, retry in %s: %s", row.id, row.notifier, delay, exc
+        )
+        payload = None
+        if exc.retry_recipients or (exc.unsure and unsure is None):
+            payload = dict(row.payload)
+            if exc.retry_recipients:
+                payload["recipients"] = list(exc.retry_recipients)
+            if exc.unsure and unsure is None:
+                payload[UNSURE_SINCE] = to_db(now)
+        error = str(exc)
+        _write(store.mark_failed, row.id, error, now + delay, payload)
+        return "retrying"
+    if found:
+        log.info(
+            "notification %d to %s is already there (an earlier attempt got no answer);"
+            " not sent again",
+            row.id,
+            row.notifier,
+        )
+        note = "found already delivered; not sent again"
+    _write(store.mark_sent, row.id, now, note)
+    return "sent"

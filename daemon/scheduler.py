@@ -60,7 +60,7 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
                 at = utcnow()
                 if app.poll_source(domain, name, at):
                     app.evaluate(at)
-                    app.deliver(at)
+                    app.wake_delivery(at)
 
             sched.add_job(
                 _guarded(f"poll {site.domain}/{source}", poll),
@@ -74,7 +74,8 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
         id="evaluate",
     )
     sched.add_job(
-        _guarded("deliver", lambda: app.deliver(utcnow())),
+        # Wakes each notifier's worker thread: a poll never waits on a notifier.
+        _guarded("deliver", lambda: app.wake_delivery(utcnow())),
         IntervalTrigger(seconds=app.settings.daemon.deliver_every.total_seconds()),
         id="deliver",
         next_run_time=now,
@@ -104,6 +105,7 @@ def run(app: Linkwatch) -> None:
         # shutdown waits for the running job; a signal handler must not block, so a
         # thread does it, once.
         if not stopper:
+            app.stop_delivery()  # no new rows; a send in progress gets STOP_GRACE at most
             stopper.append(threading.Thread(target=sched.shutdown, kwargs={"wait": True}))
             stopper[0].start()
 
@@ -136,4 +138,5 @@ def run(app: Linkwatch) -> None:
     sched.start()
     for thread in stopper:
         thread.join()
+    app.join_delivery()
     log.info("linkwatch stopped")

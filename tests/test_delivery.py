@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -309,8 +309,15 @@ def test_each_row_gets_its_own_outcome_and_the_log_says_which(
 class _RacingStore(Store):
     """Another process claims the first due row between listing and claiming."""
 
-    def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
-        rows = super().due_notifications(now, limit)
+    def due_notifications(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        notifier: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[OutboxRow]:
+        rows = super().due_notifications(now, limit, notifier=notifier, exclude=exclude)
         other = Store(self.path)
         assert other.claim_notification(rows[0].id, now)
         other.close()
@@ -469,3 +476,24 @@ def test_any_retry_after_becomes_a_wait_of_one_second_to_an_hour(
     assert report.retrying == 1
     [row] = store.outbox()
     assert row["next_attempt_at"] == to_db(T0 + timedelta(seconds=wait))
+
+
+def test_each_post_carries_its_outbox_key_as_message_metadata(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    assert deliver_due(store, {"seo-slack": _slack(slack)}, T0, TTL).sent == 1
+    [posted] = slack.messages
+    assert posted["metadata"] == {
+        "event_type": "linkwatch_alert",
+        "event_payload": {
+            "key": "fp1:firing:seo-slack",
+            "rule": "refdomain-loss",
+            "site": "example.com",
+            "transition": "firing",
+        },
+    }
+    # A message from outside the outbox (notify-test) has no key to carry.
+    _slack(slack).send(_message())
+    assert "metadata" not in slack.messages[1]

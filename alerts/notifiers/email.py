@@ -21,14 +21,16 @@ class EmailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["email"]
-    host: str
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
     sender: str
-    recipients: list[str] = Field(min_length=1)
-    timeout: float = Field(default=15.0, gt=0)
+    recipients: list[str] = Field(min_length=1, max_length=100)
+    timeout: float = Field(
+        default=15.0, gt=0, le=300, allow_inf_nan=False, description="seconds, at most 300"
+    )
     ca_file: Path | None = Field(default=None, description="extra CA bundle to trust")
 
     @model_validator(mode="after")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +28,9 @@ from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
 
 __all__ = [
+    "CLAIMED_AT",
+    "CLAIM_LEASE",
+    "UNSURE_SINCE",
     "AlertRow",
     "FutureSnapshotError",
     "GuardSettings",
@@ -38,6 +41,7 @@ __all__ = [
     "SiteStatus",
     "SourceHealth",
     "Store",
+    "StoreError",
     "WindowCounts",
 ]
 
@@ -79,6 +83,14 @@ class AlertRow:
     fired_at: datetime | None
 
 
+# Delivery bookkeeping kept in an outbox row's payload, beside the message: when the row
+# was last claimed, and since when a copy may already be out (its deliverer died or gave
+# up mid-send, or got no answer), so a notifier that can search its posts looks first.
+CLAIMED_AT = "_claimed_at"
+UNSURE_SINCE = "_unsure_since"
+CLAIM_LEASE = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class OutboxRow:
     """One notification owed to one notifier."""
@@ -88,6 +100,24 @@ class OutboxRow:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    key: str = ""
+
+
+class StoreError(Exception):
+    """The database file cannot be opened as a linkwatch database; the message names it."""
+
+
+def open_problem(path: Path, exc: sqlite3.Error | OSError) -> str:
+    """A one-line explanation of why `path` could not be opened, naming the file."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_NOTADB:
+        return f"{path}: not a linkwatch database ({exc}); the file was left as it is"
+    if code == sqlite3.SQLITE_CORRUPT:
+        return (
+            f"{path}: the database is damaged ({exc}); restore a backup or move the file "
+            "away to start afresh"
+        )
+    return f"{path}: cannot open the database: {exc}"
 
 
 class Store:
@@ -95,14 +125,22 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA cache_size = -65536")
-        self.conn.execute("PRAGMA temp_store = FILE")
-        self.conn.execute("PRAGMA temp.cache_size = -32768")
-        MIGRATIONS.apply(Database(self.conn))
+        conn: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")
+            conn.execute("PRAGMA temp_store = FILE")
+            conn.execute("PRAGMA temp.cache_size = -32768")
+            MIGRATIONS.apply(Database(conn))
+        except (sqlite3.Error, OSError) as exc:
+            # A wrong or damaged file is the user's to fix: say which and why, not a traceback.
+            if conn is not None:
+                conn.close()
+            raise StoreError(open_problem(path, exc)) from exc
+        self.conn = conn
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -380,36 +418,69 @@ class Store:
                 )
         return True
 
-    def due_notifications(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+    def due_notifications(
+        self,
+        now: datetime,
+        limit: int = 100,
+        *,
+        notifier: str | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[OutboxRow]:
         """Notifications due now, oldest first: pending ones, and claimed ones whose
-        deliverer died before finishing (their claim expired)."""
-        rows = self.conn.execute(
-            "SELECT id, notifier, payload, attempts, created_at FROM outbox"
+        deliverer died before finishing (their claim expired); only `notifier`'s if given,
+        none of the `exclude`d notifiers'."""
+        sql = (
+            "SELECT id, notifier, payload, attempts, created_at, idempotency_key FROM outbox"
             " WHERE status IN ('pending', 'sending') AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            (to_db(now), limit),
-        ).fetchall()
-        return [OutboxRow(r[0], r[1], json.loads(r[2]), r[3], from_db(r[4])) for r in rows]
+        )
+        args: list[Any] = [to_db(now)]
+        if notifier is not None:
+            sql += " AND notifier = ?"
+            args.append(notifier)
+        if exclude:
+            sql += f" AND notifier NOT IN ({', '.join('?' * len(exclude))})"
+            args.extend(exclude)
+        rows = self.conn.execute(sql + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
+        return [OutboxRow(r[0], r[1], json.loads(r[2]), r[3], from_db(r[4]), r[5]) for r in rows]
 
     def claim_notification(
-        self, outbox_id: int, now: datetime, lease: timedelta = timedelta(minutes=5)
-    ) -> bool:
-        """Take a due notification for delivery; False if another process took it first."""
-        with self._write():
-            cur = self.conn.execute(
-                "UPDATE outbox SET status = 'sending', next_attempt_at = ?"
-                " WHERE id = ? AND status IN ('pending', 'sending') AND next_attempt_at <= ?",
-                (to_db(now + lease), outbox_id, to_db(now)),
-            )
-        return cur.rowcount == 1
+        self, outbox_id: int, now: datetime, lease: timedelta = CLAIM_LEASE
+    ) -> OutboxRow | None:
+        """Take a due notification for delivery: the row as claimed, or None if another
+        process took it first.
 
-    def mark_sent(self, outbox_id: int, at: datetime) -> None:
-        """A notification was delivered."""
+        Taking over a row whose claim expired records, in the same transaction, since when
+        a copy may be out (the earlier claim), so a second crash cannot lose that fact.
+        """
+        with self._write():
+            r = self.conn.execute(
+                "SELECT id, notifier, payload, attempts, created_at, idempotency_key, status,"
+                " next_attempt_at FROM outbox"
+                " WHERE id = ? AND status IN ('pending', 'sending') AND next_attempt_at <= ?",
+                (outbox_id, to_db(now)),
+            ).fetchone()
+            if r is None:
+                return None
+            payload = json.loads(r[2])
+            if r[6] == "sending":
+                # Rows claimed before claims were stamped: the lease tells when.
+                earlier = payload.get(CLAIMED_AT) or to_db(from_db(r[7]) - lease)
+                payload.setdefault(UNSURE_SINCE, earlier)
+            payload[CLAIMED_AT] = to_db(now)
+            self.conn.execute(
+                "UPDATE outbox SET status = 'sending', next_attempt_at = ?, payload = ?"
+                " WHERE id = ?",
+                (to_db(now + lease), json.dumps(payload, sort_keys=True), outbox_id),
+            )
+        return OutboxRow(r[0], r[1], payload, r[3], from_db(r[4]), r[5])
+
+    def mark_sent(self, outbox_id: int, at: datetime, note: str | None = None) -> None:
+        """A notification was delivered; `note` (kept as last_error) says how, if unusually."""
         with self._write():
             self.conn.execute(
                 "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = NULL WHERE id = ?",
-                (to_db(at), outbox_id),
+                " last_error = ? WHERE id = ?",
+                (to_db(at), note, outbox_id),
             )
 
     def mark_failed(
