@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -32,24 +34,20 @@ def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
 
 
 def first_poll_at(last: datetime | None, interval_s: float, now: datetime) -> datetime:
-    """When a source is next due: at once if never polled or overdue, else at last + interval."""
-    if last is None:
+    """When a source is next due: at once if never polled, overdue, or last polled "in the
+    future" (the clock went back since), else at last + interval."""
+    if last is None or last > now:
         return now
     due = last.timestamp() + interval_s
     return now if due <= now.timestamp() else datetime.fromtimestamp(due, tz=now.tzinfo)
 
 
-def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
-    """A scheduler with one poll job per (site, source), an evaluation and a delivery job.
-
-    Jobs run one at a time (one worker): they share one SQLite connection, and
-    an ingest must finish before the next job starts.
-    """
-    sched = BlockingScheduler(
-        timezone="UTC",
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
-    )
+def schedule_polls(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
+    """(Re)place one poll job per (site, source) of the settings in force, and set the
+    evaluation and delivery intervals; each source is next due as `first_poll_at` says."""
+    for job in sched.get_jobs():
+        if job.id.startswith("poll:"):
+            job.remove()
     for site in app.settings.sites:
         for source in site.sources:
             cfg = app.settings.sources[source]
@@ -68,6 +66,26 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
                 id=f"poll:{site.domain}:{source}",
                 next_run_time=start,
             )
+    daemon = app.settings.daemon
+    for job_id, every in (("evaluate", daemon.evaluate_every), ("deliver", daemon.deliver_every)):
+        trigger = IntervalTrigger(seconds=every.total_seconds(), start_date=now)
+        if sched.get_job(job_id) is None:
+            continue
+        sched.reschedule_job(job_id, trigger=trigger)
+
+
+def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
+    """A scheduler with one poll job per (site, source), an evaluation and a delivery job.
+
+    Jobs run one at a time (one worker): they share one SQLite connection, and
+    an ingest must finish before the next job starts.
+    """
+    sched = BlockingScheduler(
+        timezone="UTC",
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+    )
+    schedule_polls(sched, app, now)
     sched.add_job(
         _guarded("evaluate", lambda: app.evaluate(utcnow())),
         IntervalTrigger(seconds=app.settings.daemon.evaluate_every.total_seconds()),
@@ -95,8 +113,83 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
     return sched
 
 
+def running_status(app: Linkwatch) -> str:
+    """The STATUS= line: what runs, and whether the last reload was refused."""
+    status = (
+        f"linkwatch running: {len(app.settings.sites)} sites, {len(app.rulebook.rules)} rules, "
+        f"{len(app.notifiers)} notifiers, database {app.store.path}"
+    )
+    if app.config_problems:
+        status += f"; last reload refused ({len(app.config_problems)} problems, see the log)"
+    return status
+
+
+def reload_now(sched: BaseScheduler, app: Linkwatch) -> bool:
+    """Reload settings and rules; on success the polls follow the new settings. Either way
+    the alerts are evaluated at once, so config_health tells a refused reload."""
+    ok = app.reload()
+    now = utcnow()
+    if ok:
+        schedule_polls(sched, app, now)
+    app.evaluate(now)
+    app.wake_delivery(now)
+    return ok
+
+
+def _in_worker(sched: BaseScheduler, name: str, fn: Callable[[], object]) -> None:
+    """Run `fn` once, now, on the job worker after the running job: the worker is the only
+    thread that uses the store's connection."""
+    sched.add_job(_guarded(name, fn), id=name, replace_existing=True)
+
+
+def replan_jobs(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
+    """Plan every job again from `now` (after the clock jumped)."""
+    schedule_polls(sched, app, now)
+    for job in sched.get_jobs():
+        if not job.id.startswith("poll:") and job.next_run_time is not None:
+            job.modify(next_run_time=now)
+
+
+class ClockWatch:
+    """Notices the wall clock jumping (it is compared with the monotonic clock) and then
+    re-plans every job from the new time: a clock set back must not pause polling."""
+
+    def __init__(self, on_jump: Callable[[float], None], every: float = 15, jump: float = 60):
+        self.on_jump = on_jump
+        self.every = every
+        self.jump = jump
+        self.offset = time.time() - time.monotonic()
+        self.stopped = threading.Event()
+
+    def check(self) -> float:
+        """The jump since the last check in seconds (0 if under the threshold)."""
+        offset = time.time() - time.monotonic()
+        moved = offset - self.offset
+        self.offset = offset
+        if abs(moved) < self.jump:
+            return 0.0
+        self.on_jump(moved)
+        return moved
+
+    def run(self) -> None:
+        """Check every `every` seconds (monotonic waits) until stopped."""
+        while not self.stopped.wait(self.every):
+            try:
+                self.check()
+            except Exception:
+                log.exception("re-planning after a clock jump failed")
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread."""
+        thread = threading.Thread(target=self.run, name="clock-watch", daemon=True)
+        thread.start()
+        return thread
+
+
 def run(app: Linkwatch) -> None:
-    """Run until SIGTERM or SIGINT; the running job finishes first. SIGHUP reloads rules."""
+    """Run until SIGTERM or SIGINT (the running job is cut short or finishes first); SIGHUP
+    reloads settings and rules, keeping the running ones if the new ones are refused."""
+    app.watch_config = True
     sched = build_scheduler(app, utcnow())
     stopping = threading.Event()
     stopper: list[threading.Thread] = []
@@ -113,6 +206,7 @@ def run(app: Linkwatch) -> None:
         log.info("signal %s: finishing the running job, then exiting", signal.Signals(signum).name)
         notify("STOPPING=1", "STATUS=finishing the running job")
         stopping.set()
+        app.stopping.set()  # an ingest still reading stops; nothing of it is stored
         if sched.running:
             shut_down()
 
@@ -121,21 +215,38 @@ def run(app: Linkwatch) -> None:
         if stopping.is_set():
             shut_down()
 
+    def reloaded() -> None:
+        try:
+            ok = reload_now(sched, app)
+            log.info("reload %s", "done" if ok else "refused; the running configuration stays")
+        finally:
+            notify("READY=1", f"STATUS={running_status(app)}")
+
     def reload(signum: int, frame: FrameType | None) -> None:
-        app.rulebook.reload()
+        notify(
+            "RELOADING=1",
+            f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+            "STATUS=reloading settings and rules",
+        )
+        # A thread adds the job: the scheduler's lock must not be taken in a signal handler.
+        threading.Thread(target=_in_worker, args=(sched, "reload", reloaded)).start()
+
+    def replan(moved: float) -> None:
+        log.warning("the clock jumped by %+.0f s: re-planning every job from now", moved)
+        _in_worker(sched, "replan", lambda: replan_jobs(sched, app, utcnow()))
 
     sched.add_listener(started, EVENT_SCHEDULER_STARTED)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
-    status = (
-        f"linkwatch running: {len(app.settings.sites)} sites, {len(app.rulebook.rules)} rules, "
-        f"{len(app.notifiers)} notifiers, database {app.store.path}"
-    )
+    status = running_status(app)
     log.info("%s", status)
+    clock = ClockWatch(replan)
+    clock.start()
     # Storage and rules are loaded by now: tell systemd the service is up.
     notify("READY=1", f"STATUS={status}")
     sched.start()
+    clock.stopped.set()
     for thread in stopper:
         thread.join()
     app.join_delivery()

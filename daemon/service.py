@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alerts.delivery import DeliveryWorkers
 from alerts.engine import Transition, evaluate
 from alerts.notifiers import Notifier, build_notifier
-from alerts.outbox import DeliveryReport, deliver_due
-from alerts.rules import RuleBook
+from alerts.outbox import DeliveryReport, dead_letter_unconfigured, deliver_due
+from alerts.rules import ConfigHealthRule, Rule, RuleBook, RulesError, load_rules, rules_signature
 from alerts.rules.context import EvaluationContext
-from daemon.settings import Settings
+from daemon.settings import ConfigError, Settings, load_settings
 from daemon.store import (
     FutureSnapshotError,
     GuardSettings,
@@ -24,7 +26,7 @@ from daemon.store import (
 from sources import SOURCE_KINDS
 from sources.csv_dir import CsvDirSource
 from sources.exports import ExportFile, export_time
-from sources.model import SnapshotResult, SourceError
+from sources.model import Backlink, SnapshotResult, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,29 @@ class Linkwatch:
     rulebook: RuleBook
     notifiers: dict[str, Notifier] = field(default_factory=dict)
     sources: dict[str, CsvDirSource] = field(default_factory=dict)
+    # The daemon's delivery threads, one per notifier (None: deliver() in the caller).
+    delivery: DeliveryWorkers | None = None
+    # The daemon watches its own configuration (config_health); one-shot commands don't.
+    watch_config: bool = False
+    # Why the last reload of the settings file was refused (empty: it was not).
+    config_problems: list[str] = field(default_factory=list)
+    # Set on SIGTERM: an export still being read is dropped (read again at the next start).
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def open(cls, settings: Settings) -> Linkwatch:
         """Open the store, load rules (RulesError if they are bad) and build plugins."""
         rulebook = RuleBook.load(settings)
         store = Store(settings.storage.path)
-        for site in settings.sites:
-            store.ensure_site(site.domain, site.role)
-            for gone, count in store.links_held_only_by(site.domain, site.sources).items():
+        app = cls(settings, store, rulebook, *_plugins(settings))
+        app.register_sites()
+        return app
+
+    def register_sites(self) -> None:
+        """Record the configured sites in the store; warn about retired sources."""
+        for site in self.settings.sites:
+            self.store.ensure_site(site.domain, site.role)
+            for gone, count in self.store.links_held_only_by(site.domain, site.sources).items():
                 # Their links stay live until a configured source reports them gone.
                 log.warning(
                     "%s: source %r is no longer configured; %d live links were seen only by it",
@@ -76,11 +92,57 @@ class Linkwatch:
                     gone,
                     count,
                 )
-        sources = {
-            name: SOURCE_KINDS[cfg.kind](name, cfg) for name, cfg in settings.sources.items()
-        }
-        notifiers = {name: build_notifier(name, cfg) for name, cfg in settings.notifiers.items()}
-        return cls(settings, store, rulebook, notifiers, sources)
+
+    def reload(self) -> bool:
+        """Re-read the settings file and the rules; on any problem keep the running
+        configuration whole (config_health fires) and return False."""
+        path = self.settings.config_path
+        if path is None:
+            return self.rulebook.reload()
+        try:
+            settings = load_settings(path)
+            rules = load_rules(settings)
+            notifiers, sources = _plugins(settings)
+        except ConfigError as exc:
+            problems = str(exc).splitlines()
+        except RulesError as exc:
+            problems = exc.errors
+        except Exception as exc:
+            # Whatever a new configuration does wrong, the running one must survive it.
+            log.exception("reloading %s failed", path)
+            problems = [f"{path}: cannot be loaded: {type(exc).__name__}: {exc}"]
+        else:
+            problems = []
+        if problems:
+            self.config_problems = problems
+            for line in problems:
+                log.error("configuration not reloaded, the running one stays: %s", line)
+            return False
+        if settings.storage.path != self.settings.storage.path:
+            log.warning(
+                "storage.path changed to %s: the daemon keeps %s until it is restarted",
+                settings.storage.path,
+                self.store.path,
+            )
+            settings = settings.model_copy(update={"storage": self.settings.storage})
+        signature = rules_signature(settings.daemon.rules_dir)
+        self.settings = settings
+        self.rulebook = RuleBook(settings, rules, [], signature)
+        self.notifiers, self.sources = notifiers, sources
+        self.config_problems = []
+        self.register_sites()
+        log.info(
+            "configuration reloaded: %d sites, %d rules, %d notifiers",
+            len(settings.sites),
+            len(rules),
+            len(notifiers),
+        )
+        return True
+
+    def config_health(self) -> ConfigHealthRule:
+        """The built-in alert on refused settings or rule files, told to every notifier."""
+        problems = (*self.config_problems, *self.rulebook.last_errors)
+        return ConfigHealthRule(problems, tuple(self.settings.notifiers))
 
     def close(self) -> None:
         """Close the store."""
@@ -104,11 +166,15 @@ class Linkwatch:
         src = self.sources[source]
         outcomes: list[IngestOutcome] = []
         try:
-            pending = src.pending(site, self.store.known_exports(site, source), now)
+            pending = src.pending(
+                site, self.store.known_exports(site, source), now, sleep=self.stopping.wait
+            )
         except (SourceError, OSError) as exc:
             log.error("%s/%s: %s", site, source, exc)
             return [self._failure(site, source, now, "", str(exc), now)]
         for export in pending:
+            if self.stopping.is_set():
+                break
             if export.problem is not None:
                 log.error("%s/%s: %s", site, source, export.problem)
                 outcomes.append(
@@ -119,7 +185,11 @@ class Linkwatch:
                 continue
             try:
                 result = src.open(site, export)
+                result.records = _until(self.stopping, result.records)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)
+            except Stopping:
+                log.info("%s/%s: %s not read to the end: stopping", site, source, export.path.name)
+                break
             except Exception as exc:
                 # Whatever went wrong with this file is recorded (and so raises source
                 # health); the files after it are still read.
@@ -225,11 +295,35 @@ class Linkwatch:
             self.settings.own_sites(),
             [s.domain for s in self.settings.sites],
         )
-        return evaluate(self.store, self.rulebook.rules, ctx)
+        rules: list[Rule] = list(self.rulebook.rules)
+        if self.watch_config:
+            rules.append(self.config_health())
+        return evaluate(self.store, rules, ctx)
 
     def deliver(self, now: datetime) -> DeliveryReport:
         """Deliver due notifications."""
         return deliver_due(self.store, self.notifiers, now, self.settings.daemon.delivery_ttl)
+
+    def wake_delivery(self, now: datetime) -> None:
+        """The daemon's delivery: wake each notifier's worker (started, or replaced after a
+        reload, here) and never wait on a notifier; rows of removed notifiers go dead."""
+        if self.delivery is None:
+            self.delivery = DeliveryWorkers(self.store.path, utcnow)
+        self.delivery.configure(self.notifiers, self.settings.daemon.delivery_ttl)
+        dead_letter_unconfigured(self.store, self.notifiers, now)
+        self.delivery.wake()
+
+    def stop_delivery(self) -> None:
+        """Let the delivery workers take no more rows; never waits."""
+        if self.delivery is not None:
+            self.delivery.stop()
+
+    def join_delivery(self) -> list[str]:
+        """Wait for the stopped workers, at most their grace; the notifiers abandoned."""
+        if self.delivery is None:
+            return []
+        self.delivery.stop()  # workers a job started since stop_delivery stop too
+        return self.delivery.join()
 
     def cycle(
         self, now: datetime, site: str | None = None
@@ -238,3 +332,22 @@ class Linkwatch:
         outcomes = self.poll(now, site)
         transitions = self.evaluate(now)
         return outcomes, transitions, self.deliver(now)
+
+
+class Stopping(Exception):
+    """The daemon is stopping: the export being read is dropped, nothing of it stored."""
+
+
+def _until(stopping: threading.Event, records: Iterator[Backlink]) -> Iterator[Backlink]:
+    """The records, cut short (Stopping) once `stopping` is set."""
+    for i, record in enumerate(records):
+        if i % 4096 == 0 and stopping.is_set():
+            raise Stopping
+        yield record
+
+
+def _plugins(settings: Settings) -> tuple[dict[str, Notifier], dict[str, CsvDirSource]]:
+    """The notifiers and sources a settings file describes."""
+    notifiers = {name: build_notifier(name, cfg) for name, cfg in settings.notifiers.items()}
+    sources = {name: SOURCE_KINDS[cfg.kind](name, cfg) for name, cfg in settings.sources.items()}
+    return notifiers, sources

@@ -184,7 +184,7 @@ class CsvDirSource:
         site: str,
         known: set[tuple[str, str | None]],
         now: datetime,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> list[PendingExport]:
         """Export files not yet stored as they are now and no longer being written, oldest first.
 

@@ -10,13 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from alerts.rules.config_health import ConfigHealthRule
 from alerts.rules.source_health import SourceHealthRule
 from alerts.rules.threshold import ThresholdRule
 from daemon.settings import Settings, format_validation_error
 
 log = logging.getLogger(__name__)
 
-Rule = ThresholdRule | SourceHealthRule
+# What the engine evaluates; config_health is built in, never read from a file.
+Rule = ThresholdRule | SourceHealthRule | ConfigHealthRule
 RULE_KINDS: dict[str, type[ThresholdRule] | type[SourceHealthRule]] = {
     cls.kind: cls for cls in (ThresholdRule, SourceHealthRule)
 }
@@ -133,4 +135,4 @@ class RuleBook:
         return True
 
 
-__all__ = ["RULE_KINDS", "Rule", "RuleBook", "RulesError", "load_rules"]
+__all__ = ["RULE_KINDS", "ConfigHealthRule", "Rule", "RuleBook", "RulesError", "load_rules"]

@@ -41,3 +41,13 @@ class EvaluationContext:
         if key not in self._metrics:
             self._metrics[key] = compute_metrics(self.store, site, window, self.at)
         return self._metrics[key]
+
+
+# Error text can hold anything a file or server said: an alert quotes only its start.
+NOTE_LIMIT = 300
+
+
+def quote_note(note: str | None) -> str:
+    """Third-party or error text for an alert summary: one line, at most NOTE_LIMIT long."""
+    text = " ".join((note or "").split())
+    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"

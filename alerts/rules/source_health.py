@@ -8,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import Check, EvaluationContext, quote_note
 from daemon.timefmt import format_duration
-from daemon.types import Duration
+from daemon.types import PositiveDuration
 
 _BAD = ("error", "partial", "suspect")
 
@@ -21,7 +21,7 @@ class SourceHealthRuleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["source_health"]
-    max_age: Duration | None = Field(
+    max_age: PositiveDuration | None = Field(
         default=None, description="unhealthy when no complete snapshot is newer than this"
     )
     sites: list[str] | None = None
@@ -79,7 +79,7 @@ class SourceHealthRule:
         for src in ctx.store.source_health(site, ctx.at):
             if src.latest_status in _BAD:
                 problems.append(
-                    f"{src.source}: last poll {src.latest_status}: {_clip(src.latest_note)}"
+                    f"{src.source}: last poll {src.latest_status}: {quote_note(src.latest_note)}"
                 )
             elif self.max_age is not None and (
                 src.last_accepted_at is None or ctx.at - src.last_accepted_at > self.max_age
@@ -98,12 +98,3 @@ class SourceHealthRule:
         else:
             summary = f"{site}: all sources healthy"
         return Check(float(len(problems)), bool(problems), summary)
-
-
-# Error text can hold anything a file or server said: an alert quotes only its start.
-NOTE_LIMIT = 300
-
-
-def _clip(note: str | None) -> str:
-    text = " ".join((note or "").split())
-    return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
