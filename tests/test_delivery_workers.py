@@ -393,7 +393,7 @@ def test_sigterm_with_100_due_rows_and_a_hung_slack_stops_within_15_s(
         tmp_path,
         notifiers=(
             f'[notifiers.seo-slack]\nkind = "slack"\ntoken = "{SLACK_TOKEN}"\n'
-            f'channel = "#seo-alerts"\nbase_url = "{slack_api.base_url}"\ntimeout = 120\n'
+            f'channel = "#seo-alerts"\nbase_url = "{slack_api.base_url}"\ntimeout = 60\n'
         ),
     )
     (tmp_path / "exports" / "example.com").mkdir(parents=True)

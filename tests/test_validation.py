@@ -184,14 +184,14 @@ def test_a_site_domain_with_a_path_is_refused(tmp_path: Path, domain: str) -> No
 NOTIFIER_CASES = [
     (SLACK + "timeout = inf\n", "seo-slack.timeout: Input should be a finite number"),
     (SLACK + "timeout = nan\n", "seo-slack.timeout: Input should be a finite number"),
-    (SLACK + "timeout = 1e9\n", "seo-slack.timeout: Input should be less than or equal to 300"),
+    (SLACK + "timeout = 1e9\n", "seo-slack.timeout: Input should be less than or equal to 60"),
     (SLACK + "timeout = 0\n", "seo-slack.timeout: Input should be greater than 0"),
     (SLACK.replace('"#seo-alerts"', '""'), "seo-slack.channel: String should have at least"),
     (EMAIL + "port = 0\n", "mail.port: Input should be greater than or equal to 1"),
     (EMAIL + "port = 70000\n", "mail.port: Input should be less than or equal to 65535"),
     (EMAIL + "timeout = -1\n", "mail.timeout: Input should be greater than 0"),
     (EMAIL + "timeout = inf\n", "mail.timeout: Input should be a finite number"),
-    (EMAIL + "timeout = 301\n", "mail.timeout: Input should be less than or equal to 300"),
+    (EMAIL + "timeout = 61\n", "mail.timeout: Input should be less than or equal to 60"),
     (EMAIL.replace('"smtp.example.com"', '""'), "mail.host: String should have at least 1"),
 ]
 

@@ -29,7 +29,7 @@ class EmailSettings(BaseModel):
     sender: str
     recipients: list[str] = Field(min_length=1, max_length=100)
     timeout: float = Field(
-        default=15.0, gt=0, le=300, allow_inf_nan=False, description="seconds, at most 300"
+        default=15.0, gt=0, le=60, allow_inf_nan=False, description="seconds, at most 60"
     )
     ca_file: Path | None = Field(default=None, description="extra CA bundle to trust")
 

@@ -62,7 +62,7 @@ class SlackSettings(BaseModel):
         description="Web API base URL (http or https)",
     )
     timeout: float = Field(
-        default=10.0, gt=0, le=300, allow_inf_nan=False, description="seconds, at most 300"
+        default=10.0, gt=0, le=60, allow_inf_nan=False, description="seconds, at most 60"
     )
 
 
