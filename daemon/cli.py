@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from pydantic import SecretStr
 
 from alerts.message import AlertMessage, DeliveryError
 from alerts.rules import Rule, RulesError, load_rules
+from daemon.doctor import ca_file_problems, diagnose, folder_problems
 from daemon.logs import configure_logging
 from daemon.service import Linkwatch, describe, utcnow
 from daemon.settings import SECRET_STAND_IN, ConfigError, Settings, config_path, load_settings
@@ -22,7 +22,6 @@ from daemon.store import StoreError
 from daemon.store.check import check_database
 from daemon.timefmt import format_duration, parse_instant
 from daemon.types import to_duration
-from sources.csv_dir import CsvDirSource
 from sources.formats import FORMATS
 from sources.model import FormatError, SourceError
 
@@ -361,8 +360,8 @@ def check(ctx: click.Context) -> None:
     db = check_database(settings.storage.path)
     if db.problem is not None:
         problems.append(f"{path}: storage.path: {db.problem}")
-    problems.extend(_folder_problems(path, settings))
-    problems.extend(_ca_file_problems(path, settings))
+    problems.extend(folder_problems(path, settings))
+    problems.extend(ca_file_problems(path, settings))
     for line in problems:
         click.echo(line, err=True)
     if problems:
@@ -380,36 +379,26 @@ def check(ctx: click.Context) -> None:
     )
 
 
-def _folder_problems(path: Path, settings: Settings) -> list[str]:
-    """Every (site, csv_dir source) whose export folder is missing or unreadable."""
-    problems = []
-    for site in settings.sites:
-        for name in site.sources:
-            folder = CsvDirSource(name, settings.sources[name]).folder(site.domain)
-            key = f"{path}: sources.{name}.path"
-            try:
-                if not folder.exists():
-                    problem = f"folder {folder} does not exist for site {site.domain}"
-                elif not folder.is_dir():
-                    problem = f"{folder} is not a folder (site {site.domain})"
-                elif not os.access(folder, os.R_OK | os.X_OK):
-                    problem = f"folder {folder} is not readable by this user (site {site.domain})"
-                else:
-                    continue
-            except OSError as exc:
-                problem = f"folder {folder} cannot be checked: {exc} (site {site.domain})"
-            problems.append(f"{key}: {problem}")
-    return problems
-
-
-def _ca_file_problems(path: Path, settings: Settings) -> list[str]:
-    """Every notifier whose extra CA bundle is not a readable file."""
-    problems = []
-    for name, notifier in settings.notifiers.items():
-        ca_file: Path | None = getattr(notifier, "ca_file", None)
-        if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
-            problems.append(f"{path}: notifiers.{name}.ca_file: {ca_file} is not a readable file")
-    return problems
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Try everything live (database, notifiers, folders, clock); print a fix per problem."""
+    # Loaded as `check` does, so a missing secret is one FAIL line naming where to put it
+    # rather than a load error that hides every other finding.
+    path = config_path(ctx.obj["config"])
+    try:
+        settings = load_settings(path, require_secrets=False)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(line, err=True)
+        sys.exit(EXIT_USAGE)
+    counts = {"ok": 0, "warn": 0, "FAIL": 0}
+    for finding in diagnose(path, settings, utcnow()):
+        click.echo(finding.line())
+        counts[finding.status] += 1
+    click.echo(f"{counts['ok']} ok, {counts['warn']} warn, {counts['FAIL']} FAIL")
+    if counts["FAIL"]:
+        sys.exit(EXIT_RUNTIME)
 
 
 @main.command("notify-test")
