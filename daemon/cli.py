@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from daemon.doctor import ca_file_problems, diagnose, folder_problems
 from daemon.logs import configure_logging
 from daemon.service import Linkwatch, describe, utcnow
 from daemon.settings import SECRET_STAND_IN, ConfigError, Settings, config_path, load_settings
-from daemon.store import StoreError
+from daemon.store import StoreError, database_problem
 from daemon.store.check import check_database
 from daemon.timefmt import format_duration, parse_instant
 from daemon.types import to_duration
@@ -68,7 +69,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value))
 
 
-@click.group()
+class _Linkwatch(click.Group):
+    """The command group; a database that is busy, full or unusable ends a command with
+    exit 1 and one line, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except sqlite3.Error as exc:
+            _fail(database_problem(exc), EXIT_RUNTIME)
+
+
+@click.group(cls=_Linkwatch)
 @click.option(
     "-c",
     "--config",

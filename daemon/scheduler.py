@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.sdnotify import notify, watchdog_interval
 from daemon.service import Linkwatch, utcnow
+from daemon.store import database_problem
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,9 @@ def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
     def job() -> None:
         try:
             fn()
+        except sqlite3.Error as exc:
+            # Busy or full: the next run tries again; the cause is the user's to see.
+            log.error("job %s failed: %s", name, database_problem(exc))
         except Exception:
             # A failing job must not stop the daemon; the next run tries again.
             log.exception("job %s failed", name)

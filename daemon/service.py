@@ -75,7 +75,7 @@ class Linkwatch:
     def open(cls, settings: Settings) -> Linkwatch:
         """Open the store, load rules (RulesError if they are bad) and build plugins."""
         rulebook = RuleBook.load(settings)
-        store = Store(settings.storage.path)
+        store = Store(settings.storage.path, settings.storage.busy_timeout.total_seconds())
         app = cls(settings, store, rulebook, *_plugins(settings))
         app.register_sites()
         return app

@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -62,6 +63,15 @@ class StorageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Path = Path("linkwatch.db")
+    # How long a command or the daemon waits for another process's write transaction.
+    busy_timeout: PositiveDuration = timedelta(seconds=30)
+
+    @field_validator("busy_timeout")
+    @classmethod
+    def _at_most_an_hour(cls, v: timedelta) -> timedelta:
+        if v > timedelta(hours=1):
+            raise ValueError("expected a duration between 1s and 1h")
+        return v
 
 
 class DaemonSettings(BaseModel):

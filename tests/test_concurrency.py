@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -117,16 +118,52 @@ def test_readers_answer_while_a_300k_row_import_runs(tmp_path: Path) -> None:
             status_waits.append(time.monotonic() - t0)
             app.evaluate(NOW)
             t0 = time.monotonic()
-            app.store.ensure_site("example.com", "own")  # a short write transaction
+            # A short write transaction (the role changes, so it must write).
+            app.store.ensure_site("example.com", ("own", "competitor")[len(write_waits) % 2])
             write_waits.append(time.monotonic() - t0)
             time.sleep(0.05)
         _, err = importer.communicate()
         assert importer.returncode == 0, err
         assert len(status_waits) >= 3  # the loop ran while the import did
         assert max(status_waits) < 1.0, status_waits
+        app.store.ensure_site("example.com", "own")
         assert app.store.status()[0].live_links == 300_000
         # A writer waits for the diff only, never for the reading and staging.
         took = app.store.snapshots("example.com")[0]["duration_s"]
         assert max(write_waits) < 0.75 * took, (write_waits, took)
     finally:
         app.close()
+
+
+def test_a_command_that_waits_past_the_busy_timeout_exits_1_with_one_line(
+    tmp_path: Path,
+) -> None:
+    settings_path = write_settings(tmp_path)
+    text = settings_path.read_text().replace(
+        'path = "linkwatch.db"\n', 'path = "linkwatch.db"\nbusy_timeout = "1s"\n', 1
+    )
+    settings_path.write_text(text)
+    export = write_ahrefs(tmp_path / "backlinks_2026-02-01.csv", _links(10))
+    app = Linkwatch.open(load_settings(settings_path))
+    app.close()
+    holder = sqlite3.connect(tmp_path / "linkwatch.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        cli = [sys.executable, "-m", "daemon.cli", "-c", str(settings_path)]
+        blocked = subprocess.run(
+            [*cli, "import", "--site", "example.com", str(export)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert blocked.returncode == 1, blocked.stderr
+        assert "Traceback" not in blocked.stderr
+        assert "the database is busy" in blocked.stderr
+        assert "storage.busy_timeout" in blocked.stderr
+        # Readers never wait for a writer.
+        reader = subprocess.run(
+            [*cli, "metrics", "--site", "example.com"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert reader.returncode == 0, reader.stderr
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -43,6 +43,7 @@ __all__ = [
     "Store",
     "StoreError",
     "WindowCounts",
+    "database_problem",
 ]
 
 
@@ -117,18 +118,33 @@ def open_problem(path: Path, exc: sqlite3.Error | OSError) -> str:
             f"{path}: the database is damaged ({exc}); restore a backup or move the file "
             "away to start afresh"
         )
-    return f"{path}: cannot open the database: {exc}"
+    return f"{path}: cannot open the database: {database_problem(exc)}"
+
+
+def database_problem(exc: sqlite3.Error | OSError) -> str:
+    """What a database error means for the user, in one line."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            f"the database is busy ({exc}): another linkwatch process held its write lock "
+            "past the busy timeout (storage.busy_timeout); try again"
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return f"the disk is full ({exc}): nothing was changed; free some space and try again"
+    return str(exc)
 
 
 class Store:
     """A linkwatch database file: ledger, snapshots, alerts and outbox."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout: float = 30.0) -> None:
         self.path = path
         conn: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(
+                path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")
@@ -161,6 +177,9 @@ class Store:
 
     def ensure_site(self, domain: str, role: str) -> int:
         """The id of a site, created (or its role updated) as the settings say."""
+        row = self.conn.execute("SELECT id, role FROM sites WHERE domain = ?", (domain,)).fetchone()
+        if row is not None and row[1] == role:
+            return int(row[0])  # nothing to write: a reading command takes no write lock
         with self._write():
             self.conn.execute(
                 "INSERT INTO sites (domain, role) VALUES (?, ?)"
