@@ -112,14 +112,16 @@ class DeliveryWorkers:
         """Run one worker per notifier of `notifiers` (a new mapping after a reload)."""
         if (notifiers is self.notifiers and ttl == self.ttl) or self.deadline is not None:
             return  # unchanged, or stopping: no new workers
-        for worker in self.workers:
-            worker.stop()
-        self.retired = [w for w in self.retired + self.workers if not w.join(0)]
-        self.notifiers, self.ttl = notifiers, ttl
-        self.workers = [
+        # Built before anything is replaced: if one cannot open its connection, the next
+        # call tries again instead of finding the mapping already taken.
+        workers = [
             DeliveryWorker(self.path, name, notifier, ttl, self.clock)
             for name, notifier in notifiers.items()
         ]
+        for worker in self.workers:
+            worker.stop()
+        self.retired = [w for w in self.retired + self.workers if not w.join(0)]
+        self.notifiers, self.ttl, self.workers = notifiers, ttl, workers
         for worker in self.workers:
             worker.start()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
 import sqlite3
@@ -124,8 +125,9 @@ def running_status(app: Linkwatch) -> str:
         f"linkwatch running: {len(app.settings.sites)} sites, {len(app.rulebook.rules)} rules, "
         f"{len(app.notifiers)} notifiers, database {app.store.path}"
     )
-    if app.config_problems:
-        status += f"; last reload refused ({len(app.config_problems)} problems, see the log)"
+    problems = app.config_health().problems
+    if problems:
+        status += f"; last reload refused ({len(problems)} problems, see the log)"
     return status
 
 
@@ -196,6 +198,7 @@ def run(app: Linkwatch) -> None:
     reloads settings and rules, keeping the running ones if the new ones are refused."""
     app.watch_config = True
     sched = build_scheduler(app, utcnow())
+    reloads = itertools.count(1)
     stopping = threading.Event()
     stopper: list[threading.Thread] = []
 
@@ -234,7 +237,8 @@ def run(app: Linkwatch) -> None:
             "STATUS=reloading settings and rules",
         )
         # A thread adds the job: the scheduler's lock must not be taken in a signal handler.
-        threading.Thread(target=_in_worker, args=(sched, "reload", reloaded)).start()
+        name = f"reload {next(reloads)}"  # a SIGHUP during a reload gets its own run
+        threading.Thread(target=_in_worker, args=(sched, name, reloaded)).start()
 
     def replan(moved: float) -> None:
         log.warning("the clock jumped by %+.0f s: re-planning every job from now", moved)

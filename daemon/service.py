@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from daemon.store import (
     IngestOutcome,
     OutOfOrderError,
     Store,
+    database_problem,
 )
 from sources import SOURCE_KINDS
 from sources.csv_dir import CsvDirSource
@@ -80,9 +82,9 @@ class Linkwatch:
         app.register_sites()
         return app
 
-    def register_sites(self) -> None:
+    def register_sites(self, settings: Settings | None = None) -> None:
         """Record the configured sites in the store; warn about retired sources."""
-        for site in self.settings.sites:
+        for site in (settings or self.settings).sites:
             self.store.ensure_site(site.domain, site.role)
             for gone, count in self.store.links_held_only_by(site.domain, site.sources).items():
                 # Their links stay live until a configured source reports them gone.
@@ -99,38 +101,46 @@ class Linkwatch:
         path = self.settings.config_path
         if path is None:
             return self.rulebook.reload()
+        settings_problems: list[str] = []
+        rule_problems: list[str] = []
         try:
             settings = load_settings(path)
+            if settings.storage.path != self.settings.storage.path:
+                log.warning(
+                    "storage.path changed to %s: the daemon keeps %s until it is restarted",
+                    settings.storage.path,
+                    self.store.path,
+                )
+                settings = settings.model_copy(update={"storage": self.settings.storage})
+            # Taken before the files are read: an edit made meanwhile is noticed later.
+            signature = rules_signature(settings.daemon.rules_dir)
             rules = load_rules(settings)
             notifiers, sources = _plugins(settings)
+            # The last step that can fail (it writes): nothing is swapped before it.
+            self.register_sites(settings)
         except ConfigError as exc:
-            problems = str(exc).splitlines()
+            settings_problems = str(exc).splitlines()
         except RulesError as exc:
-            problems = exc.errors
+            rule_problems = exc.errors
+        except sqlite3.Error as exc:
+            settings_problems = [f"{path}: not reloaded: {database_problem(exc)}"]
         except Exception as exc:
             # Whatever a new configuration does wrong, the running one must survive it.
             log.exception("reloading %s failed", path)
-            problems = [f"{path}: cannot be loaded: {type(exc).__name__}: {exc}"]
-        else:
-            problems = []
-        if problems:
-            self.config_problems = problems
-            for line in problems:
+            settings_problems = [f"{path}: cannot be loaded: {type(exc).__name__}: {exc}"]
+        if settings_problems or rule_problems:
+            # Rule problems stay with the rule book: mending the file clears them at the
+            # next evaluation, as any rule edit; settings problems wait for a reload.
+            self.config_problems = settings_problems
+            if rule_problems:
+                self.rulebook.last_errors = rule_problems
+            for line in settings_problems + rule_problems:
                 log.error("configuration not reloaded, the running one stays: %s", line)
             return False
-        if settings.storage.path != self.settings.storage.path:
-            log.warning(
-                "storage.path changed to %s: the daemon keeps %s until it is restarted",
-                settings.storage.path,
-                self.store.path,
-            )
-            settings = settings.model_copy(update={"storage": self.settings.storage})
-        signature = rules_signature(settings.daemon.rules_dir)
         self.settings = settings
         self.rulebook = RuleBook(settings, rules, [], signature)
         self.notifiers, self.sources = notifiers, sources
         self.config_problems = []
-        self.register_sites()
         log.info(
             "configuration reloaded: %d sites, %d rules, %d notifiers",
             len(settings.sites),
@@ -141,7 +151,7 @@ class Linkwatch:
 
     def config_health(self) -> ConfigHealthRule:
         """The built-in alert on refused settings or rule files, told to every notifier."""
-        problems = (*self.config_problems, *self.rulebook.last_errors)
+        problems = tuple(dict.fromkeys((*self.config_problems, *self.rulebook.last_errors)))
         return ConfigHealthRule(problems, tuple(self.settings.notifiers))
 
     def close(self) -> None:
@@ -200,8 +210,12 @@ class Linkwatch:
                 # A file's content or place in time is judged once, until the file
                 # changes; anything else (a locked or full database, a file from the
                 # future while the clock catches up, a bug) is tried again next poll.
-                final = isinstance(exc, SourceError | OutOfOrderError) and not isinstance(
-                    exc, FutureSnapshotError
+                final = (
+                    isinstance(exc, SourceError | OutOfOrderError)
+                    and not isinstance(exc, FutureSnapshotError)
+                    # A file that could not be opened (permissions) may be readable later
+                    # without changing its size or mtime.
+                    and not isinstance(exc.__cause__, OSError)
                 )
                 stamp = export.stamp if final else "retry"
                 outcomes.append(

@@ -113,7 +113,17 @@ class _CredentialsSource(PydanticBaseSettingsSource):
             node = found
             for part in parts[:-1]:
                 node = node.setdefault(part.lower(), {})
-            node[parts[-1].lower()] = path.read_text(encoding="utf-8").strip()
+                if not isinstance(node, dict):
+                    raise ConfigError(
+                        f"{path}: credential file: {part!r} is both a value and a group "
+                        "(another credential file names it alone)"
+                    )
+            if isinstance(node.get(parts[-1].lower()), dict):
+                raise ConfigError(f"{path}: credential file: names a group, not a value")
+            try:
+                node[parts[-1].lower()] = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: credential file cannot be read: {exc}") from exc
         return found
 
 
@@ -265,7 +275,7 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: settings file not found") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
@@ -281,6 +291,12 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
     db_problem = storage_path_problem(db) if db is not None else None
     if db_problem is not None:
         problems.append(f"{path}: storage.path: {db_problem}")
+    for name, source in settings.sources.items() if settings is not None else ():
+        # Checked again once relative to the settings folder (a path may grow too long).
+        try:
+            SOURCE_KINDS[source.kind](name, source)
+        except ValueError as exc:
+            problems.append(f"{path}: sources.{name}.path: {exc}")
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings

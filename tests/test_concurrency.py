@@ -8,6 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from daemon.service import Linkwatch
 from daemon.settings import load_settings
@@ -167,3 +170,32 @@ def test_a_command_that_waits_past_the_busy_timeout_exits_1_with_one_line(
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_an_export_that_cannot_be_opened_is_tried_again_once_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    export = write_ahrefs(folder / "backlinks_2026-02-01.csv", _links(20))
+    real_open = Path.open
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        # Tests run as root, whom chmod does not stop: the refusal is simulated.
+        if self == export:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    app = Linkwatch.open(settings)
+    try:
+        monkeypatch.setattr(Path, "open", refuse)
+        first = app.poll_source("example.com", "exports", NOW)
+        assert [(o.status, "Permission denied" in (o.note or "")) for o in first] == [
+            ("error", True)
+        ]
+        monkeypatch.setattr(Path, "open", real_open)
+        # chmod changes neither size nor mtime: the file must not count as read.
+        assert [o.status for o in app.poll_source("example.com", "exports", NOW)] == ["baseline"]
+    finally:
+        app.close()

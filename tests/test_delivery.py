@@ -147,12 +147,15 @@ def test_the_summary_is_escaped_in_slack_and_html(slack: SlackStandIn, smtp: Smt
     assert b"<b>bold</b>" not in html and b"&lt;b&gt;bold&lt;/b&gt;" in html
 
 
-def test_server_errors_back_off_then_give_up_after_ttl(tmp_path: Path, slack: SlackStandIn) -> None:
+def test_retryable_errors_back_off_then_give_up_after_ttl(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
     store = Store(tmp_path / "lw.db")
     _queue(store, ["seo-slack"])
     notifiers = {"seo-slack": _slack(slack)}
+    # (A server error may come after the post was stored: test_delivery_workers.py.)
     for _ in range(3):
-        slack.fail_next(500, {"ok": False, "error": "internal_error"})
+        slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
     assert deliver_due(store, notifiers, T0, TTL).retrying == 1
     assert deliver_due(store, notifiers, T0 + backoff(0) - timedelta(seconds=1), TTL).retrying == 0
     assert deliver_due(store, notifiers, T0 + backoff(0), TTL).retrying == 1

@@ -56,8 +56,14 @@ class SlackWithHistory(SlackStandIn):
     history_failures: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     list_calls: int = 0
     list_error: str | None = None
+    # Store the post, then answer with this (status, body): a server error after the fact.
+    fail_after_post: tuple[int, dict[str, Any]] | None = None
 
     def post(self, request: Request) -> Response:
+        if self.fail_after_post is not None:
+            self._post(request)
+            status, body = self.fail_after_post
+            return Response(json.dumps(body), status=status, content_type="application/json")
         if self.hang:
             self.hung += 1
             stored = self._post(request) if self.post_before_hang else None
@@ -301,6 +307,24 @@ def test_a_post_whose_answer_never_came_is_found_on_retry(
     assert "timed out" in row["last_error"]
     slack_api.hang = False
     slack_api.release.set()
+    report = deliver_due(store, {"seo-slack": notifier}, T0 + backoff(0), TTL)
+    assert report.sent == 1
+    assert len(slack_api.posted) == 1 and len(slack_api.history_calls) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(500, {"ok": False, "error": "internal_error"}), (200, {"ok": False, "error": "fatal_error"})],
+)
+def test_a_server_error_after_the_post_was_stored_is_looked_up_not_repeated(
+    tmp_path: Path, slack_api: SlackWithHistory, answer: tuple[int, dict[str, Any]]
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, "seo-slack")
+    notifier = _slack(slack_api, timeout=1)
+    slack_api.fail_after_post = answer
+    assert deliver_due(store, {"seo-slack": notifier}, T0, TTL).retrying == 1
+    slack_api.fail_after_post = None
     report = deliver_due(store, {"seo-slack": notifier}, T0 + backoff(0), TTL)
     assert report.sent == 1
     assert len(slack_api.posted) == 1 and len(slack_api.history_calls) == 1

@@ -60,7 +60,7 @@ def test_a_bad_settings_file_is_refused_whole_and_config_health_fires(
     settings_file.write_text(body)
     assert app.reload() is False
     assert app.settings is before
-    assert any(str(settings_file) in p and message in p for p in app.config_problems), (
+    assert any(str(settings_file) in p and message in p for p in app.config_health().problems), (
         app.config_problems
     )
     assert _config_alert(app, NOW) == [("linkwatch", "firing")]
@@ -80,7 +80,7 @@ def test_bad_rule_files_on_reload_keep_the_running_rules(app: Linkwatch, tmp_pat
     write_rule(tmp_path, "overflow", RULE.replace('"7d"', '"999999999999d"'))
     assert app.reload() is False
     assert [r.name for r in app.rulebook.rules] == ["any-loss"]
-    problems = "\n".join(app.config_problems)
+    problems = "\n".join(app.config_health().problems)
     assert "table-kind.toml: kind" in problems
     assert "overflow.toml: window" in problems
     assert _config_alert(app, NOW) == [("linkwatch", "firing")]

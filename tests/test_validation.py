@@ -616,3 +616,48 @@ def test_the_configuration_page_lists_every_key() -> None:
     assert f"1 {dash} {MAX_CONFIRM_AFTER}" in page
     assert f"1 {dash} {MAX_PATTERNS} file name patterns" in page
     assert MAX_VALUE == 1e12 and "between \N{MINUS SIGN}10¹² and 10¹²" in page
+
+
+# --- found by review: inputs that still crashed --------------------------------------
+
+
+def test_toml_nested_too_deeply_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    settings = ready(tmp_path)
+    deep = "x = " + "[" * 5000 + "]" * 5000 + "\n"
+    write_rule(tmp_path, "deep", deep)
+    code, out = run(settings, "rules", "check")
+    assert code == 2 and "deep.toml: not valid TOML" in out
+    settings.write_text(deep)
+    code, out = run(settings, "check")
+    assert code == 2 and f"{settings}: not valid TOML" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"notifiers__console__token": b"\xff\xfe"}, "credential file cannot be read"),
+        (
+            {"notifiers__console": b"x", "notifiers__console__kind": b"y"},
+            "'console' is both a value and a group",
+        ),
+    ],
+)
+def test_bad_credential_files_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes], message: str
+) -> None:
+    settings = ready(tmp_path)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name, body in files.items():
+        (creds / name).write_bytes(body)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    code, out = run(settings, "check")
+    assert code == 2 and message in out and str(creds) in out
+
+
+def test_a_source_path_too_long_once_resolved_is_refused(tmp_path: Path) -> None:
+    settings = ready(tmp_path)
+    text = settings.read_text().replace("exports/{domain}", "x" * 4080 + "/{domain}")
+    settings.write_text(text)
+    code, out = run(settings, "check")
+    assert code == 2 and "sources.exports.path: longer than 4096 characters" in out

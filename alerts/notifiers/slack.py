@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import math
 import re
 from datetime import datetime
@@ -43,6 +44,12 @@ _PERMANENT = frozenset(
         "too_many_attachments",
         "restricted_action",
     }
+)
+
+
+# Errors Slack may give after it has stored the post.
+_MAYBE_POSTED = frozenset(
+    {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
 )
 
 
@@ -116,12 +123,18 @@ class SlackNotifier:
                 metadata=metadata,
             )
         except SlackApiError as exc:
-            raise self._failure(exc, "") from exc
-        except OSError as exc:
-            # No answer (timeout, dropped connection): the post may have been made. A
-            # URLError means the request never went out whole.
+            failure = self._failure(exc, "")
+            # A server error may come after the message was posted: look before re-sending.
+            status = exc.response.status_code if exc.response is not None else 0
+            error = str(exc.response.get("error", "")) if exc.response is not None else ""
+            failure.unsure = status >= 500 or error in _MAYBE_POSTED
+            raise failure from exc
+        except (OSError, http.client.HTTPException) as exc:
+            # No whole answer (timeout, dropped connection, a response cut short): the post
+            # may have been made. A URLError means the request never went out whole.
             raise DeliveryError(
-                f"slack {self.settings.channel}: {exc}", unsure=not isinstance(exc, URLError)
+                f"slack {self.settings.channel}: {type(exc).__name__}: {exc}",
+                unsure=not isinstance(exc, URLError),
             ) from exc
         channel = response.get("channel")
         if isinstance(channel, str) and channel:

@@ -35,7 +35,7 @@ class RulesError(Exception):
 def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
     try:
         raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         return None, [f"{path}: not valid TOML: {exc}"]
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}: cannot read: {exc}"]

@@ -460,7 +460,12 @@ def ingest(
         raise
     locked = time.monotonic()
     counts: dict[str, int] = {}
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        for statement in _DROP_STAGING:
+            conn.execute(statement)
+        raise
     try:
         # Another process may have ingested in between: every check is made again here.
         series = series_for(conn, site_id, source, result.format, coverage_of(result))
