@@ -68,7 +68,8 @@ def schedule_polls(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
 
             sched.add_job(
                 _guarded(f"poll {site.domain}/{source}", poll),
-                IntervalTrigger(seconds=interval, start_date=start, jitter=min(60, interval / 10)),
+                # No jitter: APScheduler adds the interval to the jittered time, so it drifts.
+                IntervalTrigger(seconds=interval, start_date=start),
                 id=f"poll:{site.domain}:{source}",
                 next_run_time=start,
             )

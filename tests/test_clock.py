@@ -56,3 +56,17 @@ def test_after_the_clock_went_back_every_job_is_planned_from_the_new_time(
             assert job.next_run_time == NOW, job.id
     finally:
         app.close()
+
+
+def test_polls_keep_their_interval_without_drift(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    app = Linkwatch.open(settings)
+    try:
+        sched = build_scheduler(app, NOW)
+        trigger = sched.get_job("poll:example.com:exports").trigger
+        at = NOW
+        for _ in range(100):
+            at = trigger.get_next_fire_time(at, at)
+        assert at == NOW + 100 * timedelta(hours=1)
+    finally:
+        app.close()
