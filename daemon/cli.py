@@ -333,10 +333,7 @@ def rules() -> None:
 def rules_check(ctx: click.Context) -> None:
     """Validate every rule file; print `file: key: message` per error, exit 2 on any."""
     # Rules name notifiers, not their secrets: a missing token is `check`'s business.
-    try:
-        settings = load_settings(config_path(ctx.find_root().obj["config"]), require_secrets=False)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+    _, settings = _settings_without_secrets(ctx.find_root())
     try:
         loaded = load_rules(settings)
     except RulesError as exc:
@@ -346,19 +343,25 @@ def rules_check(ctx: click.Context) -> None:
     click.echo(f"{len(loaded)} rules OK in {settings.daemon.rules_dir}")
 
 
+def _settings_without_secrets(ctx: click.Context) -> tuple[Path, Settings]:
+    """The settings file and its settings, a missing secret standing in (check, doctor);
+    every problem one `file: key: message` line and exit 2."""
+    path = config_path(ctx.obj["config"])
+    try:
+        return path, load_settings(path, require_secrets=False)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(line, err=True)
+        sys.exit(EXIT_USAGE)
+
+
 @main.command("check")
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check settings, rules, database and export folders read-only; exit 2 on any problem."""
     # Every problem is one `file: key: message` line; nothing is created or written, so
     # systemd runs this as ExecReload before signalling the daemon.
-    path = config_path(ctx.obj["config"])
-    try:
-        settings = load_settings(path, require_secrets=False)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            click.echo(line, err=True)
-        sys.exit(EXIT_USAGE)
+    path, settings = _settings_without_secrets(ctx)
     problems: list[str] = []
     rules_dir = settings.daemon.rules_dir
     loaded: list[Rule] = []
@@ -397,13 +400,7 @@ def doctor(ctx: click.Context) -> None:
     """Try everything live (database, notifiers, folders, clock); print a fix per problem."""
     # Loaded as `check` does, so a missing secret is one FAIL line naming where to put it
     # rather than a load error that hides every other finding.
-    path = config_path(ctx.obj["config"])
-    try:
-        settings = load_settings(path, require_secrets=False)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            click.echo(line, err=True)
-        sys.exit(EXIT_USAGE)
+    path, settings = _settings_without_secrets(ctx)
     counts = {"ok": 0, "warn": 0, "FAIL": 0}
     for finding in diagnose(path, settings, utcnow()):
         click.echo(finding.line())
