@@ -11,7 +11,7 @@ from typing import ParamSpec, Protocol, runtime_checkable
 
 from alerts.message import AlertMessage, DeliveryError
 from alerts.notifiers import Notifier
-from daemon.store import UNSURE_SINCE, OutboxRow, Store
+from daemon.store import UNSURE_SINCE, OutboxRow, Store, is_busy
 from daemon.timefmt import from_db, to_db
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def _write(outcome: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> Non
             outcome(*args, **kwargs)
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not is_busy(exc):
                 raise
             if attempt == WRITE_TRIES - 1:
                 raise

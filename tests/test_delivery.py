@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -500,3 +501,33 @@ def test_each_post_carries_its_outbox_key_as_message_metadata(
     # A message from outside the outbox (notify-test) has no key to carry.
     _slack(slack).send(_message())
     assert "metadata" not in slack.messages[1]
+
+
+class _BusyOnceStore(Store):
+    """Another process holds the write lock the first time a delivery is marked sent."""
+
+    busy = 0
+
+    def mark_sent(self, outbox_id: int, at: datetime, note: str | None = None) -> None:
+        if self.busy == 0:
+            self.busy += 1
+            holder = sqlite3.connect(self.path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                super().mark_sent(outbox_id, at, note)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+        super().mark_sent(outbox_id, at, note)
+
+
+def test_a_sent_mark_that_meets_a_busy_database_is_written_again_not_resent(
+    tmp_path: Path, slack: SlackStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _BusyOnceStore(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    assert deliver_due(store, {"seo-slack": _slack(slack)}, T0, TTL).sent == 1
+    assert store.busy == 1 and "recording a delivery outcome again" in caplog.text
+    assert [r["status"] for r in store.outbox()] == ["sent"]
+    assert len(slack.messages) == 1

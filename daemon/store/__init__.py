@@ -44,6 +44,7 @@ __all__ = [
     "StoreError",
     "WindowCounts",
     "database_problem",
+    "is_busy",
 ]
 
 
@@ -121,10 +122,15 @@ def open_problem(path: Path, exc: sqlite3.Error | OSError) -> str:
     return f"{path}: cannot open the database: {database_problem(exc)}"
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True when another connection's lock made a statement give up (busy timeout)."""
+    return getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 def database_problem(exc: sqlite3.Error | OSError) -> str:
     """What a database error means for the user, in one line."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+    if is_busy(exc):
         return (
             f"the database is busy ({exc}): another linkwatch process held its write lock "
             "past the busy timeout (storage.busy_timeout); try again"
