@@ -205,6 +205,10 @@ class Linkwatch:
                 # health); the files after it are still read.
                 if isinstance(exc, SourceError | OutOfOrderError):
                     log.error("%s/%s: %s", site, source, exc)
+                elif isinstance(exc, sqlite3.Error):
+                    log.error(
+                        "%s/%s: %s: %s", site, source, export.path.name, database_problem(exc)
+                    )
                 else:
                     log.exception("%s/%s: %s failed", site, source, export.path.name)
                 # A file's content or place in time is judged once, until the file

@@ -58,7 +58,9 @@ def test_an_ingest_that_fails_in_the_database_is_tried_again_next_poll(tmp_path:
         app.close()
 
 
-def test_a_full_disk_fails_the_ingest_clearly_and_changes_nothing(tmp_path: Path) -> None:
+def test_a_full_disk_fails_the_ingest_clearly_and_changes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = load_settings(write_settings(tmp_path))
     folder = tmp_path / "exports" / "example.com"
     folder.mkdir(parents=True)
@@ -72,6 +74,8 @@ def test_a_full_disk_fails_the_ingest_clearly_and_changes_nothing(tmp_path: Path
         failed = app.poll_source("example.com", "exports", NOW)
         assert [o.status for o in failed] == ["error"]
         assert "full" in (failed[0].note or "")
+        # One line that says what to do, not a traceback.
+        assert "the disk is full" in caplog.text and "Traceback" not in caplog.text
         assert app.store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert sum(1 for _ in app.store.links("example.com", "live")) == 200
         app.store.conn.execute("PRAGMA max_page_count = 1073741823")
