@@ -39,7 +39,7 @@ class AlertMessage:
     @classmethod
     def from_payload(cls, payload: dict[str, Any], key: str = "") -> AlertMessage:
         """Rebuild a message from its outbox payload (and the row's idempotency key)."""
-        # The outbox keeps its delivery bookkeeping (`_claimed_at`, …) next to the message.
+        # The outbox keeps its delivery bookkeeping (`_unsure_since`) next to the message.
         data = {k: v for k, v in payload.items() if not k.startswith("_")}
         data["lost_domains"] = tuple(LostDomain(**d) for d in data.get("lost_domains", ()))
         data["recipients"] = tuple(data.get("recipients", ()))

@@ -469,7 +469,7 @@ class _SaysWait:
 
 @pytest.mark.parametrize(
     ("retry_after", "wait"),
-    [(float("nan"), 1), (-1e300, 1), (0.5, 1), (90, 90), (1e300, 3600)],
+    [(float("nan"), 1), (-1e300, 1), (0.5, 1), (1.5, 1.5), (90, 90), (1e300, 3600)],
 )
 def test_any_retry_after_becomes_a_wait_of_one_second_to_an_hour(
     tmp_path: Path, retry_after: float, wait: int

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from alerts.rules import ConfigHealthRule
+from alerts.rules.context import EvaluationContext
 from daemon.service import Linkwatch
 from daemon.settings import load_settings
 from tests.helpers import write_ahrefs, write_rule, write_settings
@@ -122,6 +124,8 @@ def test_one_shot_commands_do_not_watch_the_configuration(tmp_path: Path) -> Non
     app = Linkwatch.open(load_settings(settings))
     app.config_problems = ["settings.toml: something"]
     assert [t.rule for t in app.evaluate(NOW)] == []
+    app.watch_config = True  # as `run` sets it: the same problem now fires
+    assert [t.rule for t in app.evaluate(NOW)] == ["config_health"]
     app.close()
 
 
@@ -218,3 +222,27 @@ def test_sigterm_during_a_poll_exits_soon_and_the_export_is_read_at_the_next_sta
     again = Daemon(settings, tmp_path / "second")
     again.wait_for(": baseline, 150000 rows", timeout=120)
     assert again.stop() == 0
+
+
+def test_config_health_quotes_five_problems_each_on_one_clipped_line(app: Linkwatch) -> None:
+    ctx = EvaluationContext(app.store, NOW, NOW, [], [])
+    quiet = ConfigHealthRule((), ("console",)).check(ctx, "linkwatch")
+    assert (quiet.value, quiet.holds) == (0.0, False)
+    assert quiet.summary == "settings and rules reloaded without problems"
+    problems = ("a.toml: kind:\n  bad", "b" * 400, "c", "d", "e", "f", "g")
+    check = ConfigHealthRule(problems, ("console",)).check(ctx, "linkwatch")
+    assert (check.value, check.holds) == (7.0, True)
+    assert check.summary == (
+        "configuration refused, the last good one keeps running: a.toml: kind: bad; "
+        + "b" * 299
+        + "…; c; d; e; and 2 more (see the log)"
+    )
+    five = ConfigHealthRule(problems[:5], ()).check(ctx, "linkwatch")
+    assert not five.summary.endswith("(see the log)")
+    rule = ConfigHealthRule(problems, ())
+    assert rule.sites_for(ctx) == ["linkwatch"]
+    assert (rule.name, rule.severity, rule.metric) == (
+        "config_health",
+        "critical",
+        "config_problems",
+    )

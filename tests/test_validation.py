@@ -18,6 +18,8 @@ from click.testing import CliRunner, Result
 
 from alerts.rules.threshold import ThresholdRule
 from daemon.cli import main
+from daemon.store import Store, StoreError
+from daemon.store.check import check_database
 from daemon.templates import TemplateError, parse_template, render_template
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
@@ -672,3 +674,43 @@ def test_a_source_path_too_long_once_resolved_is_refused(tmp_path: Path) -> None
     settings.write_text(text)
     code, out = run(settings, "check")
     assert code == 2 and "sources.exports.path: longer than 4096 characters" in out
+
+
+def _real_database(path: Path, links: int) -> Path:
+    settings = write_settings(path.parent)
+    folder = path.parent / "exports" / SITE
+    folder.mkdir(parents=True, exist_ok=True)
+    export = write_ahrefs(
+        path.parent / "backlinks_2026-02-01.csv",
+        [(f"https://s{i}.org/p", f"https://{SITE}/", "a", 1) for i in range(links)],
+    )
+    assert invoke(settings, "import", "--site", SITE, str(export)).exit_code == 0
+    return path
+
+
+def test_an_integrity_check_over_its_budget_is_skipped_and_says_so(tmp_path: Path) -> None:
+    db = _real_database(tmp_path / "linkwatch.db", 3000)
+    within = check_database(db)
+    assert (within.problem, within.note) == (None, f"{db} passed its integrity check")
+    over = check_database(db, budget_s=0)
+    assert over.problem is None
+    assert over.note == f"{db}: integrity check skipped: it took over 0 s"
+
+
+def test_a_database_whose_schema_page_is_damaged_is_named_damaged(tmp_path: Path) -> None:
+    db = _real_database(tmp_path / "linkwatch.db", 10)
+    with db.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 3900)  # the rest of page 1: sqlite_master's b-tree
+    before = digest(db)
+    found = check_database(db)
+    assert found.problem is not None and found.problem.startswith(f"{db}: the database is damaged")
+    with pytest.raises(StoreError, match="the database is damaged"):
+        Store(db)
+    assert digest(db) == before
+
+
+def test_a_store_that_cannot_make_its_folder_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match=r"a-file/linkwatch.db: cannot open the database: "):
+        Store(tmp_path / "a-file" / "linkwatch.db")

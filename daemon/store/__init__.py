@@ -28,7 +28,6 @@ from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
 
 __all__ = [
-    "CLAIMED_AT",
     "CLAIM_LEASE",
     "UNSURE_SINCE",
     "AlertRow",
@@ -85,10 +84,9 @@ class AlertRow:
     fired_at: datetime | None
 
 
-# Delivery bookkeeping kept in an outbox row's payload, beside the message: when the row
-# was last claimed, and since when a copy may already be out (its deliverer died or gave
-# up mid-send, or got no answer), so a notifier that can search its posts looks first.
-CLAIMED_AT = "_claimed_at"
+# Delivery bookkeeping kept in an outbox row's payload, beside the message: since when a
+# copy may already be out (its deliverer died or gave up mid-send, or got no answer), so
+# a notifier that can search its posts looks first.
 UNSURE_SINCE = "_unsure_since"
 CLAIM_LEASE = timedelta(minutes=5)
 
@@ -488,10 +486,8 @@ class Store:
                 return None
             payload = json.loads(r[2])
             if r[6] == "sending":
-                # Rows claimed before claims were stamped: the lease tells when.
-                earlier = payload.get(CLAIMED_AT) or to_db(from_db(r[7]) - lease)
-                payload.setdefault(UNSURE_SINCE, earlier)
-            payload[CLAIMED_AT] = to_db(now)
+                # The expired claim was taken a lease before it ran out.
+                payload.setdefault(UNSURE_SINCE, to_db(from_db(r[7]) - lease))
             self.conn.execute(
                 "UPDATE outbox SET status = 'sending', next_attempt_at = ?, payload = ?"
                 " WHERE id = ?",

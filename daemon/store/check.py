@@ -38,13 +38,11 @@ def check_database(path: Path, budget_s: float = CHECK_BUDGET_S) -> DatabaseChec
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
         return _inspect(conn, path)
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT:
             return DatabaseCheck(
                 None, f"{path}: integrity check skipped: it took over {budget_s:g} s"
             )
-        return DatabaseCheck(_problem(path, exc), "")
-    except sqlite3.Error as exc:
         return DatabaseCheck(_problem(path, exc), "")
     finally:
         conn.close()
