@@ -155,6 +155,7 @@ def test_out_of_order_import_is_refused(tmp_path: Path) -> None:
         settings, "import", "--site", "example.com", "--taken-at", "2026-02-01T00:00:00Z", str(path)
     )
     assert code == 2 and "must be ingested in time order" in out
+    assert "before the latest snapshot of example.com/exports (ahrefs) taken at 2026-02-05" in out
 
 
 def test_notify_test_uses_the_named_notifier(tmp_path: Path) -> None:

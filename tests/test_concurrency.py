@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from daemon.cli import main
 from daemon.service import Linkwatch
 from daemon.settings import load_settings
 from tests.helpers import write_ahrefs, write_rule, write_settings
@@ -31,7 +33,9 @@ def _links(n: int, start: int = 0) -> list[tuple[str, str, str, int]]:
     ]
 
 
-def test_an_ingest_that_fails_in_the_database_is_tried_again_next_poll(tmp_path: Path) -> None:
+def test_an_ingest_that_fails_in_the_database_is_tried_again_next_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = load_settings(write_settings(tmp_path))
     folder = tmp_path / "exports" / "example.com"
     folder.mkdir(parents=True)
@@ -46,6 +50,7 @@ def test_an_ingest_that_fails_in_the_database_is_tried_again_next_poll(tmp_path:
         )
         first = app.poll_source("example.com", "exports", NOW)
         assert [(o.status, o.note) for o in first] == [("error", "database or disk is full")]
+        assert "backlinks_2026-02-01.csv: database or disk is full" in caplog.text
         app.store.conn.execute("DROP TRIGGER refuse")
         second = app.poll_source("example.com", "exports", NOW)
         assert [o.status for o in second] == ["baseline"]
@@ -203,3 +208,28 @@ def test_an_export_that_cannot_be_opened_is_tried_again_once_it_can(
         assert [o.status for o in app.poll_source("example.com", "exports", NOW)] == ["baseline"]
     finally:
         app.close()
+
+
+def test_the_cli_in_process_names_a_busy_database(tmp_path: Path) -> None:
+    settings_path = write_settings(tmp_path)
+    settings_path.write_text(
+        settings_path.read_text().replace(
+            'path = "linkwatch.db"\n', 'path = "linkwatch.db"\nbusy_timeout = "1s"\n', 1
+        )
+    )
+    export = write_ahrefs(tmp_path / "backlinks_2026-02-01.csv", _links(10))
+    Linkwatch.open(load_settings(settings_path)).close()
+    holder = sqlite3.connect(tmp_path / "linkwatch.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        res = CliRunner().invoke(
+            main, ["-c", str(settings_path), "import", "--site", "example.com", str(export)]
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.output
+    assert res.output == (
+        "linkwatch: the database is busy (database is locked): another linkwatch process held"
+        " its write lock past the busy timeout (storage.busy_timeout); try again\n"
+    )

@@ -336,6 +336,11 @@ def test_a_missing_database_and_pending_upgrades_warn(tmp_path: Path) -> None:
     code, lines = doctor(settings)
     assert code == 0, lines
     assert line(lines, f"warn database {db}: 1 schema upgrade(s) not applied yet")
+    checked = CliRunner().invoke(main, ["-c", str(settings), "check"])
+    assert checked.exit_code == 0, checked.output
+    assert f"{db} passed its integrity check; 1 schema upgrade(s) will be applied at start" in (
+        checked.output
+    )
 
 
 def test_rule_errors_fail_and_unreadable_settings_exit_2(tmp_path: Path) -> None:

@@ -875,8 +875,18 @@ def test_a_duplicate_releases_its_file_unread(store: Store, tmp_path: Path) -> N
     assert again.closer == export.close
     closed: list[bool] = []
     again.closer = lambda: (closed.append(True), export.close())[0]
+    read: list[int] = []
+    again.records = (r for r in again.records if not read.append(1))
     assert store.ingest(SITE, "csv", again, GUARDS, day(5)).status == "duplicate"
     assert closed == [True]
+    assert read == []  # known a duplicate before the write lock: not read at all
+    late = ExportFile(path, SITE).snapshot(day(-1))
+    late.digest = "another"
+    late.records = (r for r in late.records if not read.append(1))
+    with pytest.raises(OutOfOrderError):
+        store.ingest(SITE, "csv", late, GUARDS, day(5))
+    late.close()
+    assert read == []  # out of order: refused before it is read
 
 
 def test_page_only_sample_rows_find_links_added_by_any_snapshot(store: Store) -> None:

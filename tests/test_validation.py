@@ -327,14 +327,15 @@ def test_check_refuses_another_programs_sqlite_file(tmp_path: Path) -> None:
     settings = ready(tmp_path)
     db = tmp_path / "linkwatch.db"
     with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE recipes (name TEXT)")
+        for name in ("recipes", "a", "b", "c", "d", "e", "f"):
+            conn.execute(f"CREATE TABLE {name} (name TEXT)")
     conn.close()
     before = digest(db)
     code, out = run(settings, "check")
     assert code == 2
     assert (
         f"{settings}: storage.path: {db}: not a linkwatch database "
-        "(an SQLite file with other tables: recipes)"
+        "(an SQLite file with other tables: a, b, c, d, e)"
     ) in out
     assert digest(db) == before
 
