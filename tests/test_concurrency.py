@@ -233,3 +233,29 @@ def test_the_cli_in_process_names_a_busy_database(tmp_path: Path) -> None:
         "linkwatch: the database is busy (database is locked): another linkwatch process held"
         " its write lock past the busy timeout (storage.busy_timeout); try again\n"
     )
+
+
+def test_an_ingest_that_cannot_take_the_write_lock_leaves_no_staging_behind(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    folder = tmp_path / "exports" / "example.com"
+    folder.mkdir(parents=True)
+    write_ahrefs(folder / "backlinks_2026-02-01.csv", _links(50))
+    app = Linkwatch.open(settings)
+    holder = sqlite3.connect(settings.storage.path, isolation_level=None)
+    try:
+        app.store.conn.execute("PRAGMA busy_timeout = 0")
+        holder.execute("BEGIN IMMEDIATE")
+        export = app.sources["exports"].pending("example.com", set(), NOW)[0]
+        result = app.sources["exports"].open("example.com", export)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            app.store.ingest("example.com", "exports", result, app.guards("exports"), NOW)
+        result.close()
+        temp = app.store.conn.execute("SELECT name FROM sqlite_temp_master").fetchall()
+        assert temp == []
+        assert not app.store.conn.in_transaction
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        app.close()

@@ -239,6 +239,8 @@ def test_config_health_quotes_five_problems_each_on_one_clipped_line(app: Linkwa
     )
     five = ConfigHealthRule(problems[:5], ()).check(ctx, "linkwatch")
     assert not five.summary.endswith("(see the log)")
+    six = ConfigHealthRule(problems[:6], ()).check(ctx, "linkwatch")
+    assert six.summary.endswith("; e; and 1 more (see the log)")
     rule = ConfigHealthRule(problems, ())
     assert rule.sites_for(ctx) == ["linkwatch"]
     assert (rule.name, rule.severity, rule.metric) == (

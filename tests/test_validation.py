@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from daemon.cli import main
 from daemon.store import Store, StoreError
 from daemon.store.check import check_database
 from daemon.templates import TemplateError, parse_template, render_template
+from daemon.types import to_positive_duration
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +89,8 @@ DAEMON_CASES = [
     ("deliver_every = -5", "expected a duration between 1s and 10 years"),
     ('deliver_every = "0s"', "expected a duration between 1s and 10 years"),
     ('deliver_every = "0.5s"', "expected a duration between 1s and 10 years"),
-    ("deliver_every = true", "expected a duration like 30s"),
+    ("deliver_every = true", "expected a duration like 30s, 15m, 6h, 7d or 2w, got true"),
+    ("deliver_every = false", "expected a duration like 30s, 15m, 6h, 7d or 2w, got false"),
     ('delivery_ttl = "-1h"', "expected a duration like 30s"),
     ("delivery_ttl = -3600", "expected a duration between 1s and 10 years"),
     ('delivery_ttl = "1000000w"', "expected a duration between 1s and 10 years"),
@@ -715,3 +718,17 @@ def test_a_store_that_cannot_make_its_folder_names_the_file(tmp_path: Path) -> N
     (tmp_path / "a-file").write_text("")
     with pytest.raises(StoreError, match=r"a-file/linkwatch.db: cannot open the database: "):
         Store(tmp_path / "a-file" / "linkwatch.db")
+
+
+def test_durations_reach_exactly_ten_years_and_templates_exactly_their_length() -> None:
+    assert to_positive_duration("3660d") == timedelta(days=3660)
+    with pytest.raises(ValueError, match="between 1s and 10 years"):
+        to_positive_duration("3661d")
+    assert to_positive_duration("1s") == timedelta(seconds=1)
+    longest = "{site}" + "x" * 994
+    assert len(longest) == 1000
+    assert render_template(parse_template(longest, {"site"}, hint=""), {"site": "a"}) == (
+        "a" + "x" * 994
+    )
+    with pytest.raises(TemplateError, match="longer than 1000 characters"):
+        parse_template(longest + "x", {"site"}, hint="")

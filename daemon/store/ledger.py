@@ -3,7 +3,6 @@ docs/evidence.md, one named step per rule, in one transaction."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 import zlib
@@ -21,8 +20,6 @@ from sources.urls import (
     registrable_domain,
     split_url,
 )
-
-log = logging.getLogger(__name__)
 
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
@@ -440,8 +437,6 @@ def ingest(
             f"{origin}: taken at {taken}, after now ({to_db(now)}); "
             "a snapshot from the future would date every later event of the site after it"
         )
-    seen = listed = 0
-    staged = False
     # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
     conn.execute("BEGIN DEFERRED")
     try:
@@ -453,7 +448,6 @@ def ingest(
                 raise OutOfOrderError(problem)
         if series_id is None or not _is_duplicate(conn, series_id, result, taken):
             seen, listed = _stage(conn, result, page_keys=result.sample or prev is None)
-            staged = True
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -473,7 +467,7 @@ def ingest(
         if problem is not None:
             raise OutOfOrderError(problem)
         # A duplicate stays one (snapshots never change); one may have appeared meanwhile.
-        if not staged or _is_duplicate(conn, series.id, result, taken):
+        if _is_duplicate(conn, series.id, result, taken):
             result.close()  # never read (or read for nothing): release the file now
             seen = listed = 0
             status = "duplicate"
@@ -506,7 +500,6 @@ def ingest(
             conn.execute(statement)
         raise
     locked_s = time.monotonic() - locked
-    log.debug("%s: write lock held %.3f s", origin, locked_s)
     return IngestOutcome(
         snapshot_id=snapshot_id,
         site=site,
