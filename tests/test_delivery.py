@@ -18,7 +18,7 @@ from alerts.message import AlertMessage, DeliveryError
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
-from daemon.store import OutboxRow, Store
+from daemon.store import UNSURE_SINCE, OutboxRow, Store
 from daemon.timefmt import to_db
 from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, free_port
 
@@ -158,6 +158,8 @@ def test_retryable_errors_back_off_then_give_up_after_ttl(
     for _ in range(3):
         slack.fail_next(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
     assert deliver_due(store, notifiers, T0, TTL).retrying == 1
+    # A refusal before anything was posted marks nothing as possibly out.
+    assert UNSURE_SINCE not in store.due_notifications(T0 + TTL)[0].payload
     assert deliver_due(store, notifiers, T0 + backoff(0) - timedelta(seconds=1), TTL).retrying == 0
     assert deliver_due(store, notifiers, T0 + backoff(0), TTL).retrying == 1
     assert deliver_due(store, notifiers, T0 + TTL, TTL).dead == 1
@@ -531,3 +533,43 @@ def test_a_sent_mark_that_meets_a_busy_database_is_written_again_not_resent(
     assert store.busy == 1 and "recording a delivery outcome again" in caplog.text
     assert [r["status"] for r in store.outbox()] == ["sent"]
     assert len(slack.messages) == 1
+
+
+class _AlwaysBusyStore(_BusyOnceStore):
+    """Another process holds the write lock whenever a delivery is marked sent."""
+
+    def mark_sent(self, outbox_id: int, at: datetime, note: str | None = None) -> None:
+        self.busy += 1
+        holder = sqlite3.connect(self.path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            Store.mark_sent(self, outbox_id, at, note)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+
+
+def test_a_sent_mark_busy_every_time_is_tried_three_times_then_raised(
+    tmp_path: Path, slack: SlackStandIn
+) -> None:
+    store = _AlwaysBusyStore(tmp_path / "lw.db")
+    _queue(store, ["seo-slack"])
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        deliver_due(store, {"seo-slack": _slack(slack)}, T0, TTL)
+    assert store.busy == 3
+    # The row stays claimed: once the claim expires, the post is looked up, not repeated.
+    assert [r["status"] for r in store.outbox()] == ["sending"]
+
+
+def test_a_workers_pass_touches_only_its_own_notifiers_rows(
+    tmp_path: Path, smtp: SmtpServer
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    _queue(store, ["team-email", "seo-slack"])
+    report = deliver_due(store, {"team-email": _email(smtp)}, T0, TTL, notifier="team-email")
+    assert (report.sent, report.dead) == (1, 0)
+    assert sorted((r["notifier"], r["status"]) for r in store.outbox()) == [
+        ("seo-slack", "pending"),
+        ("team-email", "sent"),
+    ]
