@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from daemon.store import Store
+from daemon.store.reads import LinkFilter
 
 METRICS = (
     "new_links",
@@ -43,14 +44,32 @@ class Metrics:
         return None if v is None else float(v)
 
 
-def compute_metrics(store: Store, site: str, window: timedelta, at: datetime) -> Metrics | None:
+# The metrics that count movement over a window (spike rules compare these).
+WINDOW_METRICS = (
+    "new_links",
+    "lost_links",
+    "new_refdomains",
+    "lost_refdomains",
+    "net_links",
+    "net_refdomains",
+)
+
+
+def compute_metrics(
+    store: Store,
+    site: str,
+    window: timedelta,
+    at: datetime,
+    link_filter: LinkFilter | None = None,
+) -> Metrics | None:
     """The site's metrics over the window ending at `at`, or None when nothing is known yet.
 
-    No data is not zero: a site with no accepted snapshot by `at` has no metrics.
+    No data is not zero: a site with no accepted snapshot by `at` has no metrics. With
+    `link_filter`, every metric is taken over the matching links alone.
     """
     if not store.has_data(site, at):
         return None
-    c = store.window_counts(site, at - window, at)
+    c = store.window_counts(site, at - window, at, link_filter)
     pct = (
         round(100.0 * c.lost_refdomains / c.refdomains_at_start, 2)
         if c.refdomains_at_start

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from alerts.metrics import METRICS
+from alerts.rules.common import RuleBase, RuleConfig
 from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.links import Domains, Rating, TargetPrefix, describe_filter, make_filter
+from daemon.store.reads import LinkFilter
 from daemon.templates import Piece, check_template, parse_template, render_template
 from daemon.timefmt import format_duration
 from daemon.types import PositiveDuration
@@ -25,17 +28,19 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 SUMMARY_FIELDS = frozenset(
-    {"site", "rule", "metric", "value", "op", "threshold", "window", "severity"}
+    {"site", "rule", "metric", "value", "op", "threshold", "window", "severity", "filter"}
 )
 DEFAULT_SUMMARY = "{site}: {metric} is {value} ({op} {threshold}) over {window}"
-_SUMMARY_HINT = "use " + ", ".join("{" + n + "}" for n in sorted(SUMMARY_FIELDS))
+DEFAULT_FILTERED_SUMMARY = "{site}: {metric} ({filter}) is {value} ({op} {threshold}) over {window}"
+# {filter} last: it only says something for rules with link filters.
+_SUMMARY_HINT = (
+    "use " + ", ".join("{" + n + "}" for n in sorted(SUMMARY_FIELDS - {"filter"})) + ", {filter}"
+)
 MAX_VALUE = 1e12
 
 
-class ThresholdRuleConfig(BaseModel):
+class ThresholdRuleConfig(RuleConfig):
     """A `threshold` rule file as written."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["threshold"]
     metric: Literal[METRICS]  # type: ignore[valid-type]
@@ -44,11 +49,12 @@ class ThresholdRuleConfig(BaseModel):
     # Finite and within any count or percentage a site can have: `inf` or `nan` would
     # make the rule always or never hold without saying so.
     value: float = Field(ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False)
-    sites: list[str] | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
-    notify: list[str] = Field(min_length=1)
     summary: str | None = None
-    send_resolved: bool = True
+    # Link filters (docs/rules.md): with any, every metric counts only matching links.
+    dofollow_only: bool = False
+    min_domain_rating: Rating | None = None
+    watch_domains: Domains | None = None
+    target_prefix: TargetPrefix | None = None
 
     @field_validator("summary")
     @classmethod
@@ -60,20 +66,18 @@ def _number(v: float) -> str:
     return str(int(v)) if v == int(v) else f"{v:g}"
 
 
-@dataclass(frozen=True)
-class ThresholdRule:
-    """Fires for a site while `metric` over `window` satisfies `op value`."""
+@dataclass(frozen=True, kw_only=True)
+class ThresholdRule(RuleBase):
+    """Fires for a site while `metric` over `window` satisfies `op value`, counting only
+    the links its filters (if any) let through."""
 
-    name: str
     metric: str
     window: timedelta
     op: str
     threshold: float
-    sites: tuple[str, ...] | None
-    severity: str
-    notify: tuple[str, ...]
     summary_template: str
-    send_resolved: bool
+    # Only links matching this count towards the metric (None: every link).
+    link_filter: LinkFilter | None = None
     # The summary, parsed once: rendering reads only these names, never attributes.
     _summary: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
 
@@ -87,27 +91,29 @@ class ThresholdRule:
     @classmethod
     def from_config(cls, name: str, cfg: ThresholdRuleConfig) -> ThresholdRule:
         """Build the rule from its validated file."""
+        link_filter = make_filter(
+            dofollow_only=cfg.dofollow_only,
+            min_domain_rating=cfg.min_domain_rating,
+            domains=cfg.watch_domains,
+            target_prefix=cfg.target_prefix,
+        )
+        default = DEFAULT_SUMMARY if link_filter is None else DEFAULT_FILTERED_SUMMARY
         return cls(
-            name=name,
+            **RuleBase.common(name, cfg),
             metric=cfg.metric,
             window=cfg.window,
             op=cfg.op,
             threshold=cfg.value,
-            sites=tuple(cfg.sites) if cfg.sites is not None else None,
-            severity=cfg.severity,
-            notify=tuple(cfg.notify),
-            summary_template=cfg.summary or DEFAULT_SUMMARY,
-            send_resolved=cfg.send_resolved,
+            summary_template=cfg.summary or default,
+            link_filter=link_filter,
         )
-
-    def sites_for(self, ctx: EvaluationContext) -> list[str]:
-        """The sites this rule watches: those it names, else every own site."""
-        return list(self.sites) if self.sites is not None else ctx.own_sites
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:
         """Compare the site's metric over the window with the threshold."""
-        m = ctx.metrics(site, self.window)
+        m = ctx.metrics(site, self.window, link_filter=self.link_filter)
         value = m.value(self.metric) if m is not None else None
+        # The engine lists lost domains over the rule's `link_filter`: the same links as
+        # the metric.
         return Check(value, self.holds(value), self.summary(site, value), with_lost_domains=True)
 
     def holds(self, value: float | None) -> bool | None:
@@ -131,5 +137,6 @@ class ThresholdRule:
             threshold=_number(self.threshold),
             window=format_duration(self.window),
             severity=self.severity,
+            filter=describe_filter(self.link_filter),
         )
         return render_template(self._summary, values)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from daemon.timefmt import from_db, to_db
+from sources.urls import host_name, normalize_target, registrable_domain, split_url
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,113 @@ class LostDomain:
     url_to: str
     anchor: str | None
     reason: str | None
+
+
+@dataclass(frozen=True)
+class LinkFilter:
+    """Which links a filtered metric or link rule counts (docs/rules.md, "Link filters")."""
+
+    # Only links not flagged nofollow, ugc or sponsored (unknown flags count as followed).
+    dofollow_only: bool = False
+    # Only links whose referring domain's rating is known and at least this.
+    min_domain_rating: float | None = None
+    # Referring hosts in canonical form (lower case, IDNA, no `www.`); each also matches
+    # its subdomains.
+    domains: tuple[str, ...] = ()
+    # A target prefix in canonical URL form (sources/urls.normalize_url): `example.com/blog/`
+    # (host and path), or `/blog/` (the path on any host); compared character for character.
+    target_prefix: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter lets every link through."""
+        return not (
+            self.dofollow_only
+            or self.min_domain_rating is not None
+            or self.domains
+            or self.target_prefix is not None
+        )
+
+    def condition(self, alias: str) -> tuple[str, dict[str, object]]:
+        """` AND …` over the `links` row `alias` (empty for no filter), and its named
+        parameters (all prefixed `lf_`, so they never clash with a query's own). Domain and
+        target tests call the SQL functions `register_functions` adds."""
+        parts: list[str] = []
+        params: dict[str, object] = {}
+        a = alias
+        if self.dofollow_only:
+            parts.append(
+                f"coalesce({a}.nofollow, 0) = 0 AND coalesce({a}.ugc, 0) = 0"
+                f" AND coalesce({a}.sponsored, 0) = 0"
+            )
+        if self.min_domain_rating is not None:
+            parts.append(f"{a}.domain_rating >= :lf_dr")
+            params["lf_dr"] = self.min_domain_rating
+        if self.domains:
+            cheap, narrowed = [], []
+            for i, domain in enumerate(self.domains):
+                d, r = f":lf_d{i}", f":lf_r{i}"
+                params[f"lf_d{i}"] = domain
+                registrable = registrable_domain(domain)
+                if domain.endswith("." + registrable):
+                    # Below the registrable domain (`blog.alpha.com`): the stored
+                    # refdomain narrows the rows, the canonical host decides.
+                    params[f"lf_r{i}"] = registrable
+                    narrowed.append(
+                        f"({a}.refdomain = {r} AND linkwatch_host_under({a}.url_from, {d}))"
+                    )
+                else:
+                    # A registrable domain matches its own refdomain; a public suffix
+                    # (`org`, `co.uk`) every refdomain under it.
+                    cheap.append(
+                        f"{a}.refdomain = {d} OR substr({a}.refdomain, -length({d}) - 1)"
+                        f" = '.' || {d}"
+                    )
+            # Plain comparisons first: SQLite stops at the first term that holds.
+            parts.append(" OR ".join(cheap + narrowed))
+        if self.target_prefix is not None:
+            # Last: the other tests are cheaper and usually narrow the rows first.
+            params["lf_to"] = self.target_prefix
+            parts.append(f"linkwatch_target_starts({a}.url_to, :lf_to)")
+        return "".join(f" AND ({p})" for p in parts), params
+
+
+def _host_under(url: str | None, domain: str) -> bool:
+    """Whether a referring URL's canonical host (no port, no `www.`) is `domain` or under it."""
+    parts = split_url(url) if url else None
+    if parts is None:
+        return False
+    host = host_name(parts[0])
+    host = host[4:] if host.startswith("www.") else host
+    return host == domain or host.endswith("." + domain)
+
+
+def _target_starts(url: str | None, prefix: str) -> bool:
+    """Whether a target URL's canonical form starts with `prefix`; a prefix starting with
+    `/` is matched against its path (a canonical target always has one after its host)."""
+    target = normalize_target(url) if url else None
+    if target is None:
+        # A Search Console page-only row has no target: it matches no target filter.
+        return False
+    if prefix.startswith("/"):
+        target = target[target.index("/") :]
+    return target.startswith(prefix)
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """SQL functions for link filters: stored URLs are kept as first reported, so a filter
+    compares their canonical forms (sources/urls.py), the forms link keys are made of."""
+    conn.create_function("linkwatch_host_under", 2, _host_under, deterministic=True)
+    conn.create_function("linkwatch_target_starts", 2, _target_starts, deterministic=True)
+
+
+def _condition(
+    conn: sqlite3.Connection, link_filter: LinkFilter | None, alias: str
+) -> tuple[str, dict[str, object]]:
+    if link_filter is None or link_filter.empty:
+        return "", {}
+    register_functions(conn)
+    return link_filter.condition(alias)
 
 
 # Events that set a link's state, and the state each leaves it in (docs/evidence.md).
@@ -89,20 +197,36 @@ class _DomainMove:
 
 
 def window_counts(
-    conn: sqlite3.Connection, site_id: int, start: datetime, end: datetime
+    conn: sqlite3.Connection,
+    site_id: int,
+    start: datetime,
+    end: datetime,
+    link_filter: LinkFilter | None = None,
 ) -> WindowCounts:
     """Counts over (start, end] by the definitions of docs/evidence.md.
 
     The states at `start` and `end` are reconstructed from the current state: only links
-    with events after `start` can differ, so only they are replayed.
+    with events after `start` can differ, so only they are replayed. With a filter, every
+    count is taken over the matching links alone, as if no other link existed: a domain is
+    gained or lost by its matching links.
     """
-    t0, t1 = to_db(start), to_db(end)
+    cond, fparams = _condition(conn, link_filter, "l")
+    params: dict[str, object] = {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams}
     x = conn.execute
-    new_links, lost_links = x(
-        f"""SELECT coalesce(sum({_GAIN.format(e="")}), 0), coalesce(sum(kind = 'lost'), 0)
-        FROM link_events WHERE site_id = ? AND at > ? AND at <= ?""",
-        (site_id, t0, t1),
-    ).fetchone()
+    if cond:
+        new_links, lost_links = x(
+            f"""SELECT coalesce(sum({_GAIN.format(e="e.")}), 0), coalesce(sum(e.kind = 'lost'), 0)
+            FROM link_events e JOIN links l ON l.id = e.link_id
+            WHERE e.site_id = :site AND e.at > :t0 AND e.at <= :t1{cond}""",
+            params,
+        ).fetchone()
+    else:
+        # No join without a filter: the events alone answer, off their (site, at) index.
+        new_links, lost_links = x(
+            f"""SELECT coalesce(sum({_GAIN.format(e="")}), 0), coalesce(sum(kind = 'lost'), 0)
+            FROM link_events WHERE site_id = :site AND at > :t0 AND at <= :t1""",
+            params,
+        ).fetchone()
     moved = x(
         f"""SELECT l.refdomain, l.state, {_state_at(":t0")}, {_state_at(":t1")},
                    EXISTS (SELECT 1 FROM link_events g WHERE g.link_id = l.id
@@ -111,17 +235,27 @@ def window_counts(
                            AND g.at > :t0 AND g.at <= :t1 AND g.kind = 'lost')
         FROM links l
         WHERE l.id IN (SELECT link_id FROM link_events
-                       WHERE site_id = :site AND at > :t0 AND kind IN ({_STATE_KINDS}))""",
-        {"site": site_id, "t0": t0, "t1": t1},
+                       WHERE site_id = :site AND at > :t0 AND kind IN ({_STATE_KINDS})){cond}""",
+        params,
     ).fetchall()
-    live_now, live_domains_now, alive_domains_now = x(
-        """SELECT (SELECT count(*) FROM links WHERE site_id = :s AND state = 'live'),
-                  (SELECT count(DISTINCT refdomain) FROM links
-                   WHERE site_id = :s AND state = 'live'),
-                  (SELECT count(DISTINCT refdomain) FROM links
-                   WHERE site_id = :s AND state IN ('live', 'missing'))""",
-        {"s": site_id},
-    ).fetchone()
+    if cond:
+        # One pass: the filter may test each row in Python (canonical URLs), once is enough.
+        live_now, live_domains_now, alive_domains_now = x(
+            f"""SELECT coalesce(sum(l.state = 'live'), 0),
+                      count(DISTINCT CASE WHEN l.state = 'live' THEN l.refdomain END),
+                      count(DISTINCT l.refdomain)
+            FROM links l WHERE l.site_id = :site AND l.state IN ('live', 'missing'){cond}""",
+            {"site": site_id, **fparams},
+        ).fetchone()
+    else:
+        live_now, live_domains_now, alive_domains_now = x(
+            """SELECT (SELECT count(*) FROM links WHERE site_id = :s AND state = 'live'),
+                      (SELECT count(DISTINCT refdomain) FROM links
+                       WHERE site_id = :s AND state = 'live'),
+                      (SELECT count(DISTINCT refdomain) FROM links
+                       WHERE site_id = :s AND state IN ('live', 'missing'))""",
+            {"s": site_id},
+        ).fetchone()
 
     moves: dict[str, _DomainMove] = defaultdict(_DomainMove)
     live_links = int(live_now)
@@ -134,7 +268,7 @@ def window_counts(
         m.alive_end += (at1 in _ALIVE) - now_alive
         m.gained = m.gained or bool(gained)
         m.lost = m.lost or bool(lost)
-    current = _domain_counts(conn, site_id, list(moves))
+    current = _domain_counts(conn, site_id, list(moves), link_filter)
     live_refdomains = int(live_domains_now)
     refdomains_at_start = int(alive_domains_now)
     new_refdomains = 0
@@ -160,17 +294,23 @@ def window_counts(
 
 
 def _domain_counts(
-    conn: sqlite3.Connection, site_id: int, domains: list[str]
+    conn: sqlite3.Connection,
+    site_id: int,
+    domains: list[str],
+    link_filter: LinkFilter | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """(live links, live or missing links) now, per referring domain."""
+    """(live links, live or missing links) now, per referring domain (matching links only)."""
+    cond, fparams = _condition(conn, link_filter, "l")
     current: dict[str, tuple[int, int]] = {}
     for i in range(0, len(domains), 500):
         chunk = domains[i : i + 500]
-        marks = ",".join("?" * len(chunk))
+        names = {f"rd{n}": domain for n, domain in enumerate(chunk)}
+        marks = ",".join(f":{name}" for name in names)
         for refdomain, live, alive in conn.execute(
-            f"""SELECT refdomain, sum(state = 'live'), sum(state IN ('live', 'missing'))
-            FROM links WHERE site_id = ? AND refdomain IN ({marks}) GROUP BY refdomain""",
-            (site_id, *chunk),
+            f"""SELECT l.refdomain, sum(l.state = 'live'), sum(l.state IN ('live', 'missing'))
+            FROM links l WHERE l.site_id = :site AND l.refdomain IN ({marks}){cond}
+            GROUP BY l.refdomain""",
+            {"site": site_id, **names, **fparams},
         ):
             current[refdomain] = (int(live), int(alive))
     return current
@@ -183,14 +323,17 @@ def lost_domains(
     end: datetime,
     domains_lost: frozenset[str],
     limit: int,
+    link_filter: LinkFilter | None = None,
 ) -> list[LostDomain]:
-    """Domains with links lost in (start, end], wholly lost ones first, strongest first."""
+    """Domains with (matching) links lost in (start, end], wholly lost ones first, strongest
+    first."""
+    cond, fparams = _condition(conn, link_filter, "l")
     rows = conn.execute(
-        """SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
+        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
         FROM link_events e JOIN links l ON l.id = e.link_id
-        WHERE e.site_id = ? AND e.kind = 'lost' AND e.at > ? AND e.at <= ?
+        WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
         ORDER BY l.domain_rating IS NULL, l.domain_rating DESC, l.refdomain, l.url_from""",
-        (site_id, to_db(start), to_db(end)),
+        {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
     ).fetchall()
     by_domain: dict[str, LostDomain] = {}
     for refdomain, dr, url_from, url_to, anchor, reason in rows:
@@ -209,6 +352,57 @@ def lost_domains(
         key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
     )
     return ranked[:limit]
+
+
+@dataclass(frozen=True)
+class WindowLink:
+    """One link lost or gained in a window, as a link rule lists it."""
+
+    refdomain: str
+    url_from: str
+    url_to: str
+    anchor: str | None
+    domain_rating: float | None
+    # The lost reason of its latest loss in the window; for a gain, "restored" when the
+    # link came back after it was lost, else None.
+    reason: str | None
+
+
+# What each link rule lists: losses, or counted gains (as new_links counts them).
+WINDOW_LINK_EVENTS = {"lost": "e.kind = 'lost'", "gained": _GAIN.format(e="e.")}
+
+
+def window_links(
+    conn: sqlite3.Connection,
+    site_id: int,
+    start: datetime,
+    end: datetime,
+    change: str,
+    link_filter: LinkFilter | None,
+    limit: int,
+) -> tuple[list[WindowLink], int]:
+    """The strongest `limit` links (domain rating high to low, unknown last) with a `change`
+    ("lost" or "gained") in (start, end], each once, and how many there are in all."""
+    cond, fparams = _condition(conn, link_filter, "l")
+    rows = conn.execute(
+        f"""SELECT refdomain, url_from, url_to, anchor, domain_rating, reason, count(*) OVER ()
+        FROM (
+            -- One row per link; with max(), SQLite takes the bare columns from the latest
+            -- event's row: its reason is the one the link was last lost (or gained) with.
+            SELECT l.refdomain, l.url_from, l.url_to, l.anchor, l.domain_rating,
+                   CASE WHEN e.kind = 'restored' THEN 'restored'
+                        WHEN e.kind = 'lost' THEN e.reason END AS reason,
+                   max(e.at)
+            FROM link_events e JOIN links l ON l.id = e.link_id
+            WHERE e.site_id = :site AND e.at > :t0 AND e.at <= :t1
+              AND {WINDOW_LINK_EVENTS[change]}{cond}
+            GROUP BY l.id)
+        ORDER BY domain_rating IS NULL, domain_rating DESC, refdomain, url_from, url_to
+        LIMIT :limit""",
+        {"site": site_id, "t0": to_db(start), "t1": to_db(end), "limit": limit, **fparams},
+    ).fetchall()
+    links = [WindowLink(*row[:6]) for row in rows]
+    return links, int(rows[0][6]) if rows else 0
 
 
 @dataclass(frozen=True)
