@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from alerts.message import AlertMessage
+from alerts.message import Notification
 from alerts.notifiers.console import ConsoleNotifier, ConsoleSettings
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 
 
 class Notifier(Protocol):
-    """Something that delivers an alert message, or raises DeliveryError."""
+    """Something that delivers a notification, or raises DeliveryError."""
 
+    # `send` answers with an opaque thread reference (a Slack post's channel and ts, an
+    # e-mail's Message-ID) or None; the outbox keeps it for each alert the notification told
+    # was firing and hands it back in `Notification.threads` with that alert's later messages.
     name: str
 
-    def send(self, message: AlertMessage) -> None:
-        """Deliver one message."""
+    def send(self, notification: Notification) -> str | None:
+        """Deliver one notification; the reference its alerts' follow-ups thread under."""
 
 
 NotifierSettings = SlackSettings | EmailSettings | ConsoleSettings

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from alerts.message import AlertMessage
+from alerts.message import Notification
 from alerts.render import render_text
 
 
@@ -20,7 +20,7 @@ class ConsoleSettings(BaseModel):
 
 
 class ConsoleNotifier:
-    """Prints each alert to standard output."""
+    """Prints each notification to standard output."""
 
     kind = "console"
     Settings = ConsoleSettings
@@ -28,7 +28,7 @@ class ConsoleNotifier:
     def __init__(self, name: str, settings: ConsoleSettings) -> None:
         self.name = name
 
-    def send(self, message: AlertMessage) -> None:
-        """Print the alert's text form."""
-        sys.stdout.write(render_text(message) + "\n\n")
+    def send(self, notification: Notification) -> None:
+        """Print the notification's text form (a terminal has no threads to refer to)."""
+        sys.stdout.write(render_text(notification) + "\n\n")
         sys.stdout.flush()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -11,8 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from alerts.message import AlertMessage, DeliveryError
-from alerts.render import render_html, render_text, title
+from alerts.message import DeliveryError, Notification
+from alerts.render import alert_subject, render_html, render_text, subject
+
+# A Message-ID as linkwatch makes them; a stored reference of any other shape is ignored
+# rather than written into a header.
+MESSAGE_ID = re.compile(r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+>")
+# References name the thread's first mails; a grouped mail can belong to several threads.
+MAX_REFERENCES = 20
 
 
 class EmailSettings(BaseModel):
@@ -45,7 +53,11 @@ class EmailSettings(BaseModel):
 
 
 class EmailNotifier:
-    """Sends each alert as a text + HTML e-mail."""
+    """Sends each notification as a text + HTML e-mail, in the thread of its alerts."""
+
+    # The mail telling an alert fired answers with its Message-ID as the thread reference;
+    # later mails of the alert carry In-Reply-To (the first threaded alert's reference) and
+    # References (every alert's), under the alert's subject with "Re: ".
 
     kind = "email"
     Settings = EmailSettings
@@ -60,23 +72,47 @@ class EmailNotifier:
             ctx.load_verify_locations(cafile=str(self.settings.ca_file))
         return ctx
 
-    def build(self, message: AlertMessage) -> EmailMessage:
-        """The e-mail for one alert."""
+    def _message_id(self, notification: Notification) -> str:
+        """The mail's Message-ID, the same for every try of one outbox row."""
+        # Derived from the outbox key, a retry (to greylisted recipients, or after a lost
+        # answer) is the same mail, which mail systems recognise, and the thread reference
+        # is one every recipient holds.
+        domain = self.settings.sender.rpartition("@")[2] or "linkwatch.invalid"
+        domain = re.sub(r"[^A-Za-z0-9.-]", "", domain) or "linkwatch.invalid"
+        if not notification.key:
+            return make_msgid(domain=domain)
+        digest = hashlib.sha256(f"{self.name}\0{notification.key}".encode()).hexdigest()[:32]
+        return f"<linkwatch.{digest}@{domain}>"
+
+    def build(self, notification: Notification) -> EmailMessage:
+        """The e-mail for one notification."""
         mail = EmailMessage()
-        mail["Subject"] = f"[linkwatch] {title(message)}"
+        threaded = [
+            (msg, ref)
+            for msg in notification.alerts
+            if (ref := notification.threads.get(msg.fingerprint)) and MESSAGE_ID.fullmatch(ref)
+        ]
+        references = list(dict.fromkeys(ref for _, ref in threaded))[:MAX_REFERENCES]
+        if threaded and not notification.test:
+            first, parent = threaded[0]
+            mail["Subject"] = "Re: " + alert_subject(first)
+            mail["In-Reply-To"] = parent
+            mail["References"] = " ".join(references)
+        else:
+            mail["Subject"] = subject(notification)
         mail["From"] = self.settings.sender
         mail["To"] = ", ".join(self.settings.recipients)
         mail["Date"] = formatdate(localtime=False, usegmt=True)
-        mail["Message-ID"] = make_msgid(domain=self.settings.sender.rpartition("@")[2] or None)
-        mail.set_content(render_text(message))
-        mail.add_alternative(render_html(message), subtype="html")
+        mail["Message-ID"] = self._message_id(notification)
+        mail.set_content(render_text(notification))
+        mail.add_alternative(render_html(notification), subtype="html")
         return mail
 
-    def send(self, message: AlertMessage) -> None:
-        """Deliver the alert; raise DeliveryError saying whether a retry can help."""
+    def send(self, notification: Notification) -> str:
+        """Deliver the mail and answer its Message-ID, or raise DeliveryError."""
         s = self.settings
-        mail = self.build(message)
-        recipients = list(message.recipients or s.recipients)
+        mail = self.build(notification)
+        recipients = list(notification.recipients or s.recipients)
         try:
             smtp: smtplib.SMTP
             if s.security == "ssl":
@@ -106,6 +142,7 @@ class EmailNotifier:
             raise _refusal(
                 f"smtp {s.host}:{s.port}", refused, delivered=len(refused) < len(recipients)
             )
+        return str(mail["Message-ID"])
 
 
 def _refusal(
