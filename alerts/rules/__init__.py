@@ -10,17 +10,46 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from alerts.rules.common import RULE_NAME
+from alerts.rules.competitor_pace import CompetitorPaceRule
 from alerts.rules.config_health import ConfigHealthRule
+from alerts.rules.link_lost import LinkLostRule
+from alerts.rules.link_new import LinkNewRule
 from alerts.rules.source_health import SourceHealthRule
+from alerts.rules.spike import SpikeRule
 from alerts.rules.threshold import ThresholdRule
 from daemon.settings import Settings, format_validation_error
 
 log = logging.getLogger(__name__)
 
 # What the engine evaluates; config_health is built in, never read from a file.
-Rule = ThresholdRule | SourceHealthRule | ConfigHealthRule
-RULE_KINDS: dict[str, type[ThresholdRule] | type[SourceHealthRule]] = {
-    cls.kind: cls for cls in (ThresholdRule, SourceHealthRule)
+Rule = (
+    ThresholdRule
+    | SpikeRule
+    | LinkLostRule
+    | LinkNewRule
+    | CompetitorPaceRule
+    | SourceHealthRule
+    | ConfigHealthRule
+)
+FileRule = (
+    type[ThresholdRule]
+    | type[SpikeRule]
+    | type[LinkLostRule]
+    | type[LinkNewRule]
+    | type[CompetitorPaceRule]
+    | type[SourceHealthRule]
+)
+RULE_KINDS: dict[str, FileRule] = {
+    cls.kind: cls
+    for cls in (
+        ThresholdRule,
+        SpikeRule,
+        LinkLostRule,
+        LinkNewRule,
+        CompetitorPaceRule,
+        SourceHealthRule,
+    )
 }
 
 
@@ -67,12 +96,72 @@ def _load_one(path: Path, settings: Settings) -> tuple[Rule | None, list[str]]:
     return rule, []
 
 
+# --- rule file discovery: one answer for the daemon, `rules check` and `check` ----------
+
+# Editors and package managers leave these beside the files they edit; none is a rule.
+_BACKUP_SUFFIXES = (".bak", ".orig", ".swp", ".tmp", ".rpmnew", ".rpmsave")
+
+
+def ignored_because(name: str) -> str | None:
+    """Why a file in rules_dir is not a rule file (None: it is one, by its name)."""
+    if name.startswith("."):
+        return "hidden file (editor lock or temporary copy)"
+    if name.endswith("~") or (name.startswith("#") and name.endswith("#")):
+        return "editor backup file"
+    if name.endswith(_BACKUP_SUFFIXES) or ".dpkg-" in name:
+        return "backup or package-manager file"
+    if not name.endswith(".toml"):
+        return "not a *.toml file"
+    return None
+
+
+def rule_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The rule files of a folder, sorted, and the entries ignored with the reason why."""
+    files: list[Path] = []
+    ignored: list[tuple[Path, str]] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return [], []
+    for path in entries:
+        why = ignored_because(path.name)
+        if why is None and path.is_dir():
+            why = "a folder"
+        if why is None:
+            files.append(path)
+        else:
+            ignored.append((path, why))
+    return files, ignored
+
+
+def name_problem(path: Path) -> str | None:
+    """Why a rule file's name cannot be a rule's name, as `file: message`, or None."""
+    if RULE_NAME.fullmatch(path.stem):
+        return None
+    return (
+        f"{path}: file name: {path.stem!r} cannot be a rule name: rule names are "
+        "[a-z0-9_-]+ (lowercase letters, digits, _ and -); rename the file"
+    )
+
+
+def load_rule_file(path: Path, settings: Settings) -> Rule:
+    """One rule file, named by its file, checked against the settings' notifiers and sites;
+    RulesError lists its problems."""
+    problem = name_problem(path)
+    if problem is not None:
+        raise RulesError([problem])
+    rule, errors = _load_one(path, settings)
+    if rule is None:
+        raise RulesError(errors)
+    return rule
+
+
 def rules_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """(name, size, mtime) of every rule file: cheap to compare on each evaluation."""
     if not folder.is_dir():
         return ()
     entries = []
-    for path in sorted(folder.glob("*.toml")):
+    for path in rule_files(folder)[0]:
         try:
             st = path.stat()
         except OSError:
@@ -88,11 +177,14 @@ def load_rules(settings: Settings) -> list[Rule]:
         raise RulesError([f"{folder}: rules_dir does not exist or is not a folder"])
     rules: list[Rule] = []
     errors: list[str] = []
-    for path in sorted(folder.glob("*.toml")):
-        rule, errs = _load_one(path, settings)
-        errors.extend(errs)
-        if rule is not None:
-            rules.append(rule)
+    files, ignored = rule_files(folder)
+    for path, why in ignored:
+        log.debug("%s: ignored: %s", path, why)
+    for path in files:
+        try:
+            rules.append(load_rule_file(path, settings))
+        except RulesError as exc:
+            errors.extend(exc.errors)
     if errors:
         raise RulesError(errors)
     return rules
@@ -135,4 +227,14 @@ class RuleBook:
         return True
 
 
-__all__ = ["RULE_KINDS", "ConfigHealthRule", "Rule", "RuleBook", "RulesError", "load_rules"]
+__all__ = [
+    "RULE_KINDS",
+    "ConfigHealthRule",
+    "Rule",
+    "RuleBook",
+    "RulesError",
+    "ignored_because",
+    "load_rule_file",
+    "load_rules",
+    "rule_files",
+]
