@@ -86,6 +86,7 @@ class DeliveryWorker:
                     self.ttl,
                     notifier=self.name,
                     limit=1,
+                    clock=self.clock,
                 )
             except Exception:
                 # A database held too long by another writer, say: the next wake retries.

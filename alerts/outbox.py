@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import ParamSpec, Protocol, runtime_checkable
 
-from alerts.message import AlertMessage, DeliveryError
+from alerts.message import DeliveryError, Notification
 from alerts.notifiers import Notifier
 from daemon.store import UNSURE_SINCE, OutboxRow, Store, is_busy
 from daemon.timefmt import from_db, to_db
@@ -30,7 +30,7 @@ WRITE_TRIES = 3
 class Searchable(Protocol):
     """A notifier that can tell whether a message already reached its destination."""
 
-    def find_sent(self, message: AlertMessage, since: datetime) -> bool:
+    def find_sent(self, message: Notification, since: datetime) -> bool:
         """True when the message (by its key) was delivered since `since`."""
 
 
@@ -65,9 +65,10 @@ def deliver_due(
     *,
     notifier: str | None = None,
     limit: int = 100,
+    clock: Callable[[], datetime] | None = None,
 ) -> DeliveryReport:
     """Send every due notification (only `notifier`'s, if given); a notifier's failure
-    never holds back another's."""
+    never holds back another's. `clock` (the real one) dates a retry from the answer."""
     sent = retrying = dead = 0
     for row in store.due_notifications(now, limit, notifier=notifier):
         target = notifiers.get(row.notifier)
@@ -78,7 +79,7 @@ def deliver_due(
         claimed = store.claim_notification(row.id, now)
         if claimed is None:
             continue  # another process is delivering it
-        outcome = _deliver(store, target, claimed, now, ttl)
+        outcome = _deliver(store, target, claimed, now, ttl, clock)
         sent += outcome == "sent"
         retrying += outcome == "retrying"
         dead += outcome == "dead"
@@ -112,13 +113,23 @@ def _write(outcome: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> Non
 
 
 def _deliver(
-    store: Store, notifier: Notifier, row: OutboxRow, now: datetime, ttl: timedelta
+    store: Store,
+    notifier: Notifier,
+    row: OutboxRow,
+    now: datetime,
+    ttl: timedelta,
+    clock: Callable[[], datetime] | None = None,
 ) -> str:
     """Deliver one claimed row and record the outcome: sent, retrying or dead."""
-    message = AlertMessage.from_payload(row.payload, row.key)
+    message = Notification.from_payload(row.payload, row.key)
+    # Follow-ups of an alert (reminder, update, resolved) go in the thread of the message
+    # that told it fired.
+    fired = [(a.fingerprint, a.since) for a in message.alerts if a.since and a.fingerprint]
+    message = replace(message, threads=store.threads(row.notifier, fired))
     unsure = row.payload.get(UNSURE_SINCE)
     note: str | None = None
     found = False
+    ref: str | None = None
     try:
         try:
             if unsure is not None and isinstance(notifier, Searchable):
@@ -132,7 +143,7 @@ def _deliver(
                     note = f"could not check for an earlier copy, sent again: {exc}"
                     log.warning("notification %d to %s: %s", row.id, row.notifier, note)
             if not found:
-                notifier.send(message)
+                ref = notifier.send(message)
         except DeliveryError:
             raise
         except Exception as exc:
@@ -162,7 +173,10 @@ def _deliver(
             if exc.unsure and unsure is None:
                 payload[UNSURE_SINCE] = to_db(now)
         error = str(exc)
-        _write(store.mark_failed, row.id, error, now + delay, payload)
+        # A wait (Retry-After above all) counts from the answer, not from when the request
+        # left: a slow server would otherwise be asked again too soon.
+        answered = max(now, clock()) if clock is not None else now
+        _write(store.mark_failed, row.id, error, answered + delay, payload)
         return "retrying"
     if found:
         log.info(
@@ -172,5 +186,9 @@ def _deliver(
             row.notifier,
         )
         note = "found already delivered; not sent again"
+    if ref:
+        for a in message.alerts:
+            if a.transition == "firing" and a.since and a.fingerprint:
+                _write(store.save_thread, row.notifier, a.fingerprint, a.since, ref)
     _write(store.mark_sent, row.id, now, note)
     return "sent"

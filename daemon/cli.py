@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import importlib.metadata
 import json
+import os
 import sqlite3
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +17,8 @@ from typing import Any, NoReturn
 import click
 from pydantic import SecretStr
 
-from alerts.message import AlertMessage, DeliveryError
+from alerts.engine import REASONS, Transition
+from alerts.message import AlertMessage, DeliveryError, Notification
 from alerts.rules import Rule, RulesError, load_rules
 from daemon.doctor import ca_file_problems, diagnose, folder_problems
 from daemon.logs import configure_logging
@@ -34,12 +39,33 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _config_file(ctx: click.Context) -> Path:
+    """The settings file to read; exit 2 naming the places looked at when there is none."""
+    try:
+        return config_path(ctx.obj["config"])
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
 def _settings(ctx: click.Context) -> Settings:
-    path = config_path(ctx.obj["config"])
+    path = _config_file(ctx)
     try:
         return load_settings(path)
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
+
+
+def _site(settings: Settings, given: str) -> str:
+    """The configured domain `--site` names, in any letter case; else exit 2 listing them."""
+    domains = [s.domain for s in settings.sites]
+    if given in domains:
+        return given
+    alike = [d for d in domains if d.lower() == given.lower()]
+    if len(alike) == 1:
+        return alike[0]
+    known = ", ".join(domains) or "none in the settings"
+    what = "matches more than one site" if alike else "is not a site"
+    _fail(f"--site: {given!r} {what} (sites: {known})", EXIT_USAGE)
 
 
 def _app(ctx: click.Context) -> Linkwatch:
@@ -69,29 +95,107 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value))
 
 
+_VERBOSE = "linkwatch.verbose"
+
+
+def _verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # Before the verb or after it: any -v turns debug logging on for the whole run.
+    if value:
+        ctx.meta[_VERBOSE] = True
+        configure_logging(True)
+
+
+def _add_verbose(params: list[click.Parameter]) -> None:
+    params.append(
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            expose_value=False,
+            callback=_verbose,
+            help="log debug detail",
+        )
+    )
+
+
+class _Command(click.Command):
+    """A linkwatch command: takes -v/--verbose after the verb as well."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_verbose(self.params)
+
+
+def _stdout_gone() -> NoReturn:
+    """Exit 0 quietly once the reader of stdout has gone (`linkwatch links | head -1`)."""
+    # Python would flush the rest at exit and print "Exception ignored"; point the
+    # descriptor at /dev/null so that flush succeeds.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # not a real descriptor (a test runner's buffer): nothing left to flush
+    sys.exit(EXIT_OK)
+
+
 class _Linkwatch(click.Group):
     """The command group; a database that is busy, full or unusable ends a command with
-    exit 1 and one line, never a traceback."""
+    exit 1 and one line, never a traceback. Every command and subgroup takes -v."""
+
+    command_class = _Command
+    group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_verbose(self.params)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                # Buffered output (csv) must meet a closed pipe here, not at exit.
+                sys.stdout.flush()
         except sqlite3.Error as exc:
             _fail(database_problem(exc), EXIT_RUNTIME)
+        except BrokenPipeError:
+            _stdout_gone()
 
 
-@click.group(cls=_Linkwatch)
+def _version() -> str:
+    """The installed package's version."""
+    try:
+        return importlib.metadata.version("linkwatch")
+    except importlib.metadata.PackageNotFoundError:
+        # Run from a checkout that was never installed: say so rather than invent a number.
+        return "unknown (not installed; pip install -e .)"
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"linkwatch {_version()}")
+        ctx.exit()
+
+
+@click.group("linkwatch", cls=_Linkwatch, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-c",
     "--config",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="settings file (default: $LINKWATCH_CONFIG, else ./settings.toml)",
+    help="settings file (default: $LINKWATCH_CONFIG, else ./settings.toml, else "
+    "/etc/linkwatch/settings.toml)",
 )
-@click.option("-v", "--verbose", is_flag=True, help="log debug detail")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="print the version and exit",
+)
 @click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+def main(ctx: click.Context, config: Path | None) -> None:
     """linkwatch: watch backlink profiles and alert on negative link velocity."""
-    configure_logging(verbose)
+    configure_logging(bool(ctx.meta.get(_VERBOSE)))
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 
@@ -116,8 +220,8 @@ def poll(ctx: click.Context, site: str | None) -> None:
     """Run one cycle now: fetch, ingest, evaluate, deliver."""
     app = _app(ctx)
     try:
-        if site is not None and site not in {s.domain for s in app.settings.sites}:
-            _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
+        if site is not None:
+            site = _site(app.settings, site)
         outcomes, transitions, report = app.cycle(utcnow(), site)
         troubled = [o for o in outcomes if o.status in ("error", "partial", "suspect")]
         for o in troubled:
@@ -164,8 +268,7 @@ def import_(
         _fail("--taken-at names one time; import one file at a time with it", EXIT_USAGE)
     app = _app(ctx)
     try:
-        if site not in {s.domain for s in app.settings.sites}:
-            _fail(f"--site: {site!r} is not a site in the settings", EXIT_USAGE)
+        site = _site(app.settings, site)
         # Filing under the site's own source keeps one timeline: a separate source would
         # keep every imported link live for as long as that source is not polled again.
         site_sources = app.settings.site(site).sources
@@ -196,19 +299,66 @@ def import_(
         app.close()
 
 
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    try:
+        window: timedelta = to_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if window <= timedelta(0):
+        raise click.BadParameter("must be a positive duration")
+    return window
+
+
 @main.command()
 @click.option(
-    "--at", callback=_instant, help="evaluate as of this instant (ISO 8601); default: now"
+    "--at",
+    callback=_instant,
+    help="what if the clock read this instant (ISO 8601): print what would change, change "
+    "nothing, send nothing",
+)
+@click.option(
+    "--commit",
+    is_flag=True,
+    help="with --at: act as if the clock read it (replays, tests); refused before the last "
+    "committed evaluation",
 )
 @click.pass_context
-def evaluate(ctx: click.Context, at: datetime | None) -> None:
-    """Evaluate the rules, then deliver what they raised before exiting."""
+def evaluate(ctx: click.Context, at: datetime | None, commit: bool) -> None:
+    """Evaluate the rules now and deliver what they raised; with --at, a what-if."""
+    from alerts.engine import MemoryAlertBook
+
+    if commit and at is None:
+        _fail("--commit needs --at (a plain evaluate already acts now)", EXIT_USAGE)
     app = _app(ctx)
     try:
         now = utcnow()
+        if at is not None and not commit:
+            book = MemoryAlertBook.copy_of(app.store)
+            changes = app.evaluate(at, now, book=book)
+            stamp = at.isoformat(timespec="seconds")
+            click.echo(f"what-if at {stamp}: nothing is changed and nothing is sent")
+            for t in changes:
+                click.echo(f"  would be {_transition_line(t)}")
+            if not changes:
+                click.echo("  no alert would change")
+            active = [a for a in book.alerts() if a.state in ("pending", "firing")]
+            click.echo(f"then {len(active)} alerts pending or firing" + (":" if active else ""))
+            for a in active:
+                click.echo(f"  {a.state:8} {a.rule} {a.site} (value {_shown(a.value)})")
+            return
+        if commit:
+            assert at is not None
+            last = app.store.last_evaluation()
+            if last is not None and at < last:
+                _fail(
+                    f"--at {at.isoformat(timespec='seconds')} is before the last committed "
+                    f"evaluation ({last.isoformat(timespec='seconds')}): alert states cannot "
+                    "go back in time; use --at without --commit for a what-if",
+                    EXIT_USAGE,
+                )
         transitions = app.evaluate(at or now, now)
         for t in transitions:
-            click.echo(f"{t.rule} {t.site}: {t.state} (value {t.value})")
+            click.echo(_transition_line(t))
         report = app.deliver(now)
         click.echo(
             f"{len(transitions)} alert changes; {report.sent} notifications sent, "
@@ -220,16 +370,184 @@ def evaluate(ctx: click.Context, at: datetime | None) -> None:
         app.close()
 
 
+def _shown(value: float | None) -> str:
+    if value is None:
+        return "no data"
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def _transition_line(t: Transition) -> str:
+    """One line per alert change."""
+    line = f"{t.state}: {t.rule} {t.site} (value {_shown(t.value)})"
+    if t.reason:
+        line += f", because {REASONS.get(t.reason, t.reason)}"
+    if t.silenced:
+        line += " [silenced: recorded, not sent]"
+    return line
+
+
+_ALERT_STATES = {
+    "active": ("pending", "firing"),
+    "firing": ("firing",),
+    "pending": ("pending",),
+    "resolved": ("resolved",),
+    "inactive": ("inactive",),
+    "all": ("pending", "firing", "resolved", "inactive"),
+}
+
+
+@main.command("alerts")
+@click.option(
+    "--state",
+    type=click.Choice(sorted(_ALERT_STATES)),
+    default="active",
+    show_default=True,
+    help="which alerts (active: pending or firing)",
+)
+@click.option("--site", help="only this site's alerts")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per line")
+@click.pass_context
+def alerts_(ctx: click.Context, state: str, site: str | None, as_json: bool) -> None:
+    """List alerts: rule, site, state, value, since when, last notified."""
+    app = _app(ctx)
+    try:
+        if site is not None:
+            site = _site(app.settings, site)
+        rows = app.store.alert_states(_ALERT_STATES[state], site)
+        for a in rows:
+            record = {
+                "rule": a.rule,
+                "site": a.site,
+                "labels": dict(a.labels),
+                "state": a.state,
+                "value": a.value,
+                "since": a.since_at.isoformat(timespec="seconds"),
+                "fired_at": a.fired_at.isoformat(timespec="seconds") if a.fired_at else None,
+                "resolved_at": (
+                    a.resolved_at.isoformat(timespec="seconds") if a.resolved_at else None
+                ),
+                "reason": a.reason,
+                "last_notified": (
+                    a.notified_at.isoformat(timespec="seconds") if a.notified_at else None
+                ),
+            }
+            if as_json:
+                click.echo(json.dumps(record))
+                continue
+            labels = ",".join(f"{k}={v}" for k, v in a.labels)
+            click.echo(
+                f"{a.state:8} {a.rule} {a.site}{' {' + labels + '}' if labels else ''}"
+                f" value {_shown(a.value)} since {record['since']}"
+                f" last notified {record['last_notified'] or 'never'}"
+                + (f" ({REASONS.get(a.reason, a.reason)})" if a.reason else "")
+            )
+        if not rows and not as_json:
+            click.echo(f"no {state} alerts")
+    finally:
+        app.close()
+
+
+@main.group()
+def silence() -> None:
+    """Mute alerts of a rule, a site or both for a while (recorded, not sent)."""
+
+
+@silence.command("add")
+@click.option("--rule", help="the rule to mute (default: every rule)")
+@click.option("--site", help="the site to mute (default: every site)")
+@click.option("--for", "duration", required=True, callback=_duration, help="how long, e.g. 24h")
+@click.option("--comment", default="", help="why, for the team")
+@click.pass_context
+def silence_add(
+    ctx: click.Context, rule: str | None, site: str | None, duration: timedelta, comment: str
+) -> None:
+    """Mute a rule and/or a site from now for --for."""
+    if rule is None and site is None:
+        _fail(
+            "give --rule, --site or both: a silence of everything would hide every alert",
+            EXIT_USAGE,
+        )
+    if len(comment) > 500:
+        _fail("--comment: at most 500 characters", EXIT_USAGE)
+    app = _app(ctx)
+    try:
+        if site is not None:
+            site = _site(app.settings, site)
+        names = {r.name for r in app.rulebook.rules} | {"config_health"}
+        if rule is not None and rule not in names:
+            _fail(f"--rule: unknown rule {rule!r} (rules: {', '.join(sorted(names))})", EXIT_USAGE)
+        now = utcnow()
+        silence_id = app.store.add_silence(rule, site, now, now + duration, comment)
+        click.echo(
+            f"silence {silence_id}: {rule or 'every rule'} on {site or 'every site'} until "
+            f"{(now + duration).isoformat(timespec='seconds')}"
+        )
+    finally:
+        app.close()
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="also silences that have ended")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per line")
+@click.pass_context
+def silence_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List silences in force (with --all, every one)."""
+    app = _app(ctx)
+    try:
+        now = utcnow()
+        rows = app.store.silences(None if show_all else now)
+        for s in rows:
+            record = {
+                "id": s.id,
+                "rule": s.rule,
+                "site": s.site,
+                "starts_at": s.starts_at.isoformat(timespec="seconds"),
+                "ends_at": s.ends_at.isoformat(timespec="seconds"),
+                "active": s.starts_at <= now < s.ends_at,
+                "comment": s.comment,
+            }
+            if as_json:
+                click.echo(json.dumps(record))
+            else:
+                click.echo(
+                    f"{s.id:4} {'active' if record['active'] else 'ended ':6} "
+                    f"{s.rule or '*'} on {s.site or '*'} until {record['ends_at']}"
+                    + (f" — {s.comment}" if s.comment else "")
+                )
+        if not rows and not as_json:
+            click.echo("no silences" if show_all else "no silences in force")
+    finally:
+        app.close()
+
+
+@silence.command("expire")
+@click.argument("silence_id", type=int)
+@click.pass_context
+def silence_expire(ctx: click.Context, silence_id: int) -> None:
+    """End a silence now."""
+    app = _app(ctx)
+    try:
+        if not app.store.expire_silence(silence_id, utcnow()):
+            _fail(f"no silence {silence_id} in force (see `linkwatch silence list`)", EXIT_USAGE)
+        click.echo(f"silence {silence_id} ended")
+    finally:
+        app.close()
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show each site's live links and referring domains."""
+    """Show each site's live links, referring domains and firing alerts."""
     app = _app(ctx)
     try:
         rows = app.store.status()
+        firing: dict[str, int] = {}
+        for a in app.store.alert_states(("firing",)):
+            firing[a.site] = firing.get(a.site, 0) + 1
         if as_json:
-            click.echo(json.dumps([asdict(r) for r in rows], default=_json_default, indent=2))
+            records = [asdict(r) | {"alerts_firing": firing.get(r.site, 0)} for r in rows]
+            click.echo(json.dumps(records, default=_json_default, indent=2))
             return
         for r in rows:
             if r.last_ingested_at is None or r.last_snapshot_at is None:
@@ -244,20 +562,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
             click.echo(
                 f"{r.site} ({r.role}): {r.live_links} live links from {r.live_refdomains} "
                 f"referring domains, {r.missing_links} missing, {r.lost_links} lost"
-                f"{unconfirmed}; {last}"
+                f"{unconfirmed}; {last}; {firing.get(r.site, 0)} alerts firing"
             )
+        if firing.get("linkwatch"):
+            click.echo(f"linkwatch (service): {firing['linkwatch']} alerts firing")
     finally:
         app.close()
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
-    try:
-        window: timedelta = to_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    if window <= timedelta(0):
-        raise click.BadParameter("must be a positive duration")
-    return window
 
 
 @main.command()
@@ -279,9 +589,7 @@ def metrics(
     at = at or utcnow()
     app = _app(ctx)
     try:
-        if site not in {s.domain for s in app.settings.sites}:
-            known = ", ".join(s.domain for s in app.settings.sites) or "none"
-            _fail(f"--site: unknown site {site!r} (sites: {known})", EXIT_USAGE)
+        site = _site(app.settings, site)
         values = compute_metrics(app.store, site, window, at)
         result = {name: None if values is None else getattr(values, name) for name in METRICS}
         if as_json:
@@ -298,34 +606,112 @@ def metrics(
         app.close()
 
 
+_REL_FLAGS = ("nofollow", "ugc", "sponsored")
+# The keys of `links --format json`, exactly: scripts read them.
+_LINK_KEYS = "url_from url_to anchor state lost_reason domain_rating first_seen last_seen sources"
+_TABLE_HEADER = ("STATE", "DR", "FIRST SEEN", "LAST SEEN", "REL", "URL_FROM", "URL_TO")
+_TEXTS = ("url_from", "url_to", "anchor", "lost_reason")
+_CSV_HEADER = "state domain_rating first_seen last_seen rel " + " ".join(_TEXTS) + " sources"
+# Column widths come from this many rows; later rows stream out without being held.
+_TABLE_SAMPLE = 500
+
+
+def _rel(row: dict[str, Any]) -> str:
+    """`nofollow ugc …` as the stored flags say; dofollow when all known are false."""
+    flags = [f for f in _REL_FLAGS if row[f]]
+    if flags:
+        return " ".join(flags)
+    # A NULL flag is one the export did not give: no flag known is no answer at all.
+    return "dofollow" if any(row[f] is not None for f in _REL_FLAGS) else ""
+
+
+def _when(at: datetime | None, table: bool = False) -> str:
+    if at is None:
+        return ""
+    return at.strftime("%Y-%m-%d %H:%M") if table else at.isoformat(timespec="seconds")
+
+
+def _csv_row(row: dict[str, Any]) -> list[Any]:
+    first, last = _when(row["first_seen"]), _when(row["last_seen"])
+    texts = [row[k] for k in _TEXTS]
+    sources = " ".join(row["sources"])
+    return [row["state"], row["domain_rating"], first, last, _rel(row), *texts, sources]
+
+
+def _table_row(row: dict[str, Any]) -> list[str]:
+    dr = "" if row["domain_rating"] is None else f"{row['domain_rating']:g}"
+    first, last = _when(row["first_seen"], table=True), _when(row["last_seen"], table=True)
+    return [row["state"], dr, first, last, _rel(row), *(_cell(row[k] or "") for k in _TEXTS)]
+
+
+def _cell(text: str) -> str:
+    """Third-party text made safe for one table cell: control characters shown escaped."""
+    # An anchor with a newline or a terminal escape sequence must not break or drive the
+    # terminal; csv and json carry such text exactly instead.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _print_table(header: Iterable[str], rows: Iterator[list[str]]) -> None:
+    """Aligned columns, widths taken from the first rows; the last column is not padded."""
+    head = [*header]
+    sample = [head]
+    for row in rows:
+        sample.append(row)
+        if len(sample) > _TABLE_SAMPLE:
+            break
+    widths = [max(len(r[i]) for r in sample) for i in range(len(head) - 1)]
+    for row in [*sample, *rows]:
+        padded = [v.ljust(w) for v, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*padded, row[-1]]).rstrip())
+
+
 @main.command()
-@click.option("--site", required=True)
+@click.option("--site", required=True, help="the site whose links to list (any letter case)")
 @click.option("--state", type=click.Choice(["live", "missing", "lost", "unconfirmed"]))
-@click.option("--json", "as_json", is_flag=True, help="print JSON lines")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "csv", "json"]),
+    help="table (default), csv with a header row, or json: one object per line",
+)
+@click.option("--json", "as_json", is_flag=True, help="deprecated alias of --format json")
 @click.pass_context
-def links(ctx: click.Context, site: str, state: str | None, as_json: bool) -> None:
-    """List a site's links from the ledger."""
+def links(
+    ctx: click.Context, site: str, state: str | None, output: str | None, as_json: bool
+) -> None:
+    """List a site's links from the ledger.
+
+    FIRST SEEN is when linkwatch first saw the link: the snapshot that added it (for links
+    already there at the site's first snapshot, that snapshot). LAST SEEN is, for a live
+    link, the latest accepted snapshot of a source still seeing it; otherwise the last
+    snapshot that saw it before it went missing. Times are UTC. REL is dofollow, or the
+    nofollow / ugc / sponsored flags the exports gave (empty when they gave none).
+    """
+    if as_json and output not in (None, "json"):
+        _fail(f"--json and --format {output} disagree; give --format alone", EXIT_USAGE)
+    output = "json" if as_json else (output or "table")
     app = _app(ctx)
     try:
-        try:
-            rows = app.store.links(site, state)
+        site = _site(app.settings, site)
+        rows = app.store.link_listing(site, state)
+        if output == "json":
             for row in rows:
-                if as_json:
-                    click.echo(json.dumps(row))
-                else:
-                    click.echo(
-                        f"{row['state']:8} {row['url_from']} -> {row['url_to']}"
-                        f" [{row['anchor'] or ''}] {row['lost_reason'] or ''}".rstrip()
-                    )
-        except KeyError:
-            _fail(f"--site: unknown site {site!r}", EXIT_USAGE)
+                record = {key: row[key] for key in _LINK_KEYS.split()}
+                click.echo(json.dumps(record, default=_json_default, ensure_ascii=False))
+        elif output == "csv":
+            writer = csv.writer(sys.stdout)
+            writer.writerow(_CSV_HEADER.split())
+            writer.writerows(_csv_row(row) for row in rows)
+        else:
+            header = [*_TABLE_HEADER, "ANCHOR", "LOST REASON"]
+            _print_table(header, (_table_row(row) for row in rows))
     finally:
         app.close()
 
 
 @main.group()
 def rules() -> None:
-    """Check rule files."""
+    """Check and test rule files."""
 
 
 @rules.command("check")
@@ -340,13 +726,237 @@ def rules_check(ctx: click.Context) -> None:
         for line in exc.errors:
             click.echo(line, err=True)
         sys.exit(EXIT_USAGE)
+    if not loaded:
+        # Not an error (a fresh install), but a daemon without rules never alerts.
+        click.echo(
+            f"linkwatch: warning: {settings.daemon.rules_dir}: no rule files (*.toml): "
+            "nothing will ever alert",
+            err=True,
+        )
     click.echo(f"{len(loaded)} rules OK in {settings.daemon.rules_dir}")
+
+
+@rules.command("test")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def rules_test(files: tuple[Path, ...]) -> None:
+    """Run rule unit tests (TOML files, docs/rules-testing.md); exit 1 on a failed test,
+    2 on a bad test file. Needs no settings: sites and notifiers come from the test."""
+    from alerts.rules.testing import TestFileError, load_suite, run_suite
+
+    bad = passed = failed = 0
+    for path in files:
+        try:
+            suite = load_suite(path)
+        except TestFileError as exc:
+            for line in exc.errors:
+                click.echo(line, err=True)
+            bad += 1
+            continue
+        report = run_suite(suite)
+        for note in report.notes:
+            click.echo(f"linkwatch: warning: {note}", err=True)
+        for m in report.failed:
+            click.echo(f"FAIL {path}: test {m.test!r}: at {m.at}:")
+            for line in m.lines:
+                click.echo(f"  {line}")
+        tests = len(suite.cases)
+        failing = len({m.test for m in report.failed})
+        passed += tests - failing
+        failed += failing
+        if not failing:
+            click.echo(f"ok   {path}: {tests} tests passed")
+    summary = (
+        f"{passed + failed} tests in {len(files) - bad} file(s): {passed} passed, {failed} failed"
+    )
+    if bad:
+        summary += f"; {bad} test file(s) with errors, not run"
+    click.echo(summary)
+    if bad:
+        sys.exit(EXIT_USAGE)
+    if failed:
+        sys.exit(EXIT_RUNTIME)
+
+
+@main.command()
+@click.option(
+    "--since",
+    default="90d",
+    show_default=True,
+    callback=_duration,
+    help="how far back to replay, e.g. 30d",
+)
+@click.option("--rule", "rule_name", help="replay only this rule")
+@click.option("--site", help="only this site's alerts (any letter case)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.pass_context
+def backtest(
+    ctx: click.Context, since: timedelta, rule_name: str | None, site: str | None, as_json: bool
+) -> None:
+    """Replay stored history through the current rules: when each alert would have fired
+    and resolved. Reads the database read-only; sends and writes nothing."""
+    from alerts.backtest import replay
+    from daemon.store import Store
+
+    _, settings = _settings_without_secrets(ctx.find_root())
+    try:
+        rules_in_force = load_rules(settings)
+    except RulesError as exc:
+        _fail("rules have errors:\n" + str(exc), EXIT_USAGE)
+    if rule_name is not None:
+        rules_in_force = [r for r in rules_in_force if r.name == rule_name]
+        if not rules_in_force:
+            known = ", ".join(r.name for r in load_rules(settings)) or "none"
+            where = settings.daemon.rules_dir
+            _fail(f"--rule: no rule {rule_name!r} in {where} (rules: {known})", EXIT_USAGE)
+    sites = [s.domain for s in settings.sites]
+    if site is not None:
+        site = _site(settings, site)
+        sites = [site]
+    own = [d for d in settings.own_sites() if d in sites]
+    try:
+        store = Store.read_only(settings.storage.path)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        end = utcnow()
+        result = replay(
+            store,
+            rules_in_force,
+            start=end - since,
+            end=end,
+            every=settings.daemon.evaluate_every,
+            own_sites=own,
+            all_sites=sites,
+            competitors={s.domain: tuple(s.competitors) for s in settings.sites},
+        )
+    finally:
+        store.close()
+    episodes = [e for e in result.episodes if site is None or e.site == site]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "start": result.start.isoformat(),
+                    "end": result.end.isoformat(),
+                    "passes": result.passes,
+                    "regular_step": format_duration(result.step),
+                    "alerts": [e.as_json() for e in episodes],
+                }
+            )
+        )
+        return
+    click.echo(
+        f"backtest {_when(result.start, True)} to {_when(result.end, True)} UTC: "
+        f"{len(rules_in_force)} rules, {result.passes} evaluation passes (at each snapshot, "
+        f"window edges and `for` ends, and every {format_duration(result.step)}); "
+        "nothing was written or sent"
+    )
+    if not episodes:
+        click.echo("no alert would have fired")
+        return
+    rows = []
+    for e in episodes:
+        fired = _when(e.fired_at, True) + ("*" if e.at_start else "")
+        resolved = _when(e.resolved_at, True) if e.resolved_at else "still firing"
+        peak = "" if e.peak is None else _shown(e.peak)
+        rows.append([e.rule, e.site, fired, resolved, peak, e.reason or ""])
+    _print_table(["RULE", "SITE", "FIRED AT", "RESOLVED AT", "PEAK", "REASON"], iter(rows))
+    if any(e.at_start for e in episodes):
+        click.echo("* already firing when the period starts: it may have fired earlier")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--dead", is_flag=True, help="only dead-lettered notifications")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per line")
+@click.pass_context
+def outbox(ctx: click.Context, dead: bool, as_json: bool) -> None:
+    """List notifications (newest first); `outbox retry` sends dead ones again."""
+    from daemon.store import Store
+
+    if ctx.invoked_subcommand is not None:
+        return
+    _, settings = _settings_without_secrets(ctx.find_root())
+    try:
+        store = Store.read_only(settings.storage.path)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        entries = store.outbox_entries("dead" if dead else None)
+    finally:
+        store.close()
+    if as_json:
+        for e in entries:
+            click.echo(json.dumps(asdict(e), default=_json_default, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo("no dead notifications" if dead else "the outbox is empty")
+        return
+    header = ["ID", "NOTIFIER", "SITE", "TRANSITIONS", "STATUS", "ATTEMPTS", "CREATED"]
+    rows = (
+        [
+            str(e.id),
+            e.notifier,
+            e.site or "",
+            ", ".join(e.transitions),
+            e.status,
+            str(e.attempts),
+            _when(e.created_at, True),
+            _cell(" ".join((e.last_error or "").split())),
+        ]
+        for e in entries
+    )
+    _print_table([*header, "LAST ERROR"], rows)
+
+
+@outbox.command("retry")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--all", "every", is_flag=True, help="every dead notification")
+@click.pass_context
+def outbox_retry(ctx: click.Context, ids: tuple[int, ...], every: bool) -> None:
+    """Put dead notifications back in the queue, due now (their attempts are kept)."""
+    from daemon.store import OutboxRetryError, Store
+
+    if every == bool(ids):
+        _fail("give the ids of dead notifications, or --all (not both)", EXIT_USAGE)
+    _, settings = _settings_without_secrets(ctx.find_root())
+    try:
+        store = Store(settings.storage.path, settings.storage.busy_timeout.total_seconds())
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        try:
+            retried = store.retry_dead(None if every else ids, utcnow())
+        except OutboxRetryError as exc:
+            for line in exc.problems:
+                click.echo(f"linkwatch: {line}", err=True)
+            click.echo("nothing was changed", err=True)
+            sys.exit(EXIT_USAGE)
+        entries = {e.id: e for e in store.outbox_entries("pending")}
+    finally:
+        store.close()
+    if not retried:
+        click.echo("no dead notifications to retry")
+        return
+    click.echo(
+        f"{len(retried)} notifications queued again: {', '.join(map(str, retried))}; the "
+        "daemon delivers them at its next delivery pass (`linkwatch poll` does it now)"
+    )
+    owners = {entries[i].notifier for i in retried if i in entries}
+    unknown = sorted(owners - set(settings.notifiers))
+    for name in unknown:
+        click.echo(
+            f"linkwatch: warning: notifier {name!r} is not in the settings: its notifications "
+            "go dead again until it is configured",
+            err=True,
+        )
 
 
 def _settings_without_secrets(ctx: click.Context) -> tuple[Path, Settings]:
     """The settings file and its settings, a missing secret standing in (check, doctor);
     every problem one `file: key: message` line and exit 2."""
-    path = config_path(ctx.obj["config"])
+    path = _config_file(ctx)
     try:
         return path, load_settings(path, require_secrets=False)
     except ConfigError as exc:
@@ -424,21 +1034,22 @@ def notify_test(ctx: click.Context, name: str) -> None:
                 f"{', '.join(sorted(app.notifiers)) or 'none'})",
                 EXIT_USAGE,
             )
-        message = AlertMessage(
-            transition="firing",
+        # A "test" transition: every rendering says TEST and that no alert is firing.
+        test = AlertMessage(
+            transition="test",
             rule="notify-test",
             site="linkwatch",
             severity="info",
-            metric="test",
-            value=1,
-            op="==",
-            threshold=1,
-            window="0s",
+            metric="",
+            value=None,
+            op="",
+            threshold=None,
+            window="",
             summary=f"Test message from linkwatch to notifier {name}",
             at=utcnow().isoformat(timespec="seconds"),
         )
         try:
-            notifier.send(message)
+            notifier.send(Notification(site=test.site, alerts=(test,)))
         except DeliveryError as exc:
             _fail(f"notifier {name}: {exc}", EXIT_RUNTIME)
         click.echo(f"sent a test message through {name}")

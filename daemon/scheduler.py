@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import FrameType
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
@@ -23,6 +23,8 @@ from daemon.service import Linkwatch, utcnow
 from daemon.store import database_problem
 
 log = logging.getLogger(__name__)
+# How often the daemon looks for edited rule files (a stat of each file).
+RULES_WATCH_EVERY = 5
 
 
 def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -93,10 +95,20 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     schedule_polls(sched, app, now)
+    # Evaluated at start too: an alert due while the daemon was down is told now.
     sched.add_job(
         _guarded("evaluate", lambda: app.evaluate(utcnow())),
         IntervalTrigger(seconds=app.settings.daemon.evaluate_every.total_seconds()),
         id="evaluate",
+        next_run_time=now,
+    )
+    # A rule file edited, added or removed is evaluated within seconds, not at the next
+    # evaluation (it may be minutes away).
+    sched.add_job(
+        _guarded("rules", lambda: evaluate_if_rules_changed(app)),
+        IntervalTrigger(seconds=RULES_WATCH_EVERY),
+        id="rules",
+        next_run_time=now + timedelta(seconds=RULES_WATCH_EVERY),
     )
     sched.add_job(
         # Wakes each notifier's worker thread: a poll never waits on a notifier.
@@ -118,6 +130,16 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
             next_run_time=now,
         )
     return sched
+
+
+def evaluate_if_rules_changed(app: Linkwatch) -> bool:
+    """Evaluate at once (and wake delivery) when a rule file changed; True if it did."""
+    if not app.rules_changed():
+        return False
+    now = utcnow()
+    app.evaluate(now)
+    app.wake_delivery(now)
+    return True
 
 
 def running_status(app: Linkwatch) -> str:

@@ -7,11 +7,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from alerts.delivery import DeliveryWorkers
-from alerts.engine import Transition, evaluate
+from alerts.engine import AlertBook, StoredAlertBook, Transition, evaluate
 from alerts.notifiers import Notifier, build_notifier
 from alerts.outbox import DeliveryReport, dead_letter_unconfigured, deliver_due
 from alerts.rules import ConfigHealthRule, Rule, RuleBook, RulesError, load_rules, rules_signature
@@ -302,9 +302,21 @@ class Linkwatch:
 
     # --- alerts ------------------------------------------------------------------------
 
-    def evaluate(self, at: datetime, now: datetime | None = None) -> list[Transition]:
+    def evaluate(
+        self,
+        at: datetime,
+        now: datetime | None = None,
+        *,
+        book: AlertBook | None = None,
+        group: bool | None = None,
+    ) -> list[Transition]:
         """Evaluate the rules in force as of `at` (reloading them first if their files
-        changed); notifications are queued at `now` (default: `at`)."""
+        changed); notifications are queued at `now` (default: `at`).
+
+        With a `book` (a MemoryAlertBook) nothing is written or sent: a what-if. Else the
+        evaluation is committed; transitions of one site are gathered for `group_wait`
+        in the daemon (`group`, default: when it watches its configuration).
+        """
         self.rulebook.reload_if_changed()
         ctx = EvaluationContext(
             self.store,
@@ -312,15 +324,30 @@ class Linkwatch:
             now or at,
             self.settings.own_sites(),
             [s.domain for s in self.settings.sites],
+            competitors={
+                s.domain: tuple(getattr(s, "competitors", ()) or ()) for s in self.settings.sites
+            },
         )
         rules: list[Rule] = list(self.rulebook.rules)
         if self.watch_config:
             rules.append(self.config_health())
-        return evaluate(self.store, rules, ctx)
+        if book is not None:
+            return evaluate(self.store, rules, ctx, book)
+        grouping = self.watch_config if group is None else group
+        wait = self.settings.daemon.group_wait if grouping else timedelta(0)
+        transitions = evaluate(self.store, rules, ctx, StoredAlertBook(self.store, wait))
+        self.store.mark_evaluated(at)
+        return transitions
+
+    def rules_changed(self) -> bool:
+        """True when a rule file was added, removed or edited since the rules were loaded."""
+        return rules_signature(self.settings.daemon.rules_dir) != self.rulebook.signature
 
     def deliver(self, now: datetime) -> DeliveryReport:
         """Deliver due notifications."""
-        return deliver_due(self.store, self.notifiers, now, self.settings.daemon.delivery_ttl)
+        return deliver_due(
+            self.store, self.notifiers, now, self.settings.daemon.delivery_ttl, clock=utcnow
+        )
 
     def wake_delivery(self, now: datetime) -> None:
         """The daemon's delivery: wake each notifier's worker (started, or replaced after a

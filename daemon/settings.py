@@ -22,13 +22,18 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
-from daemon.types import PositiveDuration
+from daemon.types import Duration, PositiveDuration
 from sources import SOURCE_KINDS, SourceSettings
 from sources.urls import idna_host
 
 DEFAULT_CONFIG = Path("settings.toml")
+# Where a packaged install keeps its settings; a module constant so tests can move it.
+ETC_CONFIG = Path("/etc/linkwatch/settings.toml")
 _KINDS = frozenset(NOTIFIER_KINDS) | frozenset(SOURCE_KINDS)
 ENV_CONFIG = "LINKWATCH_CONFIG"
+ENV_PREFIX = "LINKWATCH_"
+# Blocks whose keys are names chosen in the file, which env and credentials must address.
+_NAMED = ("notifiers", "sources")
 # What a required secret holds when `load_settings(require_secrets=False)` did not find it.
 SECRET_STAND_IN = "(not set: checked without secrets)"
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -83,6 +88,15 @@ class DaemonSettings(BaseModel):
     evaluate_every: PositiveDuration = timedelta(minutes=5)
     deliver_every: PositiveDuration = timedelta(seconds=10)
     delivery_ttl: PositiveDuration = timedelta(hours=24)
+    # Transitions of one site within this long go to each notifier as one message.
+    group_wait: Duration = timedelta(seconds=30)
+
+    @field_validator("group_wait")
+    @classmethod
+    def _group_wait_bounded(cls, v: timedelta) -> timedelta:
+        if v > timedelta(hours=1):
+            raise ValueError("expected a duration between 0s and 1h")
+        return v
 
 
 class SiteSettings(BaseModel):
@@ -93,6 +107,86 @@ class SiteSettings(BaseModel):
     domain: str = Field(min_length=3)
     role: Literal["own", "competitor"] = "own"
     sources: list[str] = Field(min_length=1)
+    # Sites whose pace competitor_pace rules compare with this one's: configured sites.
+    competitors: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=50
+    )
+
+
+def name_key(name: str) -> str:
+    """A notifier or source name as an environment variable can spell it: case and `-`/`_`
+    do not count (`SEO_SLACK` is `seo-slack`)."""
+    return name.lower().replace("-", "_")
+
+
+def _onto_file_names(
+    found: dict[str, Any], file: dict[str, Any], origin: Callable[[str, str], str]
+) -> dict[str, Any]:
+    """`found` (environment or credentials) with each notifier and source name replaced by
+    the file's name it spells; `origin(block, name)` says where a name came from."""
+    # A shell cannot export `-` in a variable name, and pydantic-settings lowercases what it
+    # reads, so the names must be matched to the file's or they would start new blocks.
+    mapped = dict(found)
+    for block in _NAMED:
+        given = found.get(block)
+        if not isinstance(given, dict):
+            continue
+        defined = file.get(block)
+        names = [str(n) for n in defined] if isinstance(defined, dict) else []
+        spelled: dict[str, list[str]] = {}
+        for name in names:
+            spelled.setdefault(name_key(name), []).append(name)
+        out: dict[str, Any] = {}
+        for key, value in given.items():
+            matches = spelled.get(name_key(key), [])
+            if not matches:
+                raise ConfigError(
+                    f"{origin(block, key)}: no {block[:-1]} {key!r} in the settings file "
+                    f"(its {block}: {', '.join(names) or 'none'})"
+                )
+            if len(matches) > 1:
+                raise ConfigError(
+                    f"{origin(block, key)}: could be {block} "
+                    f"{' or '.join(map(repr, matches))} of the settings file; rename one"
+                )
+            target = matches[0]
+            before = out.get(target)
+            if isinstance(before, dict) and isinstance(value, dict) and not before.keys() & value:
+                value = {**before, **value}
+            elif before is not None:
+                raise ConfigError(f"{origin(block, key)}: sets {block}.{target} twice")
+            out[target] = value
+        mapped[block] = out
+    return mapped
+
+
+class _NamedAsInFile(PydanticBaseSettingsSource):
+    """Another source's values, notifier and source names matched to the file's."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        inner: PydanticBaseSettingsSource,
+        file: PydanticBaseSettingsSource,
+        origin: Callable[[str, str], str],
+    ) -> None:
+        super().__init__(settings_cls)
+        self._inner, self._file, self._origin = inner, file, origin
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _onto_file_names(self._inner(), self._file(), self._origin)
+
+
+def _env_origin(block: str, name: str) -> str:
+    return f"environment variable {ENV_PREFIX}{block.upper()}__{name.upper()}__…"
+
+
+def _credential_origin(block: str, name: str) -> str:
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    return f"credential file {folder}/{block}__{name}__…"
 
 
 class _CredentialsSource(PydanticBaseSettingsSource):
@@ -131,7 +225,7 @@ class Settings(BaseSettings):
     """Everything linkwatch reads from its settings file."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LINKWATCH_", env_nested_delimiter="__", extra="forbid"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
     )
 
     storage: StorageSettings = Field(default_factory=StorageSettings)
@@ -155,8 +249,15 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first, then systemd credentials, then the file's own values.
-        return (env_settings, _CredentialsSource(settings_cls), init_settings)
+        # Environment first, then systemd credentials, then the file's own values; the
+        # first two name notifiers and sources as the file does (see name_key).
+        return (
+            _NamedAsInFile(settings_cls, env_settings, init_settings, _env_origin),
+            _NamedAsInFile(
+                settings_cls, _CredentialsSource(settings_cls), init_settings, _credential_origin
+            ),
+            init_settings,
+        )
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
@@ -176,6 +277,29 @@ class Settings(BaseSettings):
                 for name in site.sources
                 if name not in self.sources
             )
+            domains = [s.domain for s in self.sites]
+            for j, rival in enumerate(site.competitors):
+                where = f"sites[{i}].competitors[{j}]"
+                if rival == site.domain:
+                    problems.append(f"{where}: {rival!r} is the site itself")
+                elif rival not in domains:
+                    problems.append(
+                        f"{where}: unknown site {rival!r} (each competitor must be a"
+                        f" [[sites]] domain: {', '.join(domains)})"
+                    )
+                elif rival in site.competitors[:j]:
+                    problems.append(f"{where}: {rival!r} is listed twice")
+        for block in _NAMED:
+            spelled: dict[str, list[str]] = {}
+            for name in getattr(self, block):
+                spelled.setdefault(name_key(name), []).append(name)
+            problems.extend(
+                f"{block}: {' and '.join(map(repr, alike))} are one name to environment "
+                f"variables and credentials ({ENV_PREFIX}{block.upper()}__"
+                f"{key.upper()}__…); rename one"
+                for key, alike in spelled.items()
+                if len(alike) > 1
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -183,6 +307,10 @@ class Settings(BaseSettings):
     def own_sites(self) -> list[str]:
         """Domains of the sites with role `own`."""
         return [s.domain for s in self.sites if s.role == "own"]
+
+    def competitors(self) -> dict[str, tuple[str, ...]]:
+        """Each site that names competitors -> those competitors (competitor_pace rules)."""
+        return {s.domain: tuple(s.competitors) for s in self.sites if s.competitors}
 
     def site(self, domain: str) -> SiteSettings:
         """The settings of one site."""
@@ -193,11 +321,29 @@ class Settings(BaseSettings):
 
 
 def config_path(explicit: str | Path | None) -> Path:
-    """-c/--config, else $LINKWATCH_CONFIG, else ./settings.toml."""
+    """-c/--config, else $LINKWATCH_CONFIG, else ./settings.toml or /etc/linkwatch/settings.toml."""
     if explicit:
         return Path(explicit)
     env = os.environ.get(ENV_CONFIG)
-    return Path(env) if env else DEFAULT_CONFIG
+    if env:
+        return Path(env)
+    # Read at call time (not bound as a default) so tests can point ETC_CONFIG elsewhere.
+    for candidate in (DEFAULT_CONFIG, ETC_CONFIG):
+        if candidate.exists():
+            return candidate
+    raise ConfigError(
+        f"no settings file: -c/--config not given, ${ENV_CONFIG} not set, and neither "
+        f"./{DEFAULT_CONFIG} nor {ETC_CONFIG} exists; start from the example with "
+        f"`cp settings.example.toml {DEFAULT_CONFIG}` (or pass -c FILE)"
+    )
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    """Whether an error location is a notifier's secret (notifiers.NAME.KIND.token)."""
+    if len(loc) != 4 or loc[0] != "notifiers" or loc[2] not in NOTIFIER_KINDS:
+        return False
+    field = NOTIFIER_KINDS[str(loc[2])].Settings.model_fields.get(str(loc[3]))
+    return field is not None and field.annotation is SecretStr
 
 
 def format_validation_error(path: Path, exc: ValidationError) -> str:
@@ -217,6 +363,13 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
             continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "missing" and _is_secret(err["loc"]):
+            # A missing secret: say how to give it without writing it into the file.
+            name, key = str(err["loc"][1]), str(err["loc"][-1])
+            msg += (
+                f" (or set {ENV_PREFIX}NOTIFIERS__{name_key(name).upper()}__{key.upper()}"
+                f" or the systemd credential notifiers__{name}__{key})"
+            )
         lines.append(f"{path}: {loc}: {msg}")
     return "\n".join(lines)
 

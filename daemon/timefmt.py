@@ -57,3 +57,17 @@ def format_duration(delta: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def format_elapsed(delta: timedelta) -> str:
+    """How long something lasted, for people: `2d 3h`, `45m`, `30s` (two units at most)."""
+    seconds = max(int(delta.total_seconds()), 0)
+    parts: list[str] = []
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from daemon.store import AlertState, Store, Tell
 
 AHREFS_HEADER = [
     "Referring page title",
@@ -113,3 +117,34 @@ def write_gsc(path: Path, pages: Iterable[str]) -> Path:
     lines = ["Linking page,Last crawled"] + [f"{page},2026-01-05" for page in pages]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def queue_alert(
+    store: Store,
+    fingerprint: str,
+    site: str,
+    notifiers: list[str],
+    message: dict[str, Any],
+    at: datetime,
+    expected: AlertState | None = None,
+) -> bool:
+    """Persist a firing alert and queue its message to `notifiers`, as the engine does."""
+    state = AlertState(
+        fingerprint=fingerprint,
+        rule=str(message.get("rule", "refdomain-loss")),
+        kind="threshold",
+        site=site,
+        labels=(),
+        state="firing",
+        value=message.get("value"),
+        since_at=at,
+        active_at=at,
+        fired_at=at,
+        held_at=at,
+        notified_at=at,
+        told="firing",
+        evaluated_at=at,
+    )
+    return store.apply_alert(
+        expected, state, [("firing", None)], [Tell(n, message) for n in notifiers], at
+    )

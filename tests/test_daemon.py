@@ -50,7 +50,8 @@ class Daemon:
 
 
 def _site(tmp_path: Path) -> Path:
-    settings = write_settings(tmp_path)
+    # A short group_wait: what one poll raises still goes out as one message, soon.
+    settings = write_settings(tmp_path, extra='group_wait = "1s"\n')
     write_rule(tmp_path, "refdomain-loss", RULE)
     folder = tmp_path / "exports" / "example.com"
     folder.mkdir(parents=True)

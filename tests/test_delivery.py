@@ -14,13 +14,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 
-from alerts.message import AlertMessage, DeliveryError
+from alerts.message import AlertMessage, DeliveryError, Notification
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
 from daemon.store import UNSURE_SINCE, OutboxRow, Store
 from daemon.timefmt import to_db
 from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, free_port
+from tests.helpers import queue_alert
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)
@@ -40,6 +41,12 @@ def _message() -> AlertMessage:
         summary="example.com lost 12 referring domains in 7d",
         at=T0.isoformat(),
     )
+
+
+def _note(message: AlertMessage | None = None) -> Notification:
+    """One alert's notification, as a notifier is handed it."""
+    message = message or _message()
+    return Notification(message.site, (message,))
 
 
 def _slack(slack: SlackStandIn, token: str = SLACK_TOKEN) -> SlackNotifier:
@@ -69,18 +76,7 @@ def _email(server: SmtpServer, **kw: object) -> EmailNotifier:
 
 
 def _queue(store: Store, notifiers: list[str]) -> None:
-    payload = _message().to_payload()
-    store.save_alert(
-        fingerprint="fp1",
-        rule="refdomain-loss",
-        site="example.com",
-        state="firing",
-        value=12,
-        at=T0,
-        now=T0,
-        expected_state="inactive",
-        notify=[(n, f"fp1:firing:{n}", payload) for n in notifiers],
-    )
+    assert queue_alert(store, "fp1", "example.com", notifiers, _message().to_payload(), T0)
 
 
 def test_rate_limited_slack_waits_retry_after_and_email_is_not_repeated(
@@ -135,7 +131,7 @@ def test_an_unknown_channel_is_dead_lettered_at_once(tmp_path: Path, slack: Slac
 
 def test_the_summary_is_escaped_in_slack_and_html(slack: SlackStandIn, smtp: SmtpServer) -> None:
     hostile = "<!channel> & <https://evil.example|click> <b>bold</b>"
-    message = replace(_message(), summary=hostile)
+    message = _note(replace(_message(), summary=hostile))
     _slack(slack).send(message)
     [posted] = slack.messages
     everything = json.dumps(posted)
@@ -190,12 +186,12 @@ def test_restart_between_queue_and_delivery_loses_nothing(tmp_path: Path, smtp: 
 
 def test_starttls_verifies_the_server_certificate(tls_smtp: SmtpServer) -> None:
     trusted = _email(tls_smtp, security="starttls", ca_file=str(tls_smtp.ca_file))
-    trusted.send(_message())
+    trusted.send(_note())
     assert len(tls_smtp.messages) == 1
 
     untrusted = _email(tls_smtp, security="starttls")
     with pytest.raises(DeliveryError) as err:
-        untrusted.send(_message())
+        untrusted.send(_note())
     assert not err.value.retryable
     assert len(tls_smtp.messages) == 1
 
@@ -205,7 +201,7 @@ def test_unreachable_smtp_is_retryable() -> None:
 
     server = SmtpServer("127.0.0.1", free_port(), handler=None)  # type: ignore[arg-type]
     with pytest.raises(DeliveryError) as err:
-        _email(server).send(_message())
+        _email(server).send(_note())
     assert err.value.retryable
 
 
@@ -218,16 +214,13 @@ def test_a_stale_evaluator_cannot_queue_a_transition_twice(tmp_path: Path) -> No
     store = Store(tmp_path / "lw.db")
     _queue(store, ["team-email"])
     # A second process that read "inactive" before the first one saved "firing".
-    assert not store.save_alert(
-        fingerprint="fp1",
-        rule="refdomain-loss",
-        site="example.com",
-        state="firing",
-        value=12,
-        at=T0 + timedelta(seconds=1),
-        now=T0,
-        expected_state="inactive",
-        notify=[("team-email", "fp1:firing:other", _message().to_payload())],
+    assert not queue_alert(
+        store,
+        "fp1",
+        "example.com",
+        ["team-email"],
+        _message().to_payload(),
+        T0 + timedelta(seconds=1),
     )
     assert len(store.outbox()) == 1
 
@@ -250,7 +243,7 @@ def test_a_claimed_notification_is_not_sent_by_a_second_deliverer(
 class _Broken:
     name = "broken"
 
-    def send(self, message: AlertMessage) -> None:
+    def send(self, message: Notification) -> None:
         raise RuntimeError("renderer bug")
 
 
@@ -273,7 +266,7 @@ class _Failing:
     def __init__(self, retryable: bool) -> None:
         self.retryable = retryable
 
-    def send(self, message: AlertMessage) -> None:
+    def send(self, message: Notification) -> None:
         raise DeliveryError("server said no", retryable=self.retryable)
 
 
@@ -465,7 +458,7 @@ class _SaysWait:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def send(self, message: AlertMessage) -> None:
+    def send(self, message: Notification) -> None:
         raise DeliveryError("busy", retry_after=self.seconds)
 
 
@@ -494,14 +487,14 @@ def test_each_post_carries_its_outbox_key_as_message_metadata(
     assert posted["metadata"] == {
         "event_type": "linkwatch_alert",
         "event_payload": {
-            "key": "fp1:firing:seo-slack",
+            "key": f"fp1:firing:{T0.isoformat()}:seo-slack",
             "rule": "refdomain-loss",
             "site": "example.com",
             "transition": "firing",
         },
     }
     # A message from outside the outbox (notify-test) has no key to carry.
-    _slack(slack).send(_message())
+    _slack(slack).send(_note())
     assert "metadata" not in slack.messages[1]
 
 

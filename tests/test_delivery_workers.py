@@ -23,13 +23,13 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from alerts.delivery import DeliveryWorkers
-from alerts.message import AlertMessage
+from alerts.message import AlertMessage, Notification
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import LOOKUP_MARGIN, backoff, dead_letter_unconfigured, deliver_due
 from daemon.store import UNSURE_SINCE, Store
 from tests.conftest import SLACK_CHANNELS, SLACK_TOKEN, SlackStandIn, SmtpServer
-from tests.helpers import write_settings
+from tests.helpers import queue_alert, write_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -163,16 +163,8 @@ def _message(n: int = 1) -> AlertMessage:
 
 
 def _queue(store: Store, notifier: str, n: int = 1, now: datetime = T0) -> None:
-    store.save_alert(
-        fingerprint=f"fp{n}",
-        rule="refdomain-loss",
-        site=f"site{n}.example",
-        state="firing",
-        value=12,
-        at=now,
-        now=now,
-        expected_state="inactive",
-        notify=[(notifier, f"fp{n}:firing:{notifier}", _message(n).to_payload())],
+    assert queue_alert(
+        store, f"fp{n}", f"site{n}.example", [notifier], _message(n).to_payload(), now
     )
 
 
@@ -211,7 +203,7 @@ def _die_mid_post(path: Path, notifier: SlackNotifier, at: datetime, post: bool)
     claimed = dying.claim_notification(row.id, at)
     assert claimed is not None
     if post:
-        notifier.send(AlertMessage.from_payload(claimed.payload, claimed.key))
+        notifier.send(Notification.from_payload(claimed.payload, claimed.key))
     dying.close()
 
 
@@ -264,12 +256,12 @@ def test_an_in_flight_row_not_in_history_is_posted_once(
     assert (report.sent, report.retrying, report.dead) == (1, 0, 0)
     assert len(slack_api.history_calls) == 1
     keys = [m["metadata"]["event_payload"]["key"] for _, m in slack_api.posted]
-    assert keys == ["fp2:firing:seo-slack", "fp1:firing:seo-slack"]
+    assert keys == ["fp2:firing:seo-slack", f"fp1:firing:{T0.isoformat()}:seo-slack"]
     assert [r["last_error"] for r in store.outbox()] == [None, None]
 
 
-def replace_key(message: AlertMessage, key: str) -> AlertMessage:
-    return AlertMessage.from_payload(message.to_payload(), key)
+def replace_key(message: AlertMessage, key: str) -> Notification:
+    return Notification.from_payload(message.to_payload(), key)
 
 
 def test_a_second_crash_keeps_the_first_claim_time(

@@ -72,37 +72,44 @@ def test_loss_is_told_once_in_slack_and_by_email(
     settings = _setup(tmp_path, slack, smtp)
     runner = CliRunner()
 
-    res = runner.invoke(main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z"])
+    res = runner.invoke(
+        main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z", "--commit"]
+    )
     assert res.exit_code == 0, res.output
-    assert "refdomain-loss example.com: firing (value 2.0)" in res.output
+    assert "firing: refdomain-loss example.com (value 2)" in res.output
 
     assert len(slack.messages) == 1
     msg = slack.messages[0]
     assert msg["channel"] == "#seo-alerts"
     text = msg["text"]
     assert "example.com" in text and "refdomain-loss" in text
-    assert "lost_refdomains = 2 (threshold &gt;= 2) over 7d" in text
+    assert "lost_refdomains = 2 (threshold &gt;= 2)" in text and "Window: 7d" in text
     everything = text + json.dumps(msg["blocks"])
     # Third-party anchor text cannot ping the channel or forge a link.
     assert "<!channel>" not in everything and "<https://evil" not in everything
     assert "&lt;!channel&gt; &amp; &lt;https://evil.example|click here&gt;" in everything
     header = msg["blocks"][0]["text"]["text"]
-    assert header == "[FIRING critical] example.com: refdomain-loss"
-    listing = msg["blocks"][2]["text"]["text"]
+    assert header == ":red_circle: FIRING critical · example.com · refdomain-loss"
+    [listing] = [
+        b["text"]["text"]
+        for b in msg["blocks"]
+        if b["type"] == "section"
+        and b.get("text", {}).get("text", "").startswith("*Strongest lost referring domains*")
+    ]
     # Strongest lost domain first, with its lost link and anchor; the partly lost
     # widget-weekly.net comes after wholly lost domains.
     assert (
-        listing.index("big-daily.io (DR 80, all links lost)")
-        < listing.index("gadgets.co.uk (DR 55, all links lost)")
-        < listing.index("widget-weekly.net (DR 64, some links lost)")
+        listing.index("|big-daily.io> (DR 80, all links lost)")
+        < listing.index("|gadgets.co.uk> (DR 55, all links lost)")
+        < listing.index("|widget-weekly.net> (DR 64, some links lost)")
     )
-    assert "https://news.big-daily.io/partners" in listing
+    assert "<https://news.big-daily.io/partners|big-daily.io>" in listing
 
     assert len(smtp.messages) == 1
     sender, rcpts, mail = smtp.messages[0]
     assert sender == "linkwatch@example.com"
     assert rcpts == ["seo@example.com", "lead@example.com"]
-    assert mail["Subject"] == "[linkwatch] [FIRING critical] example.com: refdomain-loss"
+    assert mail["Subject"] == "[linkwatch] [critical] example.com: refdomain-loss"
     parts = {
         p.get_content_type(): p.get_payload(decode=True).decode()
         for p in mail.walk()
@@ -112,10 +119,12 @@ def test_loss_is_told_once_in_slack_and_by_email(
     assert HOSTILE_ANCHOR in parts["text/plain"]
     html = parts["text/html"]
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "big-daily.io (DR 80, all links lost)" in html
+    assert "big-daily.io</a> (DR 80, all links lost)" in html
 
     # A second evaluation of the still-firing alert sends nothing.
-    res = runner.invoke(main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T01:00:00Z"])
+    res = runner.invoke(
+        main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T01:00:00Z", "--commit"]
+    )
     assert res.exit_code == 0, res.output
     assert "0 alert changes; 0 notifications sent" in res.output
     assert len(slack.messages) == 1
@@ -143,13 +152,26 @@ def test_resolution_is_told_when_the_loss_leaves_the_window(
     runner = CliRunner()
     assert (
         runner.invoke(
-            main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z"]
+            main, ["-c", str(settings), "evaluate", "--at", "2026-01-09T00:00:00Z", "--commit"]
         ).exit_code
         == 0
     )
-    res = runner.invoke(main, ["-c", str(settings), "evaluate", "--at", "2026-01-20T00:00:00Z"])
+    res = runner.invoke(
+        main, ["-c", str(settings), "evaluate", "--at", "2026-01-20T00:00:00Z", "--commit"]
+    )
     assert res.exit_code == 0, res.output
-    assert "refdomain-loss example.com: resolved (value 0.0)" in res.output
+    assert "resolved: refdomain-loss example.com (value 0)" in res.output
     assert len(slack.messages) == 2
-    assert slack.messages[1]["blocks"][0]["text"]["text"].startswith("[RESOLVED critical]")
+    resolved = slack.messages[1]
+    assert resolved["blocks"][0]["text"]["text"].startswith(":white_check_mark: RESOLVED")
+    # In the thread of the post that told it fired, which now says it resolved.
+    [(channel, ts)] = list(slack.posts)[:1]
+    assert (resolved["channel"], resolved.get("thread_ts")) == (channel, ts)
+    assert [(u["channel"], u["ts"]) for u in slack.updates] == [(channel, ts)]
+    assert slack.posts[(channel, ts)]["blocks"][0]["text"]["text"].startswith(
+        ":white_check_mark: RESOLVED"
+    )
     assert len(smtp.messages) == 2
+    fired, told = smtp.messages[0][2], smtp.messages[1][2]
+    assert told["In-Reply-To"] == fired["Message-ID"] == told["References"]
+    assert told["Subject"] == "Re: " + fired["Subject"]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from alerts.engine import Transition, evaluate, fingerprint
-from alerts.message import AlertMessage
+from alerts.message import AlertMessage, Notification
 from alerts.rules import Rule, load_rules
 from alerts.rules.context import EvaluationContext
 from daemon.settings import load_settings
-from daemon.store import AlertRow, GuardSettings, Store
+from daemon.store import GuardSettings, Store
 from sources.exports import ExportFile
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
@@ -156,6 +156,7 @@ class _Exploding:
 
     name = "exploding"
     notify = ("console",)
+    labels = ()
 
     def sites_for(self, ctx: EvaluationContext) -> list[str]:
         return ["example.com"]
@@ -235,23 +236,28 @@ def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(
         "alert loss for example.com: firing (lost_refdomains = 12.0)"
     ]
     # The calm site has data and no loss: no alert row at all.
-    assert [(r.site, r.state) for r in map(store.alert, _fingerprints(rules, own)) if r] == [
+    assert [(r.site, r.state) for r in map(store.alert_state, _fingerprints(rules, own)) if r] == [
         ("example.com", "firing")
     ]
-    alert = store.alert(fingerprint("loss", "example.com"))
+    alert = store.alert_state(fingerprint("loss", "example.com"))
     assert alert is not None
-    assert alert == AlertRow(
-        fingerprint("loss", "example.com"), "loss", "example.com", "firing", 12.0, at, at
+    assert (alert.rule, alert.site, alert.state, alert.value, alert.since_at, alert.fired_at) == (
+        "loss",
+        "example.com",
+        "firing",
+        12.0,
+        at,
+        at,
     )
     assert fingerprint("loss", "example.com") != fingerprint("loss", "calm.example.net")
     [row] = store.outbox()
-    payload = AlertMessage.from_payload(
+    [payload] = Notification.from_payload(
         json.loads(
             store.conn.execute("SELECT payload FROM outbox WHERE id = ?", (row["id"],)).fetchone()[
                 0
             ]
         )
-    )
+    ).alerts
     assert payload.at == at.isoformat(timespec="seconds")
     # Twelve domains lost: the message names the ten strongest, all wholly lost.
     assert len(payload.lost_domains) == 10
@@ -259,7 +265,7 @@ def test_each_site_is_its_own_alert_and_a_quiet_site_stops_nothing(
     resolved = _evaluate(store, rules, own, T + timedelta(days=10))
     assert [(t.site, t.state) for t in resolved] == [("example.com", "resolved")]
     last = store.conn.execute("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1").fetchone()[0]
-    assert AlertMessage.from_payload(json.loads(last)).lost_domains == ()
+    assert Notification.from_payload(json.loads(last)).alerts[0].lost_domains == ()
     store.close()
 
 
@@ -330,7 +336,7 @@ LOSS_RULE = (
 
 def _payloads(store: Store) -> list[AlertMessage]:
     rows = store.conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
-    return [AlertMessage.from_payload(json.loads(r[0])) for r in rows]
+    return [a for r in rows for a in Notification.from_payload(json.loads(r[0])).alerts]
 
 
 def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> None:
@@ -346,11 +352,17 @@ def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> No
         ("example.com", "firing"),
     ]
     resolved = _evaluate(store, rules, own, T + timedelta(days=3, hours=1))
-    assert [(t.site, t.state) for t in resolved] == [("example.com", "resolved")]
-    # The losses are still in the window, but a resolution lists no lost domains.
+    # A day on, the site still losing gets its reminder (repeat_interval defaults to 24h).
+    assert [(t.site, t.state, t.reason) for t in resolved] == [
+        ("calm.example.net", "reminder", None),
+        ("example.com", "resolved", "restored"),
+    ]
+    # The losses are still in the window, but a resolution lists no lost domains: it
+    # names the twelve domains that came back.
     last = _payloads(store)[-1]
     assert (last.transition, last.site, last.lost_domains) == ("resolved", "example.com", ())
-    alert = store.alert(fingerprint("loss", "example.com"))
+    assert (last.reason, len(last.restored), last.firing_for) == ("restored", 12, "1d")
+    alert = store.alert_state(fingerprint("loss", "example.com"))
     assert alert is not None and (alert.state, alert.since_at, alert.fired_at) == (
         "resolved",
         T + timedelta(days=3, hours=1),

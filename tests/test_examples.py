@@ -67,7 +67,7 @@ def test_issue_settings_block_is_accepted(tmp_path: Path) -> None:
 def test_example_rules_pass_rules_check() -> None:
     res = CliRunner().invoke(main, ["-c", str(ROOT / "settings.example.toml"), "rules", "check"])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("3 rules OK")
+    assert res.output.startswith("7 rules OK")
 
 
 def test_bundled_example_shows_the_negative_velocity_alert(tmp_path: Path) -> None:
@@ -83,10 +83,13 @@ def test_bundled_example_shows_the_negative_velocity_alert(tmp_path: Path) -> No
         os.utime(path, (written, written))
     res = CliRunner().invoke(main, ["-c", str(tmp_path / "settings.example.toml"), "poll"])
     assert res.exit_code == 0, res.output
+    # Both alerts of the site in one message, the lost domains listed once.
+    assert "[FIRING critical] example.com: 2 alerts (2 firing)" in res.output
     assert "[FIRING critical] example.com: refdomain-loss" in res.output
     assert "example.com lost 6 referring domains in 7d" in res.output
     assert "[FIRING warning] example.com: link-velocity" in res.output
-    assert "3 snapshots, 2 alert changes, 2 notifications sent" in res.output
+    assert res.output.count("widget-weekly.net (") == 1
+    assert "3 snapshots, 2 alert changes, 1 notifications sent" in res.output
 
 
 def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:

@@ -170,7 +170,7 @@ def _datagrams(sock: socket.socket, until: str) -> list[str]:
 
 
 def test_sighup_with_each_bad_configuration_keeps_the_daemon_running(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path)
+    settings = write_settings(tmp_path, extra='group_wait = "1s"\n')
     write_rule(tmp_path, "any-loss", RULE)
     good = settings.read_text()
     address = tmp_path / "notify.sock"

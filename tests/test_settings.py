@@ -57,6 +57,8 @@ def test_unknown_key_and_bad_toml_are_named(tmp_path: Path) -> None:
 
 def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LINKWATCH_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.toml").write_text("")
     assert config_path(None) == Path("settings.toml")
     monkeypatch.setenv("LINKWATCH_CONFIG", str(tmp_path / "a.toml"))
     assert config_path(None) == tmp_path / "a.toml"

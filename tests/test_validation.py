@@ -584,7 +584,7 @@ def test_check_passes_the_shipped_example(tmp_path: Path) -> None:
             shutil.copy(src, tmp_path / name)
     code, out = run(tmp_path / "settings.example.toml", "check")
     assert code == 0, out
-    assert "1 sites, 1 sources, 1 notifiers, 3 rules" in out
+    assert "1 sites, 1 sources, 1 notifiers, 7 rules" in out
 
 
 def test_braces_in_the_settings_folder_are_not_placeholders(tmp_path: Path) -> None:
@@ -622,8 +622,8 @@ def test_the_configuration_page_lists_every_key() -> None:
     missing = [
         f"{model.__name__}.{key}"
         for model in models
-        for key in model.model_fields
-        if f"| `{key}` |" not in page
+        for key, field in model.model_fields.items()
+        if f"| `{field.alias or key}` |" not in page
     ]
     assert missing == []
     assert (

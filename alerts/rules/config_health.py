@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from alerts.rules.common import DEFAULT_REPEAT
 from alerts.rules.context import Check, EvaluationContext, quote_note
 
 # Alerts are kept per (rule, site); this one is about the service itself.
@@ -29,10 +30,19 @@ class ConfigHealthRule:
     severity = "critical"
     send_resolved = True
     window = timedelta(0)
+    for_ = timedelta(0)
+    keep_firing_for = timedelta(0)
+    repeat_interval = DEFAULT_REPEAT
+    labels: tuple[tuple[str, str], ...] = ()
+    definition = ""
 
     def sites_for(self, ctx: EvaluationContext) -> list[str]:
         """The service itself, not a site."""
         return [SERVICE]
+
+    def inhibited_by(self, site: str) -> tuple[str, ...]:
+        """Never held: it is about the service, not a site's data."""
+        return ()
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:
         """How many problems the last refused reload had, and the first few of them."""

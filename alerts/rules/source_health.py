@@ -6,41 +6,29 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from alerts.rules.context import Check, EvaluationContext, quote_note
+from alerts.rules.common import RuleBase, RuleConfig
+from alerts.rules.context import UNHEALTHY, Check, EvaluationContext, quote_note
 from daemon.timefmt import format_duration
 from daemon.types import PositiveDuration
 
-_BAD = ("error", "partial", "suspect")
 
-
-class SourceHealthRuleConfig(BaseModel):
+class SourceHealthRuleConfig(RuleConfig):
     """A `source_health` rule file as written."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["source_health"]
     max_age: PositiveDuration | None = Field(
         default=None, description="unhealthy when no complete snapshot is newer than this"
     )
-    sites: list[str] | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
-    notify: list[str] = Field(min_length=1)
-    send_resolved: bool = True
 
 
-@dataclass(frozen=True)
-class SourceHealthRule:
+@dataclass(frozen=True, kw_only=True)
+class SourceHealthRule(RuleBase):
     """Fires for a site while any of its sources' latest poll failed, was partial or
     suspect, or (with `max_age`) has had no complete snapshot for that long."""
 
-    name: str
     max_age: timedelta | None
-    sites: tuple[str, ...] | None
-    severity: str
-    notify: tuple[str, ...]
-    send_resolved: bool
 
     kind = "source_health"
     metric = "unhealthy_sources"
@@ -60,24 +48,25 @@ class SourceHealthRule:
     @classmethod
     def from_config(cls, name: str, cfg: SourceHealthRuleConfig) -> SourceHealthRule:
         """Build the rule from its validated file."""
-        return cls(
-            name=name,
-            max_age=cfg.max_age,
-            sites=tuple(cfg.sites) if cfg.sites is not None else None,
-            severity=cfg.severity,
-            notify=tuple(cfg.notify),
-            send_resolved=cfg.send_resolved,
-        )
+        return cls(**RuleBase.common(name, cfg), max_age=cfg.max_age)
 
     def sites_for(self, ctx: EvaluationContext) -> list[str]:
-        """The sites this rule watches: those it names, else every site."""
+        """The sites this rule watches: those it names, else every site, own or competitor."""
         return list(self.sites) if self.sites is not None else ctx.all_sites
 
+    def inhibited_by(self, site: str) -> tuple[str, ...]:
+        """Never held: this rule is what tells of the gap."""
+        return ()
+
     def check(self, ctx: EvaluationContext, site: str) -> Check:
-        """Count the site's unhealthy sources and say what is wrong with each."""
+        """Count the site's unhealthy sources and say what is wrong with each; no data
+        (no source had polled by then) is not "healthy"."""
         problems = []
-        for src in ctx.store.source_health(site, ctx.at):
-            if src.latest_status in _BAD:
+        sources = ctx.store.source_health(site, ctx.at)
+        if not sources:
+            return Check(None, None, f"{site}: no source has polled yet")
+        for src in sources:
+            if src.latest_status in UNHEALTHY:
                 problems.append(
                     f"{src.source}: last poll {src.latest_status}: {quote_note(src.latest_note)}"
                 )

@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from daemon.store import alerts as alerts_db
 from daemon.store import reads
+from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.ledger import (
     FutureSnapshotError,
     GuardSettings,
@@ -30,17 +32,19 @@ from sources.model import SnapshotResult
 __all__ = [
     "CLAIM_LEASE",
     "UNSURE_SINCE",
-    "AlertRow",
+    "AlertState",
     "FutureSnapshotError",
     "GuardSettings",
     "IngestOutcome",
     "LostDomain",
     "OutOfOrderError",
     "OutboxRow",
+    "Silence",
     "SiteStatus",
     "SourceHealth",
     "Store",
     "StoreError",
+    "Tell",
     "WindowCounts",
     "database_problem",
     "is_busy",
@@ -69,19 +73,6 @@ class SiteStatus:
     last_snapshot_at: datetime | None
     last_snapshot_status: str | None
     last_ingested_at: datetime | None
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    """The persisted state of one alert (rule, site)."""
-
-    fingerprint: str
-    rule: str
-    site: str
-    state: str
-    value: float | None
-    since_at: datetime
-    fired_at: datetime | None
 
 
 # Delivery bookkeeping kept in an outbox row's payload, beside the message: since when a
@@ -300,6 +291,36 @@ class Store:
             args.append(state)
         yield from _dicts(self.conn.execute(sql + " ORDER BY refdomain, url_from", args))
 
+    def link_listing(self, site: str, state: str | None = None) -> Iterator[dict[str, Any]]:
+        """`links` rows plus first_seen, last_seen (by linkwatch) and the sources seeing each."""
+        site_id = self.site_id(site)
+        accepted = "('baseline', 'complete')"
+        # A series still seeing a link listed it in its latest accepted snapshot.
+        series = self.conn.execute(
+            f"""SELECT se.source, se.bit, max(sn.taken_at) FROM series se
+            LEFT JOIN snapshots sn ON sn.series_id = se.id AND sn.status IN {accepted}
+            WHERE se.site_id = ? GROUP BY se.id""",
+            (site_id,),
+        ).fetchall()
+        # Links there before history began have no added_at: the first accepted snapshot.
+        start = self.conn.execute(
+            f"SELECT taken_at FROM snapshots WHERE site_id = ? AND status IN {accepted}"
+            " ORDER BY id LIMIT 1",
+            (site_id,),
+        ).fetchone()
+        for row in self.links(site, state):
+            seeing = [(source, latest) for source, bit, latest in series if row["seen_by"] & bit]
+            first = row["added_at"] or (start[0] if start else None)
+            last = (
+                max((t for _, t in seeing if t), default=None)
+                if row["state"] == "live"
+                else row["last_seen_at"]
+            )
+            row["first_seen"] = from_db(first) if first else None
+            row["last_seen"] = from_db(last) if last else None
+            row["sources"] = sorted({source for source, _ in seeing})
+            yield row
+
     def status(self) -> list[SiteStatus]:
         """Each site's live links and referring domains, and its latest snapshot by ingest."""
         rows = self.conn.execute(
@@ -337,109 +358,125 @@ class Store:
         """True when the site has an accepted snapshot at or before `at`."""
         return reads.has_data(self.conn, self.site_id(site), at)
 
-    def window_counts(self, site: str, start: datetime, end: datetime) -> WindowCounts:
-        """Link and referring-domain movement over (start, end]."""
-        return reads.window_counts(self.conn, self.site_id(site), start, end)
+    def window_counts(
+        self,
+        site: str,
+        start: datetime,
+        end: datetime,
+        link_filter: reads.LinkFilter | None = None,
+    ) -> WindowCounts:
+        """Link and referring-domain movement over (start, end], of the links matching
+        `link_filter` alone when one is given."""
+        return reads.window_counts(self.conn, self.site_id(site), start, end, link_filter)
 
     def source_health(self, site: str, at: datetime) -> list[SourceHealth]:
         """Each source's latest poll outcome and last accepted snapshot, as of `at`."""
         return reads.source_health(self.conn, self.site_id(site), at)
 
     def lost_domains(
-        self, site: str, start: datetime, end: datetime, limit: int
+        self,
+        site: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        link_filter: reads.LinkFilter | None = None,
     ) -> list[LostDomain]:
         """The strongest referring domains with links lost in (start, end]; those counted
-        in the window's lost_refdomains are marked wholly lost and come first."""
+        in the window's lost_refdomains are marked wholly lost and come first. With
+        `link_filter`, only matching links count, as for window_counts."""
         site_id = self.site_id(site)
-        counts = reads.window_counts(self.conn, site_id, start, end)
-        return reads.lost_domains(self.conn, site_id, start, end, counts.domains_lost, limit)
+        counts = reads.window_counts(self.conn, site_id, start, end, link_filter)
+        return reads.lost_domains(
+            self.conn, site_id, start, end, counts.domains_lost, limit, link_filter
+        )
 
     # --- alerts and outbox -------------------------------------------------------------
 
-    def alert(self, fingerprint: str) -> AlertRow | None:
-        """The persisted state of one alert, if it was ever active."""
-        r = self.conn.execute(
-            "SELECT fingerprint, rule, site, state, value, since_at, fired_at FROM alerts"
-            " WHERE fingerprint = ?",
-            (fingerprint,),
-        ).fetchone()
-        if r is None:
-            return None
-        return AlertRow(
-            r[0], r[1], r[2], r[3], r[4], from_db(r[5]), from_db(r[6]) if r[6] else None
-        )
+    def alert_state(self, fingerprint: str) -> AlertState | None:
+        """One alert's persisted state, if it was ever evaluated into one."""
+        return alerts_db.get_alert(self.conn, fingerprint)
 
-    def save_alert(
+    def alert_states(
+        self, states: tuple[str, ...] = alerts_db.STATES, site: str | None = None
+    ) -> list[AlertState]:
+        """Persisted alerts in any of `states`, of one site if given."""
+        return alerts_db.list_alerts(self.conn, states, site)
+
+    def alert_history(
+        self, fingerprint: str | None = None
+    ) -> list[tuple[str, str, str, float | None, str | None, datetime]]:
+        """(rule, site, state, value, reason, at) of recorded transitions, oldest first."""
+        return alerts_db.history(self.conn, fingerprint)
+
+    def apply_alert(
         self,
-        *,
-        fingerprint: str,
-        rule: str,
-        site: str,
-        state: str,
-        value: float | None,
-        at: datetime,
+        expected: AlertState | None,
+        new: AlertState,
+        transitions: list[tuple[str, str | None]],
+        tells: list[Tell],
         now: datetime,
-        expected_state: str,
-        notify: list[tuple[str, str, dict[str, Any]]],
+        group_wait: timedelta = timedelta(0),
     ) -> bool:
-        """Persist an alert's state and, in the same transaction, the notifications it owes.
+        """Persist an alert's new state, its transitions (state, reason) and, in the same
+        transaction, the messages it owes each notifier.
 
-        `notify` holds (notifier, idempotency key, payload) rows; a key already queued is
-        not queued again. Nothing is written, and False returned, when the alert is no
-        longer in `expected_state` (another evaluator got there first), so two evaluators
-        never notify the same transition twice.
+        Nothing is written, and False returned, when the stored alert is no longer
+        `expected` (another evaluator got there first): no transition is told twice.
         """
-        ts, queued = to_db(at), to_db(now)
         with self._write():
-            prev = self.conn.execute(
-                "SELECT state FROM alerts WHERE fingerprint = ?", (fingerprint,)
-            ).fetchone()
-            if (prev[0] if prev else "inactive") != expected_state:
+            current = alerts_db.get_alert(self.conn, new.fingerprint)
+            if not alerts_db.same_version(current, expected):
                 return False
-            if prev is None:
-                self.conn.execute(
-                    "INSERT INTO alerts (fingerprint, rule, site, state, value, since_at,"
-                    " fired_at, evaluated_at) VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        fingerprint,
-                        rule,
-                        site,
-                        state,
-                        value,
-                        ts,
-                        ts if state == "firing" else None,
-                        ts,
-                    ),
-                )
-            elif prev[0] != state:
-                self.conn.execute(
-                    "UPDATE alerts SET state = ?, value = ?, since_at = ?, evaluated_at = ?,"
-                    " fired_at = CASE WHEN ? = 'firing' THEN ? ELSE fired_at END,"
-                    " resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END"
-                    " WHERE fingerprint = ?",
-                    (state, value, ts, ts, state, ts, state, ts, fingerprint),
-                )
-            else:
-                self.conn.execute(
-                    "UPDATE alerts SET value = ?, evaluated_at = ? WHERE fingerprint = ?",
-                    (value, ts, fingerprint),
-                )
-            for notifier, key, payload in notify:
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO outbox (idempotency_key, fingerprint, notifier,"
-                    " transition, payload, status, next_attempt_at, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                    (
-                        key,
-                        fingerprint,
-                        notifier,
-                        payload["transition"],
-                        json.dumps(payload, sort_keys=True),
-                        queued,
-                        queued,
-                    ),
-                )
+            alerts_db.write_alert(self.conn, new)
+            for state, reason in transitions:
+                alerts_db.write_history(self.conn, new, state, new.evaluated_at or now, reason)
+            for tell in tells:
+                alerts_db.queue(self.conn, new.fingerprint, new.site, tell, now, group_wait)
         return True
+
+    def last_evaluation(self) -> datetime | None:
+        """The instant of the last committed evaluation."""
+        value = alerts_db.meta(self.conn, alerts_db.META_LAST_EVALUATION)
+        return from_db(value) if value else None
+
+    def mark_evaluated(self, at: datetime) -> None:
+        """Record a committed evaluation at `at` (never moving the mark back)."""
+        with self._write():
+            last = alerts_db.meta(self.conn, alerts_db.META_LAST_EVALUATION)
+            if last is None or to_db(at) > last:
+                alerts_db.set_meta(self.conn, alerts_db.META_LAST_EVALUATION, to_db(at))
+
+    def silences(self, at: datetime | None = None) -> list[Silence]:
+        """Silences in force at `at`, or every silence ever made."""
+        return alerts_db.silences(self.conn, at)
+
+    def add_silence(
+        self, rule: str | None, site: str | None, start: datetime, end: datetime, comment: str
+    ) -> int:
+        """Mute a rule, a site or both until `end`; the silence's id."""
+        with self._write():
+            return alerts_db.add_silence(self.conn, rule, site, start, end, comment)
+
+    def expire_silence(self, silence_id: int, at: datetime) -> bool:
+        """End a silence at `at`; False when no such silence is in force."""
+        with self._write():
+            return alerts_db.expire_silence(self.conn, silence_id, at)
+
+    def save_thread(self, notifier: str, fingerprint: str, fired_at: str, ref: str) -> None:
+        """Remember a notifier's reference to the message that told an alert fired."""
+        with self._write():
+            alerts_db.save_thread(self.conn, notifier, fingerprint, fired_at, ref)
+
+    def threads(self, notifier: str, alerts: list[tuple[str, str]]) -> dict[str, str]:
+        """Thread references of (fingerprint, fired_at) firings told through `notifier`."""
+        return alerts_db.threads(self.conn, notifier, alerts)
+
+    def live_among(
+        self, site: str, links: list[tuple[str, str, str]]
+    ) -> list[tuple[str, str, str]]:
+        """Which (refdomain, url_from, url_to) links of a site are live now (an empty
+        url_from: any link of that referring domain)."""
+        return alerts_db.live_among(self.conn, self.site_id(site), links)
 
     def due_notifications(
         self,
@@ -542,3 +579,146 @@ class Store:
                 )
             )
         )
+
+    # --- outbox administration ---------------------------------------------------------
+
+    def outbox_entries(self, status: str | None = None) -> list[OutboxEntry]:
+        """Outbox rows as `linkwatch outbox` shows them, newest first (only `status`'s)."""
+        sql = (
+            "SELECT id, notifier, site, transition, payload, status, attempts, created_at,"
+            " next_attempt_at, sent_at, last_error FROM outbox"
+        )
+        args: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            args.append(status)
+        return [_entry(r) for r in self.conn.execute(sql + " ORDER BY id DESC", args)]
+
+    def retry_dead(self, ids: Collection[int] | None, now: datetime) -> list[int]:
+        """Put dead rows back to pending, due at `now`, their attempts kept; `ids` None:
+        every dead row. All or nothing: OutboxRetryError names each id that is not dead."""
+        with self._write():
+            if ids is None:
+                wanted = [
+                    int(r[0])
+                    for r in self.conn.execute(
+                        "SELECT id FROM outbox WHERE status = 'dead' ORDER BY id"
+                    )
+                ]
+            else:
+                wanted = sorted(set(ids))
+                problems = [p for p in (self._not_retryable(i) for i in wanted) if p]
+                if problems:
+                    raise OutboxRetryError(problems)
+            for outbox_id in wanted:
+                self.conn.execute(
+                    "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE id = ?",
+                    (to_db(now), outbox_id),
+                )
+        return wanted
+
+    def _not_retryable(self, outbox_id: int) -> str | None:
+        """Why one outbox row cannot be retried, or None when it is dead."""
+        r = self.conn.execute(
+            "SELECT status, sent_at, next_attempt_at FROM outbox WHERE id = ?", (outbox_id,)
+        ).fetchone()
+        if r is None:
+            return f"outbox row {outbox_id} does not exist"
+        status = str(r[0])
+        if status == "dead":
+            return None
+        if status == "sent":
+            return f"outbox row {outbox_id} was already sent (at {r[1]}): nothing to retry"
+        if status == "silenced":
+            return f"outbox row {outbox_id} was silenced: it is never sent"
+        return (
+            f"outbox row {outbox_id} is {status}, not dead: it is retried on its own "
+            f"(next attempt at {r[2]})"
+        )
+
+    # --- read-only access (backtest) ---------------------------------------------------
+
+    @classmethod
+    def read_only(cls, path: Path, busy_timeout: float = 30.0) -> Store:
+        """An existing, up-to-date database opened so that SQLite refuses every write."""
+        if not path.is_file():
+            raise StoreError(f"{path}: no database yet: nothing has been stored")
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=busy_timeout,
+                check_same_thread=False,
+            )
+            db = Database(conn)
+            applied = MIGRATIONS.applied(db)
+            pending = MIGRATIONS.pending(db)
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreError(open_problem(path, exc)) from exc
+        if not applied or pending:
+            conn.close()
+            raise StoreError(
+                f"{path}: not a linkwatch database of this version ({len(pending)} schema "
+                "upgrade(s) pending): start the daemon, or run `linkwatch status`, once to "
+                "upgrade it"
+            )
+        store = cls.__new__(cls)
+        store.path = path
+        store.conn = conn
+        return store
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One outbox row for `linkwatch outbox`: whom it is for, what it tells, how it went."""
+
+    id: int
+    notifier: str
+    site: str | None
+    # "rule transition" of each alert the row tells (a grouped row tells several).
+    transitions: tuple[str, ...]
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+
+class OutboxRetryError(Exception):
+    """Outbox rows that cannot be retried; `problems` holds one line per id."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _entry(r: tuple[Any, ...]) -> OutboxEntry:
+    """An OutboxEntry from a row of `outbox_entries`' query."""
+    try:
+        payload = json.loads(r[4])
+    except ValueError:
+        payload = {}
+    # A grouped row lists its alerts; an older row is one message with its transition.
+    messages = payload.get("alerts") if isinstance(payload, dict) else None
+    if not isinstance(messages, list):
+        messages = [payload] if isinstance(payload, dict) else []
+    told = tuple(
+        f"{m.get('rule', '?')} {m.get('transition', '?')}" for m in messages if isinstance(m, dict)
+    )
+    return OutboxEntry(
+        id=int(r[0]),
+        notifier=str(r[1]),
+        site=r[2] or (payload.get("site") if isinstance(payload, dict) else None),
+        transitions=told or tuple(str(r[3]).split(",")),
+        status=str(r[5]),
+        attempts=int(r[6]),
+        created_at=from_db(r[7]),
+        next_attempt_at=from_db(r[8]),
+        sent_at=from_db(r[9]) if r[9] else None,
+        last_error=r[10],
+    )

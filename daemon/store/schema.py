@@ -296,3 +296,68 @@ def _retire(db: Database, link_id: int, key: int) -> None:
             " missing_count = 0 WHERE id = ?",
             (link_id,),
         )
+
+
+@MIGRATIONS()
+def m004_alert_lifecycle(db: Database) -> None:
+    """Alert lifecycle (pending, keep-firing, reminders, resolve reasons), its history,
+    silences, notifier threads, grouped outbox rows and the last committed evaluation."""
+    db.executescript(
+        """
+        ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'threshold';
+        ALTER TABLE alerts ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+        -- When the condition began to hold in this episode (pending since).
+        ALTER TABLE alerts ADD COLUMN active_at TEXT;
+        -- The last evaluation at which the condition held (keep_firing_for).
+        ALTER TABLE alerts ADD COLUMN held_at TEXT;
+        -- The last firing or reminder told, and the last state told at all: a silenced
+        -- firing is told once the silence ends; a resolve nobody heard fire is not told.
+        ALTER TABLE alerts ADD COLUMN notified_at TEXT;
+        ALTER TABLE alerts ADD COLUMN told TEXT;
+        ALTER TABLE alerts ADD COLUMN definition TEXT NOT NULL DEFAULT '';
+        -- What the alert was about when it fired (lost domains, links), to say later
+        -- which came back; and the items already told (link rules).
+        ALTER TABLE alerts ADD COLUMN evidence TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE alerts ADD COLUMN reason TEXT;
+        UPDATE alerts SET active_at = since_at, held_at = evaluated_at,
+            notified_at = fired_at, told = CASE state WHEN 'firing' THEN 'firing'
+            WHEN 'resolved' THEN 'resolved' END;
+
+        CREATE TABLE alert_history (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            site TEXT NOT NULL,
+            state TEXT NOT NULL,
+            value REAL,
+            reason TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX alert_history_alert ON alert_history(fingerprint, at);
+
+        CREATE TABLE silences (
+            id INTEGER PRIMARY KEY,
+            rule TEXT,
+            site TEXT,
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            comment TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+
+        -- What a notifier answered when it told an alert fired (a Slack post's channel
+        -- and ts, an e-mail's Message-ID): later messages of that firing thread under it.
+        CREATE TABLE alert_threads (
+            notifier TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            PRIMARY KEY (notifier, fingerprint, fired_at)
+        );
+
+        ALTER TABLE outbox ADD COLUMN site TEXT;
+        CREATE INDEX outbox_group ON outbox(notifier, site, status);
+
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+    )

@@ -1,0 +1,261 @@
+"""Alerting through the CLI: honest resolutions, what-ifs, silences, grouping, inhibition."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from alerts.message import Notification
+from daemon.cli import main
+from daemon.settings import load_settings
+from daemon.store import Store
+from tests.helpers import write_ahrefs, write_rule, write_settings
+
+T = datetime(2026, 6, 1, tzinfo=UTC)
+LOSS = (
+    'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = {value}\n'
+    'notify = ["console"]\nsummary = "{{site}} lost {{value}} referring domains in {{window}}"\n'
+)
+ROWS = [(f"https://www.ref{i}.org/p", "https://example.com/", f"a{i}", 10 + i) for i in range(10)]
+
+
+def _run(settings: Path, *args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, ["-c", str(settings), *args])
+    return res.exit_code, res.output
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
+# A link missing from one complete export is lost at once (the default waits for two).
+AT_ONCE = 'confirm_after = 1\n[notifiers.console]\nkind = "console"\n'
+
+
+def _setup(tmp_path: Path, days: list[int], value: int = 3) -> Path:
+    """example.com with 10 referring domains; `days[d]` of them still linking on day d."""
+    settings = write_settings(tmp_path, notifiers=AT_ONCE)
+    write_rule(tmp_path, "loss", LOSS.format(value=value))
+    for day, kept in enumerate(days):
+        path = write_ahrefs(tmp_path / f"day{day}.csv", ROWS[:kept])
+        code, out = _run(
+            settings,
+            "import",
+            "--site",
+            "example.com",
+            "--taken-at",
+            _iso(T + timedelta(days=day)),
+            str(path),
+        )
+        assert code == 0, out
+    return settings
+
+
+def _commit(settings: Path, at: datetime) -> str:
+    code, out = _run(settings, "evaluate", "--at", _iso(at), "--commit")
+    assert code == 0, out
+    return out
+
+
+def _messages(settings: Path) -> list[Notification]:
+    store = Store(load_settings(settings).storage.path)
+    try:
+        rows = store.conn.execute("SELECT payload FROM outbox ORDER BY id").fetchall()
+        return [Notification.from_payload(json.loads(r[0])) for r in rows]
+    finally:
+        store.close()
+
+
+def test_a_what_if_changes_nothing_and_sends_nothing(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    _commit(settings, T + timedelta(days=1, hours=1))
+    db = tmp_path / "linkwatch.db"
+    before = db.read_bytes()
+    code, out = _run(settings, "evaluate", "--at", _iso(T + timedelta(days=20)))
+    assert code == 0, out
+    assert "what-if" in out and "nothing is changed and nothing is sent" in out
+    assert "would be resolved: loss example.com" in out
+    assert "the window moved past the losses" in out
+    assert db.read_bytes() == before
+    # The alert still fires: a what-if never resolves anything.
+    code, out = _run(settings, "alerts", "--json")
+    assert [json.loads(line)["state"] for line in out.splitlines()] == ["firing"]
+    # A what-if before any data says so, instead of "healthy" or "resolved".
+    code, out = _run(settings, "evaluate", "--at", _iso(T - timedelta(days=30)))
+    assert code == 0 and "no alert would change" in out
+
+
+def test_commit_cannot_go_back_in_time(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    _commit(settings, T + timedelta(days=2))
+    code, out = _run(settings, "evaluate", "--at", _iso(T + timedelta(days=1)), "--commit")
+    assert code == 2
+    assert "before the last committed evaluation" in out
+    code, out = _run(settings, "evaluate", "--commit")
+    assert code == 2 and "--commit needs --at" in out
+
+
+def test_a_resolution_says_the_losses_stand_when_the_window_moves_on(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    out = _commit(settings, T + timedelta(days=1, hours=1))
+    assert "firing: loss example.com (value 4)" in out
+    out = _commit(settings, T + timedelta(days=9))
+    assert "resolved: loss example.com" in out and "window moved past the losses" in out
+    resolved = _messages(settings)[-1].alerts[0]
+    assert resolved.reason == "window_passed"
+    assert "the losses stand" in resolved.reason_text
+    assert resolved.restored == () and resolved.firing_for == "7d 23h"
+
+
+def test_raising_the_threshold_resolves_as_a_rule_change(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    _commit(settings, T + timedelta(days=1, hours=1))
+    write_rule(tmp_path, "loss", LOSS.format(value=50))
+    out = _commit(settings, T + timedelta(days=1, hours=2))
+    assert "resolved: loss example.com" in out and "the rule was changed" in out
+    resolved = _messages(settings)[-1].alerts[0]
+    assert resolved.reason == "rule_changed"
+    assert "threshold >= 50" in resolved.reason_text
+
+
+def test_restored_links_are_named(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6, 7])
+    _commit(settings, T + timedelta(days=1, hours=1))
+    # Three of the six lost domains come back: three still lost, still firing.
+    out = _commit(settings, T + timedelta(days=2, hours=1))
+    assert "resolved" not in out
+    path = write_ahrefs(tmp_path / "day3.csv", ROWS)
+    code, _ = _run(
+        settings,
+        "import",
+        "--site",
+        "example.com",
+        "--taken-at",
+        _iso(T + timedelta(days=3)),
+        str(path),
+    )
+    assert code == 0
+    out = _commit(settings, T + timedelta(days=3, hours=1))
+    assert "resolved: loss example.com" in out and "restored" in out
+    resolved = _messages(settings)[-1].alerts[0]
+    assert resolved.reason == "restored"
+    assert sorted(link.refdomain for link in resolved.restored) == [
+        f"ref{i}.org" for i in range(6, 10)
+    ]
+
+
+def test_a_removed_rule_resolves_with_that_reason(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    _commit(settings, T + timedelta(days=1, hours=1))
+    (tmp_path / "rules.d" / "loss.toml").unlink()
+    write_rule(tmp_path, "other", LOSS.format(value=100))
+    out = _commit(settings, T + timedelta(days=1, hours=2))
+    assert "resolved: loss example.com" in out and "the rule was removed" in out
+    resolved = _messages(settings)[-1].alerts[0]
+    assert (resolved.rule, resolved.transition, resolved.reason) == (
+        "loss",
+        "resolved",
+        "rule_removed",
+    )
+    assert resolved.summary == "example.com lost 4 referring domains in 7d"
+    code, out = _run(settings, "alerts", "--state", "all", "--json")
+    assert code == 0, out
+    [alert] = [json.loads(line) for line in out.splitlines()]
+    assert (alert["state"], alert["reason"]) == ("resolved", "rule_removed")
+
+
+def test_alerts_and_status_list_what_fires(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    code, out = _run(settings, "alerts")
+    assert code == 0 and "no active alerts" in out
+    _commit(settings, T + timedelta(days=1, hours=1))
+    code, out = _run(settings, "alerts")
+    assert code == 0
+    assert out.startswith("firing   loss example.com value 4 since 2026-06-02T01:00:00+00:00")
+    assert "last notified 2026-06-02T01:00:00+00:00" in out
+    code, out = _run(settings, "status")
+    assert "1 alerts firing" in out
+    code, out = _run(settings, "status", "--json")
+    assert json.loads(out)[0]["alerts_firing"] == 1
+    code, out = _run(settings, "alerts", "--state", "resolved")
+    assert "no resolved alerts" in out
+    code, out = _run(settings, "alerts", "--site", "nope.example")
+    assert code == 2 and "is not a site" in out and "example.com" in out
+
+
+def test_a_silenced_alert_is_recorded_not_sent_and_told_when_the_silence_ends(
+    tmp_path: Path,
+) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    code, out = _run(
+        settings, "silence", "add", "--rule", "loss", "--for", "1h", "--comment", "migration"
+    )
+    assert code == 0 and out.startswith("silence 1: loss on every site until")
+    code, out = _run(settings, "silence", "list")
+    assert "loss on * until" in out and "migration" in out
+    # The alert fires while silenced: recorded, not sent.
+    out = _commit(settings, T + timedelta(days=1, hours=1))
+    assert "[silenced: recorded, not sent]" in out and "0 notifications sent" in out
+    code, out = _run(settings, "alerts", "--json")
+    assert json.loads(out)["last_notified"] is None
+    code, out = _run(settings, "outbox", "--json")
+    assert code == 0, out
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["silenced"]
+    code, out = _run(settings, "silence", "expire", "1")
+    assert code == 0 and "silence 1 ended" in out
+    # Once the silence ends, the firing nobody was told is told.
+    out = _commit(settings, T + timedelta(days=1, hours=2))
+    assert "firing: loss example.com" in out and "1 notifications sent" in out
+    code, out = _run(settings, "silence", "expire", "1")
+    assert code == 2 and "no silence 1 in force" in out
+    for bad in (
+        ["--for", "1h"],
+        ["--rule", "nope", "--for", "1h"],
+        ["--rule", "loss", "--for", "x"],
+    ):
+        code, out = _run(settings, "silence", "add", *bad)
+        assert code == 2, (bad, out)
+
+
+def test_two_rules_on_one_site_go_out_as_one_message(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    write_rule(
+        tmp_path,
+        "velocity",
+        LOSS.format(value=2).replace('metric = "lost_refdomains"', 'metric = "lost_links"'),
+    )
+    out = _commit(settings, T + timedelta(days=1, hours=1))
+    assert "2 alert changes; 1 notifications sent" in out
+    [message] = _messages(settings)
+    assert [a.rule for a in message.alerts] == ["loss", "velocity"]
+
+
+def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
+    # Source health reads when polls happened: this timeline is in real time.
+    settings = write_settings(tmp_path, notifiers=AT_ONCE)
+    write_rule(tmp_path, "loss", LOSS.format(value=3))
+    write_rule(tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\n')
+    start = datetime.now(UTC) - timedelta(days=3)
+    for day, kept in enumerate([10, 10, 7]):
+        path = write_ahrefs(tmp_path / f"day{day}.csv", ROWS[:kept])
+        if day == 2:
+            # Cut short: partial, so the source is unhealthy and the losses are a gap.
+            path.write_text(path.read_text() + '"cut')
+        code, out = _run(
+            settings,
+            "import",
+            "--site",
+            "example.com",
+            "--taken-at",
+            _iso(start + timedelta(days=day)),
+            str(path),
+        )
+        assert code == (1 if day == 2 else 0), out
+    code, out = _run(settings, "evaluate")
+    assert "firing: sources example.com" in out
+    assert "loss" not in out
+    code, out = _run(settings, "alerts", "--state", "all", "--json")
+    assert [json.loads(line)["rule"] for line in out.splitlines()] == ["sources"]
