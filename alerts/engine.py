@@ -191,13 +191,15 @@ def evaluate(
                 transitions.append(t)
     names = {r.name for r in rules}
     for alert in book.alerts():
-        if alert.fingerprint in watched or alert.state not in ACTIVE:
+        if alert.fingerprint in watched:
+            continue
+        if alert.state not in ACTIVE and alert.told != "firing":
             continue
         if alert.rule in BUILT_IN and alert.rule not in names:
             continue
         removed = alert.rule not in names
         transitions.extend(
-            _retire(book, alert, "rule_removed" if removed else "rule_changed", ctx, rules)
+            _retire(book, alert, "rule_removed" if removed else "rule_changed", ctx, silences)
         )
     return transitions
 
@@ -223,9 +225,35 @@ def decide(
     store: Store | None = None,
 ) -> Decision | None:
     """The state machine of docs/alerting.md for one alert at `ctx.at`; None: no change."""
-    at = ctx.at
     if check.holds is None:
         return None  # no data (or held by an unhealthy source): the alert keeps its state
+    d = _step(prev, rule, site, check, ctx, store)
+    new = d.new if d is not None else prev
+    if (
+        prev is not None
+        and new is not None
+        and new.state != "firing"
+        and new.told == "firing"
+        and (d is None or d.tell is None)
+    ):
+        # The team last heard "firing" but it no longer fires (its resolution was silenced,
+        # say): the resolution is owed, whatever happened since.
+        reason = new.reason or "condition_cleared"
+        text = REASONS.get(reason, "")
+        return Decision(new, d.transitions if d is not None else [], "resolved", reason, text)
+    return d
+
+
+def _step(
+    prev: AlertState | None,
+    rule: Rule,
+    site: str,
+    check: Check,
+    ctx: EvaluationContext,
+    store: Store | None,
+) -> Decision | None:
+    """One evaluation's transition, before any owed resolution."""
+    at = ctx.at
     state = prev.state if prev is not None else "inactive"
     base = prev or AlertState(
         fingerprint=fingerprint(rule.name, site, rule.labels),
@@ -237,11 +265,10 @@ def decide(
         value=None,
         since_at=at,
     )
-    cur = replace(
-        base, value=check.value, evaluated_at=at, definition=rule.definition, kind=rule.kind
-    )
+    cur = replace(base, value=check.value, evaluated_at=at, kind=rule.kind)
     if check.holds:
-        cur = replace(cur, held_at=at)
+        # The rule as it holds now: an edit it survives is no reason for a later resolve.
+        cur = replace(cur, held_at=at, definition=rule.definition)
         if state not in ACTIVE:
             cur = replace(cur, active_at=at, reason=None)
             if rule.for_ <= timedelta(0):
@@ -281,21 +308,11 @@ def decide(
             and prev.held_at is not None
             and at - prev.held_at < rule.keep_firing_for
         ):
-            return Decision(replace(cur, held_at=prev.held_at), [], None)
-        reason, text, restored = _why_resolved(prev, rule, check, store)
-        resolved = replace(
-            cur,
-            state="resolved",
-            since_at=at,
-            resolved_at=at,
-            reason=reason,
-            held_at=prev.held_at if prev is not None else None,
-        )
+            return Decision(cur, [], None)
+        reason, text, restored = _why_resolved(prev, rule, check, store, at)
+        resolved = replace(cur, state="resolved", since_at=at, resolved_at=at, reason=reason)
         return Decision(resolved, [("resolved", reason)], "resolved", reason, text, restored)
-    if state == "resolved" and cur.told == "firing":
-        # The resolution was not told yet (silenced then): tell it now.
-        return Decision(cur, [], "resolved", cur.reason, REASONS.get(cur.reason or "", ""))
-    return None  # inactive or resolved, and told so: nothing to write
+    return None  # inactive or resolved: nothing to write
 
 
 def _fire(cur: AlertState, check: Check) -> Decision:
@@ -335,7 +352,7 @@ def _merge_links(known: list[dict[str, Any]], fresh: tuple[LinkItem, ...]) -> li
 
 
 def _why_resolved(
-    prev: AlertState | None, rule: Rule, check: Check, store: Store | None
+    prev: AlertState | None, rule: Rule, check: Check, store: Store | None, at: datetime
 ) -> tuple[str, str, tuple[LinkItem, ...]]:
     """The reason code, a sentence saying it, and the links that came back."""
     value = _number(check.value)
@@ -344,8 +361,11 @@ def _why_resolved(
     if prev is not None and prev.definition and prev.definition != rule.definition:
         return "rule_changed", f"the rule was changed; under it {now_text}", ()
     evidence = [LinkItem(**row) for row in (prev.evidence.get("links", []) if prev else [])]
-    if evidence and store is not None and prev is not None:
-        back = set(store.live_among(prev.site, [_triple(link) for link in evidence]))
+    # Only a later window can have moved past the losses (a what-if may look earlier).
+    later = prev is not None and prev.fired_at is not None and at > prev.fired_at
+    if evidence and store is not None and prev is not None and later:
+        # As of the evaluated instant: a replay or what-if must not cite later returns.
+        back = set(store.live_at(prev.site, [_triple(link) for link in evidence], at))
         restored = tuple(link for link in evidence if _triple(link) in back)
         if restored:
             names = ", ".join(dict.fromkeys(link.refdomain for link in restored))
@@ -379,41 +399,65 @@ def _retire(
     alert: AlertState,
     reason: str,
     ctx: EvaluationContext,
-    rules: Sequence[Rule],
+    silences: list[Silence],
 ) -> list[Transition]:
-    """Resolve (or, if only pending, drop) an alert its rule no longer makes."""
+    """Resolve (or, if only pending, drop) an alert its rule no longer makes, and tell the
+    resolution to whoever heard it fire (once no silence covers it)."""
     at = ctx.at
+    new = alert
+    recorded: list[tuple[str, str | None]] = []
     if alert.state == "pending":
         new = replace(alert, state="inactive", since_at=at, evaluated_at=at)
-        ok = book.apply(alert, new, [("inactive", reason)], [], ctx)
-        return (
-            [Transition(alert.rule, alert.site, "inactive", alert.value, (), reason, alert.labels)]
-            if ok
-            else []
+        recorded = [("inactive", reason)]
+    elif alert.state == "firing":
+        new = replace(
+            alert, state="resolved", since_at=at, resolved_at=at, reason=reason, evaluated_at=at
         )
+        recorded = [("resolved", reason)]
+    why = new.reason or reason
     text = (
         "the rule was removed"
-        if reason == "rule_removed"
+        if why == "rule_removed"
         else "the rule was changed and no longer watches this site"
-    )
-    new = replace(
-        alert, state="resolved", since_at=at, resolved_at=at, reason=reason, evaluated_at=at
     )
     tells: list[Tell] = []
     notifiers: tuple[str, ...] = ()
-    # A removed rule's notifiers and send_resolved are those it had: kept in the evidence.
-    kept = alert.evidence.get("notify", [])
-    if alert.told == "firing" and alert.evidence.get("send_resolved", True):
-        notifiers = tuple(str(n) for n in kept)
-        message = _message_for_alert(alert, new, "resolved", reason, text, at)
-        tells = [Tell(n, message) for n in notifiers]
-        new = replace(new, told="resolved")
-    ok = book.apply(alert, new, [("resolved", reason)], tells, ctx)
-    if not ok:
+    silenced = any(s.matches(alert.rule, alert.site, ctx.now) for s in silences)
+    if new.told == "firing":
+        # A removed rule's notifiers and send_resolved are those it had, kept with the alert.
+        kept = tuple(str(n) for n in new.evidence.get("notify", []))
+        if not new.evidence.get("send_resolved", True) or not kept:
+            if not kept:
+                log.warning(
+                    "alert %s for %s resolved (%s): no notifier is known to tell",
+                    alert.rule,
+                    alert.site,
+                    why,
+                )
+            new = replace(new, told="resolved")
+        elif not silenced or recorded:
+            message = _message_for_alert(alert, new, "resolved", why, text, at)
+            tells = [Tell(n, message, silenced=silenced) for n in kept]
+            if not silenced:
+                notifiers = kept
+                new = replace(new, told="resolved")
+    if not recorded and not notifiers and new == alert:
+        return []  # nothing changes: its resolution waits for the silence to end
+    if not book.apply(alert, new, recorded, tells, ctx):
         return []
-    log.info("alert %s for %s: resolved (%s)", alert.rule, alert.site, reason)
+    state = recorded[0][0] if recorded else "resolved"
+    log.info("alert %s for %s: %s (%s)", alert.rule, alert.site, state, why)
     return [
-        Transition(alert.rule, alert.site, "resolved", alert.value, notifiers, reason, alert.labels)
+        Transition(
+            alert.rule,
+            alert.site,
+            state,
+            alert.value,
+            notifiers,
+            why,
+            alert.labels,
+            silenced and bool(tells),
+        )
     ]
 
 

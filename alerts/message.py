@@ -98,6 +98,13 @@ class Notification:
         """True for a notifier test, which tells of no real alert."""
         return any(a.transition == "test" for a in self.alerts)
 
+    @property
+    def starts_thread(self) -> bool:
+        """True when the message must start a thread of its own rather than reply in an
+        earlier one: it tells an alert newly firing (or is a test). Only follow-ups
+        (reminders, updates, resolutions) go in the thread of an alert told before."""
+        return self.test or any(a.transition == "firing" for a in self.alerts)
+
     def to_payload(self) -> dict[str, Any]:
         """A JSON-ready dict, as stored in the outbox (key and threads are not)."""
         return {

@@ -30,8 +30,9 @@ WRITE_TRIES = 3
 class Searchable(Protocol):
     """A notifier that can tell whether a message already reached its destination."""
 
-    def find_sent(self, message: Notification, since: datetime) -> bool:
-        """True when the message (by its key) was delivered since `since`."""
+    def find_sent(self, message: Notification, since: datetime) -> str | None:
+        """The thread reference of the message (by its key) if it was delivered since
+        `since`, else None."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,9 @@ def _deliver(
         try:
             if unsure is not None and isinstance(notifier, Searchable):
                 try:
-                    found = notifier.find_sent(message, from_db(unsure) - LOOKUP_MARGIN)
+                    ref = notifier.find_sent(message, from_db(unsure) - LOOKUP_MARGIN)
+                    # The post found carries the thread later messages of its alerts use.
+                    found = ref is not None
                 except DeliveryError as exc:
                     if exc.retryable:
                         raise

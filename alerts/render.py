@@ -2,7 +2,9 @@
 
 Every rendering is built from the same pieces (`_Part`: one alert's heading, fields and link
 lists; the message's lost referring domains), so the three forms say the same things. Text
-from outside (anchors, URLs, domains, summaries) is escaped at the last step, per form.
+from outside (anchors, URLs, domains, summaries) is escaped at the last step, per form: in
+the plain text, each line is made one inert line (`one_line`: control characters shown as
+escapes), so an anchor can neither forge a line nor drive a terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from alerts.message import AlertMessage, LinkItem, Notification
 from daemon.store.reads import LostDomain
+from daemon.textsafe import one_line
 
 # Slack limits (docs.slack.dev/reference/block-kit): header 150 (plain_text), section text
 # 3000, at most 10 fields of 2000 each, 50 blocks; the `text` fallback is kept to 4000.
@@ -34,8 +37,13 @@ LIST_MAX = 10
 ANCHOR_MAX = 100
 NAME_MAX = 120
 URL_SHOWN_MAX = 200
-# A longer URL is not made a link: it would use up a section on its own.
+# A longer URL (as written in the message, escaped) is not made a link: it would use up a
+# section on its own.
 LINK_URL_MAX = 1000
+# A list line longer than this is shortened, so one hostile entry cannot crowd out the rest.
+SLACK_LINE_MAX = 1000
+# Rules named in a grouped mail's subject.
+SUBJECT_RULES = 3
 
 STATE_WORDS = {
     "firing": "FIRING",
@@ -84,7 +92,7 @@ def escape_mrkdwn(text: str) -> str:
 
 def slack_url(url: str) -> str | None:
     """The URL made safe to stand inside Slack's `<url|text>`, or None when it is not
-    http(s) or too long to be a link."""
+    http(s) or too long to be a link (once escaped: `&` grows fivefold)."""
     if not _HTTP.match(url) or len(url) > LINK_URL_MAX:
         return None
     # Percent-encoding leaves the address the same while `|` can no longer end the URL part
@@ -94,7 +102,8 @@ def slack_url(url: str) -> str | None:
         "".join(f"%{b:02X}" for b in ch.encode()) if ch == "|" or _unprintable(ch) else ch
         for ch in url
     )
-    return escape_mrkdwn(safe)
+    escaped = escape_mrkdwn(safe)
+    return escaped if len(escaped) <= LINK_URL_MAX else None
 
 
 def slack_link(url: str, text: str) -> str:
@@ -406,7 +415,24 @@ def subject(n: Notification) -> str:
     top = _top_severity(n.alerts)
     return (
         f"[linkwatch] [{top or 'resolved'}] {n.site}: {len(n.alerts)} alerts ({_counts(n.alerts)})"
+        f": {_rule_names(n.alerts)}"
     )
+
+
+def _rule_names(alerts: Sequence[AlertMessage]) -> str:
+    """The rules of a grouped message, newly firing and strongest first: `a, b, +2 more`."""
+    ranked = sorted(
+        alerts,
+        key=lambda a: (
+            a.transition != "firing",
+            a.transition == "resolved",
+            _SEVERITY_RANK.get(a.severity, 9),
+        ),
+    )
+    names = list(dict.fromkeys(_clip(a.rule, NAME_MAX) for a in ranked))
+    shown = names[:SUBJECT_RULES]
+    more = f", +{len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    return ", ".join(shown) + more
 
 
 # ---------------------------------------------------------------------------- plain text
@@ -451,17 +477,21 @@ def render_text(n: Notification) -> str:
     if domains is not None:
         lines.append("")
         lines.extend(_plain_list(domains))
-    return "\n".join(lines)
+    # Each line holds third-party text (anchors, URLs, summaries, reasons): a newline or
+    # escape sequence in it is shown escaped, so it stays on its line and inert.
+    return "\n".join(one_line(line) for line in lines)
 
 
 # ---------------------------------------------------------------------------- Slack
 
 
-def _mrkdwn(line: _Line) -> str:
+def _mrkdwn(line: _Line, links: bool = True) -> str:
     out = []
     for span in line:
         if isinstance(span, _Link):
-            out.append(slack_link(span.url, span.text))
+            out.append(
+                slack_link(span.url, span.text) if links else escape_mrkdwn(span.text or span.url)
+            )
         elif isinstance(span, _When):
             out.append(slack_date(span.iso))
         else:
@@ -510,6 +540,10 @@ def _list_section(listed: _List) -> dict[str, Any]:
     room = SLACK_SECTION_MAX - 24
     for line in listed.lines:
         item = "• " + _mrkdwn(line)
+        if len(item) > SLACK_LINE_MAX:
+            # Escaping can make third-party text five times longer (`&` is `&amp;`): such a
+            # line is shown without its link, and cut, so the lines after it still show.
+            item = _clip_markup("• " + _mrkdwn(line, links=False), SLACK_LINE_MAX)
         if size + 1 + len(item) > room:
             break
         body.append(item)
@@ -578,16 +612,49 @@ def render_slack(n: Notification) -> tuple[str, list[dict[str, Any]]]:
     return _clip_markup(e(render_text(n)), SLACK_TEXT_MAX), _fit(blocks)
 
 
+def _droppable(blocks: Sequence[dict[str, Any]], own: int) -> int | None:
+    """The index of the block a full post can best do without to take a resolved mark:
+    a divider, else a detail (fields, a list) of the resolved alert's own part, else any
+    detail from the end, else the note of blocks not shown. Never the header, the footer
+    (the last block), an alert's opening section or a resolved mark."""
+
+    def kept(i: int) -> bool:
+        block_id = str(blocks[i].get("block_id") or "")
+        return (
+            (i == 0 and blocks[i].get("type") == "header")
+            or i == len(blocks) - 1
+            or block_id.startswith((ALERT_BLOCK + ":", RESOLVED_BLOCK + ":"))
+        )
+
+    candidates = [i for i in range(len(blocks)) if not kept(i)]
+    dividers = [i for i in candidates if blocks[i].get("type") == "divider"]
+    if dividers:
+        # The divider that opens this alert's part, if it has one: the mark sets it apart.
+        before = [i for i in dividers if i < own]
+        return before[-1] if before else dividers[-1]
+    details = [i for i in candidates if blocks[i].get("type") != "context"]
+    end = next((i for i in range(own + 1, len(blocks)) if kept(i)), len(blocks))
+    mine = [i for i in details if own < i < end]
+    if mine:
+        return mine[-1]
+    if details:
+        return details[-1]
+    return candidates[-1] if candidates else None
+
+
 def mark_resolved(
     text: str, blocks: Sequence[dict[str, Any]], resolved: Sequence[AlertMessage]
 ) -> tuple[str, list[dict[str, Any]]]:
     """A posted message's text and blocks, as Slack returns them, marked to show these
     alerts resolved (marking twice changes nothing)."""
     # A context line under each alert's part; once every alert of the post has resolved,
-    # a header and text that say RESOLVED.
+    # a header and text that say RESOLVED. A post already at Slack's 50 blocks makes room
+    # for a mark by dropping its least needed block (see `_droppable`).
     out = [dict(b) for b in blocks]
+    now_done: set[str] = set()
     for msg in resolved:
         fp = re.sub(r"[^A-Za-z0-9_.-]", "", msg.fingerprint)
+        now_done.add(fp)
         mark_id = f"{RESOLVED_BLOCK}:{fp}" if fp else None
         mark = _context(
             f"{RESOLVED_EMOJI} *resolved* {slack_date(msg.at)}: {escape_mrkdwn(_reason(msg))}",
@@ -597,17 +664,21 @@ def mark_resolved(
         if mark_id is not None and mark_id in ids:
             out[ids.index(mark_id)] = mark
             continue
-        if len(out) >= SLACK_BLOCKS_MAX:
-            continue
         alert_id = f"{ALERT_BLOCK}:{fp}"
-        if fp and alert_id in ids:
-            at = ids.index(alert_id) + 1
-        else:
-            at = 1 if out and out[0].get("type") == "header" else 0
-        out.insert(at, mark)
+        own = ids.index(alert_id) if fp and alert_id in ids else None
+        if len(out) >= SLACK_BLOCKS_MAX:
+            # An alert the full post does not show (cut to fit) takes no other's room.
+            drop = _droppable(out, own) if own is not None else None
+            if drop is None:
+                continue  # the header below still says resolved once all have
+            del out[drop]
+            own = [b.get("block_id") for b in out].index(alert_id)
+        top = 1 if out and out[0].get("type") == "header" else 0
+        out.insert(top if own is None else own + 1, mark)
     marked = [str(b.get("block_id") or "") for b in out]
     alerts = {i.partition(":")[2] for i in marked if i.startswith(ALERT_BLOCK + ":")}
     done = {i.partition(":")[2] for i in marked if i.startswith(RESOLVED_BLOCK + ":")}
+    done |= now_done
     # A post made before block ids (or of one alert without a fingerprint) is one alert.
     if alerts <= done or not alerts:
         if out and out[0].get("type") == "header":

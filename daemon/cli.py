@@ -26,12 +26,15 @@ from daemon.service import Linkwatch, describe, utcnow
 from daemon.settings import SECRET_STAND_IN, ConfigError, Settings, config_path, load_settings
 from daemon.store import StoreError, database_problem
 from daemon.store.check import check_database
+from daemon.textsafe import one_line
 from daemon.timefmt import format_duration, parse_instant
 from daemon.types import to_duration
 from sources.formats import FORMATS
 from sources.model import FormatError, SourceError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+# A row id as SQLite stores it: a larger number is a usage error, not an overflow.
+ROW_ID = click.IntRange(min=1, max=2**63 - 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -115,6 +118,18 @@ def _add_verbose(params: list[click.Parameter]) -> None:
             help="log debug detail",
         )
     )
+    if not any(p.name == "version" for p in params):
+        # `linkwatch status --version` answers too, as after any verb.
+        params.append(
+            click.Option(
+                ["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_print_version,
+                help="print the version and exit",
+            )
+        )
 
 
 class _Command(click.Command):
@@ -348,6 +363,13 @@ def evaluate(ctx: click.Context, at: datetime | None, commit: bool) -> None:
             return
         if commit:
             assert at is not None
+            if at > now + timedelta(minutes=1):
+                _fail(
+                    f"--at {at.isoformat(timespec='seconds')} is in the future: a committed "
+                    "evaluation there would hold every alert's clock until then; use --at "
+                    "without --commit for a what-if",
+                    EXIT_USAGE,
+                )
             last = app.store.last_evaluation()
             if last is not None and at < last:
                 _fail(
@@ -521,7 +543,7 @@ def silence_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
 
 
 @silence.command("expire")
-@click.argument("silence_id", type=int)
+@click.argument("silence_id", type=ROW_ID)
 @click.pass_context
 def silence_expire(ctx: click.Context, silence_id: int) -> None:
     """End a silence now."""
@@ -645,10 +667,9 @@ def _table_row(row: dict[str, Any]) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    """Third-party text made safe for one table cell: control characters shown escaped."""
-    # An anchor with a newline or a terminal escape sequence must not break or drive the
-    # terminal; csv and json carry such text exactly instead.
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Third-party text made safe for one table cell: control characters shown escaped
+    (the same helper the alert text uses); csv and json carry such text exactly."""
+    return one_line(text)
 
 
 def _print_table(header: Iterable[str], rows: Iterator[list[str]]) -> None:
@@ -911,7 +932,7 @@ def outbox(ctx: click.Context, dead: bool, as_json: bool) -> None:
 
 
 @outbox.command("retry")
-@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.argument("ids", nargs=-1, type=ROW_ID)
 @click.option("--all", "every", is_flag=True, help="every dead notification")
 @click.pass_context
 def outbox_retry(ctx: click.Context, ids: tuple[int, ...], every: bool) -> None:

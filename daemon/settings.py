@@ -204,6 +204,10 @@ class _CredentialsSource(PydanticBaseSettingsSource):
             parts = path.name.split("__")
             if len(parts) < 2 or not path.is_file():
                 continue
+            if parts[0].lower() not in self.settings_cls.model_fields:
+                # The unit may load credentials meant for others (a TLS key, say): only
+                # names that start with a settings section are linkwatch's.
+                continue
             node = found
             for part in parts[:-1]:
                 node = node.setdefault(part.lower(), {})

@@ -259,3 +259,157 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
     assert "loss" not in out
     code, out = _run(settings, "alerts", "--state", "all", "--json")
     assert [json.loads(line)["rule"] for line in out.splitlines()] == ["sources"]
+
+
+def test_a_what_if_before_the_losses_does_not_claim_the_window_moved_on(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    _commit(settings, T + timedelta(days=1, hours=1))
+    code, out = _run(settings, "evaluate", "--at", _iso(T + timedelta(hours=12)))
+    assert code == 0, out
+    assert "would be resolved: loss example.com" in out
+    assert "the condition no longer holds" in out and "window moved" not in out
+
+
+def test_ids_beyond_what_sqlite_stores_are_usage_errors(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10])
+    for args in (("silence", "expire"), ("outbox", "retry")):
+        code, out = _run(settings, *args, "9" * 25)
+        assert code == 2 and "is not in the range" in out, (args, out)
+
+
+def test_a_partly_lost_domain_comes_back_only_with_its_named_link(tmp_path: Path) -> None:
+    pages = [
+        ("https://www.ref1.org/a", "https://example.com/", "a", 50),
+        ("https://www.ref1.org/b", "https://example.com/x", "b", 50),
+        ("https://www.ref2.org/c", "https://example.com/", "c", 20),
+    ]
+    for back in (False, True):
+        folder = tmp_path / ("back" if back else "gone")
+        folder.mkdir()
+        settings = write_settings(folder, notifiers=AT_ONCE)
+        rule = LOSS.format(value=1).replace("lost_refdomains", "lost_links")
+        write_rule(folder, "links", rule.replace('window = "7d"', 'window = "1d"'))
+        for day, rows in enumerate([pages, pages[1:], pages if back else pages[1:]]):
+            path = write_ahrefs(folder / f"day{day}.csv", rows)
+            code, out = _run(
+                settings,
+                "import",
+                "--site",
+                "example.com",
+                "--taken-at",
+                _iso(T + timedelta(days=day)),
+                str(path),
+            )
+            assert code == 0, out
+        out = _commit(settings, T + timedelta(days=1, hours=1))
+        assert "firing: links example.com (value 1)" in out
+        fired = _messages(settings)[-1].alerts[0]
+        assert [(d.refdomain, d.domain_lost, d.url_from) for d in fired.lost_domains] == [
+            ("ref1.org", False, "https://www.ref1.org/a")
+        ]
+        out = _commit(settings, T + timedelta(days=2, hours=1))
+        assert "resolved: links example.com" in out
+        resolved = _messages(settings)[-1].alerts[0]
+        if back:
+            assert resolved.reason == "restored"
+            assert [(r.refdomain, r.url_from, r.url_to) for r in resolved.restored] == [
+                ("ref1.org", "https://www.ref1.org/a", "https://example.com/")
+            ]
+            assert resolved.reason_text.startswith("links were restored (1 of 1: ref1.org)")
+        else:
+            # ref1.org still links (page b), but the lost link is not back: the losses stand.
+            assert (resolved.reason, resolved.restored) == ("window_passed", ())
+
+
+def test_two_updates_gathered_in_one_message_both_name_their_links(tmp_path: Path) -> None:
+    from daemon.service import Linkwatch
+
+    settings = write_settings(tmp_path, extra='group_wait = "30s"\n')
+    write_rule(
+        tmp_path,
+        "fresh",
+        'kind = "link_new"\nwindow = "7d"\nnotify = ["console"]\nsend_resolved = false\n',
+    )
+    new = [(f"https://www.new{x}.org/x", "https://example.com/", x, 40) for x in "abc"]
+    now = datetime.now(UTC)
+    for step in range(4):
+        path = write_ahrefs(tmp_path / f"d{step}.csv", ROWS + new[:step])
+        code, out = _run(
+            settings,
+            "import",
+            "--site",
+            "example.com",
+            "--taken-at",
+            _iso(T + timedelta(hours=step)),
+            str(path),
+        )
+        assert code == 0, out
+        if step == 0:
+            continue
+        app = Linkwatch.open(load_settings(settings))
+        try:
+            # The daemon gathers for group_wait; link b and c come 5 s apart.
+            app.evaluate(T + timedelta(hours=step), now + timedelta(seconds=5 * step), group=True)
+            if step == 1:
+                app.store.conn.execute("UPDATE outbox SET status = 'sent', attempts = 1")
+        finally:
+            app.close()
+    messages = _messages(settings)
+    assert [[a.transition for a in m.alerts] for m in messages] == [
+        ["firing"],
+        ["update", "update"],
+    ]
+    assert [[link.refdomain for link in a.links] for a in messages[1].alerts] == [
+        ["newb.org"],
+        ["newc.org"],
+    ]
+
+
+def test_going_back_and_forth_at_one_instant_queues_every_message(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    at = T + timedelta(days=1, hours=1)
+    assert "firing: loss" in _commit(settings, at)
+    write_rule(tmp_path, "loss", LOSS.format(value=50))
+    assert "resolved: loss" in _commit(settings, at)
+    write_rule(tmp_path, "loss", LOSS.format(value=3))
+    out = _commit(settings, at)
+    assert "firing: loss" in out and "1 notifications sent" in out
+    assert [m.alerts[0].transition for m in _messages(settings)] == ["firing", "resolved", "firing"]
+
+
+def test_an_edit_during_keep_firing_for_still_resolves_as_a_rule_change(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6])
+    keep = 'keep_firing_for = "1h"\n'
+    write_rule(tmp_path, "loss", LOSS.format(value=3) + keep)
+    _commit(settings, T + timedelta(days=1, hours=1))
+    write_rule(tmp_path, "loss", LOSS.format(value=50) + keep)
+    out = _commit(settings, T + timedelta(days=1, hours=1, minutes=30))
+    assert "resolved" not in out  # kept firing for the hour
+    out = _commit(settings, T + timedelta(days=1, hours=2, minutes=30))
+    assert "resolved: loss example.com" in out and "the rule was changed" in out
+
+
+def test_a_past_resolution_is_explained_by_the_links_of_that_time(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10, 6, 6, 6, 10])
+    write_rule(tmp_path, "loss", LOSS.format(value=3).replace('"7d"', '"1d"'))
+    _commit(settings, T + timedelta(days=1, hours=1))
+    # The domains come back on day 4; a what-if at day 2 must not say they had.
+    code, out = _run(settings, "evaluate", "--at", _iso(T + timedelta(days=2, hours=1)))
+    assert code == 0, out
+    assert "would be resolved: loss example.com" in out
+    assert "window moved past the losses" in out and "restored" not in out
+    code, out = _run(settings, "evaluate", "--at", _iso(T + timedelta(days=4, hours=1)))
+    assert "links were restored" in out
+
+
+def test_odd_rule_files_and_commits_are_refused_with_a_message(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10])
+    code, out = _run(settings, "evaluate", "--at", "2999-01-01T00:00:00Z", "--commit")
+    assert code == 2 and "is in the future" in out
+    write_rule(tmp_path, "config_health", LOSS.format(value=3))
+    code, out = _run(settings, "rules", "check")
+    assert code == 2 and "built-in alert" in out
+    (tmp_path / "rules.d" / "config_health.toml").unlink()
+    write_rule(tmp_path, "loss", LOSS.format(value=3) + 'send_resolved = "no"\n')
+    code, out = _run(settings, "rules", "check")
+    assert code == 2 and "send_resolved" in out

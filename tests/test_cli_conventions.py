@@ -66,6 +66,9 @@ def test_version_is_the_installed_package_version() -> None:
     code, out = run("--version")
     assert code == 0
     assert out == f"linkwatch {importlib.metadata.version('linkwatch')}\n"
+    # After a verb as well, without needing a settings file.
+    for verb in (("status",), ("silence", "list"), ("rules", "check")):
+        assert run(*verb, "--version") == (0, out), verb
 
 
 def test_version_without_an_installed_package_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

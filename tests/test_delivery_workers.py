@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,29 @@ def test_a_reload_replaces_the_workers_and_rows_of_removed_notifiers_go_dead(
     workers.stop()
     assert workers.join() == []
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize("unsure", [False, True], ids=["answered", "found-in-history"])
+def test_a_firing_post_found_in_history_still_threads_its_follow_ups(
+    tmp_path: Path, slack_api: SlackWithHistory, unsure: bool
+) -> None:
+    from alerts.message import Notification
+    from alerts.notifiers.slack import thread_of
+
+    store = Store(tmp_path / "lw.db")
+    msg = replace_fields(_message(), fingerprint="fp1", since=T0.isoformat())
+    assert queue_alert(store, "fp1", "site1.example", ["seo-slack"], msg.to_payload(), T0)
+    notifier = _slack(slack_api, timeout=1)
+    if unsure:
+        # Slack stores the post, then answers 500: the retry finds it instead of posting.
+        slack_api.fail_after_post = (500, {"ok": False, "error": "internal_error"})
+        assert deliver_due(store, {"seo-slack": notifier}, T0, TTL).retrying == 1
+        slack_api.fail_after_post = None
+    assert deliver_due(store, {"seo-slack": notifier}, T0 + backoff(0), TTL).sent == 1
+    assert len(slack_api.posted) == 1
+    threads = store.threads("seo-slack", [("fp1", T0.isoformat())])
+    resolved = Notification(
+        "site1.example", (replace_fields(msg, transition="resolved"),), threads=threads
+    )
+    # The resolution replies under the firing post and marks it, however it was found.
+    assert thread_of(resolved) is not None

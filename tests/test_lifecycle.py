@@ -72,18 +72,29 @@ class Model:
     told: str | None = None
     sent: list[tuple[datetime, str]] = field(default_factory=list)
 
-    def tell(self, at: datetime, what: str, silenced: bool) -> None:
-        if silenced:
-            return
-        self.sent.append((at, what))
-        if what == "resolved":
-            self.told = "resolved"
-        else:
-            self.told, self.notified_at = "firing", at
+    def tell(self, at: datetime, what: str, silenced: bool) -> bool:
+        if not silenced:
+            self.sent.append((at, what))
+            if what == "resolved":
+                self.told = "resolved"
+            else:
+                self.told, self.notified_at = "firing", at
+        return True
 
     def step(self, at: datetime, holds: bool | None, silenced: bool) -> None:
         if holds is None:
             return
+        told = self.transition(at, holds, silenced)
+        # Whoever last heard "firing" hears the resolution once it no longer fires.
+        if self.state != "firing" and self.told == "firing" and not told:
+            if self.send_resolved:
+                if not silenced:
+                    self.tell(at, "resolved", silenced)
+            else:
+                self.told = "resolved"
+
+    def transition(self, at: datetime, holds: bool, silenced: bool) -> bool:
+        """Apply one verdict; True when it tried to tell something."""
         if holds:
             self.held_at = at
             if self.state in ("inactive", "resolved"):
@@ -93,31 +104,29 @@ class Model:
                 assert self.active_at is not None
                 if at - self.active_at >= self.for_:
                     self.state = "firing"
-                    self.tell(at, "firing", silenced)
-                return
+                    return self.tell(at, "firing", silenced)
+                return False
             if self.told != "firing":
-                self.tell(at, "firing", silenced)
-            elif (
+                return not silenced and self.tell(at, "firing", silenced)
+            if (
                 self.repeat > timedelta(0)
                 and self.notified_at is not None
                 and at - self.notified_at >= self.repeat
             ):
-                self.tell(at, "reminder", silenced)
-            return
+                return not silenced and self.tell(at, "reminder", silenced)
+            return False
         if self.state == "pending":
             self.state = "inactive"
         elif self.state == "firing":
             assert self.held_at is not None
             if self.keep > timedelta(0) and at - self.held_at < self.keep:
-                return
+                return False
             self.state = "resolved"
             if self.told == "firing":
                 if self.send_resolved:
-                    self.tell(at, "resolved", silenced)
-                else:
-                    self.told = "resolved"
-        elif self.state == "resolved" and self.told == "firing":
-            self.tell(at, "resolved", silenced)
+                    return self.tell(at, "resolved", silenced)
+                self.told = "resolved"
+        return False
 
 
 _durations = st.sampled_from([timedelta(0), timedelta(minutes=30), timedelta(hours=2)])
@@ -220,3 +229,259 @@ def test_engine_matches_the_reference_model(
             if what == "reminder":
                 assert last is not None and at - last >= repeat > timedelta(0)
             last = at
+
+
+def _fire(store: Store, rule: ScriptedRule, at: datetime) -> None:
+    ctx = EvaluationContext(store, at, at, [SITE], [SITE])
+    [t] = evaluate(store, [rule], ctx)
+    assert t.state in ("firing", "pending"), t
+
+
+def _outbox(store: Store) -> list[dict[str, object]]:
+    import json
+
+    rows = store.conn.execute("SELECT notifier, payload FROM outbox ORDER BY id").fetchall()
+    return [{"notifier": n, **a} for n, payload in rows for a in json.loads(payload)["alerts"]]
+
+
+def test_a_removed_rule_resolves_its_firing_alert_with_what_it_remembers(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=27, minutes=30)
+    rule = replace(
+        _rule({t1: True}),
+        severity="critical",
+        notify=("console", "team-email"),
+        labels=(("team", "seo"),),
+        threshold=5.0,
+    )
+    _fire(store, rule, t1)
+    # The rule file is gone: the next evaluation has no rules at all.
+    ctx = EvaluationContext(store, t2, t2, [SITE], [SITE])
+    [t] = evaluate(store, [], ctx)
+    assert (t.rule, t.site, t.state, t.reason, t.notifiers, t.labels) == (
+        "scripted",
+        SITE,
+        "resolved",
+        "rule_removed",
+        ("console", "team-email"),
+        (("team", "seo"),),
+    )
+    told = _outbox(store)
+    assert [m["notifier"] for m in told] == ["console", "team-email", "console", "team-email"]
+    message = told[-1]
+    assert {
+        k: message[k]
+        for k in (
+            "transition",
+            "rule",
+            "site",
+            "severity",
+            "metric",
+            "op",
+            "threshold",
+            "window",
+            "summary",
+            "kind",
+            "reason",
+            "reason_text",
+            "since",
+            "firing_for",
+            "at",
+            "labels",
+        )
+    } == {
+        "transition": "resolved",
+        "rule": "scripted",
+        "site": SITE,
+        "severity": "critical",
+        "metric": "lost_links",
+        "op": ">=",
+        "threshold": 5.0,
+        "window": "1d",
+        "summary": f"{SITE}: scripted True",
+        "kind": "threshold",
+        "reason": "rule_removed",
+        "reason_text": "the rule was removed",
+        "since": t1.isoformat(timespec="seconds"),
+        "firing_for": "1d 2h",
+        "at": t2.isoformat(timespec="seconds"),
+        "labels": [["team", "seo"]],
+    }
+    assert message["fingerprint"] == told[0]["fingerprint"] != ""
+    [alert] = store.alert_states()
+    assert (alert.state, alert.reason, alert.since_at, alert.resolved_at, alert.told) == (
+        "resolved",
+        "rule_removed",
+        t2,
+        t2,
+        "resolved",
+    )
+    assert store.alert_history()[-1] == ("scripted", SITE, "resolved", 1.0, "rule_removed", t2)
+    # Resolved once: the next evaluation without the rule tells nothing more.
+    t3 = t2 + timedelta(hours=1)
+    assert evaluate(store, [], EvaluationContext(store, t3, t3, [SITE], [SITE])) == []
+    store.close()
+
+
+def test_a_removed_rule_drops_its_pending_alert_silently(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    _fire(store, _rule({t1: True}, for_=timedelta(hours=5)), t1)
+    [t] = evaluate(store, [], EvaluationContext(store, t2, t2, [SITE], [SITE]))
+    assert (t.state, t.reason, t.notifiers) == ("inactive", "rule_removed", ())
+    [alert] = store.alert_states()
+    assert (alert.state, alert.since_at, alert.evaluated_at) == ("inactive", t2, t2)
+    assert store.alert_history()[-1][2:] == ("inactive", 1.0, "rule_removed", t2)
+    assert _outbox(store) == []
+    store.close()
+
+
+def test_a_rule_that_stops_watching_a_site_resolves_it_as_a_change(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    store.ensure_site("other.example", "own")
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    rule = _rule({t1: True, t2: True})
+    _fire(store, rule, t1)
+    moved = replace(rule, sites=("other.example",))
+    ctx = EvaluationContext(store, t2, t2, [SITE], [SITE, "other.example"])
+    changes = evaluate(store, [moved], ctx)
+    gone = [t for t in changes if t.site == SITE]
+    assert [(t.state, t.reason) for t in gone] == [("resolved", "rule_changed")]
+    assert _outbox(store)[-1]["reason_text"] == (
+        "the rule was changed and no longer watches this site"
+    )
+    store.close()
+
+
+def test_a_removed_rule_tells_nothing_it_was_not_told_or_asked_to(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    for case in ("send_resolved = false", "never told"):
+        store = Store(tmp_path / f"{case}.db")
+        store.ensure_site(SITE, "own")
+        t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+        rule = _rule({t1: True})
+        if case == "send_resolved = false":
+            rule = replace(rule, send_resolved=False)
+        else:
+            store.add_silence("scripted", SITE, T0, t1 + timedelta(minutes=1), "quiet")
+        _fire(store, rule, t1)
+        before = len(_outbox(store))
+        [t] = evaluate(store, [], EvaluationContext(store, t2, t2, [SITE], [SITE]))
+        assert (t.state, t.reason, t.notifiers) == ("resolved", "rule_removed", ()), case
+        assert len(_outbox(store)) == before, case
+        store.close()
+
+
+def test_config_health_is_never_resolved_by_a_command_that_does_not_watch_it(
+    tmp_path: Path,
+) -> None:
+    from alerts.rules.config_health import ConfigHealthRule
+
+    store = Store(tmp_path / "lw.db")
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    built_in = ConfigHealthRule(("rules.d/x.toml: kind: bad",), ("console",))
+    ctx = EvaluationContext(store, t1, t1, [], [])
+    assert [t.state for t in evaluate(store, [built_in], ctx)] == ["firing"]
+    # `linkwatch evaluate` runs without it: the daemon's alert stays as it is.
+    assert evaluate(store, [], EvaluationContext(store, t2, t2, [], [])) == []
+    assert [a.state for a in store.alert_states()] == ["firing"]
+    store.close()
+
+
+def test_an_alert_row_reads_back_exactly_as_written(tmp_path: Path) -> None:
+    from daemon.store import AlertState
+
+    store = Store(tmp_path / "lw.db")
+    t = [T0 + timedelta(minutes=i) for i in range(8)]
+    alert = AlertState(
+        fingerprint="fp",
+        rule="r",
+        kind="spike",
+        site=SITE,
+        labels=(("a", "1"), ("team", "seo")),
+        state="firing",
+        value=2.5,
+        since_at=t[0],
+        active_at=t[1],
+        fired_at=t[2],
+        resolved_at=t[3],
+        held_at=t[4],
+        notified_at=t[5],
+        told="firing",
+        definition="d1",
+        evidence={"links": [], "notify": ["console"]},
+        reason="restored",
+        evaluated_at=t[6],
+    )
+    assert store.apply_alert(None, alert, [("firing", None)], [], t[7])
+    back = store.alert_state("fp")
+    assert back == alert and back is not None and back.evidence == alert.evidence
+    # A second writer that decided from the state before this one cannot write.
+    assert not store.apply_alert(None, alert, [], [], t[7])
+    store.close()
+
+
+def test_a_silence_covers_from_its_start_up_to_not_including_its_end() -> None:
+    from daemon.store import Silence
+
+    start, end = T0, T0 + timedelta(hours=1)
+    both = Silence(1, "r", SITE, start, end, "", start)
+    assert both.matches("r", SITE, start) and both.matches("r", SITE, end - timedelta(seconds=1))
+    assert not both.matches("r", SITE, start - timedelta(seconds=1))
+    assert not both.matches("r", SITE, end)
+    assert not both.matches("other", SITE, start) and not both.matches("r", "x.example", start)
+    any_rule = Silence(2, None, SITE, start, end, "", start)
+    any_site = Silence(3, "r", None, start, end, "", start)
+    assert any_rule.matches("other", SITE, start) and not any_rule.matches("r", "x", start)
+    assert any_site.matches("r", "x.example", start) and not any_site.matches("q", SITE, start)
+
+
+def test_a_resolution_silenced_then_overtaken_is_still_told(tmp_path: Path) -> None:
+    # Fires after `for`, told; resolves while silenced; pending again, then inactive, still
+    # silenced; once the silence ends the team, who last heard "firing", hears it resolved.
+    hour = timedelta(hours=1)
+    verdicts = [True, True, True, False, True, False, False]
+    steps: list[tuple[timedelta, bool | None]] = [(hour, v) for v in verdicts]
+    expected, got, states = _run(
+        tmp_path, steps, 2 * hour, timedelta(0), timedelta(0), True, (3, 3), True
+    )
+    assert got == expected == [(T0 + 3 * hour, "firing"), (T0 + 7 * hour, "resolved")]
+    assert states == ["pending", "pending", "firing", "resolved", "pending", "inactive", "inactive"]
+
+
+def test_a_rule_removed_under_a_silence_is_told_resolved_when_the_silence_ends(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1, t2, t3 = (T0 + timedelta(hours=h) for h in (1, 2, 4))
+    _fire(store, _rule({t1: True}), t1)
+    store.add_silence("scripted", SITE, t1 + timedelta(minutes=30), t3, "maintenance")
+    [t] = evaluate(store, [], EvaluationContext(store, t2, t2, [SITE], [SITE]))
+    assert (t.state, t.reason, t.notifiers, t.silenced) == ("resolved", "rule_removed", (), True)
+    assert [m["transition"] for m in _outbox(store)] == ["firing", "resolved"]
+    statuses = [r[0] for r in store.conn.execute("SELECT status FROM outbox ORDER BY id")]
+    assert statuses == ["pending", "silenced"]
+    # Still silenced: nothing more.
+    mid = t2 + timedelta(minutes=30)
+    assert evaluate(store, [], EvaluationContext(store, mid, mid, [SITE], [SITE])) == []
+    # The silence over, the resolution is told, once.
+    [t] = evaluate(store, [], EvaluationContext(store, t3, t3, [SITE], [SITE]))
+    assert (t.state, t.reason, t.notifiers, t.silenced) == (
+        "resolved",
+        "rule_removed",
+        ("console",),
+        False,
+    )
+    later = t3 + timedelta(hours=1)
+    assert evaluate(store, [], EvaluationContext(store, later, later, [SITE], [SITE])) == []
+    assert [m["reason_text"] for m in _outbox(store)][1:] == ["the rule was removed"] * 2
+    store.close()

@@ -218,3 +218,78 @@ def test_a_source_that_never_had_an_accepted_snapshot_keeps_no_format(tmp_path: 
         ("", "complete")
     ]
     store.close()
+
+
+def test_an_alert_of_the_previous_version_resolves_to_whoever_heard_it_fire(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from alerts.engine import evaluate
+    from alerts.message import Notification
+    from alerts.rules.context import EvaluationContext
+
+    path = tmp_path / "old.db"
+    old = Migrations("linkwatch")
+    old()(m001_ledger)
+    old()(m002_alerts)
+    conn = sqlite3.connect(path, isolation_level=None)
+    old.apply(Database(conn))
+    fired = "2026-01-05T00:00:00.000000Z"
+    conn.execute(
+        "INSERT INTO alerts (fingerprint, rule, site, state, value, since_at, fired_at,"
+        " evaluated_at) VALUES ('fp-old', 'loss', ?, 'firing', 6, ?, ?, ?)",
+        (SITE, fired, fired, fired),
+    )
+    payload = {
+        "transition": "firing",
+        "rule": "loss",
+        "site": SITE,
+        "severity": "critical",
+        "metric": "lost_refdomains",
+        "value": 6,
+        "op": ">=",
+        "threshold": 5,
+        "window": "7d",
+        "summary": "example.com lost 6 referring domains in 7d",
+        "at": "2026-01-05T00:00:00+00:00",
+        "lost_domains": [],
+        "recipients": [],
+    }
+    for notifier in ("seo-slack", "team-email"):
+        conn.execute(
+            "INSERT INTO outbox (idempotency_key, fingerprint, notifier, transition, payload,"
+            " status, next_attempt_at, created_at) VALUES (?, 'fp-old', ?, 'firing', ?,"
+            " 'sent', ?, ?)",
+            (f"fp-old:firing:{notifier}", notifier, json.dumps(payload), fired, fired),
+        )
+    conn.close()
+
+    store = Store(path)
+    try:
+        [alert] = store.alert_states()
+        assert (alert.state, alert.told) == ("firing", "firing")
+        # Its rule is gone in the new version's rules: resolved, told to both notifiers.
+        at = T0 + timedelta(days=10)
+        [t] = evaluate(store, [], EvaluationContext(store, at, at, [SITE], [SITE]))
+        assert (t.state, t.reason, t.notifiers) == (
+            "resolved",
+            "rule_removed",
+            ("seo-slack", "team-email"),
+        )
+        rows = store.conn.execute(
+            "SELECT notifier, payload FROM outbox WHERE transition = 'resolved' ORDER BY id"
+        ).fetchall()
+        assert [r[0] for r in rows] == ["seo-slack", "team-email"]
+        [message] = Notification.from_payload(json.loads(rows[0][1])).alerts
+        assert (message.severity, message.summary, message.threshold, message.window) == (
+            "critical",
+            "example.com lost 6 referring domains in 7d",
+            5,
+            "7d",
+        )
+        # The old rows still read as one-alert messages.
+        old_row = store.conn.execute("SELECT payload FROM outbox ORDER BY id").fetchone()[0]
+        assert Notification.from_payload(json.loads(old_row)).alerts[0].rule == "loss"
+    finally:
+        store.close()

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from alerts.message import AlertMessage, Notification
+from alerts.message import AlertMessage, LinkItem, Notification
 from alerts.notifiers.console import ConsoleNotifier, ConsoleSettings
 from alerts.notifiers.email import EmailNotifier, EmailSettings
 from alerts.notifiers.slack import SlackNotifier, SlackSettings, make_ref, parse_ref
@@ -224,6 +224,29 @@ def test_a_grouped_original_says_resolved_when_its_last_alert_resolves(
     assert ids.count("lw-resolved:a") == ids.count("lw-resolved:b") == 1
 
 
+def test_an_original_of_fifty_blocks_is_marked_and_says_resolved(slack: SlackStandIn) -> None:
+    notifier = _slack(slack)
+    domain = LostDomain("a.org", 50, True, "https://a.org/p", "https://example.com/", "a", "x")
+    link = (LinkItem("a.org", "https://a.org/p", "https://example.com/", "a", 50),)
+    fps = [f"f{i:02}" for i in range(12)]
+    ref = notifier.send(
+        _note(*(_alert(fp=fp, kind="link_lost", links=link, lost_domains=(domain,)) for fp in fps))
+    )
+    assert len(_post(slack, ref)["blocks"]) == 50
+    threads = dict.fromkeys(fps, ref)
+    notifier.send(_note(*(_alert("resolved", fp=fp) for fp in fps[:11]), threads=threads))
+    blocks = _post(slack, ref)["blocks"]
+    assert blocks[0]["text"]["text"].startswith(":red_circle: example.com: 12 alerts")
+    notifier.send(_note(_alert("resolved", fp=fps[11]), threads=threads))
+    # Every edit was taken (the stand-in refuses more than 50 blocks or a bad one).
+    assert len(slack.updates) == 2
+    blocks = _post(slack, ref)["blocks"]
+    assert blocks[0]["text"]["text"].startswith(":white_check_mark: RESOLVED · example.com")
+    ids = [b.get("block_id") for b in blocks]
+    assert all(f"lw-resolved:{fp}" in ids for fp in fps) and len(blocks) <= 50
+    assert _post(slack, ref)["text"].startswith("RESOLVED: ")
+
+
 def test_find_sent_looks_in_the_thread_a_follow_up_goes_to(slack: SlackStandIn) -> None:
     notifier = _slack(slack)
     ref = notifier.send(_note(_alert(), key="k1"))
@@ -348,6 +371,48 @@ def test_a_grouped_mail_refers_to_every_thread_and_replies_to_the_first(
     assert mail["References"].split() == [ref_b, ref_a]
     assert mail["Subject"] == "Re: [linkwatch] [critical] example.com: rule-b"
     assert "Bcc" not in mail and smtp.messages[2][1] == ["seo@example.com"]
+
+
+def test_a_mail_telling_a_new_alert_starts_a_thread_of_its_own(smtp: SmtpServer) -> None:
+    notifier = _email(smtp)
+    ref_a = notifier.send(_note(_alert(fp="a", severity="warning"), key="ka"))
+    # A resolves as B newly fires, in one grouped mail: not a reply in A's thread.
+    ref = notifier.send(
+        _note(
+            _alert("resolved", fp="a", severity="warning"),
+            _alert(fp="b", rule="new-critical"),
+            key="kab",
+            threads={"a": ref_a},
+        )
+    )
+    mail = smtp.messages[1][2]
+    assert "In-Reply-To" not in mail and "References" not in mail
+    assert ref == mail["Message-ID"] and ref != ref_a
+    # The subject (folded, being long) names the strongest severity, the site, the alerts.
+    assert "".join(mail["Subject"].splitlines()) == (
+        "[linkwatch] [critical] example.com: 2 alerts (1 firing, 1 resolved): new-critical, rule-a"
+    )
+    # B's follow-ups thread under the mail that told it fired.
+    notifier.send(_note(_alert("reminder", fp="b", rule="new-critical"), threads={"b": ref}))
+    reminder = smtp.messages[2][2]
+    assert reminder["In-Reply-To"] == ref and reminder["References"] == ref
+    assert reminder["Subject"] == "Re: [linkwatch] [critical] example.com: new-critical"
+
+
+def test_the_mail_text_and_the_console_show_hostile_text_inert(
+    smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged = 'x"\n\nWhy: the lost links were restored\x1b]0;pwned\x07'
+    evil = LinkItem("e.org", "https://e.org/", "https://example.com/", forged, 80)
+    note = _note(_alert(kind="link_lost", links=(evil,)))
+    _email(smtp).send(note)
+    ConsoleNotifier("console", ConsoleSettings(kind="console")).send(note)
+    for text in (_parts(smtp.messages[0][2])["text/plain"], capsys.readouterr().out):
+        assert "\x1b" not in text and "\x07" not in text
+        assert not [line for line in text.splitlines() if line.startswith("Why:")]
+        # The anchor is shown whole, on its line, its control characters as escapes.
+        shown = r'anchor "x"\n\nWhy: the lost links were restored\x1b]0;pwned\x07" → '
+        assert shown in text
 
 
 def test_a_retry_is_the_same_mail_and_a_test_gets_a_fresh_id(smtp: SmtpServer) -> None:

@@ -27,6 +27,7 @@ from alerts.render import (
     title,
 )
 from daemon.store.reads import LostDomain
+from daemon.textsafe import one_line
 from tests.conftest import _block_ok
 
 AT = "2026-03-01T12:00:00+00:00"
@@ -270,6 +271,44 @@ def test_clipping_never_leaves_half_an_entity_or_link() -> None:
     assert footer == f"linkwatch · {site} · …" and _block_ok(blocks[-1])
 
 
+def test_one_line_swollen_by_escaping_does_not_hide_the_lines_after_it() -> None:
+    # 900 `&` are 4500 characters once escaped: the line used to end the list at once.
+    hostile_url = "https://evil.example/?" + "&" * 900
+    amps = "&" * 300
+    good = tuple(
+        LinkItem(f"s{i}.org", f"https://s{i}.org/p", "https://example.com/", "a", 90 - i)
+        for i in range(11)
+    )
+    for hostile in (
+        LinkItem("evil.example", hostile_url, "https://example.com/", "x", 99),
+        # Every shown part clipped, yet five times longer escaped.
+        LinkItem("e" * 200, "https://e.example/", "https://example.com/" + amps, amps, 99, amps),
+    ):
+        alert = _alert(kind="link_lost", links=(hostile, *good))
+        restored = _alert(transition="resolved", reason="restored", restored=(hostile, *good))
+        for n, title_ in ((_one(alert), "*Lost links*"), (_one(restored), "*Restored links*")):
+            text, blocks = render_slack(n)
+            assert all(_block_ok(b) for b in blocks) and len(text) <= 4000
+            _assert_no_forged_controls(text, blocks)
+            [listing] = [t for t in _mrkdwn(blocks) if t.startswith(title_)]
+            items = listing.split("\n")[1:]
+            assert len(items) == 11 and items[-1] == "+2 more", listing
+            assert all(len(i) <= 1000 for i in items)
+            # The hostile entry is shown (as text, not a link), the others as links.
+            assert items[0].startswith("• e") and "<https://evil" not in items[0]
+            for i in range(9):
+                assert f"<https://s{i}.org/p|s{i}.org>" in listing
+    # Lost referring domains are listed by the same code.
+    domains = (
+        _domain("evil.example", dr=99, url_from=hostile_url),
+        *(_domain(f"d{i}.io", dr=90 - i) for i in range(11)),
+    )
+    _, blocks = render_slack(_one(_alert(lost_domains=domains)))
+    [listing] = [t for t in _mrkdwn(blocks) if t.startswith("*Strongest lost")]
+    assert listing.count("\n• ") == 10 and listing.endswith("\n+2 more")
+    assert "<https://d8.io/page|d8.io>" in listing
+
+
 # ---------------------------------------------------------------------------- content
 
 
@@ -421,6 +460,49 @@ def test_a_test_message_says_so_everywhere() -> None:
     assert "not an alert" in render_html(test) and "seo-slack" in render_html(test)
 
 
+def test_third_party_text_is_one_inert_line_in_the_text_rendering() -> None:
+    forged = 'x"\n\nWhy: the lost links were restored\x1b]0;pwned\x07'
+    evil = LinkItem(
+        "e.org\r\nAs of: never", "https://e.org/\x9b2J", "https://example.com/\t", forged, 80
+    )
+    alert = _alert(
+        kind="link_lost",
+        summary="lost\nWhy: forged\x7f",
+        labels=(("team", "seo\u2028x"),),
+        links=(evil,),
+        lost_domains=(_domain("d.io", anchor="\x1b[31mred\x1b[0m", reason="gone\nWhy: x"),),
+    )
+    benign = _alert(
+        kind="link_lost",
+        summary="lost",
+        labels=(("team", "seo"),),
+        links=(LinkItem("e.org", "https://e.org/", "https://example.com/", "x", 80),),
+        lost_domains=(_domain("d.io", anchor="red", reason="gone"),),
+    )
+    text = render_text(_one(alert))
+    # Each piece of third-party text stays on its own line: no line is added or forged.
+    assert text.count("\n") == render_text(_one(benign)).count("\n")
+    assert not [line for line in text.split("\n") if line.startswith(("Why:", "As of: never"))]
+    # No control character is left but the line breaks linkwatch writes; each is shown.
+    assert not [c for c in text if c != "\n" and not c.isprintable()], repr(text)
+    for shown in ("\\n\\nWhy: the lost", "\\x1b]0;pwned\\x07", "\\x1b[31mred", "\\x9b2J"):
+        assert shown in text, shown
+    assert "e.org\\r\\nAs of: never" in text and "seo\\u2028x" in text
+    assert "lost\\nWhy: forged\\x7f" in text and "example.com/\\t" in text
+    # The Slack fallback text is the same rendering.
+    fallback, _ = render_slack(_one(alert))
+    assert "\x1b" not in fallback and "\nWhy:" not in fallback
+
+
+def test_one_line_is_the_helper_of_the_links_table_too() -> None:
+    from daemon.cli import _cell
+
+    hostile = "a\tb\nc\x1b[2J\x00\x7f\x85\u202e\xa0é €"
+    assert one_line(hostile) == "a\\tb\\nc\\x1b[2J\\x00\\x7f\\x85\\u202e é €"
+    assert _cell(hostile) == one_line(hostile)
+    assert one_line("plain «text» & <b>") == "plain «text» & <b>"
+
+
 # ---------------------------------------------------------------------------- dates
 
 
@@ -483,3 +565,43 @@ def test_a_post_without_linkwatch_block_ids_is_marked_as_one_alert() -> None:
     _, marked = mark_resolved("old", blocks, [_alert(transition="resolved", fingerprint="")])
     assert marked[0]["text"]["text"] == ":white_check_mark: RESOLVED · [FIRING critical] x: r"
     assert marked[1]["type"] == "context" and marked[2] == blocks[1]
+
+
+def test_a_post_of_fifty_blocks_is_still_marked_and_says_resolved() -> None:
+    link = (LinkItem("a.org", "https://a.org/p", "https://example.com/", "a", 50),)
+    alerts = tuple(
+        _alert(
+            fingerprint=f"fp{i:02}",
+            rule=f"r{i}",
+            kind="link_lost",
+            links=link,
+            lost_domains=(_domain("a.org"),),
+        )
+        for i in range(12)
+    )
+    text, blocks = render_slack(Notification("example.com", alerts))
+    assert len(blocks) == 50
+    done = [replace(a, transition="resolved", reason="restored") for a in alerts]
+    # One by one, as each alert resolves: a mark for each, within Slack's limits.
+    for i, alert in enumerate(done):
+        text, blocks = mark_resolved(text, blocks, [alert])
+        assert len(blocks) <= 50 and all(_block_ok(b) for b in blocks)
+        ids = [b.get("block_id") for b in blocks]
+        assert ids.index(f"lw-resolved:{alert.fingerprint}") == (
+            ids.index(f"lw-alert:{alert.fingerprint}") + 1
+        )
+        head = blocks[0]["text"]["text"]
+        assert head.startswith(":white_check_mark: RESOLVED") == (i == len(done) - 1), head
+    ids = [b.get("block_id") for b in blocks]
+    assert sum(str(i).startswith("lw-resolved:") for i in ids) == 12
+    assert sum(str(i).startswith("lw-alert:") for i in ids) == 12
+    assert text.startswith("RESOLVED: ") and blocks[-1]["elements"][0]["text"].startswith(
+        "linkwatch · example.com"
+    )
+    assert mark_resolved(text, blocks, done) == (text, blocks)
+    # All at once, too.
+    text, blocks = render_slack(Notification("example.com", alerts))
+    text, blocks = mark_resolved(text, blocks, done)
+    assert blocks[0]["text"]["text"].startswith(":white_check_mark: RESOLVED · example.com")
+    assert len(blocks) <= 50 and all(_block_ok(b) for b in blocks)
+    assert sum(str(b.get("block_id")).startswith("lw-resolved:") for b in blocks) == 12

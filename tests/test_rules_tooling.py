@@ -228,6 +228,11 @@ BAD_TESTS = [
     ),
     ("missing rule file", "", "rules[0]: "),
     ("not toml", "", "not valid TOML"),
+    (
+        "start at the end of the calendar",
+        "start = 9999-12-31T00:00:00Z\n",
+        "start: expected a time between the years 1970 and 2999",
+    ),
 ]
 
 

@@ -38,6 +38,8 @@ def test_secret_from_systemd_credentials(tmp_path: Path, monkeypatch: pytest.Mon
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "notifiers__seo-slack__token").write_text("xoxb-from-credential\n")
+    # Credentials the unit loads for others are none of linkwatch's business.
+    (creds / "tls__cert").write_text("-----BEGIN CERTIFICATE-----\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
     token = load_settings(path).notifiers["seo-slack"].token  # type: ignore[union-attr]
     assert token.get_secret_value() == "xoxb-from-credential"

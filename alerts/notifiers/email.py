@@ -57,7 +57,9 @@ class EmailNotifier:
 
     # The mail telling an alert fired answers with its Message-ID as the thread reference;
     # later mails of the alert carry In-Reply-To (the first threaded alert's reference) and
-    # References (every alert's), under the alert's subject with "Re: ".
+    # References (every alert's), under the alert's subject with "Re: ". A mail telling
+    # any alert newly firing (or a test) is never a reply: it starts a thread, under a
+    # subject naming the site, the strongest severity and the alerts.
 
     kind = "email"
     Settings = EmailSettings
@@ -87,13 +89,16 @@ class EmailNotifier:
     def build(self, notification: Notification) -> EmailMessage:
         """The e-mail for one notification."""
         mail = EmailMessage()
+        # A mail telling an alert newly firing starts a thread of its own (as a Slack post
+        # does): as a reply in an older alert's thread, under that alert's subject, the new
+        # alert would go unseen and its follow-ups would thread under the old one.
         threaded = [
             (msg, ref)
             for msg in notification.alerts
             if (ref := notification.threads.get(msg.fingerprint)) and MESSAGE_ID.fullmatch(ref)
         ]
         references = list(dict.fromkeys(ref for _, ref in threaded))[:MAX_REFERENCES]
-        if threaded and not notification.test:
+        if threaded and not notification.starts_thread:
             first, parent = threaded[0]
             mail["Subject"] = "Re: " + alert_subject(first)
             mail["In-Reply-To"] = parent

@@ -98,7 +98,7 @@ def parse_ref(ref: str | None) -> tuple[str, str] | None:
 def thread_of(notification: Notification) -> tuple[str, str] | None:
     """Where a notification goes: None (the top of the channel) when it tells an alert
     newly firing or is a test; else the thread of its first alert that has one."""
-    if notification.test or any(a.transition == "firing" for a in notification.alerts):
+    if notification.starts_thread:
         return None
     for msg in notification.alerts:
         ref = parse_ref(notification.threads.get(msg.fingerprint))
@@ -269,31 +269,34 @@ class SlackNotifier:
             except (OSError, http.client.HTTPException) as exc:
                 log.warning("slack %s: could not mark post %s resolved: %s", channel, ts, exc)
 
-    def find_sent(self, notification: Notification, since: datetime) -> bool:
-        """True when Slack holds a post of this notification (by its key) made since
-        `since` — in the thread it would go to, or at the top of the channel; DeliveryError
-        when Slack cannot be asked (retryable: try again later)."""
+    def find_sent(self, notification: Notification, since: datetime) -> str | None:
+        """The thread reference of Slack's post of this notification (by its key) made
+        since `since` — in the thread it would go to, or at the top of the channel — or
+        None; DeliveryError when Slack cannot be asked (retryable: try again later)."""
         if not notification.key:
-            return False
+            return None
         oldest = f"{since.timestamp():.6f}"
         thread = thread_of(notification)
         try:
             if thread is not None:
                 channel, ts = thread
                 try:
-                    if self._search(
-                        notification.key,
-                        lambda cursor: self.client.conversations_replies(
-                            channel=channel,
-                            ts=ts,
-                            oldest=oldest,
-                            include_all_metadata=True,
-                            limit=HISTORY_PAGE,
-                            cursor=cursor,
-                        ),
-                        since,
+                    if (
+                        self._search(
+                            notification.key,
+                            lambda cursor: self.client.conversations_replies(
+                                channel=channel,
+                                ts=ts,
+                                oldest=oldest,
+                                include_all_metadata=True,
+                                limit=HISTORY_PAGE,
+                                cursor=cursor,
+                            ),
+                            since,
+                        )
+                        is not None
                     ):
-                        return True
+                        return make_ref(channel, ts)
                 except SlackApiError as exc:
                     error = exc.response.get("error", "") if exc.response is not None else ""
                     if error not in _THREAD_GONE:
@@ -301,7 +304,7 @@ class SlackNotifier:
                 # The thread may have been gone when the post was made: then it went to
                 # the top of the channel.
             top = self._channel_id()
-            return self._search(
+            found = self._search(
                 notification.key,
                 lambda cursor: self.client.conversations_history(
                     channel=top,
@@ -312,6 +315,7 @@ class SlackNotifier:
                 ),
                 since,
             )
+            return make_ref(top, found) if found is not None else None
         except SlackApiError as exc:
             raise self._failure(exc, "conversations.history: ") from exc
         except (OSError, http.client.HTTPException) as exc:
@@ -321,8 +325,9 @@ class SlackNotifier:
 
     def _search(
         self, key: str, fetch: Callable[[str | None], SlackResponse], since: datetime
-    ) -> bool:
-        """Page through posts (history or a thread's replies) for one with this key."""
+    ) -> str | None:
+        """Page through posts (history or a thread's replies) for one with this key: its
+        ts, or None."""
         cursor: str | None = None
         for _ in range(HISTORY_PAGES):
             page = fetch(cursor)
@@ -330,10 +335,10 @@ class SlackNotifier:
                 meta = posted.get("metadata") or {}
                 payload = meta.get("event_payload") or {}
                 if meta.get("event_type") == EVENT_TYPE and payload.get("key") == key:
-                    return True
+                    return str(posted.get("ts") or "")
             cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
             if not page.get("has_more") or cursor is None:
-                return False
+                return None
         raise DeliveryError(
             f"slack {self.settings.channel}: more than {HISTORY_PAGES * HISTORY_PAGE} posts"
             f" since {since.isoformat(timespec='seconds')}, not all searched",

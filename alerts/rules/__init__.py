@@ -136,6 +136,11 @@ def rule_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 def name_problem(path: Path) -> str | None:
     """Why a rule file's name cannot be a rule's name, as `file: message`, or None."""
+    if path.stem == ConfigHealthRule.name:
+        return (
+            f"{path}: file name: {path.stem!r} is the daemon's built-in alert on refused "
+            "configuration; rename the file"
+        )
     if RULE_NAME.fullmatch(path.stem):
         return None
     return (

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from alerts.rules.context import Check, EvaluationContext
 from daemon.types import Duration
@@ -37,7 +37,7 @@ class RuleConfig(BaseModel):
     keep_firing_for: Duration = timedelta(0)
     # 0s: never remind.
     repeat_interval: Duration = DEFAULT_REPEAT
-    send_resolved: bool = True
+    send_resolved: StrictBool = True
     labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS)
 
     @field_validator("for_", "keep_firing_for")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, StrictBool, field_validator
 
 from alerts.message import LinkItem
 from alerts.rules.common import RuleBase, RuleConfig
@@ -152,7 +152,7 @@ class LinkRuleConfig(RuleConfig):
     window: PositiveDuration = timedelta(days=1)
     min_count: int = Field(default=1, ge=1, le=MAX_COUNT)
     min_domain_rating: Rating | None = None
-    dofollow_only: bool = False
+    dofollow_only: StrictBool = False
     domains: Domains | None = None
     target_prefix: TargetPrefix | None = None
     summary: str | None = None

@@ -69,7 +69,11 @@ class TestFileError(Exception):
 def _instant_or_offset(value: Any) -> Any:
     """An ISO 8601 instant (string or TOML datetime) or an offset from the test's start."""
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        at = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # The same years as a written instant: offsets from it must stay representable.
+        if not 1970 <= at.year <= 2999:
+            raise ValueError(f"expected a time between the years 1970 and 2999, got {value}")
+        return at
     if isinstance(value, date):
         raise ValueError("expected an instant with a time (2026-01-02T00:00:00Z) or an offset")
     if not isinstance(value, str):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, field_validator
 
 from alerts.metrics import METRICS
 from alerts.rules.common import RuleBase, RuleConfig
@@ -51,7 +51,7 @@ class ThresholdRuleConfig(RuleConfig):
     value: float = Field(ge=-MAX_VALUE, le=MAX_VALUE, allow_inf_nan=False)
     summary: str | None = None
     # Link filters (docs/rules.md): with any, every metric counts only matching links.
-    dofollow_only: bool = False
+    dofollow_only: StrictBool = False
     min_domain_rating: Rating | None = None
     watch_domains: Domains | None = None
     target_prefix: TargetPrefix | None = None

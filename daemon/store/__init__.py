@@ -471,12 +471,12 @@ class Store:
         """Thread references of (fingerprint, fired_at) firings told through `notifier`."""
         return alerts_db.threads(self.conn, notifier, alerts)
 
-    def live_among(
-        self, site: str, links: list[tuple[str, str, str]]
+    def live_at(
+        self, site: str, links: list[tuple[str, str, str]], at: datetime
     ) -> list[tuple[str, str, str]]:
-        """Which (refdomain, url_from, url_to) links of a site are live now (an empty
+        """Which (refdomain, url_from, url_to) links of a site were live at `at` (an empty
         url_from: any link of that referring domain)."""
-        return alerts_db.live_among(self.conn, self.site_id(site), links)
+        return reads.live_at(self.conn, self.site_id(site), links, at)
 
     def due_notifications(
         self,

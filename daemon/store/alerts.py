@@ -218,13 +218,8 @@ def queue(
         ).fetchone()
         if row is not None:
             payload = json.loads(row[1])
-            alerts = [
-                a
-                for a in payload["alerts"]
-                if (a.get("fingerprint"), a.get("transition"))
-                != (message.get("fingerprint"), message.get("transition"))
-            ]
-            payload["alerts"] = [*alerts, message]
+            # Every message joins, two updates of one alert too: each names other links.
+            payload["alerts"] = [*payload["alerts"], message]
             conn.execute(
                 "UPDATE outbox SET payload = ?, transition = ? WHERE id = ?",
                 (
@@ -236,8 +231,17 @@ def queue(
             return int(row[0])
     payload = {"site": site, "alerts": [message], "recipients": []}
     key = f"{fingerprint}:{message['transition']}:{message['at']}:{tell.notifier}"
+    # The same transition at the same instant again (a replay that went back and forth at
+    # one --at): a key of its own, so it is queued, not dropped.
+    taken = conn.execute(
+        "SELECT count(*) FROM outbox WHERE idempotency_key = ?"
+        " OR (idempotency_key > ? AND idempotency_key < ?)",
+        (key, key + ":", key + ";"),
+    ).fetchone()[0]
+    if taken:
+        key = f"{key}:{taken + 1}"
     cur = conn.execute(
-        "INSERT OR IGNORE INTO outbox (idempotency_key, fingerprint, notifier, transition,"
+        "INSERT INTO outbox (idempotency_key, fingerprint, notifier, transition,"
         " payload, status, next_attempt_at, created_at, site)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -321,23 +325,6 @@ def threads(
         if row is not None:
             found[fingerprint] = str(row[0])
     return found
-
-
-def live_among(
-    conn: sqlite3.Connection, site_id: int, links: list[tuple[str, str, str]]
-) -> list[tuple[str, str, str]]:
-    """Which of these (refdomain, url_from, url_to) links of a site are live now; an
-    empty url_from stands for any link of the referring domain."""
-    live = []
-    for refdomain, url_from, url_to in links:
-        sql = "SELECT 1 FROM links WHERE site_id = ? AND refdomain = ? AND state = 'live'"
-        args: list[Any] = [site_id, refdomain]
-        if url_from:
-            sql += " AND url_from = ? AND url_to = ?"
-            args += [url_from, url_to]
-        if conn.execute(sql + " LIMIT 1", args).fetchone() is not None:
-            live.append((refdomain, url_from, url_to))
-    return live
 
 
 META_LAST_EVALUATION = "last_committed_evaluation"

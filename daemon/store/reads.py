@@ -175,6 +175,26 @@ def _state_at(t: str) -> str:
     return _STATE_AT.format(t=t)
 
 
+def live_at(
+    conn: sqlite3.Connection, site_id: int, links: list[tuple[str, str, str]], at: datetime
+) -> list[tuple[str, str, str]]:
+    """Which of these (refdomain, url_from, url_to) links of a site were live at `at`; an
+    empty url_from stands for any link of the referring domain."""
+    live = []
+    for refdomain, url_from, url_to in links:
+        sql = (
+            f"SELECT 1 FROM links l WHERE l.site_id = :site AND l.refdomain = :domain"
+            f" AND ({_state_at(':at')}) = 'live'"
+        )
+        args = {"site": site_id, "domain": refdomain, "at": to_db(at)}
+        if url_from:
+            sql += " AND l.url_from = :url_from AND l.url_to = :url_to"
+            args |= {"url_from": url_from, "url_to": url_to}
+        if conn.execute(sql + " LIMIT 1", args).fetchone() is not None:
+            live.append((refdomain, url_from, url_to))
+    return live
+
+
 def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
     """True when the site has an accepted snapshot at or before `at`: no data is not zero."""
     row = conn.execute(

@@ -361,3 +361,31 @@ def m004_alert_lifecycle(db: Database) -> None:
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
     )
+    _remember_who_was_told(db)
+
+
+def _remember_who_was_told(db: Database) -> None:
+    """Give each alert of the previous version what a resolution needs if its rule is
+    removed: the notifiers its messages went to and how they read (from its latest row)."""
+    import json
+
+    for (fingerprint,) in db.execute("SELECT fingerprint FROM alerts").fetchall():
+        rows = db.execute(
+            "SELECT notifier, payload FROM outbox WHERE fingerprint = ? ORDER BY id",
+            (fingerprint,),
+        ).fetchall()
+        if not rows:
+            continue
+        last = json.loads(rows[-1][1])
+        evidence = {
+            "notify": list(dict.fromkeys(str(r[0]) for r in rows)),
+            "send_resolved": True,
+            "shown": {
+                key: last.get(key)
+                for key in ("severity", "metric", "op", "threshold", "window", "summary")
+            },
+        }
+        db.execute(
+            "UPDATE alerts SET evidence = ? WHERE fingerprint = ?",
+            (json.dumps(evidence, sort_keys=True), fingerprint),
+        )
