@@ -534,7 +534,7 @@ def silence_list(ctx: click.Context, show_all: bool, as_json: bool) -> None:
                 click.echo(
                     f"{s.id:4} {'active' if record['active'] else 'ended ':6} "
                     f"{s.rule or '*'} on {s.site or '*'} until {record['ends_at']}"
-                    + (f" — {s.comment}" if s.comment else "")
+                    + (f" — {one_line(s.comment)}" if s.comment else "")
                 )
         if not rows and not as_json:
             click.echo("no silences" if show_all else "no silences in force")

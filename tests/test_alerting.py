@@ -413,3 +413,21 @@ def test_odd_rule_files_and_commits_are_refused_with_a_message(tmp_path: Path) -
     write_rule(tmp_path, "loss", LOSS.format(value=3) + 'send_resolved = "no"\n')
     code, out = _run(settings, "rules", "check")
     assert code == 2 and "send_resolved" in out
+
+
+def test_a_silence_comment_is_listed_on_one_inert_line(tmp_path: Path) -> None:
+    settings = _setup(tmp_path, [10])
+    code, _ = _run(
+        settings,
+        "silence",
+        "add",
+        "--site",
+        "example.com",
+        "--for",
+        "1h",
+        "--comment",
+        "a\nb\x1b[31m",
+    )
+    assert code == 0
+    code, out = _run(settings, "silence", "list")
+    assert code == 0 and out.count("\n") == 1 and "a\\nb\\x1b[31m" in out
