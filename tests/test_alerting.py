@@ -106,7 +106,10 @@ def test_a_resolution_says_the_losses_stand_when_the_window_moves_on(tmp_path: P
     assert "resolved: loss example.com" in out and "window moved past the losses" in out
     resolved = _messages(settings)[-1].alerts[0]
     assert resolved.reason == "window_passed"
-    assert "the losses stand" in resolved.reason_text
+    assert resolved.reason_text == (
+        "the 7d window moved past the losses: the 4 lost links have not come back;"
+        " the losses stand"
+    )
     assert resolved.restored == () and resolved.firing_for == "7d 23h"
 
 
@@ -145,6 +148,11 @@ def test_restored_links_are_named(tmp_path: Path) -> None:
     assert sorted(link.refdomain for link in resolved.restored) == [
         f"ref{i}.org" for i in range(6, 10)
     ]
+    # Strongest first, each domain once, the value now against the threshold.
+    assert resolved.reason_text == (
+        "links were restored (4 of 4: ref9.org, ref8.org, ref7.org, ref6.org);"
+        " lost_refdomains is now 0 (threshold >= 3)"
+    )
 
 
 def test_a_removed_rule_resolves_with_that_reason(tmp_path: Path) -> None:
@@ -315,7 +323,9 @@ def test_a_partly_lost_domain_comes_back_only_with_its_named_link(tmp_path: Path
             assert [(r.refdomain, r.url_from, r.url_to) for r in resolved.restored] == [
                 ("ref1.org", "https://www.ref1.org/a", "https://example.com/")
             ]
-            assert resolved.reason_text.startswith("links were restored (1 of 1: ref1.org)")
+            assert resolved.reason_text == (
+                "links were restored (1 of 1: ref1.org); lost_links is now 0 (threshold >= 1)"
+            )
         else:
             # ref1.org still links (page b), but the lost link is not back: the losses stand.
             assert (resolved.reason, resolved.restored) == ("window_passed", ())

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from alerts.engine import MemoryAlertBook, StoredAlertBook, evaluate
 from alerts.rules.common import RuleBase
 from alerts.rules.context import Check, EvaluationContext
-from daemon.store import Store
+from daemon.store import AlertState, Store
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 SITE = "example.com"
@@ -484,4 +484,176 @@ def test_a_rule_removed_under_a_silence_is_told_resolved_when_the_silence_ends(
     later = t3 + timedelta(hours=1)
     assert evaluate(store, [], EvaluationContext(store, later, later, [SITE], [SITE])) == []
     assert [m["reason_text"] for m in _outbox(store)][1:] == ["the rule was removed"] * 2
+    store.close()
+
+
+def _state(**kw: object) -> AlertState:
+    base: dict[str, object] = dict(
+        fingerprint="fp",
+        rule="r",
+        kind="spike",
+        site=SITE,
+        labels=(("team", "seo"),),
+        state="firing",
+        value=3.0,
+        since_at=T0,
+    )
+    base.update(kw)
+    return AlertState(**base)  # type: ignore[arg-type]
+
+
+def test_a_message_carries_what_each_transition_needs() -> None:
+    from alerts.engine import Decision, build_message
+    from alerts.message import LinkItem
+    from daemon.store.reads import LostDomain
+
+    rule = _rule({}, repeat=timedelta(hours=1))
+    link = LinkItem("a.org", "https://a.org/", "https://example.com/")
+    fresh = LinkItem("b.org", "https://b.org/", "https://example.com/")
+    check = Check(3.0, True, "s", threshold=7.5, links=(link,), more_links=4)
+    fired_at = T0 + timedelta(hours=1)
+    at = T0 + timedelta(hours=3, minutes=5)
+    new = _state(fired_at=fired_at, labels=rule.labels)
+    d = Decision(new, [], None, "restored", "why", (link,), (fresh,))
+    found = [LostDomain(f"d{i}.org", None, True, "u", "v", None, None) for i in range(11)]
+    firing = build_message(rule, SITE, check, d, "firing", at, found[:10])
+    assert (firing.threshold, firing.kind, firing.more_domains, firing.more_links) == (
+        7.5,
+        "threshold",
+        0,
+        4,
+    )
+    assert (firing.since, firing.firing_for, firing.reason, firing.reason_text) == (
+        fired_at.isoformat(timespec="seconds"),
+        None,
+        None,
+        "",
+    )
+    assert firing.links == (link,) and len(firing.lost_domains) == 10
+    reminder = build_message(rule, SITE, check, d, "reminder", at, found)
+    assert (reminder.firing_for, reminder.more_domains, reminder.more_links) == ("2h 5m", 1, 4)
+    update = build_message(rule, SITE, check, d, "update", at)
+    assert (update.links, update.more_links, update.reason) == ((fresh,), 0, None)
+    resolved = build_message(rule, SITE, check, d, "resolved", at)
+    assert (resolved.links, resolved.reason, resolved.reason_text, resolved.restored) == (
+        (),
+        "restored",
+        "why",
+        (link,),
+    )
+    never = build_message(rule, SITE, check, Decision(_state(), [], None), "firing", at)
+    assert (never.since, never.firing_for, never.threshold) == (None, None, 7.5)
+    plain = build_message(rule, SITE, Check(1.0, True, "s"), d, "firing", at)
+    assert plain.threshold == rule.threshold
+
+
+def test_a_retired_alert_without_memory_still_reads_sensibly() -> None:
+    from alerts.engine import _message_for_alert
+
+    at = T0 + timedelta(hours=2)
+    bare = _state()
+    message = _message_for_alert(bare, bare, "resolved", "rule_removed", "gone", at)
+    assert {
+        k: message[k]
+        for k in (
+            "severity",
+            "metric",
+            "op",
+            "window",
+            "summary",
+            "threshold",
+            "since",
+            "firing_for",
+            "kind",
+            "value",
+            "labels",
+            "fingerprint",
+        )
+    } == {
+        "severity": "warning",
+        "metric": "",
+        "op": "",
+        "window": "",
+        "summary": f"{SITE}: r",
+        "threshold": None,
+        "since": None,
+        "firing_for": None,
+        "kind": "spike",
+        "value": 3.0,
+        "labels": (("team", "seo"),),
+        "fingerprint": "fp",
+    }
+
+
+def test_a_retired_alert_tells_its_kept_notifiers_unless_it_cannot(
+    tmp_path: Path, caplog: object
+) -> None:
+    store = Store(tmp_path / "lw.db")
+    at = T0 + timedelta(hours=2)
+    ctx = EvaluationContext(store, at, at, [SITE], [SITE])
+    # No send_resolved kept: resolutions are told (the default).
+    told = _state(fingerprint="a", rule="gone-a", told="firing", evidence={"notify": ["x"]})
+    # Nobody known to tell: resolved quietly, not owed forever.
+    mute = _state(fingerprint="b", rule="gone-b", told="firing", evidence={})
+    book = MemoryAlertBook({a.fingerprint: a for a in (told, mute)})
+    changes = evaluate(store, [], ctx, book)
+    assert [(t.rule, t.notifiers) for t in changes] == [("gone-a", ("x",)), ("gone-b", ())]
+    assert [(t.notifier, t.message["rule"]) for t in book.told] == [("x", "gone-a")]
+    assert {a.rule: a.told for a in book.alerts()} == {"gone-a": "resolved", "gone-b": "resolved"}
+    assert evaluate(store, [], ctx, book) == []
+    store.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _BoundRule(ScriptedRule):
+    """A scripted rule that computes its own threshold (as spike does) and a value."""
+
+    values: dict[datetime, float] = field(default_factory=dict)
+
+    def check(self, ctx: EvaluationContext, site: str) -> Check:
+        holds = self.script[ctx.at]
+        return Check(self.values[ctx.at], holds, "s", threshold=7.5)
+
+
+def test_lifecycle_times_and_a_cleared_condition_read_exactly(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1, t2, t3, t4 = (T0 + timedelta(hours=h) for h in (1, 2, 3, 4))
+    rule = _BoundRule(
+        name="bound",
+        sites=(SITE,),
+        severity="info",
+        notify=("console",),
+        for_=timedelta(hours=1),
+        definition="v1",
+        script={t1: True, t2: True, t3: False, t4: True},
+        values={t1: 9.0, t2: 8.0, t3: 2.5, t4: 9.0},
+    )
+    book = StoredAlertBook(store)
+
+    def at(t: datetime) -> list[str]:
+        return [
+            x.state
+            for x in evaluate(store, [rule], EvaluationContext(store, t, t, [SITE], [SITE]), book)
+        ]
+
+    assert at(t1) == ["pending"]
+    assert at(t2) == ["firing"]
+    [a] = store.alert_states()
+    assert (a.active_at, a.since_at, a.fired_at, a.resolved_at, a.reason) == (
+        t1,
+        t2,
+        t2,
+        None,
+        None,
+    )
+    assert at(t3) == ["resolved"]
+    [a] = store.alert_states()
+    assert (a.since_at, a.resolved_at, a.reason) == (t3, t3, "condition_cleared")
+    assert _outbox(store)[-1]["reason_text"] == (
+        "the condition no longer holds: lost_links is now 2.5 (threshold >= 7.5)"
+    )
+    assert at(t4) == ["pending"]
+    [a] = store.alert_states()
+    assert (a.active_at, a.resolved_at, a.reason, a.state) == (t4, t3, None, "pending")
     store.close()
