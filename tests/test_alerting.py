@@ -107,8 +107,7 @@ def test_a_resolution_says_the_losses_stand_when_the_window_moves_on(tmp_path: P
     resolved = _messages(settings)[-1].alerts[0]
     assert resolved.reason == "window_passed"
     assert resolved.reason_text == (
-        "the 7d window moved past the losses: the 4 lost links have not come back;"
-        " the losses stand"
+        "the 7d window moved past the losses: the 4 lost links have not come back; the losses stand"
     )
     assert resolved.restored == () and resolved.firing_for == "7d 23h"
 
