@@ -10,7 +10,7 @@ import pytest
 
 from alerts.engine import Transition, evaluate, fingerprint
 from alerts.message import AlertMessage, Notification
-from alerts.rules import Rule, load_rules
+from alerts.rules import Rule, RulesError, load_rules
 from alerts.rules.context import EvaluationContext
 from daemon.settings import load_settings
 from daemon.store import GuardSettings, Store
@@ -393,4 +393,31 @@ def test_source_health_quotes_at_most_the_start_of_an_error(tmp_path: Path) -> N
     check = rule.check(ctx, "example.com")
     assert check.holds and len(check.summary) < 500 and "\n" not in check.summary
     assert check.summary.endswith("…")
+    store.close()
+
+
+def test_source_health_takes_a_summary_template(tmp_path: Path) -> None:
+    settings = load_settings(write_settings(tmp_path))
+    write_rule(
+        tmp_path,
+        "sources",
+        'kind = "source_health"\nnotify = ["console"]\nseverity = "critical"\n'
+        'summary = "{severity} {rule}: {value} down on {site} ({problems})"\n',
+    )
+    store = Store(settings.storage.path)
+    store.ensure_site("example.com", "own")
+    store.record_failure("example.com", "exports", T, "x.csv", "cannot read", T)
+    at = T + timedelta(hours=1)
+    [rule] = load_rules(settings)
+    check = rule.check(
+        EvaluationContext(store, at, at, ["example.com"], ["example.com"]), "example.com"
+    )
+    assert check.summary == (
+        "critical sources: 1 down on example.com (exports: last poll error: cannot read)"
+    )
+    write_rule(
+        tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\nsummary = "{metric}"\n'
+    )
+    with pytest.raises(RulesError, match="summary"):
+        load_rules(settings)
     store.close()

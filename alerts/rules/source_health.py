@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from alerts.rules.common import RuleBase, RuleConfig
 from alerts.rules.context import UNHEALTHY, Check, EvaluationContext, quote_note
+from daemon.templates import Piece, check_template, parse_template, render_template
 from daemon.timefmt import format_duration
 from daemon.types import PositiveDuration
+
+SUMMARY_FIELDS = frozenset({"site", "rule", "value", "problems", "severity"})
+DEFAULT_SUMMARY = "{site}: {value} unhealthy source(s): {problems}"
+_SUMMARY_HINT = "use " + ", ".join("{" + n + "}" for n in sorted(SUMMARY_FIELDS))
 
 
 class SourceHealthRuleConfig(RuleConfig):
@@ -21,6 +26,12 @@ class SourceHealthRuleConfig(RuleConfig):
     max_age: PositiveDuration | None = Field(
         default=None, description="unhealthy when no complete snapshot is newer than this"
     )
+    summary: str | None = None
+
+    @field_validator("summary")
+    @classmethod
+    def _known_placeholders(cls, v: str | None) -> str | None:
+        return None if v is None else check_template(v, SUMMARY_FIELDS, hint=_SUMMARY_HINT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +40,9 @@ class SourceHealthRule(RuleBase):
     suspect, or (with `max_age`) has had no complete snapshot for that long."""
 
     max_age: timedelta | None
+    summary_template: str = DEFAULT_SUMMARY
+    # The summary, parsed once: rendering reads only these names, never attributes.
+    _summary: tuple[Piece, ...] = field(init=False, repr=False, compare=False)
 
     kind = "source_health"
     metric = "unhealthy_sources"
@@ -48,7 +62,15 @@ class SourceHealthRule(RuleBase):
     @classmethod
     def from_config(cls, name: str, cfg: SourceHealthRuleConfig) -> SourceHealthRule:
         """Build the rule from its validated file."""
-        return cls(**RuleBase.common(name, cfg), max_age=cfg.max_age)
+        return cls(
+            **RuleBase.common(name, cfg),
+            max_age=cfg.max_age,
+            summary_template=cfg.summary or DEFAULT_SUMMARY,
+        )
+
+    def __post_init__(self) -> None:
+        pieces = parse_template(self.summary_template, SUMMARY_FIELDS, hint=_SUMMARY_HINT)
+        object.__setattr__(self, "_summary", pieces)
 
     def sites_for(self, ctx: EvaluationContext) -> list[str]:
         """The sites this rule watches: those it names, else every site, own or competitor."""
@@ -83,7 +105,14 @@ class SourceHealthRule(RuleBase):
                     f"{format_duration(self.max_age)} (last {since})"
                 )
         if problems:
-            summary = f"{site}: {len(problems)} unhealthy source(s): " + "; ".join(problems)
+            values = dict(
+                site=site,
+                rule=self.name,
+                value=str(len(problems)),
+                problems="; ".join(problems),
+                severity=self.severity,
+            )
+            summary = render_template(self._summary, values)
         else:
             summary = f"{site}: all sources healthy"
         return Check(float(len(problems)), bool(problems), summary)
