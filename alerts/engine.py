@@ -436,7 +436,7 @@ def _retire(
                 )
             new = replace(new, told="resolved")
         elif not silenced or recorded:
-            message = _message_for_alert(alert, new, "resolved", why, text, at)
+            message = _message_for_alert(alert, "resolved", why, text, at)
             tells = [Tell(n, message, silenced=silenced) for n in kept]
             if not silenced:
                 notifiers = kept
@@ -462,7 +462,7 @@ def _retire(
 
 
 def _message_for_alert(
-    alert: AlertState, new: AlertState, transition: str, reason: str, text: str, at: datetime
+    alert: AlertState, transition: str, reason: str, text: str, at: datetime
 ) -> dict[str, Any]:
     """A resolved message built from what the alert remembers (its rule is gone)."""
     shown = alert.evidence.get("shown", {})
@@ -507,8 +507,9 @@ def _record(
     silenced = any(s.matches(rule.name, site, ctx.now) for s in silences)
     tell = d.tell
     if tell == "resolved" and (new.told != "firing" or not rule.send_resolved):
-        # Nobody heard it fire (silenced throughout), or resolutions are not wanted.
-        new = replace(new, told="resolved" if new.told == "firing" else new.told)
+        # Nobody heard it fire (silenced throughout), or resolutions are not wanted: either
+        # way nothing more is owed.
+        new = replace(new, told="resolved")
         tell = None
     if silenced and tell is not None and (tell == "reminder" or not transitions):
         # Reminders and late tellings wait for the silence to end.

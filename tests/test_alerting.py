@@ -147,6 +147,9 @@ def test_restored_links_are_named(tmp_path: Path) -> None:
     assert sorted(link.refdomain for link in resolved.restored) == [
         f"ref{i}.org" for i in range(6, 10)
     ]
+    # Each named as it was when lost: its page, anchor and rating.
+    assert (resolved.restored[0].url_from, resolved.restored[0].anchor) == ("", "a9")
+    assert resolved.restored[0].domain_rating == 19
     # Strongest first, each domain once, the value now against the threshold.
     assert resolved.reason_text == (
         "links were restored (4 of 4: ref9.org, ref8.org, ref7.org, ref6.org);"
@@ -189,6 +192,8 @@ def test_alerts_and_status_list_what_fires(tmp_path: Path) -> None:
     assert json.loads(out)[0]["alerts_firing"] == 1
     code, out = _run(settings, "alerts", "--state", "resolved")
     assert "no resolved alerts" in out
+    code, out = _run(settings, "alerts", "--site", "Example.COM", "--json")
+    assert code == 0 and [json.loads(line)["site"] for line in out.splitlines()] == ["example.com"]
     code, out = _run(settings, "alerts", "--site", "nope.example")
     assert code == 2 and "is not a site" in out and "example.com" in out
 
@@ -440,3 +445,40 @@ def test_a_silence_comment_is_listed_on_one_inert_line(tmp_path: Path) -> None:
     assert code == 0
     code, out = _run(settings, "silence", "list")
     assert code == 0 and out.count("\n") == 1 and "a\\nb\\x1b[31m" in out
+
+
+def test_a_wholly_lost_domain_is_back_with_any_page_and_a_lost_link_by_itself(
+    tmp_path: Path,
+) -> None:
+    settings = write_settings(tmp_path, notifiers=AT_ONCE)
+    write_rule(tmp_path, "domains", LOSS.format(value=1).replace('"7d"', '"1d"'))
+    write_rule(
+        tmp_path,
+        "strong",
+        'kind = "link_lost"\nwindow = "1d"\nnotify = ["console"]\n',
+    )
+    old = ("https://www.ref1.org/old", "https://example.com/", "a", 60)
+    new = ("https://www.ref1.org/new", "https://example.com/", "b", 60)
+    keep = ("https://www.ref2.org/p", "https://example.com/", "c", 10)
+    for day, rows in enumerate([[old, keep], [keep], [keep, new]]):
+        path = write_ahrefs(tmp_path / f"day{day}.csv", rows)
+        code, out = _run(
+            settings,
+            "import",
+            "--site",
+            "example.com",
+            "--taken-at",
+            _iso(T + timedelta(days=day)),
+            str(path),
+        )
+        assert code == 0, out
+    out = _commit(settings, T + timedelta(days=1, hours=1))
+    assert "firing: domains example.com" in out and "firing: strong example.com" in out
+    out = _commit(settings, T + timedelta(days=2, hours=1))
+    [message] = _messages(settings)[-1:]
+    reasons = {a.rule: (a.reason, [r.refdomain for r in a.restored]) for a in message.alerts}
+    # ref1.org links again (another page): the domain is back. The lost link is not.
+    assert reasons == {
+        "domains": ("restored", ["ref1.org"]),
+        "strong": ("window_passed", []),
+    }

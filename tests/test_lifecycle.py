@@ -502,12 +502,20 @@ def _state(**kw: object) -> AlertState:
     return AlertState(**base)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _SpikeLike(ScriptedRule):
+    kind = "spike"
+
+
 def test_a_message_carries_what_each_transition_needs() -> None:
+    from dataclasses import replace
+
     from alerts.engine import Decision, build_message
     from alerts.message import LinkItem
     from daemon.store.reads import LostDomain
 
-    rule = _rule({}, repeat=timedelta(hours=1))
+    base = replace(_rule({}, repeat=timedelta(hours=1)), labels=(("team", "seo"),))
+    rule = _SpikeLike(**{f: getattr(base, f) for f in base.__dataclass_fields__})
     link = LinkItem("a.org", "https://a.org/", "https://example.com/")
     fresh = LinkItem("b.org", "https://b.org/", "https://example.com/")
     check = Check(3.0, True, "s", threshold=7.5, links=(link,), more_links=4)
@@ -519,10 +527,11 @@ def test_a_message_carries_what_each_transition_needs() -> None:
     firing = build_message(rule, SITE, check, d, "firing", at, found[:10])
     assert (firing.threshold, firing.kind, firing.more_domains, firing.more_links) == (
         7.5,
-        "threshold",
+        "spike",
         0,
         4,
     )
+    assert firing.labels == (("team", "seo"),)
     assert (firing.since, firing.firing_for, firing.reason, firing.reason_text) == (
         fired_at.isoformat(timespec="seconds"),
         None,
@@ -552,7 +561,7 @@ def test_a_retired_alert_without_memory_still_reads_sensibly() -> None:
 
     at = T0 + timedelta(hours=2)
     bare = _state()
-    message = _message_for_alert(bare, bare, "resolved", "rule_removed", "gone", at)
+    message = _message_for_alert(bare, "resolved", "rule_removed", "gone", at)
     assert {
         k: message[k]
         for k in (
@@ -626,8 +635,8 @@ def test_lifecycle_times_and_a_cleared_condition_read_exactly(tmp_path: Path) ->
         notify=("console",),
         for_=timedelta(hours=1),
         definition="v1",
-        script={t1: True, t2: True, t3: False, t4: True},
-        values={t1: 9.0, t2: 8.0, t3: 2.5, t4: 9.0},
+        script={t1: True, t2: True, t3: False, t4: True, t4 + timedelta(hours=1): True},
+        values={t1: 9.0, t2: 8.0, t3: 2.5, t4: 9.0, t4 + timedelta(hours=1): 9.0},
     )
     book = StoredAlertBook(store)
 
@@ -656,4 +665,9 @@ def test_lifecycle_times_and_a_cleared_condition_read_exactly(tmp_path: Path) ->
     assert at(t4) == ["pending"]
     [a] = store.alert_states()
     assert (a.active_at, a.resolved_at, a.reason, a.state) == (t4, t3, None, "pending")
+    t5 = t4 + timedelta(hours=1)
+    [fired] = evaluate(store, [rule], EvaluationContext(store, t5, t5, [SITE], [SITE]), book)
+    assert (fired.state, fired.notifiers) == ("firing", ("console",))
+    [a] = store.alert_states()
+    assert (a.fired_at, a.resolved_at, a.since_at) == (t5, None, t5)
     store.close()
