@@ -156,6 +156,8 @@ class Decision:
     reason_text: str = ""
     restored: tuple[LinkItem, ...] = ()
     new_links: tuple[LinkItem, ...] = ()
+    # Told late (a firing or resolution that went untold): under a silence it waits.
+    late: bool = False
 
 
 def evaluate(
@@ -240,7 +242,8 @@ def decide(
         # say): the resolution is owed, whatever happened since.
         reason = new.reason or "condition_cleared"
         text = REASONS.get(reason, "")
-        return Decision(new, d.transitions if d is not None else [], "resolved", reason, text)
+        transitions = d.transitions if d is not None else []
+        return Decision(new, transitions, "resolved", reason, text, late=True)
     return d
 
 
@@ -281,7 +284,7 @@ def _step(
             return Decision(cur, [], None)
         # firing: told late if its firing went untold (silenced), else updates, reminders
         if cur.told != "firing":
-            return Decision(cur, [], "firing")
+            return Decision(cur, [], "firing", late=True)
         told = set(cur.evidence.get("told", ()))
         fresh = tuple(link for link in check.links if _link_id(link) not in told)
         if fresh:
@@ -511,7 +514,7 @@ def _record(
         # way nothing more is owed.
         new = replace(new, told="resolved")
         tell = None
-    if silenced and tell is not None and (tell == "reminder" or not transitions):
+    if silenced and tell is not None and (tell == "reminder" or d.late):
         # Reminders and late tellings wait for the silence to end.
         transitions = [t for t in transitions if t[0] != "reminder"]
         tell = None

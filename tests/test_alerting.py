@@ -102,6 +102,7 @@ def test_a_resolution_says_the_losses_stand_when_the_window_moves_on(tmp_path: P
     settings = _setup(tmp_path, [10, 6])
     out = _commit(settings, T + timedelta(days=1, hours=1))
     assert "firing: loss example.com (value 4)" in out
+    assert "silenced" not in out
     out = _commit(settings, T + timedelta(days=9))
     assert "resolved: loss example.com" in out and "window moved past the losses" in out
     resolved = _messages(settings)[-1].alerts[0]

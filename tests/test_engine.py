@@ -362,6 +362,13 @@ def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> No
     last = _payloads(store)[-1]
     assert (last.transition, last.site, last.lost_domains) == ("resolved", "example.com", ())
     assert (last.reason, len(last.restored), last.firing_for) == ("restored", 12, "1d")
+    # The reminder still names the strongest lost domains; the restored ones keep their
+    # rating and reason from when they were lost.
+    reminder = next(m for m in _payloads(store) if m.transition == "reminder")
+    assert len(reminder.lost_domains) == 10 and reminder.more_domains == 2
+    assert {(r.domain_rating, r.reason) for r in last.restored} == {
+        (float(i), "dropped") for i in range(8, 20)
+    }
     alert = store.alert_state(fingerprint("loss", "example.com"))
     assert alert is not None and (alert.state, alert.since_at, alert.fired_at) == (
         "resolved",

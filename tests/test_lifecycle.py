@@ -71,9 +71,13 @@ class Model:
     notified_at: datetime | None = None
     told: str | None = None
     sent: list[tuple[datetime, str]] = field(default_factory=list)
+    recorded: list[tuple[datetime, str]] = field(default_factory=list)
 
     def tell(self, at: datetime, what: str, silenced: bool) -> bool:
-        if not silenced:
+        if silenced:
+            # A transition under a silence is recorded, not sent.
+            self.recorded.append((at, what))
+        else:
             self.sent.append((at, what))
             if what == "resolved":
                 self.told = "resolved"
@@ -184,11 +188,12 @@ def _run(
             assert states[-1] == model.state, (t, states, model.state)
         if stored:
             # What was queued is exactly what was told: one row per message (no grouping
-            # outside the daemon), silenced ones recorded apart.
+            # outside the daemon), silenced ones recorded apart (never reminders).
             rows = store.conn.execute(
                 "SELECT transition, status FROM outbox ORDER BY id"
             ).fetchall()
             assert [r[0] for r in rows if r[1] != "silenced"] == [w for _, w in got]
+            assert [r[0] for r in rows if r[1] == "silenced"] == [w for _, w in model.recorded]
         return model.sent, got, states
     finally:
         store.close()
