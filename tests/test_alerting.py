@@ -252,10 +252,11 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
     write_rule(tmp_path, "loss", LOSS.format(value=3))
     write_rule(tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\n')
     start = datetime.now(UTC) - timedelta(days=3)
-    for day, kept in enumerate([10, 10, 7]):
+
+    def export(day: int, kept: int, cut: bool = False) -> None:
         path = write_ahrefs(tmp_path / f"day{day}.csv", ROWS[:kept])
-        if day == 2:
-            # Cut short: partial, so the source is unhealthy and the losses are a gap.
+        if cut:
+            # Cut short: partial, so the source is unhealthy.
             path.write_text(path.read_text() + '"cut')
         code, out = _run(
             settings,
@@ -266,12 +267,22 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
             _iso(start + timedelta(days=day)),
             str(path),
         )
-        assert code == (1 if day == 2 else 0), out
+        assert code == (1 if cut else 0), out
+
+    # Four domains really lost on day 1, then a broken export on day 2: while the source
+    # is unhealthy the loss rule holds its state (inactive), it does not fire on the gap.
+    export(0, 10)
+    export(1, 6)
+    export(2, 6, cut=True)
     code, out = _run(settings, "evaluate")
     assert "firing: sources example.com" in out
     assert "loss" not in out
     code, out = _run(settings, "alerts", "--state", "all", "--json")
     assert [json.loads(line)["rule"] for line in out.splitlines()] == ["sources"]
+    # A good export again: the source heals and the loss, still in the window, is told.
+    export(3, 6)
+    code, out = _run(settings, "evaluate")
+    assert "firing: loss example.com (value 4)" in out and "resolved: sources" in out
 
 
 def test_a_what_if_before_the_losses_does_not_claim_the_window_moved_on(tmp_path: Path) -> None:

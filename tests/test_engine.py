@@ -364,6 +364,7 @@ def test_sites_without_data_or_change_do_not_stop_the_rest(tmp_path: Path) -> No
     assert (last.reason, len(last.restored), last.firing_for) == ("restored", 12, "1d")
     # The reminder still names the strongest lost domains; the restored ones keep their
     # rating and reason from when they were lost.
+    assert [h[2] for h in store.alert_history()] == ["firing", "firing", "reminder", "resolved"]
     reminder = next(m for m in _payloads(store) if m.transition == "reminder")
     assert len(reminder.lost_domains) == 10 and reminder.more_domains == 2
     assert {(r.domain_rating, r.reason) for r in last.restored} == {

@@ -183,8 +183,13 @@ def _run(
             for tr in evaluate(store, [rule], ctx, book):
                 if tr.notifiers and tr.state in ("firing", "reminder", "resolved"):
                     got.append((t, tr.state))
-            known = book.alerts()
-            states.append(known[0].state if known else "inactive")
+            # The row itself, whatever its state says (no filter by known states).
+            if stored:
+                row = store.conn.execute("SELECT state FROM alerts").fetchone()
+                states.append(row[0] if row else "inactive")
+            else:
+                known = list(book.states.values())  # type: ignore[attr-defined]
+                states.append(known[0].state if known else "inactive")
             assert states[-1] == model.state, (t, states, model.state)
         if stored:
             # What was queued is exactly what was told: one row per message (no grouping
