@@ -275,6 +275,7 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
     export(1, 6)
     export(2, 6, cut=True)
     code, out = _run(settings, "evaluate")
+    assert code == 0, out
     assert "firing: sources example.com" in out
     assert "loss" not in out
     code, out = _run(settings, "alerts", "--state", "all", "--json")
@@ -282,6 +283,7 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
     # A good export again: the source heals and the loss, still in the window, is told.
     export(3, 6)
     code, out = _run(settings, "evaluate")
+    assert code == 0, out
     assert "firing: loss example.com (value 4)" in out and "resolved: sources" in out
 
 
