@@ -199,6 +199,9 @@ def _run(
             ).fetchall()
             assert [r[0] for r in rows if r[1] != "silenced"] == [w for _, w in got]
             assert [r[0] for r in rows if r[1] == "silenced"] == [w for _, w in model.recorded]
+            # A reminder held back by a silence leaves no trace in the history either.
+            reminders = [h[5] for h in store.alert_history() if h[2] == "reminder"]
+            assert reminders == [at for at, w in got if w == "reminder"]
         return model.sent, got, states
     finally:
         store.close()
@@ -464,6 +467,18 @@ def test_a_resolution_silenced_then_overtaken_is_still_told(tmp_path: Path) -> N
         tmp_path, steps, 2 * hour, timedelta(0), timedelta(0), True, (3, 3), True
     )
     assert got == expected == [(T0 + 3 * hour, "firing"), (T0 + 7 * hour, "resolved")]
+    [db] = tmp_path.glob("*.db")
+    store = Store(db)
+    try:
+        # Told late, it says plainly that the condition no longer holds.
+        told = _outbox(store)[-1]
+        assert (told["transition"], told["reason"], told["reason_text"]) == (
+            "resolved",
+            "condition_cleared",
+            "the condition no longer holds",
+        )
+    finally:
+        store.close()
     assert states == ["pending", "pending", "firing", "resolved", "pending", "inactive", "inactive"]
 
 
