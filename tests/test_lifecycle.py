@@ -696,3 +696,32 @@ def test_lifecycle_times_and_a_cleared_condition_read_exactly(tmp_path: Path) ->
     [a] = store.alert_states()
     assert (a.fired_at, a.resolved_at, a.since_at) == (t5, None, t5)
     store.close()
+
+
+def test_a_removed_rule_is_retired_whatever_alerts_come_before_it(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1, t2 = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    first = replace(_rule({t1: True, t2: True}), name="a-kept")
+    second = replace(_rule({t1: True}), name="b-removed")
+    ctx1 = EvaluationContext(store, t1, t1, [SITE], [SITE])
+    assert [t.state for t in evaluate(store, [first, second], ctx1)] == ["firing", "firing"]
+    changes = evaluate(store, [first], EvaluationContext(store, t2, t2, [SITE], [SITE]))
+    assert [(t.rule, t.state, t.reason) for t in changes] == [
+        ("b-removed", "resolved", "rule_removed")
+    ]
+    store.close()
+
+
+def test_a_gathering_row_is_due_only_after_group_wait(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lw.db")
+    store.ensure_site(SITE, "own")
+    t1 = T0 + timedelta(hours=1)
+    book = StoredAlertBook(store, timedelta(seconds=30))
+    evaluate(store, [_rule({t1: True})], EvaluationContext(store, t1, t1, [SITE], [SITE]), book)
+    assert store.due_notifications(t1 + timedelta(seconds=29)) == []
+    [row] = store.due_notifications(t1 + timedelta(seconds=30))
+    assert row.payload["site"] == SITE and row.payload["recipients"] == []
+    store.close()
