@@ -142,6 +142,22 @@ def evaluate_if_rules_changed(app: Linkwatch) -> bool:
     return True
 
 
+def warn_if_evaluated_ahead(app: Linkwatch, now: datetime) -> bool:
+    """Log a warning when alert states were last committed at a time still to come (the
+    clock went back, or a `--commit` ran ahead): their `for`, `keep_firing_for` and
+    reminders wait until the clock reaches it. True if so."""
+    last = app.store.last_evaluation()
+    if last is None or last <= now + timedelta(minutes=1):
+        return False
+    log.warning(
+        "alert states were last evaluated at %s, later than now (%s): pending alerts and "
+        "reminders wait until then; check the clock",
+        last.isoformat(timespec="seconds"),
+        now.isoformat(timespec="seconds"),
+    )
+    return True
+
+
 def running_status(app: Linkwatch) -> str:
     """The STATUS= line: what runs, and whether the last reload was refused."""
     status = (
@@ -220,6 +236,7 @@ def run(app: Linkwatch) -> None:
     """Run until SIGTERM or SIGINT (the running job is cut short or finishes first); SIGHUP
     reloads settings and rules, keeping the running ones if the new ones are refused."""
     app.watch_config = True
+    warn_if_evaluated_ahead(app, utcnow())
     sched = build_scheduler(app, utcnow())
     reloads = itertools.count(1)
     stopping = threading.Event()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from daemon.scheduler import ClockWatch, build_scheduler, first_poll_at, replan_jobs
 from daemon.service import Linkwatch
 from daemon.settings import load_settings
@@ -68,5 +70,23 @@ def test_polls_keep_their_interval_without_drift(tmp_path: Path) -> None:
         for _ in range(100):
             at = trigger.get_next_fire_time(at, at)
         assert at == NOW + 100 * timedelta(hours=1)
+    finally:
+        app.close()
+
+
+def test_alert_states_evaluated_ahead_of_the_clock_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from daemon.scheduler import warn_if_evaluated_ahead
+
+    app = Linkwatch.open(load_settings(write_settings(tmp_path)))
+    try:
+        assert not warn_if_evaluated_ahead(app, NOW)  # never evaluated
+        app.store.mark_evaluated(NOW + timedelta(seconds=30))
+        assert not warn_if_evaluated_ahead(app, NOW)  # within a minute: clocks differ
+        app.store.mark_evaluated(NOW + timedelta(days=2))
+        with caplog.at_level("WARNING"):
+            assert warn_if_evaluated_ahead(app, NOW)
+        assert "later than now" in caplog.text and "check the clock" in caplog.text
     finally:
         app.close()
