@@ -41,17 +41,14 @@ def _setup(tmp_path: Path, days: list[int], value: int = 3) -> Path:
     write_rule(tmp_path, "loss", LOSS.format(value=value))
     for day, kept in enumerate(days):
         path = write_ahrefs(tmp_path / f"day{day}.csv", ROWS[:kept])
-        code, out = _run(
-            settings,
-            "import",
-            "--site",
-            "example.com",
-            "--taken-at",
-            _iso(T + timedelta(days=day)),
-            str(path),
-        )
-        assert code == 0, out
+        _import(settings, path, _iso(T + timedelta(days=day)))
     return settings
+
+
+def _import(settings: Path, path: Path, at: str, expect: int = 0) -> None:
+    """Import one export of example.com taken at `at`; the exit code must be `expect`."""
+    code, out = _run(settings, "import", "--site", "example.com", "--taken-at", at, str(path))
+    assert code == expect, out
 
 
 def _commit(settings: Path, at: datetime) -> str:
@@ -131,16 +128,7 @@ def test_restored_links_are_named(tmp_path: Path) -> None:
     out = _commit(settings, T + timedelta(days=2, hours=1))
     assert "resolved" not in out
     path = write_ahrefs(tmp_path / "day3.csv", ROWS)
-    code, _ = _run(
-        settings,
-        "import",
-        "--site",
-        "example.com",
-        "--taken-at",
-        _iso(T + timedelta(days=3)),
-        str(path),
-    )
-    assert code == 0
+    _import(settings, path, _iso(T + timedelta(days=3)))
     out = _commit(settings, T + timedelta(days=3, hours=1))
     assert "resolved: loss example.com" in out and "restored" in out
     resolved = _messages(settings)[-1].alerts[0]
@@ -258,16 +246,7 @@ def test_loss_rules_hold_while_the_source_is_unhealthy(tmp_path: Path) -> None:
         if cut:
             # Cut short: partial, so the source is unhealthy.
             path.write_text(path.read_text() + '"cut')
-        code, out = _run(
-            settings,
-            "import",
-            "--site",
-            "example.com",
-            "--taken-at",
-            _iso(start + timedelta(days=day)),
-            str(path),
-        )
-        assert code == (1 if cut else 0), out
+        _import(settings, path, _iso(start + timedelta(days=day)), expect=(1 if cut else 0))
 
     # Four domains really lost on day 1, then a broken export on day 2: while the source
     # is unhealthy the loss rule holds its state (inactive), it does not fire on the gap.
@@ -317,16 +296,7 @@ def test_a_partly_lost_domain_comes_back_only_with_its_named_link(tmp_path: Path
         write_rule(folder, "links", rule.replace('window = "7d"', 'window = "1d"'))
         for day, rows in enumerate([pages, pages[1:], pages if back else pages[1:]]):
             path = write_ahrefs(folder / f"day{day}.csv", rows)
-            code, out = _run(
-                settings,
-                "import",
-                "--site",
-                "example.com",
-                "--taken-at",
-                _iso(T + timedelta(days=day)),
-                str(path),
-            )
-            assert code == 0, out
+            _import(settings, path, _iso(T + timedelta(days=day)))
         out = _commit(settings, T + timedelta(days=1, hours=1))
         assert "firing: links example.com (value 1)" in out
         fired = _messages(settings)[-1].alerts[0]
@@ -362,16 +332,7 @@ def test_two_updates_gathered_in_one_message_both_name_their_links(tmp_path: Pat
     now = datetime.now(UTC)
     for step in range(4):
         path = write_ahrefs(tmp_path / f"d{step}.csv", ROWS + new[:step])
-        code, out = _run(
-            settings,
-            "import",
-            "--site",
-            "example.com",
-            "--taken-at",
-            _iso(T + timedelta(hours=step)),
-            str(path),
-        )
-        assert code == 0, out
+        _import(settings, path, _iso(T + timedelta(hours=step)))
         if step == 0:
             continue
         app = Linkwatch.open(load_settings(settings))
@@ -476,16 +437,7 @@ def test_a_wholly_lost_domain_is_back_with_any_page_and_a_lost_link_by_itself(
     keep = ("https://www.ref2.org/p", "https://example.com/", "c", 10)
     for day, rows in enumerate([[old, keep], [keep], [keep, new]]):
         path = write_ahrefs(tmp_path / f"day{day}.csv", rows)
-        code, out = _run(
-            settings,
-            "import",
-            "--site",
-            "example.com",
-            "--taken-at",
-            _iso(T + timedelta(days=day)),
-            str(path),
-        )
-        assert code == 0, out
+        _import(settings, path, _iso(T + timedelta(days=day)))
     out = _commit(settings, T + timedelta(days=1, hours=1))
     assert "firing: domains example.com" in out and "firing: strong example.com" in out
     out = _commit(settings, T + timedelta(days=2, hours=1))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import EvaluationContext
 from daemon.types import Duration
 
 # Rule names come from file names and label keys are written by users: both end up in
@@ -76,7 +76,7 @@ def definition_of(raw: dict[str, Any]) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class RuleBase:
-    """The fields and behaviour every rule kind shares."""
+    """The fields and behaviour every rule kind shares; each kind adds its own `check`."""
 
     name: str
     sites: tuple[str, ...] | None
@@ -114,7 +114,3 @@ class RuleBase:
         """Sites whose unhealthy source holds this rule's alert for `site` in its state:
         a gap in the data must not read as links lost."""
         return (site,)
-
-    def check(self, ctx: EvaluationContext, site: str) -> Check:
-        """The rule's verdict for one site (each kind defines it)."""
-        raise NotImplementedError
