@@ -41,6 +41,23 @@ class Backlink(NamedTuple):
     first_seen_at: datetime | None = None
     lost: bool = False
     lost_reason: str | None = None
+    # Which provider metric `domain_rating` holds, named with its provider ("Ahrefs DR",
+    # "Moz DA", "Majestic TF", …); the value is always normalised to 0–100.
+    rating_metric: str | None = None
+    # The provider's toxicity or spam score of the link or its domain, normalised to 0–100.
+    toxicity: float | None = None
+
+
+class RefDomain(NamedTuple):
+    """One referring domain, as a domain-level export (Ahrefs "Referring domains", Search
+    Console "Top linking sites", …) reports it: it never says which links exist."""
+
+    domain: str
+    links: int | None = None
+    domain_rating: float | None = None
+    rating_metric: str | None = None
+    first_seen_at: datetime | None = None
+    lost: bool = False
 
 
 class SourceError(Exception):
@@ -91,6 +108,12 @@ class SnapshotResult:
     origin_stamp: str | None = None
     # Releases what `records` holds open (a file) when the records are not read.
     closer: Callable[[], None] | None = None
+    # A domain-level snapshot streams referring domains here instead of links in
+    # `records`: its series has the `domains` coverage and never changes a link.
+    domain_records: Iterator[RefDomain] | None = None
+    # What the fetch wants told with the snapshot (an API's cost, pages read); stored in
+    # the snapshot's note.
+    notes: list[str] = field(default_factory=list)
 
     def close(self) -> None:
         """Release the source of the records without reading them."""

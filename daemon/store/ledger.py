@@ -155,7 +155,7 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
     for rec in result.records:
-        url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason = rec
+        (url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason, _, _) = rec
         parts_from = split_url(url_from)
         if parts_from is None:
             report.add(result.line, f"referring page is not a URL: {url_from[:200]!r}")
