@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlite_utils import Database
@@ -32,7 +32,10 @@ from daemon.settings import SECRET_STAND_IN, Settings
 from daemon.store.check import check_database
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db
+from sources import build_source
+from sources.api import ApiAuthError, ApiSource
 from sources.csv_dir import CsvDirSource
+from sources.model import SourceError
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -101,7 +104,10 @@ def folder_problems(path: Path, settings: Settings) -> list[str]:
     problems = []
     for site in settings.sites:
         for name in site.sources:
-            folder = CsvDirSource(name, settings.sources[name]).folder(site.domain)
+            source = build_source(name, settings.sources[name])
+            if not isinstance(source, CsvDirSource):
+                continue
+            folder = source.folder(site.domain)
             issue = _folder_issue(folder, site.domain)
             if issue is not None:
                 problems.append(f"{path}: sources.{name}.path: {issue[0]}")
@@ -126,25 +132,28 @@ def ca_file_problems(path: Path, settings: Settings) -> list[str]:
     return problems
 
 
-def missing_secrets(settings: Settings) -> list[tuple[str, str]]:
-    """(notifier, field) of every required secret neither the file, the environment nor
-    systemd credentials supplied (settings loaded with `require_secrets=False`)."""
+def missing_secrets(settings: Settings, block: str = "notifiers") -> list[tuple[str, str]]:
+    """(notifier or source, field) of every required secret neither the file, the
+    environment nor systemd credentials supplied (loaded with `require_secrets=False`)."""
+    plugins: dict[str, BaseModel] = dict(
+        settings.notifiers if block == "notifiers" else settings.sources
+    )
     return [
         (name, key)
-        for name, notifier in settings.notifiers.items()
-        for key, value in notifier
+        for name, plugin in plugins.items()
+        for key, value in plugin
         if isinstance(value, SecretStr) and value.get_secret_value() == SECRET_STAND_IN
     ]
 
 
-def secret_sources(name: str, key: str) -> str:
-    """Where the daemon looks for a notifier's secret, as a fix to print."""
+def secret_sources(name: str, key: str, block: str = "notifiers") -> str:
+    """Where the daemon looks for a notifier's or source's secret, as a fix to print."""
     # As daemon/settings.py reads them: LINKWATCH_ + `__`-nested keys, and credential files
     # named by the same keys in $CREDENTIALS_DIRECTORY.
     return (
-        f"set LINKWATCH_NOTIFIERS__{name}__{key.upper()} in the daemon's environment, or a "
-        f"systemd credential file notifiers__{name}__{key} (LoadCredential=), or {key} in "
-        f"[notifiers.{name}]"
+        f"set LINKWATCH_{block.upper()}__{name}__{key.upper()} in the daemon's environment, "
+        f"or a systemd credential file {block}__{name}__{key} (LoadCredential=), or {key} in "
+        f"[{block}.{name}]"
     )
 
 
@@ -243,6 +252,15 @@ def _secrets(settings: Settings) -> list[Finding]:
         )
         for name, key in missing_secrets(settings)
     ]
+    found.extend(
+        Finding(
+            "FAIL",
+            f"source {name}",
+            f"secret {key} is not set (the source cannot poll)",
+            secret_sources(name, key, "sources"),
+        )
+        for name, key in missing_secrets(settings, "sources")
+    )
     for name, notifier in settings.notifiers.items():
         if isinstance(notifier, EmailSettings) and notifier.username and not notifier.password:
             found.append(
@@ -612,9 +630,16 @@ def _tls(s: EmailSettings) -> ssl.SSLContext:
 
 def _sources(settings: Settings, now: datetime) -> list[Finding]:
     found = []
+    missing = {name for name, _ in missing_secrets(settings, "sources")}
+    for name, cfg in settings.sources.items():
+        source = build_source(name, cfg)
+        if isinstance(source, ApiSource) and name not in missing:
+            found.extend(_guarded(f"source {name}", partial(_credentials, source)))
     for site in settings.sites:
         for name in site.sources:
-            source = CsvDirSource(name, settings.sources[name])
+            source = build_source(name, settings.sources[name])
+            if not isinstance(source, CsvDirSource):
+                continue
             # One folder's error (a file vanishing mid-count) leaves the others checked.
             found.extend(
                 _guarded(
@@ -622,6 +647,30 @@ def _sources(settings: Settings, now: datetime) -> list[Finding]:
                 )
             )
     return found
+
+
+def _credentials(source: ApiSource) -> list[Finding]:
+    """An API source's credentials, tested with its cheapest call (one try, no retries)."""
+    subject = f"source {source.name}"
+    client = source.client()
+    client.policy.retries = 0
+    try:
+        said = source.check_credentials(client)
+    except ApiAuthError as exc:
+        return [Finding("FAIL", subject, str(exc), "fix the credentials; the source cannot poll")]
+    except SourceError as exc:
+        return [
+            Finding(
+                "FAIL",
+                subject,
+                str(exc),
+                f"check sources.{source.name}.base_url and the network; polls fail until it"
+                " answers",
+            )
+        ]
+    finally:
+        client.close()
+    return [Finding("ok", subject, f"{source.settings.base_url}: {said}")]
 
 
 def _folder(source: CsvDirSource, site: str, now: datetime) -> list[Finding]:

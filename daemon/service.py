@@ -25,8 +25,8 @@ from daemon.store import (
     Store,
     database_problem,
 )
-from sources import SOURCE_KINDS
-from sources.csv_dir import CsvDirSource
+from sources import Source, build_source
+from sources.api import ApiSource
 from sources.exports import ExportFile, export_time
 from sources.model import Backlink, SnapshotResult, SourceError
 
@@ -63,7 +63,7 @@ class Linkwatch:
     store: Store
     rulebook: RuleBook
     notifiers: dict[str, Notifier] = field(default_factory=dict)
-    sources: dict[str, CsvDirSource] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
     # The daemon's delivery threads, one per notifier (None: deliver() in the caller).
     delivery: DeliveryWorkers | None = None
     # The daemon watches its own configuration (config_health); one-shot commands don't.
@@ -166,7 +166,7 @@ class Linkwatch:
         return GuardSettings(
             confirm_after=cfg.confirm_after,
             suspect_below=cfg.suspect_below,
-            sample_ttl=cfg.sample_ttl,
+            sample_ttl=getattr(cfg, "sample_ttl", GuardSettings.sample_ttl),
         )
 
     # --- polling -----------------------------------------------------------------------
@@ -174,6 +174,8 @@ class Linkwatch:
     def poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
         """Fetch and ingest what one source has for one site; failures are recorded."""
         src = self.sources[source]
+        if isinstance(src, ApiSource):
+            return self._poll_api(src, site, now)
         outcomes: list[IngestOutcome] = []
         try:
             pending = src.pending(
@@ -231,6 +233,31 @@ class Linkwatch:
             log.info("%s", describe(outcome))
             outcomes.append(outcome)
         return outcomes
+
+    def _poll_api(self, src: ApiSource, site: str, now: datetime) -> list[IngestOutcome]:
+        """One API poll: a refused or failed first call is an error snapshot, a failure
+        after it a partial one; a stop drops the fetch (nothing stored)."""
+        origin = f"{src.kind} API"
+        try:
+            result = src.fetch(site, now, sleep=self.stopping.wait)
+            result.records = _until(self.stopping, result.records)
+            try:
+                outcome = self.store.ingest(site, src.name, result, self.guards(src.name), now)
+            finally:
+                result.close()
+        except Stopping:
+            log.info("%s/%s: fetch not finished: stopping", site, src.name)
+            return []
+        except Exception as exc:
+            if isinstance(exc, SourceError):
+                log.error("%s/%s: %s", site, src.name, exc)
+            elif isinstance(exc, sqlite3.Error):
+                log.error("%s/%s: %s", site, src.name, database_problem(exc))
+            else:
+                log.exception("%s/%s: poll failed", site, src.name)
+            return [self._failure(site, src.name, now, origin, str(exc), now)]
+        log.info("%s", describe(outcome))
+        return [outcome]
 
     def _failure(
         self,
@@ -391,8 +418,8 @@ def _until(stopping: threading.Event, records: Iterator[Backlink]) -> Iterator[B
         yield record
 
 
-def _plugins(settings: Settings) -> tuple[dict[str, Notifier], dict[str, CsvDirSource]]:
+def _plugins(settings: Settings) -> tuple[dict[str, Notifier], dict[str, Source]]:
     """The notifiers and sources a settings file describes."""
     notifiers = {name: build_notifier(name, cfg) for name, cfg in settings.notifiers.items()}
-    sources = {name: SOURCE_KINDS[cfg.kind](name, cfg) for name, cfg in settings.sources.items()}
+    sources = {name: build_source(name, cfg) for name, cfg in settings.sources.items()}
     return notifiers, sources

@@ -23,7 +23,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
 from daemon.types import Duration, PositiveDuration
-from sources import SOURCE_KINDS, SourceSettings
+from sources import SOURCE_KINDS, SourceSettings, build_source
+from sources.csv_dir import CsvDirSettings
 from sources.urls import idna_host
 
 DEFAULT_CONFIG = Path("settings.toml")
@@ -342,11 +343,21 @@ def config_path(explicit: str | Path | None) -> Path:
     )
 
 
+def _plugin_settings(block: str, kind: str) -> type[BaseModel] | None:
+    """The settings model of a notifier or source kind, or None for an unknown one."""
+    if block == "notifiers" and kind in NOTIFIER_KINDS:
+        return NOTIFIER_KINDS[kind].Settings
+    if block == "sources" and kind in SOURCE_KINDS:
+        return SOURCE_KINDS[kind].Settings
+    return None
+
+
 def _is_secret(loc: tuple[int | str, ...]) -> bool:
-    """Whether an error location is a notifier's secret (notifiers.NAME.KIND.token)."""
-    if len(loc) != 4 or loc[0] != "notifiers" or loc[2] not in NOTIFIER_KINDS:
+    """Whether an error location is a plugin's secret (notifiers.NAME.KIND.token)."""
+    if len(loc) != 4 or loc[0] not in _NAMED:
         return False
-    field = NOTIFIER_KINDS[str(loc[2])].Settings.model_fields.get(str(loc[3]))
+    model = _plugin_settings(str(loc[0]), str(loc[2]))
+    field = model.model_fields.get(str(loc[3])) if model is not None else None
     return field is not None and field.annotation is SecretStr
 
 
@@ -369,10 +380,10 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
             msg = "unknown key"
         elif err["type"] == "missing" and _is_secret(err["loc"]):
             # A missing secret: say how to give it without writing it into the file.
-            name, key = str(err["loc"][1]), str(err["loc"][-1])
+            block, name, key = str(err["loc"][0]), str(err["loc"][1]), str(err["loc"][-1])
             msg += (
-                f" (or set {ENV_PREFIX}NOTIFIERS__{name_key(name).upper()}__{key.upper()}"
-                f" or the systemd credential notifiers__{name}__{key})"
+                f" (or set {ENV_PREFIX}{block.upper()}__{name_key(name).upper()}__{key.upper()}"
+                f" or the systemd credential {block}__{name}__{key})"
             )
         lines.append(f"{path}: {loc}: {msg}")
     return "\n".join(lines)
@@ -403,23 +414,26 @@ def _secret_placeholders(raw: dict[str, Any]) -> dict[str, Any]:
     """`raw` with a stand-in for every required secret the file leaves out."""
     # `linkwatch check` runs where the secrets may live only in the daemon's environment or
     # credentials; the environment still wins over these stand-ins when it has them.
-    notifiers = raw.get("notifiers")
-    if not isinstance(notifiers, dict):
-        return raw
-    filled: dict[str, Any] = {}
-    for name, block in notifiers.items():
-        kind = block.get("kind") if isinstance(block, dict) else None
-        if not isinstance(kind, str) or kind not in NOTIFIER_KINDS:
-            filled[name] = block
+    filled_raw = dict(raw)
+    for block_name in _NAMED:
+        blocks = raw.get(block_name)
+        if not isinstance(blocks, dict):
             continue
-        fields = NOTIFIER_KINDS[kind].Settings.model_fields
-        missing = {
-            key: SECRET_STAND_IN
-            for key, field in fields.items()
-            if field.annotation is SecretStr and field.is_required() and key not in block
-        }
-        filled[name] = {**block, **missing}
-    return {**raw, "notifiers": filled}
+        filled: dict[str, Any] = {}
+        for name, block in blocks.items():
+            kind = block.get("kind") if isinstance(block, dict) else None
+            model = _plugin_settings(block_name, kind) if isinstance(kind, str) else None
+            if model is None or not isinstance(block, dict):
+                filled[name] = block
+                continue
+            missing = {
+                key: SECRET_STAND_IN
+                for key, field in model.model_fields.items()
+                if field.annotation is SecretStr and field.is_required() and key not in block
+            }
+            filled[name] = {**block, **missing}
+        filled_raw[block_name] = filled
+    return filled_raw
 
 
 def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
@@ -451,7 +465,7 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
     for name, source in settings.sources.items() if settings is not None else ():
         # Checked again once relative to the settings folder (a path may grow too long).
         try:
-            SOURCE_KINDS[source.kind](name, source)
+            build_source(name, source)
         except ValueError as exc:
             problems.append(f"{path}: sources.{name}.path: {exc}")
     if problems or settings is None:
@@ -489,6 +503,8 @@ def _resolve_paths(settings: Settings, path: Path) -> Settings:
         name: src.model_copy(
             update={"path": src.path if Path(src.path).is_absolute() else str(escaped / src.path)}
         )
+        if isinstance(src, CsvDirSettings)
+        else src
         for name, src in settings.sources.items()
     }
     notifiers = {}

@@ -42,9 +42,9 @@ class Backlink(NamedTuple):
     lost: bool = False
     lost_reason: str | None = None
     # Which provider metric `domain_rating` holds, named with its provider ("Ahrefs DR",
-    # "Moz DA", "Majestic TF", …); the value is always normalised to 0–100.
+    # "Moz DA", "Majestic TF", …); the value is always normalised to 0 to 100.
     rating_metric: str | None = None
-    # The provider's toxicity or spam score of the link or its domain, normalised to 0–100.
+    # The provider's toxicity or spam score of the link or its domain, normalised to 0 to 100.
     toxicity: float | None = None
 
 

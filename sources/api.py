@@ -1,0 +1,479 @@
+"""What every backlink API source shares: settings, a polite HTTP client, paging to the end.
+
+An API source fetches the whole profile or says the snapshot is partial: a failure after
+the first page, a budget reached or a paging that ends short of the total the API
+announced all make the snapshot partial, and a partial snapshot changes no link.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from daemon.textsafe import one_line
+from daemon.types import Duration, PositiveDuration
+from sources.model import Backlink, SnapshotResult, SourceError
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], object]
+# How much of an error answer is quoted in a message.
+_QUOTED = 300
+# Retry-After beyond this is clamped: a server asking for an hour would stall the poll.
+MAX_RETRY_AFTER = timedelta(minutes=10)
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ApiError(SourceError):
+    """An API call failed for good (after its retries) or answered something unreadable."""
+
+
+class ApiAuthError(ApiError):
+    """The API refused the credentials: retrying cannot help, the settings must change."""
+
+
+class BudgetReached(ApiError):
+    """The poll's budget (rows or units) is spent: the snapshot is partial."""
+
+
+class ApiSettings(BaseModel):
+    """Settings every API source has: where, how often, how politely, within what budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(description="the API's address (tests point it at a local server)")
+    interval: PositiveDuration = Field(
+        default=timedelta(days=1), description="how often to poll (each poll costs money)"
+    )
+    connect_timeout: PositiveDuration = Field(
+        default=timedelta(seconds=10), description="how long to wait for a connection"
+    )
+    read_timeout: PositiveDuration = Field(
+        default=timedelta(seconds=120), description="how long to wait for an answer"
+    )
+    retries: int = Field(
+        default=5, ge=0, le=20, description="retries of a call on 429, 5xx or a network error"
+    )
+    backoff: Duration = Field(
+        default=timedelta(seconds=2),
+        description="the first retry's wait; doubled each retry, with jitter",
+    )
+    max_backoff: PositiveDuration = Field(
+        default=timedelta(minutes=2), description="the longest wait between retries"
+    )
+    requests_per_second: float = Field(
+        default=2.0, gt=0, le=1000, allow_inf_nan=False, description="at most this many calls"
+    )
+    budget: int | None = Field(
+        default=None,
+        ge=1,
+        description="at most this many rows (or units, where the API charges units) per "
+        "poll; reaching it makes the snapshot partial",
+    )
+    confirm_after: int = Field(
+        default=2, ge=1, le=1000, description="absent snapshots before a link is lost"
+    )
+    suspect_below: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="a snapshot smaller than this share of the previous one is suspect",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"expected an http(s) URL like https://api.example.com/, got {value!r}"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("the base URL carries no query or fragment")
+        # urljoin drops the last path segment without a trailing slash.
+        return value if value.endswith("/") else value + "/"
+
+
+@dataclass
+class CallPolicy:
+    """How one source's calls are timed out, retried and spaced."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    retries: int = 5
+    backoff: float = 2.0
+    max_backoff: float = 120.0
+    min_interval: float = 0.5
+    max_retry_after: float = MAX_RETRY_AFTER.total_seconds()
+
+    @classmethod
+    def of(cls, settings: ApiSettings) -> CallPolicy:
+        """The policy an API source's settings describe."""
+        return cls(
+            connect_timeout=settings.connect_timeout.total_seconds(),
+            read_timeout=settings.read_timeout.total_seconds(),
+            retries=settings.retries,
+            backoff=settings.backoff.total_seconds(),
+            max_backoff=settings.max_backoff.total_seconds(),
+            min_interval=1.0 / settings.requests_per_second,
+        )
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Seconds a `Retry-After` header asks for (delta seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class ApiClient:
+    """A `requests` session with timeouts, a rate limit, and retries with backoff and jitter.
+
+    `sleep` waits (the daemon passes its stop event's `wait`, so a stop is not held up by
+    a backoff); `clock` is monotonic time, `wall` the epoch time an HTTP date is read by.
+    """
+
+    source: str
+    policy: CallPolicy
+    session: requests.Session = field(default_factory=requests.Session)
+    sleep: Sleep = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    jitter: Callable[[], float] = random.random
+    calls: int = 0
+    retried: int = 0
+    _last_call: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth_hint: str,
+        error_text: Callable[[Any], str | None] = lambda body: None,
+        **kwargs: Any,
+    ) -> Any:
+        """The decoded JSON answer of one call; ApiAuthError on 401/403 (with `auth_hint`:
+        what to fix), ApiError once retries are spent or the answer is not JSON."""
+        attempt = 0
+        while True:
+            wait: float | None = None
+            problem: str
+            try:
+                response = self._send(method, url, **kwargs)
+            except requests.Timeout:
+                problem = f"no answer within {self.policy.read_timeout:g}s"
+            except requests.ConnectionError as exc:
+                problem = f"cannot connect: {_reason(exc)}"
+            except requests.RequestException as exc:
+                raise ApiError(f"{self.source}: {method} {_path(url)}: {_reason(exc)}") from exc
+            else:
+                status = response.status_code
+                if status < 400:
+                    return self._json(response, method, url)
+                said = _said(response, error_text)
+                if status in (401, 403):
+                    raise ApiAuthError(
+                        f"{self.source}: the API refused the credentials (HTTP {status}"
+                        f"{': ' + said if said else ''}); {auth_hint}"
+                    )
+                if status not in RETRIED_STATUSES:
+                    raise ApiError(
+                        f"{self.source}: {method} {_path(url)}: HTTP {status}"
+                        f"{': ' + said if said else ''}"
+                    )
+                problem = f"HTTP {status}{': ' + said if said else ''}"
+                asked = retry_after_seconds(response.headers.get("Retry-After"), self.wall())
+                if asked is not None:
+                    wait = min(asked, self.policy.max_retry_after)
+            if attempt >= self.policy.retries:
+                raise ApiError(
+                    f"{self.source}: {method} {_path(url)}: {problem}"
+                    f" (gave up after {attempt + 1} attempts)"
+                )
+            if wait is None:
+                ceiling = min(self.policy.max_backoff, self.policy.backoff * 2**attempt)
+                # "Equal jitter": never less than half the backoff, so a storm still slows us.
+                wait = ceiling / 2 + self.jitter() * ceiling / 2
+            attempt += 1
+            self.retried += 1
+            log.info(
+                "%s: %s %s: %s; retry %d of %d in %.1fs",
+                self.source,
+                method,
+                _path(url),
+                problem,
+                attempt,
+                self.policy.retries,
+                wait,
+            )
+            self.sleep(wait)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            if self._last_call is not None:
+                gap = self._last_call + self.policy.min_interval - self.clock()
+                if gap > 0:
+                    self.sleep(gap)
+            self._last_call = self.clock()
+            self.calls += 1
+        return self.session.request(
+            method,
+            url,
+            timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+            **kwargs,
+        )
+
+    def _json(self, response: requests.Response, method: str, url: str) -> Any:
+        try:
+            return response.json()
+        except (ValueError, requests.JSONDecodeError) as exc:
+            head = one_line(response.text[:_QUOTED])
+            raise ApiError(
+                f"{self.source}: {method} {_path(url)}: the answer is not JSON ({exc}): {head!r}"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self.session.close()
+
+
+def _path(url: str) -> str:
+    # Query strings may carry an API key (Majestic, Bing): never in a message or a log.
+    return urlsplit(url).path or "/"
+
+
+def _reason(exc: Exception) -> str:
+    # requests' messages repeat the URL, query (and its key) included.
+    text = str(exc)
+    cause = exc.__context__ or exc.__cause__
+    while cause is not None and not str(cause):
+        cause = cause.__context__ or cause.__cause__
+    if "?" in text:
+        text = (
+            type(exc).__name__ if cause is None else f"{type(exc).__name__}: {type(cause).__name__}"
+        )
+    return one_line(text[:_QUOTED])
+
+
+def _said(response: requests.Response, error_text: Callable[[Any], str | None]) -> str:
+    """What an error answer says, briefly: the API's own message if it has one."""
+    try:
+        said = error_text(response.json())
+    except (ValueError, requests.JSONDecodeError, AttributeError, TypeError, KeyError):
+        said = None
+    if said is None:
+        said = response.text[:_QUOTED]
+    return one_line(str(said)[:_QUOTED]).strip()
+
+
+@dataclass
+class Page:
+    """One page of an API's answer: its links and what it cost."""
+
+    links: list[Backlink]
+    # Units or money the call cost, as the API counts it (0 if it does not say).
+    cost: float = 0.0
+    # The total the API announced (first page), if it announces one.
+    total: int | None = None
+    # True when the API says there is nothing after this page.
+    last: bool = False
+
+
+@dataclass
+class Budget:
+    """What is left of a poll's budget, for a source to size its next call by."""
+
+    limit: int | None
+    used: float = 0.0
+
+    def left(self) -> int | None:
+        """Rows (or units) still allowed, None when there is no limit."""
+        return None if self.limit is None else max(0, int(self.limit - self.used))
+
+    def cap(self, page_size: int) -> int:
+        """The largest page to ask for next: the page size, or less near the budget's end."""
+        left = self.left()
+        return page_size if left is None else max(1, min(page_size, left))
+
+
+class ApiSource:
+    """Base of every API source: pages to the end, within the budget, or the snapshot is partial.
+
+    A subclass implements `pages(site)`, a generator of `Page`s, and `check_credentials()`.
+    The first page is fetched when `fetch` is called, so a refused key or a dead server is
+    an `error` snapshot (and source health says what to fix); a failure after it makes the
+    snapshot partial.
+    """
+
+    kind = ""
+    cost_unit = "units"
+    Settings: type[ApiSettings] = ApiSettings
+
+    def __init__(self, name: str, settings: ApiSettings) -> None:
+        self.name = name
+        self.settings = settings
+
+    def client(self, sleep: Sleep = time.sleep) -> ApiClient:
+        """A fresh client for one poll (or one credentials check)."""
+        return ApiClient(
+            f"source {self.name!r} ({self.kind})", CallPolicy.of(self.settings), sleep=sleep
+        )
+
+    def url(self, path: str) -> str:
+        """An endpoint under the configured base URL."""
+        return urljoin(self.settings.base_url, path)
+
+    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+        """The site's backlinks, page by page, in the API's own paging."""
+        raise NotImplementedError  # pragma: no cover - every kind defines it
+
+    def check_credentials(self, client: ApiClient) -> str:
+        """Make the cheapest call that proves the credentials work; what it says (a balance)."""
+        raise NotImplementedError  # pragma: no cover - every kind defines it
+
+    def fetch(self, site: str, now: datetime, sleep: Sleep = time.sleep) -> SnapshotResult:
+        """One poll of the site: a snapshot whose records page through the API lazily."""
+        client = self.client(sleep)
+        budget = Budget(self.settings.budget)
+        pages = self.pages(client, site, budget)
+        try:
+            first = next(pages, None)
+        except BaseException:
+            client.close()
+            raise
+        result = SnapshotResult(
+            taken_at=now, records=iter(()), origin=f"{self.kind} API", format=self.kind
+        )
+        result.records = self._records(result, client, pages, first, budget)
+        result.closer = client.close
+        return result
+
+    def _records(
+        self,
+        result: SnapshotResult,
+        client: ApiClient,
+        pages: Iterator[Page],
+        first: Page | None,
+        budget: Budget,
+    ) -> Iterator[Backlink]:
+        rows = 0
+        spent = 0.0
+        count = 0
+        total: int | None = None
+        page = first
+        try:
+            while page is not None:
+                count += 1
+                spent += page.cost
+                if page.total is not None and total is None:
+                    total = page.total
+                rows += len(page.links)
+                yield from page.links
+                if page.last:
+                    break
+                budget.used = self.spent(rows, spent)
+                if budget.limit is not None and budget.used >= budget.limit:
+                    raise BudgetReached(
+                        f"{self.name}: the budget of {budget.limit:,} {self.budget_unit} per"
+                        f" poll was reached after {rows:,} rows; the snapshot is partial (raise"
+                        f" sources.{self.name}.budget, or poll less often)"
+                    )
+                page = next(pages, None)
+            if total is not None and rows < total:
+                result.error = (
+                    f"{self.name}: the API announced {total:,} links but paging ended after"
+                    f" {rows:,}; the snapshot is partial"
+                )
+        except SourceError as exc:
+            result.error = f"{exc} (after {rows:,} rows in {count} pages; the snapshot is partial)"
+            log.warning("%s", result.error)
+        finally:
+            result.notes.append(self.cost_note(rows, count, spent, client))
+            client.close()
+
+    @property
+    def budget_unit(self) -> str:
+        """What the budget counts."""
+        return "rows"
+
+    def spent(self, rows: int, cost: float) -> float:
+        """How much of the budget a poll has used: rows by default."""
+        return rows
+
+    def cost_note(self, rows: int, pages: int, cost: float, client: ApiClient) -> str:
+        """What the poll cost, for the snapshot's note."""
+        retried = f", {client.retried} retried" if client.retried else ""
+        spent = f", cost {cost:g} {self.cost_unit}" if cost else ""
+        return f"{rows:,} rows in {pages} pages ({client.calls} calls{retried}){spent}"
+
+
+def require_dict(value: Any, what: str) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an ApiError naming what was expected."""
+    if not isinstance(value, dict):
+        raise ApiError(f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def require_list(value: Any, what: str) -> list[Any]:
+    """`value` if it is a JSON array (null counts as empty), else an ApiError."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ApiError(f"{what}: expected a JSON array, got {type(value).__name__}")
+    return value
+
+
+def as_text(value: Any) -> str | None:
+    """A JSON value as text (None for null or empty)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text or None
+
+
+def as_number(value: Any) -> float | None:
+    """A JSON number or numeric string as a float (None for null, empty or not a number)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def scaled(value: float | None, top: float) -> float | None:
+    """A provider metric on a scale of 0 to `top`, as 0 to 100 (clamped)."""
+    if value is None:
+        return None
+    return max(0.0, min(100.0, value * 100.0 / top))

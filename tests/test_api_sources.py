@@ -1,0 +1,223 @@
+"""Every API source against its stand-in on loopback: paging, faults, budgets, credentials.
+
+Each scenario runs for every kind in `tests/fakes`: the stand-in serves the provider's
+documented response shape, and the real daemon code polls it into a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from daemon.service import Linkwatch
+from daemon.settings import load_settings
+from daemon.store import IngestOutcome
+from sources.api import ApiSource
+from tests.fakes import FakeApi, fake_kinds
+from tests.fakes.base import Fault, profile
+from tests.helpers import write_rule
+
+KINDS = fake_kinds()
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+HEALTH_RULE = 'kind = "source_health"\nnotify = ["console"]\n'
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def open_app(folder: Path, fake: FakeApi, **extra: Any) -> Linkwatch:
+    """A linkwatch whose one site is polled by one API source pointing at `fake`."""
+    block = "\n".join(f"{k} = {_toml(v)}" for k, v in fake.settings(**extra).items())
+    (folder / "rules.d").mkdir(exist_ok=True)
+    path = folder / "settings.toml"
+    path.write_text(
+        '[storage]\npath = "linkwatch.db"\n[daemon]\nrules_dir = "rules.d"\n'
+        f'[[sites]]\ndomain = "{fake.site}"\nrole = "own"\nsources = ["api"]\n'
+        f"[sources.api]\n{block}\n"
+        '[notifiers.console]\nkind = "console"\n',
+        encoding="utf-8",
+    )
+    return Linkwatch.open(load_settings(path))
+
+
+@pytest.fixture(params=sorted(KINDS))
+def fake(request: pytest.FixtureRequest, httpserver: HTTPServer) -> Iterator[FakeApi]:
+    stand_in = KINDS[request.param](httpserver, profile(0))
+    stand_in.install()
+    yield stand_in
+
+
+@pytest.fixture
+def app_for(tmp_path: Path) -> Iterator[Any]:
+    opened: list[Linkwatch] = []
+
+    def make(fake: FakeApi, **extra: Any) -> Linkwatch:
+        app = open_app(tmp_path, fake, **extra)
+        opened.append(app)
+        return app
+
+    yield make
+    for app in opened:
+        app.close()
+
+
+def poll(app: Linkwatch, at: datetime) -> IngestOutcome:
+    (outcome,) = app.poll_source("example.com", "api", at)
+    return outcome
+
+
+def states(app: Linkwatch) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for link in app.store.links("example.com"):
+        counts[link["state"]] = counts.get(link["state"], 0) + 1
+    return counts
+
+
+def test_every_kind_has_a_stand_in() -> None:
+    from sources import SOURCE_KINDS
+
+    api_kinds = {k for k, cls in SOURCE_KINDS.items() if issubclass(cls, ApiSource)}
+    assert api_kinds == set(KINDS)
+
+
+def test_full_paging_reads_every_row(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(2 * page + 17)
+    app = app_for(fake)
+    outcome = poll(app, T0)
+    assert (outcome.status, outcome.seen) == ("baseline", 2 * page + 17)
+    assert fake.data_calls == math.ceil((2 * page + 17) / page)
+    assert states(app) == {"live": 2 * page + 17}
+    # The note says what the poll read (and cost, where the API says).
+    assert f"{2 * page + 17:,} rows in" in (outcome.note or "") + " ".join(
+        s["note"] or "" for s in app.store.snapshots("example.com")
+    )
+
+
+def test_a_429_storm_is_waited_out(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(page + 5)
+    for call in range(2, 6):
+        fake.faults[call] = Fault(429, '{"error": "too many requests"}', {"Retry-After": "0"})
+    outcome = poll(app_for(fake), T0)
+    assert (outcome.status, outcome.seen) == ("baseline", page + 5)
+    assert fake.data_calls == 2 + 4
+
+
+def test_a_storm_longer_than_the_retries_leaves_the_snapshot_partial(
+    fake: FakeApi, app_for: Any
+) -> None:
+    page = fake.largest_page()
+    fake.links = profile(page + 5)
+    app = app_for(fake, retries=2)
+    assert poll(app, T0).status == "baseline"
+    for call in range(fake.data_calls + 2, fake.data_calls + 6):
+        fake.faults[call] = Fault(503, "unavailable", content_type="text/plain")
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    assert "gave up after 3 attempts" in (outcome.note or "")
+    assert states(app) == {"live": page + 5}
+
+
+def test_a_500_mid_paging_is_partial_and_changes_no_link(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(3 * page)
+    app = app_for(fake, retries=0)
+    assert poll(app, T0).status == "baseline"
+    fake.links = profile(3 * page)[: page * 2]  # a real loss too: still nothing may move
+    fake.faults[fake.data_calls + 2] = Fault(500)
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    assert (outcome.missing, outcome.lost) == (0, 0)
+    assert states(app) == {"live": 3 * page}
+
+
+def test_a_budget_cap_makes_the_snapshot_partial(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(3 * page)
+    app = app_for(fake)
+    assert poll(app, T0).status == "baseline"
+    app.close()
+    capped = app_for(fake, budget=page + page // 2)
+    outcome = poll(capped, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    assert "budget" in (outcome.note or "")
+    assert outcome.missing == 0 and states(capped) == {"live": 3 * page}
+
+
+def test_refused_credentials_are_an_error_that_says_what_to_fix(
+    fake: FakeApi, app_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.links = profile(10)
+    fake.refuse_auth = True
+    app = app_for(fake)
+    assert app.settings.config_path is not None
+    write_rule(app.settings.config_path.parent, "health", HEALTH_RULE)
+    with caplog.at_level(logging.DEBUG):
+        outcome = poll(app, T0)
+    assert outcome.status == "error"
+    assert "credentials" in (outcome.note or "") and "'api'" in (outcome.note or "")
+    assert "sources.api." in (outcome.note or "")
+    assert fake.secret not in caplog.text and fake.secret not in (outcome.note or "")
+    transitions = app.evaluate(T0)
+    assert [(t.rule, t.state) for t in transitions] == [("health", "firing")]
+
+
+def test_an_empty_answer_for_a_site_with_links_is_suspect(fake: FakeApi, app_for: Any) -> None:
+    fake.links = profile(40)
+    app = app_for(fake)
+    assert poll(app, T0).status == "baseline"
+    fake.links = []
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "suspect"
+    assert states(app) == {"live": 40}
+
+
+def test_malformed_json_first_is_an_error_later_is_partial(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(page + 3)
+    app = app_for(fake, retries=0)
+    fake.faults[1] = Fault(200, "<html>gateway</html>", content_type="text/html")
+    first = poll(app, T0)
+    assert first.status == "error" and "not JSON" in (first.note or "")
+    assert poll(app, T0 + timedelta(hours=1)).status == "baseline"
+    fake.faults[fake.data_calls + 2] = Fault(200, '{"truncated": ', content_type="application/json")
+    later = poll(app, T0 + timedelta(days=1))
+    assert later.status == "partial" and "not JSON" in (later.note or "")
+    assert states(app) == {"live": page + 3}
+
+
+def test_a_slow_server_times_out(fake: FakeApi, app_for: Any) -> None:
+    fake.links = profile(5)
+    fake.faults[1] = Fault(200, "{}", delay=2.5)
+    outcome = poll(app_for(fake, read_timeout="1s", retries=0), T0)
+    assert outcome.status == "error"
+    assert "no answer within 1s" in (outcome.note or "")
+
+
+def test_credentials_are_checked_with_the_cheapest_call(fake: FakeApi, app_for: Any) -> None:
+    app = app_for(fake)
+    source = app.sources["api"]
+    assert isinstance(source, ApiSource)
+    client = source.client()
+    assert "accepted" in source.check_credentials(client)
+    assert fake.data_calls == 0  # the data endpoint (which costs) was not called
+    fake.refuse_auth = True
+    from sources.api import ApiAuthError
+
+    with pytest.raises(ApiAuthError, match=r"sources\.api\."):
+        source.check_credentials(client)
