@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from pydantic import SecretStr
 
 from alerts.engine import REASONS, Transition
 from alerts.message import AlertMessage, DeliveryError, Notification
 from alerts.rules import Rule, RulesError, load_rules
-from daemon.doctor import ca_file_problems, diagnose, folder_problems
+from daemon.doctor import ca_file_problems, diagnose, folder_problems, missing_secrets
 from daemon.logs import configure_logging
 from daemon.service import Linkwatch, describe, utcnow
-from daemon.settings import SECRET_STAND_IN, ConfigError, Settings, config_path, load_settings
+from daemon.settings import ConfigError, Settings, config_path, load_settings
 from daemon.store import StoreError, database_problem
 from daemon.store.check import check_database
 from daemon.textsafe import one_line
@@ -1012,13 +1011,12 @@ def check(ctx: click.Context) -> None:
         click.echo(line, err=True)
     if problems:
         sys.exit(EXIT_USAGE)
-    for name, notifier in settings.notifiers.items():
-        for key, value in notifier:
-            if isinstance(value, SecretStr) and value.get_secret_value() == SECRET_STAND_IN:
-                click.echo(
-                    f"{path}: notifiers.{name}.{key}: not set here; the daemon must get it "
-                    "from its environment or systemd credentials"
-                )
+    for block in ("notifiers", "sources"):
+        for name, key in missing_secrets(settings, block):
+            click.echo(
+                f"{path}: {block}.{name}.{key}: not set here; the daemon must get it "
+                "from its environment or systemd credentials"
+            )
     click.echo(
         f"{path}: OK: {len(settings.sites)} sites, {len(settings.sources)} sources, "
         f"{len(settings.notifiers)} notifiers, {len(loaded)} rules; {db.note}"
