@@ -176,7 +176,8 @@ class DataForSeoSource(ApiSource):
         return Backlink(
             url_from,
             url_to,
-            as_text(item.get("anchor")),
+            # "" is an empty anchor (an image link), None a field not given.
+            anchor if isinstance(anchor := item.get("anchor"), str) else None,
             nofollow,
             "ugc" in attributes,
             "sponsored" in attributes,
