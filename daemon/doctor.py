@@ -273,12 +273,9 @@ def _secrets(settings: Settings) -> list[Finding]:
                 )
             )
     if not found:
-        count = sum(
-            isinstance(value, SecretStr)
-            for notifier in settings.notifiers.values()
-            for _, value in notifier
-        )
-        found.append(Finding("ok", "secrets", f"all {count} notifier secrets are set"))
+        plugins: list[BaseModel] = [*settings.notifiers.values(), *settings.sources.values()]
+        count = sum(isinstance(value, SecretStr) for plugin in plugins for _, value in plugin)
+        found.append(Finding("ok", "secrets", f"all {count} notifier and source secrets are set"))
     return found
 
 

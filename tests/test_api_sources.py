@@ -221,3 +221,38 @@ def test_credentials_are_checked_with_the_cheapest_call(fake: FakeApi, app_for: 
 
     with pytest.raises(ApiAuthError, match=r"sources\.api\."):
         source.check_credentials(client)
+
+
+def _cli(settings: Path, *args: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from daemon.cli import main
+
+    result = CliRunner().invoke(main, ["-c", str(settings), *args])
+    return result.exit_code, result.output
+
+
+def test_doctor_tests_the_credentials_and_check_needs_none(
+    fake: FakeApi, app_for: Any, tmp_path: Path
+) -> None:
+    app = app_for(fake)
+    app.close()
+    settings = tmp_path / "settings.toml"
+    code, out = _cli(settings, "doctor")
+    assert f"ok   source api: {fake.base_url()}" in out and "accepted" in out, out
+    assert "all 1 notifier and source secrets are set" in out
+    assert fake.data_calls == 0
+    fake.refuse_auth = True
+    code, out = _cli(settings, "doctor")
+    assert code == 1 and "FAIL source api:" in out and "refused the credentials" in out, out
+    assert fake.secret not in out
+    # Without the secret in the file, check says where the daemon must get it.
+    text = settings.read_text(encoding="utf-8")
+    secret_line = next(line for line in text.splitlines() if fake.secret in line)
+    settings.write_text(text.replace(secret_line + "\n", ""), encoding="utf-8")
+    code, out = _cli(settings, "check")
+    key = secret_line.split("=")[0].strip()
+    assert code == 0 and f"sources.api.{key}: not set here" in out, out
+    code, out = _cli(settings, "doctor")
+    assert f"FAIL source api: secret {key} is not set" in out
+    assert f"LINKWATCH_SOURCES__api__{key.upper()}" in out

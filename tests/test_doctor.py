@@ -123,7 +123,7 @@ def test_a_healthy_setup_is_all_ok_and_sends_nothing(
     assert not [x for x in lines if x.startswith("FAIL")], lines
     assert line(lines, "ok   settings:").endswith("1 sites, 1 sources, 3 notifiers")
     assert line(lines, "ok   rules:") == f"ok   rules: 1 rules load from {tmp_path / 'rules.d'}"
-    assert line(lines, "ok   secrets:") == "ok   secrets: all 1 notifier secrets are set"
+    assert line(lines, "ok   secrets:") == "ok   secrets: all 1 notifier and source secrets are set"
     assert f"ok   database {db}: PRAGMA quick_check passed" in lines
     assert f"ok   database {db}: schema up to date" in "\n".join(lines)
     slack_lines = [x for x in lines if "notifier seo-slack (slack)" in x]
