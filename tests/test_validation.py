@@ -619,12 +619,17 @@ def test_the_configuration_page_lists_every_key() -> None:
         ThresholdRuleConfig,
         SourceHealthRuleConfig,
     )
+    from sources import SOURCE_KINDS
+
+    models += tuple(cls.Settings for cls in SOURCE_KINDS.values())
     missing = [
         f"{model.__name__}.{key}"
         for model in models
         for key, field in model.model_fields.items()
         if f"| `{field.alias or key}` |" not in page
     ]
+    kinds = [kind for kind in SOURCE_KINDS if f'`kind = "{kind}"`' not in page]
+    assert kinds == []
     assert missing == []
     assert (
         f"at most\n  **{MAX_WIDTH}**" in page and f"over {MAX_TEMPLATE_LENGTH} characters" in page
