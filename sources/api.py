@@ -11,6 +11,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -269,17 +270,24 @@ def _path(url: str) -> str:
     return urlsplit(url).path or "/"
 
 
+# The part of a requests/urllib3 error that says what happened, without the URL (whose
+# query may carry a key) or the pool's internals.
+_CAUSES = (
+    re.compile(r"\[SSL: [A-Z_]+\] [^'\")]+"),
+    re.compile(r"\[Errno -?\d+\] [^'\")]+"),
+    re.compile(r"Remote end closed connection without response"),
+    re.compile(r"Connection (?:reset|aborted|broken)[^'\")]*"),
+    re.compile(r"(?:Read|Connect) timed out"),
+)
+
+
 def _reason(exc: Exception) -> str:
-    # requests' messages repeat the URL, query (and its key) included.
+    """What a failed call ran into, briefly, never with its URL."""
     text = str(exc)
-    cause = exc.__context__ or exc.__cause__
-    while cause is not None and not str(cause):
-        cause = cause.__context__ or cause.__cause__
-    if "?" in text:
-        text = (
-            type(exc).__name__ if cause is None else f"{type(exc).__name__}: {type(cause).__name__}"
-        )
-    return one_line(text[:_QUOTED])
+    for pattern in _CAUSES:
+        if m := pattern.search(text):
+            return m.group(0).strip()
+    return type(exc).__name__
 
 
 def _said(response: requests.Response, error_text: Callable[[Any], str | None]) -> str:
