@@ -26,7 +26,7 @@ from daemon.store import (
     database_problem,
 )
 from sources import Source, build_source
-from sources.api import ApiSource
+from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time
 from sources.model import Backlink, SnapshotResult, SourceError
 
@@ -239,14 +239,14 @@ class Linkwatch:
         after it a partial one; a stop drops the fetch (nothing stored)."""
         origin = f"{src.kind} API"
         try:
-            result = src.fetch(site, now, sleep=self.stopping.wait)
+            result = src.fetch(site, now, stop=self.stopping)
             result.records = _until(self.stopping, result.records)
             try:
                 outcome = self.store.ingest(site, src.name, result, self.guards(src.name), now)
             finally:
                 result.close()
-        except Stopping:
-            log.info("%s/%s: fetch not finished: stopping", site, src.name)
+        except (Stopping, PollStopped):
+            log.info("%s/%s: poll not finished: stopping (nothing of it stored)", site, src.name)
             return []
         except Exception as exc:
             if isinstance(exc, SourceError):

@@ -45,6 +45,10 @@ class ApiAuthError(ApiError):
     """The API refused the credentials: retrying cannot help, the settings must change."""
 
 
+class PollStopped(Exception):
+    """The daemon is stopping: the poll is dropped where it stands, nothing of it stored."""
+
+
 class BudgetReached(ApiError):
     """The poll's budget (rows or units) is spent: the snapshot is partial."""
 
@@ -155,8 +159,9 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 class ApiClient:
     """A `requests` session with timeouts, a rate limit, and retries with backoff and jitter.
 
-    `sleep` waits (the daemon passes its stop event's `wait`, so a stop is not held up by
-    a backoff); `clock` is monotonic time, `wall` the epoch time an HTTP date is read by.
+    `sleep` waits between calls; with a `stop` event (the daemon's) it waits on the event
+    instead, and a stop ends the poll at once (PollStopped), even in the middle of a call
+    that hangs. `clock` is monotonic time, `wall` the epoch time an HTTP date is read by.
     """
 
     source: str
@@ -166,6 +171,7 @@ class ApiClient:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     jitter: Callable[[], float] = random.random
+    stop: threading.Event | None = None
     calls: int = 0
     retried: int = 0
     _last_call: float | None = None
@@ -234,22 +240,51 @@ class ApiClient:
                 self.policy.retries,
                 wait,
             )
-            self.sleep(wait)
+            self._wait(wait)
+
+    def _wait(self, seconds: float) -> None:
+        if self.stop is None:
+            self.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise PollStopped
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         with self._lock:
             if self._last_call is not None:
                 gap = self._last_call + self.policy.min_interval - self.clock()
                 if gap > 0:
-                    self.sleep(gap)
+                    self._wait(gap)
             self._last_call = self.clock()
             self.calls += 1
-        return self.session.request(
-            method,
-            url,
-            timeout=(self.policy.connect_timeout, self.policy.read_timeout),
-            **kwargs,
-        )
+        timeout = (self.policy.connect_timeout, self.policy.read_timeout)
+        if self.stop is None:
+            return self.session.request(method, url, timeout=timeout, **kwargs)
+        return self._interruptible(method, url, timeout, kwargs)
+
+    def _interruptible(
+        self, method: str, url: str, timeout: tuple[float, float], kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """The call, made in a helper thread so that a stop need not wait for a hung server
+        (the abandoned thread ends with its timeout, or with the process)."""
+        assert self.stop is not None
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["response"] = self.session.request(method, url, timeout=timeout, **kwargs)
+            except BaseException as exc:  # handed to the caller's thread
+                done["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"{self.source} call", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            if self.stop.wait(0.05) and worker.is_alive():
+                raise PollStopped
+            worker.join(0.05)
+        if "error" in done:
+            raise done["error"]
+        response: requests.Response = done["response"]
+        return response
 
     def _json(self, response: requests.Response, method: str, url: str) -> Any:
         try:
@@ -348,10 +383,13 @@ class ApiSource:
         self.name = name
         self.settings = settings
 
-    def client(self, sleep: Sleep = time.sleep) -> ApiClient:
+    def client(self, sleep: Sleep = time.sleep, stop: threading.Event | None = None) -> ApiClient:
         """A fresh client for one poll (or one credentials check)."""
         return ApiClient(
-            f"source {self.name!r} ({self.kind})", CallPolicy.of(self.settings), sleep=sleep
+            f"source {self.name!r} ({self.kind})",
+            CallPolicy.of(self.settings),
+            sleep=sleep,
+            stop=stop,
         )
 
     def url(self, path: str) -> str:
@@ -366,9 +404,16 @@ class ApiSource:
         """Make the cheapest call that proves the credentials work; what it says (a balance)."""
         raise NotImplementedError  # pragma: no cover - every kind defines it
 
-    def fetch(self, site: str, now: datetime, sleep: Sleep = time.sleep) -> SnapshotResult:
-        """One poll of the site: a snapshot whose records page through the API lazily."""
-        client = self.client(sleep)
+    def fetch(
+        self,
+        site: str,
+        now: datetime,
+        sleep: Sleep = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> SnapshotResult:
+        """One poll of the site: a snapshot whose records page through the API lazily
+        (PollStopped once `stop` is set)."""
+        client = self.client(sleep, stop)
         budget = Budget(self.settings.budget)
         pages = self.pages(client, site, budget)
         try:

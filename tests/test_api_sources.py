@@ -256,3 +256,18 @@ def test_doctor_tests_the_credentials_and_check_needs_none(
     code, out = _cli(settings, "doctor")
     assert f"FAIL source api: secret {key} is not set" in out
     assert f"LINKWATCH_SOURCES__api__{key.upper()}" in out
+
+
+def test_a_stop_does_not_wait_for_a_hung_server(fake: FakeApi, app_for: Any) -> None:
+    import threading
+    import time
+
+    page = fake.largest_page()
+    fake.links = profile(page + 1)
+    app = app_for(fake)
+    fake.faults[2] = Fault(200, "{}", delay=4)  # the second page hangs
+    threading.Timer(0.5, app.stopping.set).start()
+    started = time.monotonic()
+    assert app.poll_source("example.com", "api", T0) == []
+    assert time.monotonic() - started < 2.5
+    assert app.store.snapshots("example.com") == []  # nothing of the poll stored
