@@ -277,8 +277,10 @@ class ApiClient:
 
         worker = threading.Thread(target=run, name=f"{self.source} call", daemon=True)
         worker.start()
+        # join returns as soon as the call ends; the stop is looked at between joins.
+        worker.join(0.05)
         while worker.is_alive():
-            if self.stop.wait(0.05) and worker.is_alive():
+            if self.stop.is_set():
                 raise PollStopped
             worker.join(0.05)
         if "error" in done:
