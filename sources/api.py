@@ -156,6 +156,15 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 
 
 @dataclass
+class Pace:
+    """When a source last called its API: one per source, shared by all its polls, so
+    polling many sites one after another keeps to `requests_per_second` too."""
+
+    last_call: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
 class ApiClient:
     """A `requests` session with timeouts, a rate limit, and retries with backoff and jitter.
 
@@ -172,10 +181,9 @@ class ApiClient:
     wall: Callable[[], float] = time.time
     jitter: Callable[[], float] = random.random
     stop: threading.Event | None = None
+    pace: Pace = field(default_factory=Pace)
     calls: int = 0
     retried: int = 0
-    _last_call: float | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def call(
         self,
@@ -249,12 +257,12 @@ class ApiClient:
             raise PollStopped
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        with self._lock:
-            if self._last_call is not None:
-                gap = self._last_call + self.policy.min_interval - self.clock()
+        with self.pace.lock:
+            if self.pace.last_call is not None:
+                gap = self.pace.last_call + self.policy.min_interval - self.clock()
                 if gap > 0:
                     self._wait(gap)
-            self._last_call = self.clock()
+            self.pace.last_call = self.clock()
             self.calls += 1
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         if self.stop is None:
@@ -384,6 +392,7 @@ class ApiSource:
     def __init__(self, name: str, settings: ApiSettings) -> None:
         self.name = name
         self.settings = settings
+        self.pace = Pace()
 
     def client(self, sleep: Sleep = time.sleep, stop: threading.Event | None = None) -> ApiClient:
         """A fresh client for one poll (or one credentials check)."""
@@ -392,6 +401,7 @@ class ApiSource:
             CallPolicy.of(self.settings),
             sleep=sleep,
             stop=stop,
+            pace=self.pace,
         )
 
     def url(self, path: str) -> str:

@@ -1,0 +1,137 @@
+"""The API client's manners: spacing, backoff with jitter, Retry-After, what errors say."""
+
+from __future__ import annotations
+
+import email.utils
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from sources.api import ApiAuthError, ApiClient, ApiError, CallPolicy, Pace, retry_after_seconds
+
+
+class FakeTime:
+    """A clock that only moves when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def client(time: FakeTime, jitter: float = 0.5, **policy: Any) -> ApiClient:
+    return ApiClient(
+        "source 'x' (test)",
+        CallPolicy(
+            **{"retries": 4, "backoff": 2.0, "max_backoff": 5.0, "min_interval": 0.0, **policy}
+        ),
+        sleep=time.sleep,
+        clock=time.clock,
+        wall=lambda: 1_700_000_000.0,
+        jitter=lambda: jitter,
+    )
+
+
+def answers(server: HTTPServer, *responses: Response) -> None:
+    queue = list(responses)
+    server.expect_request("/data").respond_with_handler(lambda request: queue.pop(0))
+
+
+def test_backoff_doubles_with_jitter_up_to_the_ceiling(httpserver: HTTPServer) -> None:
+    answers(httpserver, *[Response("busy", status=503)] * 4, Response('{"ok": 1}'))
+    time = FakeTime()
+    assert client(time, jitter=0.5).call("GET", httpserver.url_for("/data"), auth_hint="") == {
+        "ok": 1
+    }
+    # Half the backoff plus a random half: 2, 4, 5 (the ceiling), 5 → 1.5, 3, 3.75, 3.75.
+    assert time.slept == [1.5, 3.0, 3.75, 3.75]
+
+
+def test_jitter_stays_between_half_and_all_of_the_backoff(httpserver: HTTPServer) -> None:
+    for jitter, expected in ((0.0, 1.0), (1.0, 2.0)):
+        answers(httpserver, Response("busy", status=502), Response("{}"))
+        time = FakeTime()
+        client(time, jitter=jitter).call("GET", httpserver.url_for("/data"), auth_hint="")
+        assert time.slept == [expected]
+        httpserver.clear()
+
+
+def test_retry_after_is_honoured_and_clamped(httpserver: HTTPServer) -> None:
+    answers(
+        httpserver,
+        Response("slow down", status=429, headers={"Retry-After": "7"}),
+        Response("slow down", status=429, headers={"Retry-After": "86400"}),
+        Response("{}"),
+    )
+    time = FakeTime()
+    client(time, max_retry_after=600.0).call("GET", httpserver.url_for("/data"), auth_hint="")
+    assert time.slept == [7.0, 600.0]
+
+
+def test_retry_after_as_an_http_date() -> None:
+    date = email.utils.formatdate(1_700_000_030.0, usegmt=True)
+    assert retry_after_seconds(date, 1_700_000_000.0) == 30.0
+    assert retry_after_seconds("soon", 0.0) is None
+    assert retry_after_seconds("-5", 0.0) == 0.0
+
+
+def test_calls_are_spaced_by_the_rate_limit_across_clients(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/data").respond_with_data("{}")
+    time = FakeTime()
+    pace = Pace()
+    for _ in range(2):
+        c = client(time, min_interval=0.5)
+        c.pace = pace
+        c.call("GET", httpserver.url_for("/data"), auth_hint="")
+        c.call("GET", httpserver.url_for("/data"), auth_hint="")
+    # The first call waits for nothing; each later one waits what is left of 0.5 s.
+    assert len(time.slept) == 3 and all(0 < s <= 0.5 for s in time.slept)
+
+
+def test_giving_up_says_how_often_it_tried(httpserver: HTTPServer) -> None:
+    answers(httpserver, *[Response("down", status=500)] * 3)
+    with pytest.raises(ApiError, match=r"HTTP 500: down \(gave up after 3 attempts\)"):
+        client(FakeTime(), retries=2).call("GET", httpserver.url_for("/data"), auth_hint="")
+
+
+def test_refused_credentials_are_not_retried_and_say_what_to_fix(httpserver: HTTPServer) -> None:
+    answers(httpserver, Response('{"error": "invalid key"}', status=401))
+    time = FakeTime()
+    with pytest.raises(ApiAuthError, match=r"HTTP 401: invalid key.*; set the key"):
+        client(time).call(
+            "GET",
+            httpserver.url_for("/data"),
+            auth_hint="set the key",
+            error_text=lambda body: body["error"],
+        )
+    assert time.slept == []
+
+
+def test_other_client_errors_are_not_retried(httpserver: HTTPServer) -> None:
+    answers(httpserver, Response("bad target", status=400))
+    time = FakeTime()
+    with pytest.raises(ApiError, match="HTTP 400: bad target"):
+        client(time).call("GET", httpserver.url_for("/data"), auth_hint="")
+    assert time.slept == []
+
+
+def test_a_key_in_the_query_never_reaches_a_message(httpserver: HTTPServer) -> None:
+    answers(httpserver, Response("<html>", status=200))
+    with pytest.raises(ApiError) as caught:
+        client(FakeTime()).call(
+            "GET", httpserver.url_for("/data") + "?apikey=TOPSECRET", auth_hint=""
+        )
+    assert "not JSON" in str(caught.value) and "TOPSECRET" not in str(caught.value)
+    with pytest.raises(ApiError) as refused:
+        client(FakeTime(), retries=0).call(
+            "GET", "http://127.0.0.1:9/data?apikey=TOPSECRET", auth_hint=""
+        )
+    assert "TOPSECRET" not in str(refused.value) and "Connection refused" in str(refused.value)
