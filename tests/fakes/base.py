@@ -9,6 +9,7 @@ would read from the real service. Faults are injected by call number: an HTTP st
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,12 @@ class FakeApi:
     def largest_page(self) -> int:
         """The most links one call may return (for paging tests)."""
         raise NotImplementedError
+
+    def expected_data_calls(self) -> int:
+        """The data calls a whole poll of the served profile takes without faults: one per
+        page of `largest_page()` links; a provider paged on two levels (Bing: pages of
+        linked pages, then pages of each one's links) counts its own."""
+        return max(1, math.ceil(len(self.serve_live()) / self.largest_page()))
 
     # --- shared machinery ----------------------------------------------------------------
 
