@@ -26,7 +26,6 @@ from call to call (they share the link's two URLs, so the ledger sees one link e
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -50,7 +49,7 @@ from sources.api import (
     scaled,
 )
 from sources.formats.values import map_lost_reason, parse_datetime
-from sources.model import Backlink, SnapshotResult
+from sources.model import Backlink
 
 DATA_PATH = "v3/site-explorer/all-backlinks"
 CHECK_PATH = "v3/subscription-info/limits-and-usage"
@@ -177,9 +176,6 @@ class AhrefsSource(ApiSource):
 
     def __init__(self, name: str, settings: AhrefsSettings) -> None:
         super().__init__(name, settings)
-        # The poll's time, for `history=since:`: `fetch` reads the first page on the calling
-        # thread, where the page generator picks it up (polls of two sites may overlap).
-        self._poll = threading.local()
 
     @property
     def budget_unit(self) -> str:
@@ -190,28 +186,19 @@ class AhrefsSource(ApiSource):
         """Units spent so far, as the API counted them (or as its documented rule says)."""
         return cost
 
-    def fetch(self, site: str, now: datetime, *args: Any, **kwargs: Any) -> SnapshotResult:
-        """One poll of the site: live links, and the ones lost within `lost_lookback`."""
-        self._poll.now = now
-        try:
-            return super().fetch(site, now, *args, **kwargs)
-        finally:
-            del self._poll.now
-
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}"}
 
     def _fields(self) -> tuple[str, ...]:
         return LIVE_FIELDS + (LOST_FIELDS if self.settings.lost_lookback else ())
 
-    def _history(self) -> str:
+    def _history(self, now: datetime) -> str:
         lookback = self.settings.lost_lookback
         if not lookback:
             return "live"
-        now: datetime = getattr(self._poll, "now", None) or datetime.now(UTC)
         return f"since:{(now - lookback).astimezone(UTC).date().isoformat()}"
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """Pages of `all-backlinks`, each starting at the sort key where the last one ended."""
         fields = self._fields()
         per_row = row_units(fields)
@@ -220,7 +207,7 @@ class AhrefsSource(ApiSource):
             "select": ",".join(fields),
             "mode": self.settings.mode,
             "aggregation": "all",
-            "history": self._history(),
+            "history": self._history(now),
             "order_by": ",".join(f"{name}:asc" for name in KEY),
             "output": "json",
         }
@@ -275,7 +262,10 @@ class AhrefsSource(ApiSource):
             cost = as_number(seen.get("x-api-units-cost-total-actual"))
             if cost is None:
                 cost = float(call_units(per_row, len(items)))
-            done = len(items) < want
+            # Only a page with nothing new ends the listing: a page shorter than asked may be
+            # the plan's cap on rows per request, not the end, and Ahrefs gives no total to
+            # check against. The last call (at least 50 units) is the price of certainty.
+            done = not links
             yield Page(links, cost, None, done)
             if done:
                 return

@@ -408,7 +408,7 @@ class ApiSource:
         """An endpoint under the configured base URL."""
         return urljoin(self.settings.base_url, path)
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """The site's backlinks, page by page, in the API's own paging."""
         raise NotImplementedError  # pragma: no cover - every kind defines it
 
@@ -427,7 +427,7 @@ class ApiSource:
         (PollStopped once `stop` is set)."""
         client = self.client(sleep, stop)
         budget = Budget(self.settings.budget)
-        pages = self.pages(client, site, budget)
+        pages = self.pages(client, site, budget, now)
         try:
             first = next(pages, None)
         except BaseException:
@@ -495,7 +495,9 @@ class ApiSource:
     def cost_note(self, rows: int, pages: int, cost: float, client: ApiClient) -> str:
         """What the poll cost, for the snapshot's note."""
         retried = f", {client.retried} retried" if client.retried else ""
-        spent = f", cost {cost:g} {self.cost_unit}" if cost else ""
+        # Units read best whole with separators (1,300,000), money with its cents.
+        amount = f"{cost:,.0f}" if cost >= 1000 else f"{cost:.4g}"
+        spent = f", cost {amount} {self.cost_unit}" if cost else ""
         return f"{rows:,} rows in {pages} pages ({client.calls} calls{retried}){spent}"
 
 

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -221,7 +222,7 @@ class BingSource(ApiSource):
             answer = require_dict(body, f"{client.source}: {method}")
             return answer.get("d")
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """GetLinkCounts to the last page, then GetUrlLinks of each linked page to its last."""
         site_url = self.site_url(site)
         # A dict: a linked page repeated across pages of the list (the order shifting as the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -110,7 +111,7 @@ class DataForSeoSource(ApiSource):
             )
         raise ApiError(f"{what}: status {code} {message}")
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """Pages of `backlinks/backlinks/live`: offsets up to 20,000, then the token."""
         size = self.settings.page_size
         base: dict[str, Any] = {

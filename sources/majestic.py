@@ -180,7 +180,7 @@ class MajesticSource(ApiSource):
             )
         raise ApiError(f"{client.source}: {cmd}: Majestic answered {said}")
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """Pages of GetBackLinkData from `From=0` until a short page or Majestic's limit."""
         size = self.settings.page_size
         offset = 0

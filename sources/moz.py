@@ -23,6 +23,7 @@ the Mozscape (v1) API a count of 17 spam flags; `spam_score_scale` says which to
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -134,7 +135,7 @@ class MozSource(ApiSource):
         )
         return require_dict(answer, f"{self.name}: {path}")
 
-    def pages(self, client: ApiClient, site: str, budget: Budget) -> Iterator[Page]:
+    def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """Pages of `v2/links`, following `next_token` until it comes back empty."""
         base: dict[str, Any] = {
             "target": site,

@@ -75,7 +75,9 @@ def stand_in(server: HTTPServer, links: list[FakeLink]) -> AhrefsFake:
 
 def test_the_documented_sample_maps_field_by_field(httpserver: HTTPServer) -> None:
     body = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    httpserver.expect_request(PATH, method="GET").respond_with_json(body)
+    httpserver.expect_ordered_request(PATH, method="GET").respond_with_json(body)
+    # The listing ends on a page with nothing new (here: empty).
+    httpserver.expect_ordered_request(PATH, method="GET").respond_with_json({"backlinks": []})
     links, result = read_all(source(httpserver))
     assert result.complete and result.format == "ahrefs"
     assert links == [
@@ -122,15 +124,16 @@ def test_the_documented_sample_maps_field_by_field(httpserver: HTTPServer) -> No
             100.0,  # is_spam
         ),
     ]
-    # Three rows of 13 unit-fields cost the 50-unit minimum (no cost header: the rule).
-    assert "3 rows in 1 pages" in result.notes[0] and "cost 50 API units" in result.notes[0]
+    # Each call costs at least 50 units (no cost header: the documented rule).
+    assert "3 rows in 2 pages" in result.notes[0] and "cost 100 API units" in result.notes[0]
 
 
 def test_the_request_selects_only_the_fields_used(httpserver: HTTPServer) -> None:
     fake = stand_in(httpserver, profile(5))
     read_all(source(httpserver))
-    (call,) = fake.calls
-    args = call["args"]
+    first, last = fake.calls
+    assert "where" in last["args"]
+    args = first["args"]
     assert args["select"].split(",") == [*LIVE_FIELDS, *LOST_FIELDS]
     assert args["target"] == "example.com" and args["mode"] == "subdomains"
     assert args["aggregation"] == "all" and args["limit"] == "1000"
@@ -160,13 +163,25 @@ def test_paging_follows_the_sort_key_and_reads_every_row_once(httpserver: HTTPSe
     assert sorted((x.url_from, x.url_to) for x in got) == sorted(
         (x.url_from, x.url_to) for x in links
     )
-    assert len(fake.calls) == 3
+    assert len(fake.calls) == 4  # three pages, and one that brings nothing new
     # Each later page starts at the key the page before ended on (inclusively).
     rows = sorted((f"{x.first_seen}T00:00:00Z", x.url_from, x.url_to) for x in links)
     # A page of 1,000 rows re-reads the last row of the page before: each ends 999 further.
     for number, call in enumerate(fake.calls[1:], start=1):
-        last = rows[number * 999]
+        last = rows[min(number * 999, len(rows) - 1)]
         assert json.loads(call["args"]["where"]) == keyset_filter(last)
+        if number == 3:
+            assert last == rows[-1]  # the call after the last row, which brings nothing
+
+
+def test_a_page_cut_short_by_the_plan_is_not_taken_for_the_end(httpserver: HTTPServer) -> None:
+    links = profile(1200)
+    fake = stand_in(httpserver, links)
+    fake.row_cap = 500  # the plan answers at most 500 rows, whatever the limit asks
+    got, result = read_all(source(httpserver, page_size=1000))
+    assert result.complete
+    assert len({(x.url_from, x.url_to) for x in got}) == len(got) == 1200
+    assert fake.calls[-1]["args"]["limit"] == "1000"
 
 
 def test_rows_tied_on_the_whole_key_at_a_page_boundary_are_read_once(
@@ -207,7 +222,7 @@ def test_a_tie_longer_than_a_page_widens_the_next_call(httpserver: HTTPServer) -
     assert result.complete
     assert sorted(x.anchor or "" for x in got) == sorted(x.anchor for x in others + tie)
     # 5 tied rows read, then 10, then 20: once the tie fills a page, the next asks for more.
-    assert [call["args"]["limit"] for call in fake.calls] == ["10", "10", "20", "30"]
+    assert [call["args"]["limit"] for call in fake.calls] == ["10", "10", "20", "30", "10"]
 
 
 def test_a_where_the_api_ignores_is_caught_not_looped(httpserver: HTTPServer) -> None:
@@ -273,10 +288,11 @@ def test_a_row_with_a_lost_date_is_lost_even_without_the_flag(httpserver: HTTPSe
 def test_the_cost_is_what_the_api_says_it_charged(httpserver: HTTPServer) -> None:
     fake = stand_in(httpserver, profile(1500))
     _, result = read_all(source(httpserver))
-    # 13 unit-fields per row: 1000 rows, then 501 (the overlap row comes again).
-    assert call_units(13, 1000) + call_units(13, 501) == 19_513
-    assert "1,500 rows in 2 pages" in result.notes[0]
-    assert "cost 19513 API units" in result.notes[0]
+    # 13 unit-fields per row: 1000 rows, then 501 (the overlap row comes again), then the
+    # overlap row alone, which says the listing is over.
+    assert call_units(13, 1000) + call_units(13, 501) + call_units(13, 1) == 19_563
+    assert "1,500 rows in 3 pages" in result.notes[0]
+    assert "cost 19,563 API units" in result.notes[0]
     fake.actual_cost = "0"  # served from Ahrefs' cache: free
     _, cached = read_all(source(httpserver, budget=1000))
     assert cached.complete and "cost" not in cached.notes[0]
@@ -286,7 +302,7 @@ def test_without_the_cost_header_the_documented_rule_is_used(httpserver: HTTPSer
     fake = stand_in(httpserver, profile(30))
     fake.actual_cost = ""
     _, result = read_all(source(httpserver, lost_lookback="0s"))
-    assert "cost 270 API units" in result.notes[0]  # 30 rows x 9 fields
+    assert "cost 320 API units" in result.notes[0]  # 30 rows x 9 fields, then 50 for the end
     assert call_units(9, 3) == 50  # a small answer still costs the minimum
 
 

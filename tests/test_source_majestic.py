@@ -266,7 +266,7 @@ def test_the_note_counts_retrieval_and_analysis_units(httpserver: HTTPServer) ->
     fake(httpserver, profile(2500))
     _, result = read_all(source(httpserver, page_size=1000))
     assert result.notes == [
-        "2,500 rows in 3 pages (3 calls), cost 2500 retrieval units; about 15,000 analysis units"
+        "2,500 rows in 3 pages (3 calls), cost 2,500 retrieval units; about 15,000 analysis units"
     ]
 
 

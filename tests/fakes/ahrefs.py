@@ -61,6 +61,8 @@ class AhrefsFake(FakeApi):
         # hit costs 0), or None to send the computed one, or "" to send none.
         self.actual_cost: str | None = None
         self.ignore_where = False
+        # A plan's cap on rows per request: the answer is shorter than asked, not the end.
+        self.row_cap: int | None = None
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -85,12 +87,15 @@ class AhrefsFake(FakeApi):
 
     def expected_data_calls(self) -> int:
         """Keyset pages overlap: each later page starts with the last row of the one before,
-        and a poll ends on the first page shorter than it asked for."""
-        size, left, calls = self.largest_page(), len(self.links), 1
-        while left >= size:  # a full page: another call follows
-            left -= size - 1
+        and a poll ends on the first page that brings nothing new."""
+        size, left, calls, overlap = self.largest_page(), len(self.links), 0, 0
+        while True:
             calls += 1
-        return calls
+            new = min(size - overlap, left)
+            if new <= 0:
+                return calls
+            left -= new
+            overlap = 1
 
     def _authorised(self, request: Request) -> bool:
         return not self.refuse_auth and request.headers.get("Authorization") == (
@@ -180,7 +185,7 @@ class AhrefsFake(FakeApi):
         for name, *direction in reversed(order):
             rows.sort(key=lambda row: row[name], reverse=direction == ["desc"])
         limit = int(args.get("limit", 1000))
-        chunk = rows[:limit]
+        chunk = rows[: min(limit, self.row_cap or limit)]
         fields = set(select) | where_fields | {name for name, *_ in order}
         per_row = sum(UNITS.get(name, 1) for name in fields)
         total = max(50, per_row * len(chunk))
