@@ -22,7 +22,7 @@ def _uncomment_optional(text: str) -> str:
     lines = []
     for line in tail.splitlines()[1:]:
         body = line.removeprefix("# ")
-        if body.startswith("# ") or body in ("", "#"):
+        if body.startswith(("# ", "--- ")) or body in ("", "#"):
             continue
         lines.append(body)
     return head + "\n".join(lines) + "\n"
@@ -41,6 +41,14 @@ def test_settings_example_loads_with_every_block(tmp_path: Path) -> None:
     assert slack.kind == "slack" and slack.channel == "#seo-alerts"
     email = settings.notifiers["team-email"]
     assert email.kind == "email" and email.security == "starttls" and email.port == 587
+    assert {name: s.kind for name, s in settings.sources.items()} == {
+        "exports": "csv_dir",
+        "d4s": "dataforseo",
+        "ahrefs": "ahrefs",
+        "moz": "moz",
+        "majestic": "majestic",
+        "bing": "bing",
+    }
 
 
 def test_issue_settings_block_is_accepted(tmp_path: Path) -> None:
