@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -18,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from daemon.textsafe import one_line
 from daemon.types import Duration, PositiveDuration
@@ -79,7 +80,11 @@ class ApiSettings(BaseModel):
         default=timedelta(minutes=2), description="the longest wait between retries"
     )
     requests_per_second: float = Field(
-        default=2.0, gt=0, le=1000, allow_inf_nan=False, description="at most this many calls"
+        default=2.0,
+        ge=0.001,
+        le=1000,
+        allow_inf_nan=False,
+        description="at most this many calls a second (0.001: one every 17 minutes)",
     )
     budget: int | None = Field(
         default=None,
@@ -182,6 +187,8 @@ class ApiClient:
     jitter: Callable[[], float] = random.random
     stop: threading.Event | None = None
     pace: Pace = field(default_factory=Pace)
+    # The source's secret values: never quoted, even when an answer echoes them.
+    secrets: tuple[str, ...] = ()
     calls: int = 0
     retried: int = 0
 
@@ -212,7 +219,7 @@ class ApiClient:
                 status = response.status_code
                 if status < 400:
                     return self._json(response, method, url)
-                said = _said(response, error_text)
+                said = self.scrub(_said(response, error_text))
                 if status in (401, 403):
                     raise ApiAuthError(
                         f"{self.source}: the API refused the credentials (HTTP {status}"
@@ -249,6 +256,13 @@ class ApiClient:
                 wait,
             )
             self._wait(wait)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret of the source (also URL-encoded) masked."""
+        for secret in self.secrets:
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(form, "***")
+        return text
 
     def _wait(self, seconds: float) -> None:
         if self.stop is None:
@@ -300,7 +314,7 @@ class ApiClient:
         try:
             return response.json()
         except (ValueError, requests.JSONDecodeError) as exc:
-            head = one_line(response.text[:_QUOTED])
+            head = self.scrub(one_line(response.text[:_QUOTED]))
             raise ApiError(
                 f"{self.source}: {method} {_path(url)}: the answer is not JSON ({exc}): {head!r}"
             ) from exc
@@ -402,6 +416,11 @@ class ApiSource:
             sleep=sleep,
             stop=stop,
             pace=self.pace,
+            secrets=tuple(
+                value.get_secret_value()
+                for _, value in self.settings
+                if isinstance(value, SecretStr) and value.get_secret_value()
+            ),
         )
 
     def url(self, path: str) -> str:
@@ -430,9 +449,17 @@ class ApiSource:
         pages = self.pages(client, site, budget, now)
         try:
             first = next(pages, None)
-        except BaseException:
+        except SourceError as exc:
+            client.close()
+            raise type(exc)(client.scrub(str(exc))) from None
+        except PollStopped:
             client.close()
             raise
+        except Exception as exc:
+            # A value the adapter could not read (a date, a number): the poll fails with the
+            # source named, never with a bare traceback.
+            client.close()
+            raise ApiError(client.scrub(self._unreadable(exc))) from exc
         result = SnapshotResult(
             taken_at=now, records=iter(()), origin=f"{self.kind} API", format=self.kind
         )
@@ -456,6 +483,8 @@ class ApiSource:
         try:
             while page is not None:
                 count += 1
+                if not (math.isfinite(page.cost) and page.cost >= 0):
+                    raise ApiError(f"{self.name}: the API reported a cost of {page.cost!r}")
                 spent += page.cost
                 if page.total is not None and total is None:
                     total = page.total
@@ -470,18 +499,28 @@ class ApiSource:
                         f" poll was reached after {rows:,} rows; the snapshot is partial (raise"
                         f" sources.{self.name}.budget, or poll less often)"
                     )
-                page = next(pages, None)
+                try:
+                    page = next(pages, None)
+                except (SourceError, PollStopped):
+                    raise
+                except Exception as exc:
+                    raise ApiError(self._unreadable(exc)) from exc
             if total is not None and rows < total:
                 result.error = (
                     f"{self.name}: the API announced {total:,} links but paging ended after"
                     f" {rows:,}; the snapshot is partial"
                 )
         except SourceError as exc:
-            result.error = f"{exc} (after {rows:,} rows in {count} pages; the snapshot is partial)"
+            result.error = client.scrub(
+                f"{exc} (after {rows:,} rows in {count} pages; the snapshot is partial)"
+            )
             log.warning("%s", result.error)
         finally:
             result.notes.append(self.cost_note(rows, count, spent, client))
             client.close()
+
+    def _unreadable(self, exc: Exception) -> str:
+        return f"source {self.name!r} ({self.kind}): an answer it cannot read: {exc}"
 
     @property
     def budget_unit(self) -> str:
@@ -508,10 +547,13 @@ def require_dict(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def require_list(value: Any, what: str) -> list[Any]:
-    """`value` if it is a JSON array (null counts as empty), else an ApiError."""
-    if value is None:
+def require_list(value: Any, what: str, *, null_is_empty: bool = False) -> list[Any]:
+    """`value` if it is a JSON array, else an ApiError; null counts as empty only where the
+    API documents it so (a missing array is never "no more rows")."""
+    if value is None and null_is_empty:
         return []
+    if value is None:
+        raise ApiError(f"{what}: missing from the answer")
     if not isinstance(value, list):
         raise ApiError(f"{what}: expected a JSON array, got {type(value).__name__}")
     return value

@@ -234,7 +234,9 @@ class BingSource(ApiSource):
                 self._get(client, "GetLinkCounts", siteUrl=site_url, page=str(page)),
                 f"{client.source}: GetLinkCounts",
             )
-            for item in require_list(counts.get("Links"), f"{client.source}: Links"):
+            for item in require_list(
+                counts.get("Links"), f"{client.source}: Links", null_is_empty=True
+            ):
                 entry = require_dict(item, f"{client.source}: a LinkCount")
                 url = _url(entry.get("Url"))
                 if url is None:

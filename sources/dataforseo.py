@@ -140,7 +140,7 @@ class DataForSeoSource(ApiSource):
             if not result:
                 raise ApiError(f"{self.name}: the task has no result")
             data = require_dict(result[0], f"{self.name}: result[0]")
-            items = require_list(data.get("items"), f"{self.name}: items")
+            items = require_list(data.get("items"), f"{self.name}: items", null_is_empty=True)
             links = [self._link(require_dict(i, f"{self.name}: item"), site) for i in items]
             total = as_number(data.get("total_count"))
             next_token = as_text(data.get("search_after_token"))
