@@ -106,3 +106,29 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
     assert "linkwatch -c settings.example.toml run" in commands[0]
     assert "pytest" in commands[1]
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_source_example_in_the_docs_loads(tmp_path: Path) -> None:
+    import tomllib
+
+    blocks = []
+    for page in ("README.md", "docs/sources.md"):
+        text = (ROOT / page).read_text(encoding="utf-8")
+        blocks += [(page, b) for b in re.findall(r"```toml\n(.+?)```", text, re.S)]
+    with_sources = [(page, b) for page, b in blocks if "[sources." in b]
+    assert len(with_sources) >= 6
+    for page, block in with_sources:
+        parsed = tomllib.loads(block)
+        names = list(parsed["sources"])
+        sites = (
+            ""
+            if "[[sites]]" in block
+            else (f'[[sites]]\ndomain = "example.com"\nsources = {names!r}\n'.replace("'", '"'))
+        )
+        path = tmp_path / "settings.toml"
+        path.write_text(
+            '[storage]\npath = "x.db"\n[notifiers.console]\nkind = "console"\n' + sites + block,
+            encoding="utf-8",
+        )
+        settings = load_settings(path, require_secrets=False)
+        assert set(settings.sources) == set(names), (page, block)
