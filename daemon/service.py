@@ -27,7 +27,7 @@ from daemon.store import (
 )
 from sources import Source, build_source
 from sources.api import ApiSource, PollStopped
-from sources.exports import ExportFile, export_time
+from sources.exports import ExportFile, export_time, open_export_files
 from sources.model import Backlink, SnapshotResult, SourceError
 
 log = logging.getLogger(__name__)
@@ -289,11 +289,12 @@ class Linkwatch:
     def open_exports(
         self, site: str, files: Sequence[Path], format_kind: str | None
     ) -> list[ExportFile]:
-        """Open and identify every file before anything is stored (FormatError on an unknown)."""
+        """Open and identify every file, and every usable table of a zip archive, before
+        anything is stored (FormatError on an unknown file or one that holds no links)."""
         opened: list[ExportFile] = []
         try:
             for path in files:
-                opened.append(ExportFile(path, site, format_kind))
+                opened.extend(open_export_files(path, site, format_kind))
         except BaseException:
             for f in opened:
                 f.close()
@@ -309,9 +310,14 @@ class Linkwatch:
         format_kind: str | None,
         taken_at: datetime | None,
         now: datetime,
+        opened: Sequence[ExportFile] | None = None,
     ) -> list[IngestOutcome]:
-        """Ingest export files for a site, oldest first; nothing is stored if one is unknown."""
-        opened = self.open_exports(site, files, format_kind)
+        """Ingest export files for a site, oldest first; nothing is stored if one is unknown.
+
+        `opened`: the files as `open_exports` opened them, when the caller looked at them
+        first (the `import` command reports how each was recognised)."""
+        if opened is None:
+            opened = self.open_exports(site, files, format_kind)
         try:
             results: list[SnapshotResult] = [
                 f.snapshot(taken_at or export_time(f.path, f.path.stat().st_mtime)) for f in opened

@@ -6,7 +6,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from daemon.templates import check_template, parse_template, render_template
 from daemon.types import Duration, PositiveDuration
-from sources.exports import ExportFile, export_time, file_stamp
+from sources.exports import ExportFile, export_time, file_stamp, is_zip, open_archive
 from sources.formats import FORMATS
 from sources.model import SnapshotResult, SourceError
 
@@ -81,7 +81,10 @@ class CsvDirSettings(BaseModel):
         "complete export lists; after that the link is unconfirmed",
     )
     patterns: list[FilePattern] = Field(
-        default_factory=lambda: ["*.csv", "*.tsv", "*.txt"], min_length=1, max_length=MAX_PATTERNS
+        # A zip archive (Search Console's Links report "Download CSV") is read member by member.
+        default_factory=lambda: ["*.csv", "*.tsv", "*.txt", "*.zip"],
+        min_length=1,
+        max_length=MAX_PATTERNS,
     )
     settle: Duration = Field(
         default=timedelta(seconds=5),
@@ -127,8 +130,18 @@ class PendingExport:
     taken_at: datetime
     # `size:mtime_ns` when the file was found settled; stored with the snapshot.
     stamp: str
-    # Why the file is refused unread (a symlink, a device, a folder): source health says it.
+    # Why the file is refused unread (a symlink, a device, a folder, an archive without
+    # links): source health says it.
     problem: str | None = None
+    # The table inside a zip archive (`path`) this export is; its origin is `archive:member`.
+    member: str | None = None
+    # What the snapshot tells besides its rows (the members of its archive that were skipped).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        """The name the snapshot is stored under: the file's, or `archive.zip:member.csv`."""
+        return self.path.name if self.member is None else f"{self.path.name}:{self.member}"
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:
@@ -214,18 +227,40 @@ class CsvDirSource:
         settle = self.settings.settle.total_seconds()
         if settle > 0:
             sleep(settle)
-        found = []
+        found: list[PendingExport] = []
         for path, before in first.items():
             st = _regular_stat(path)
             if st is None or file_stamp(st) != before:
                 continue  # gone, or still being written: a later poll takes it
-            found.append(PendingExport(path, export_time(path, st.st_mtime), before))
-        return refused + sorted(found, key=lambda p: (p.taken_at, p.path.name))
+            export = PendingExport(path, export_time(path, st.st_mtime), before)
+            found.extend(self._tables(site, export, known) if is_zip(path) else [export])
+        return refused + sorted(found, key=lambda p: (p.taken_at, p.path.name, p.member or ""))
+
+    def _tables(
+        self, site: str, archive: PendingExport, known: set[tuple[str, str | None]]
+    ) -> list[PendingExport]:
+        """One pending export per member of a zip archive that holds links or domains and
+        is not stored yet; the archive refused as a whole if none does or it is unsafe."""
+        try:
+            opened = open_archive(archive.path, site, self.settings.format, digest=False)
+        except SourceError as exc:
+            return [replace(archive, problem=str(exc))]
+        for export in opened:
+            export.close()
+        notes = tuple(opened[0].notes)
+        tables = [
+            replace(archive, member=export.member, notes=notes if i == 0 else ())
+            for i, export in enumerate(opened)
+        ]
+        return [t for t in tables if (t.origin, t.stamp) not in known]
 
     def open(self, site: str, export: PendingExport) -> SnapshotResult:
-        """Open one pending export as a snapshot (raises FormatError for an unknown format)."""
-        result = ExportFile(export.path, site, self.settings.format).snapshot(export.taken_at)
+        """Open one pending export (a file, or a table in a zip archive) as a snapshot; raises
+        FormatError for an unknown format or a file that holds no links."""
+        opened = ExportFile(export.path, site, self.settings.format, member=export.member)
+        result = opened.snapshot(export.taken_at)
         # The stamp seen when the file was found settled: if it changes before or while it
         # is read, the next poll sees a new stamp and reads it again.
         result.origin_stamp = export.stamp
+        result.notes.extend(export.notes)
         return result

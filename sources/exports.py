@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
 import os
 import re
-from collections.abc import Generator, Iterable, Iterator
+import zipfile
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from itertools import chain
-from pathlib import Path
-from typing import BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import IO, TypeVar
 
-from sources.formats import FORMATS, ExportFormat, detect_format, normalize_header
-from sources.model import Backlink, FormatError, ParseReport, SnapshotResult, SourceError
+from sources.formats import (
+    FORMATS,
+    Detection,
+    ExportFormat,
+    detect,
+    known_formats,
+    normalize_header,
+)
+from sources.formats.base import (
+    ColumnMap,
+    Recognised,
+    RowIssues,
+    build_domain_parser,
+    build_row_parser,
+)
+from sources.formats.shape import SHAPE_ROWS, ShapeMatch, detect_by_shape
+from sources.model import (
+    Backlink,
+    FormatError,
+    ParseReport,
+    RefDomain,
+    SnapshotResult,
+    SourceError,
+)
 
 # Big enough that decoding and line cutting run in C for all but a few calls per file.
 _CHUNK = 1 << 20
@@ -28,6 +53,21 @@ _NAME_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[_T ](\d{2})[-:](\d{2})(
 _READING = 0
 _AT_TAIL = 1  # it has been handed the last line, which has no line end
 _PAST_END = 2  # it asked for a line after the last one
+
+# A header may follow this many preamble lines (Moz's report title, target, date, filters).
+PREAMBLE_LINES = 20
+# Lines looked at to judge a file's shape: SHAPE_ROWS rows, some spanning several lines.
+_SHAPE_LINES = 4 * SHAPE_ROWS
+# Names of the files in an archive that may be exports.
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
+# An archive of exports is refused beyond these (a zip bomb expands a few kilobytes into
+# gigabytes): members, total uncompressed size, and the compression ratio of a big member.
+MAX_ZIP_MEMBERS = 100
+MAX_ZIP_BYTES = 4 << 30
+MAX_ZIP_RATIO = 200
+_RATIO_FROM = 1 << 20
+
+T = TypeVar("T", Backlink, RefDomain)
 
 # A header or a field longer than this is no export: it is refused or counted malformed
 # (the csv module's own limit is process-wide; it is set here once).
@@ -52,7 +92,7 @@ def detect_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def file_digest(raw: BinaryIO) -> str:
+def file_digest(raw: IO[bytes]) -> str:
     """The sha256 of what `raw` holds from its position on: it identifies an export's content."""
     digest = hashlib.sha256()  # the fastest digest here (hardware-accelerated)
     while chunk := raw.read(_CHUNK):
@@ -76,15 +116,58 @@ class _Lines:
     returns may have been cut short.
     """
 
-    def __init__(self, raw: BinaryIO, encoding: str, chunk: int = _CHUNK) -> None:
+    def __init__(self, raw: IO[bytes], encoding: str, chunk: int = _CHUNK) -> None:
         self._chunk = chunk
         self.legacy = 0
         self.state = _READING
         # The last line has no line end (and is not blank).
         self.unterminated = False
-        self.lines: Iterator[str] = chain.from_iterable(self._pieces(raw, encoding))
+        self._source: Iterator[str] = chain.from_iterable(self._pieces(raw, encoding))
+        # Lines read ahead by `peek`, each with the state it was read in; the source ended.
+        self._ahead: deque[tuple[str, int]] = deque()
+        self._ended = False
+        # A read error met while reading ahead, raised when the reader gets there.
+        self._failure: Exception | None = None
+        self.lines: Iterator[str] = self._replay()
 
-    def _pieces(self, raw: BinaryIO, encoding: str) -> Generator[Iterable[str], None, None]:
+    def _replay(self) -> Generator[str, None, None]:
+        while self._ahead:
+            line, self.state = self._ahead.popleft()
+            yield line
+        if self._failure is not None:
+            raise self._failure
+        if self._ended:
+            self.state = _PAST_END
+            return
+        # Past the lines read ahead, the source's own lines go through untouched (hot path).
+        yield from self._source
+
+    def peek(self, count: int) -> list[str]:
+        """The next `count` lines (fewer at the end), left to be read again."""
+        while len(self._ahead) < count and not self._ended:
+            try:
+                line = next(self._source)
+            except StopIteration:
+                self._ended = True
+                break
+            except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+                if not self._ahead:
+                    raise  # not one line could be read: the header is unreadable
+                # The lines before it are rows; the rows after it are never read, and the
+                # snapshot is partial, as when the error comes while streaming.
+                self._failure, self._ended = exc, True
+                break
+            self._ahead.append((line, self.state))
+        # Reading ahead is not reading: the state is replayed with each line.
+        self.state = _READING
+        return [line for line, _ in list(self._ahead)[:count]]
+
+    def drop(self, count: int) -> None:
+        """Forget the next `count` lines, which `peek` has read."""
+        for _ in range(count):
+            self._ahead.popleft()
+
+    def _pieces(self, raw: IO[bytes], encoding: str) -> Generator[Iterable[str], None, None]:
         if encoding.startswith("utf-16"):
             rest = yield from self._utf16(raw, encoding)
         else:
@@ -101,7 +184,7 @@ class _Lines:
             yield (tail,)
         self.state = _PAST_END
 
-    def _mixed(self, raw: BinaryIO) -> Generator[io.StringIO, None, str]:
+    def _mixed(self, raw: IO[bytes]) -> Generator[io.StringIO, None, str]:
         held: list[bytes] = []
         while chunk := raw.read(self._chunk):
             # Cut after the last line end, so no line straddles two chunks; a \r at the very
@@ -137,7 +220,7 @@ class _Lines:
                 self.legacy += 1
         return "".join(pieces)
 
-    def _utf16(self, raw: BinaryIO, encoding: str) -> Generator[io.StringIO, None, str]:
+    def _utf16(self, raw: IO[bytes], encoding: str) -> Generator[io.StringIO, None, str]:
         decode = codecs.getincrementaldecoder(encoding)("strict").decode
         held: list[str] = []
         while chunk := raw.read(self._chunk):
@@ -191,46 +274,188 @@ class ExportFile:
     `encoding` is `utf-16`, `utf-16-le` or `utf-16-be` (strict), else `utf-8` or `utf-8-sig`
     (with a BOM), to which `+cp1252` is added once a line read so far was not UTF-8 and fell
     back to Windows-1252; `legacy_lines` counts those lines.
+
+    `member` names a table inside a zip archive (`path`): it is streamed from the archive,
+    and the snapshot's origin is `archive.zip:member.csv`. With `digest=False` the content is
+    not hashed (enough to recognise the format, not to make a snapshot).
     """
 
-    def __init__(self, path: Path, site: str, format_kind: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        site: str,
+        format_kind: str | None = None,
+        *,
+        member: str | None = None,
+        digest: bool = True,
+    ) -> None:
         self.path = path
         self.site = site
+        self.member = member
+        self.origin = path.name if member is None else f"{path.name}:{member}"
+        # How the file is named in messages: the archive's path and the member's name.
+        self.where = str(path) if member is None else f"{path}:{member}"
+        # What the snapshot should tell besides its rows (members of an archive skipped).
+        self.notes: list[str] = []
+        self.digest: str | None = None
+        self._closers: list[Callable[[], object]] = []
         try:
-            self._raw: BinaryIO = path.open("rb")
-            self.stamp = file_stamp(os.fstat(self._raw.fileno()))
+            self._raw, self.stamp = self._open(path, member)
         except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            self.close()
+            raise SourceError(f"{self.where}: cannot read: {exc.strerror or exc}") from exc
+        except BaseException:
+            self.close()
+            raise
         try:
             try:
                 self._encoding = detect_encoding(self._raw.read(4))
                 self._raw.seek(0)
-                self.digest = file_digest(self._raw)
+                if digest:
+                    self.digest = file_digest(self._raw)
                 # The utf-16 codec reads its own BOM; the UTF-8 one is skipped here.
                 self._raw.seek(len(codecs.BOM_UTF8) if self._encoding == "utf-8-sig" else 0)
             except OSError as exc:
-                raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+                raise SourceError(f"{self.where}: cannot read: {exc.strerror or exc}") from exc
+            except zipfile.BadZipFile as exc:
+                raise SourceError(f"{self.where}: damaged archive member: {exc}") from exc
             self._lines = _Lines(self._raw, self._encoding)
             try:
-                header_line = next(self._lines.lines, "")
-                if len(header_line) > MAX_FIELD:
-                    raise FormatError(
-                        f"{path}: the header line is {len(header_line):,} characters long;"
-                        f" an export header is at most {MAX_FIELD:,}"
-                    )
-                self.delimiter = detect_delimiter(header_line)
-                header_cells = next(csv.reader([header_line], delimiter=self.delimiter), [])
-                self.header_names = [c.strip() for c in header_cells]
-                self.header = {
-                    normalize_header(name): i for i, name in reversed(list(enumerate(header_cells)))
-                }
-                self.format = self._choose_format(format_kind)
-                self._parse_row = self.format.row_parser(self.header, len(header_cells), site)
-            except (UnicodeDecodeError, csv.Error, OSError) as exc:
-                raise SourceError(f"{path}: cannot read the header: {exc}") from exc
+                self._read_header(format_kind)
+            except (UnicodeDecodeError, csv.Error, OSError, zipfile.BadZipFile) as exc:
+                raise SourceError(f"{self.where}: cannot read the header: {exc}") from exc
         except BaseException:
-            self._raw.close()
+            self.close()
             raise
+
+    def _open(self, path: Path, member: str | None) -> tuple[IO[bytes], str]:
+        """The raw bytes of the file, or of one member of a zip archive, and its stamp."""
+        handle: IO[bytes] = path.open("rb")
+        self._closers.append(handle.close)
+        stamp = file_stamp(os.fstat(handle.fileno()))
+        if member is None:
+            return handle, stamp
+        try:
+            archive = zipfile.ZipFile(handle)
+        except zipfile.BadZipFile as exc:
+            raise SourceError(f"{path}: not a readable zip archive: {exc}") from exc
+        self._closers.append(archive.close)
+        try:
+            info = archive.getinfo(member)
+        except KeyError as exc:
+            raise SourceError(f"{self.where}: no such member in the archive") from exc
+        _check_member(path, info)
+        raw: IO[bytes] = archive.open(info)
+        self._closers.append(raw.close)
+        return raw, stamp
+
+    def _read_header(self, format_kind: str | None) -> None:
+        """Find the header (after a preamble, for Moz), recognise the format, build the parser."""
+        forced = None
+        if format_kind is not None:
+            forced = FORMATS.get(format_kind)
+            if forced is None:
+                raise FormatError(
+                    f"{self.where}: unknown format {format_kind!r}; known: {known_formats()}"
+                )
+        head = self._lines.peek(PREAMBLE_LINES + 1)
+        first = head[0] if head else ""
+        if len(first) > MAX_FIELD:
+            raise FormatError(
+                f"{self.where}: the header line is {len(first):,} characters long;"
+                f" an export header is at most {MAX_FIELD:,}"
+            )
+        at = 0
+        cells = _cells(first)
+        found = self._recognise(cells, forced, after_preamble=False)
+        if found is None:
+            # A format whose header follows preamble lines (Moz) is looked for further down.
+            for i, line in enumerate(head[1:], start=1):
+                try:
+                    later = _cells(line) if len(line) <= MAX_FIELD else []
+                except csv.Error:
+                    continue  # a preamble line need not be CSV
+                if (match := self._recognise(later, forced, after_preamble=True)) is not None:
+                    at, cells, found = i, later, match
+                    break
+        self.delimiter = detect_delimiter(head[at] if head else "")
+        self._lines.drop(at + 1 if head else 0)
+        # The file line the header is on: data lines are counted from it.
+        self._header_line = at + 1
+        self.header_names = [c.strip() for c in cells]
+        self.header = {normalize_header(name): i for i, name in reversed(list(enumerate(cells)))}
+        # The columns rows are read by: the header's own, unless recognised by shape.
+        self._row_header: dict[str, int] = self.header
+        if found is None:
+            found = self._by_shape(forced)
+        self.detection = found
+        self.format: ExportFormat = found.format
+        columns = found.variant.columns
+        width = len(cells)
+        self._issues = RowIssues()
+        self._metric = columns.rating_metric if columns is not None else None
+        if isinstance(columns, ColumnMap):
+            self._parse_link = build_row_parser(
+                self.format, columns, self._row_header, width, self._issues
+            )
+        elif columns is not None:
+            self._parse_domain = build_domain_parser(
+                self.format, columns, self._row_header, width, self._issues
+            )
+
+    def _recognise(
+        self, cells: list[str], forced: ExportFormat | None, *, after_preamble: bool
+    ) -> Detection | None:
+        header = {normalize_header(name): i for i, name in enumerate(cells)}
+        if forced is None:
+            return detect(header, after_preamble=after_preamble)
+        variant = forced.variant_for(header)
+        if variant is None or (after_preamble and not variant.after_preamble):
+            return None
+        how: Recognised = "header" if variant.language is None else "translated header"
+        return Detection(forced, variant, how)
+
+    def _by_shape(self, forced: ExportFormat | None) -> Detection:
+        """Recognise a file of unknown columns by its first rows (Search Console in another
+        language), or refuse it naming what was seen and what is known."""
+        sample = self._lines.peek(_SHAPE_LINES)
+        rows: list[list[str]] = []
+        # The rows read before an unreadable one are enough, or none is.
+        with contextlib.suppress(csv.Error):
+            rows.extend(csv.reader(sample, delimiter=self.delimiter))
+        if rows and (len(sample) == _SHAPE_LINES or not sample[-1].endswith(("\n", "\r"))):
+            rows.pop()  # it may continue past the lines looked at, or be cut short
+        match = detect_by_shape(self.header_names, rows, self.site) if self.header else None
+        if forced is not None and (match is None or match.detection.format is not forced):
+            raise FormatError(
+                f"{self.where}: header does not fit format {forced.kind!r}; "
+                f"saw columns {self.header_names!r}"
+            )
+        if match is None:
+            raise FormatError(
+                f"{self.where}: not a backlink export linkwatch knows; saw columns "
+                f"{self.header_names!r} (and rows of no Search Console table); "
+                f"known formats: {known_formats()}"
+            )
+        self._check_shape(match)
+        self._row_header = match.header
+        return match.detection
+
+    def _check_shape(self, match: ShapeMatch) -> None:
+        if match.problem is not None:
+            raise FormatError(
+                f"{self.where}: {match.detection.describe()} (columns "
+                f"{self.header_names!r}): {match.problem}; nothing to import"
+            )
+
+    def refuse_if_no_links(self) -> None:
+        """Raise FormatError if the file is a table linkwatch recognises but that holds no
+        links and no referring domains (Bing anchors, Search Console Top linked pages)."""
+        if self.format.coverage == "none":
+            raise FormatError(
+                f"{self.where}: {self.detection.describe()}: {self.format.refusal}; "
+                "nothing to import"
+            )
 
     @property
     def encoding(self) -> str:
@@ -242,47 +467,39 @@ class ExportFile:
         """How many lines read so far were not UTF-8 and were decoded as Windows-1252."""
         return self._lines.legacy
 
-    def _choose_format(self, format_kind: str | None) -> ExportFormat:
-        known = ", ".join(f"{f.kind} ({f.description})" for f in FORMATS.values())
-        if format_kind is not None:
-            fmt = FORMATS.get(format_kind)
-            if fmt is None:
-                raise FormatError(f"{self.path}: unknown format {format_kind!r}; known: {known}")
-            if not fmt.matches(self.header):
-                raise FormatError(
-                    f"{self.path}: header does not fit format {format_kind!r}; "
-                    f"saw columns {self.header_names!r}"
-                )
-            return fmt
-        fmt = detect_format(self.header)
-        if fmt is None:
-            raise FormatError(
-                f"{self.path}: not a backlink export linkwatch knows; "
-                f"saw columns {self.header_names!r}; known formats: {known}"
-            )
-        return fmt
-
     def snapshot(self, taken_at: datetime) -> SnapshotResult:
-        """A snapshot whose records stream the file's rows; malformed rows land in its report."""
+        """A snapshot whose records stream the file's rows; malformed rows land in its report.
+
+        A domain-level export streams RefDomains in `domain_records` and no links; a file
+        that holds neither is refused (FormatError) and closed."""
+        try:
+            self.refuse_if_no_links()
+        except FormatError:
+            self.close()
+            raise
         result = SnapshotResult(
             taken_at=taken_at,
             records=iter(()),
-            origin=self.path.name,
+            origin=self.origin,
             format=self.format.kind,
             digest=self.digest,
             origin_stamp=self.stamp,
             closer=self.close,
             sample=self.format.sample,
+            notes=list(self.notes),
         )
-        result.records = self._rows(result)
+        if self.format.domains:
+            result.domain_records = self._rows(result, self._parse_domain)
+        else:
+            result.records = self._rows(result, self._parse_link)
         return result
 
-    def _rows(self, result: SnapshotResult) -> Iterator[Backlink]:
+    def _rows(self, result: SnapshotResult, parse: Callable[[list[str]], T]) -> Iterator[T]:
         report: ParseReport = result.report
-        parse = self._parse_row
         lines = self._lines
         reader = csv.reader(lines.lines, delimiter=self.delimiter)
-        line = 1  # the last line of the row last read; the header was read before the reader
+        top = self._header_line
+        line = top  # the last line of the row last read; the header was read before the reader
         try:
             while True:
                 try:
@@ -290,7 +507,7 @@ class ExportFile:
                 except StopIteration:
                     break
                 except csv.Error as exc:
-                    line = reader.line_num + 1
+                    line = top + reader.line_num
                     report.add(line, f"unreadable CSV: {exc}")
                     continue
                 if lines.state:
@@ -304,7 +521,7 @@ class ExportFile:
                     )
                     report.add(line + 1, f"{problem}: the file may be cut short")
                     break
-                line = reader.line_num + 1
+                line = top + reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 result.line = line
@@ -312,11 +529,137 @@ class ExportFile:
                     yield parse(row)
                 except (ValueError, IndexError) as exc:
                     report.add(line, str(exc))
-        except (OSError, UnicodeDecodeError) as exc:
-            result.error = f"{self.path}: read failed near line {line}: {exc}"
+        except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            result.error = f"{self.where}: read failed near line {line}: {exc}"
         finally:
-            self._raw.close()
+            self.close()
+            result.notes.extend(self._issues.notes(self._metric or "rating"))
 
     def close(self) -> None:
-        """Close the file without reading it."""
-        self._raw.close()
+        """Close the file (and the archive it is in) without reading it."""
+        while self._closers:
+            self._closers.pop()()
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one header line, split at the delimiter it uses most."""
+    return next(csv.reader([line], delimiter=detect_delimiter(line)), [])
+
+
+# --- zip archives (Search Console's "Download CSV" of the Links report) -------------------
+
+
+def is_zip(path: Path) -> bool:
+    """True for a zip archive: by its name, or by its first bytes whatever its name."""
+    if path.suffix.lower() == ".zip":
+        return True
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a member that is encrypted, escapes the archive, or expands implausibly."""
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        raise SourceError(f"{path}: refused: member {name!r} names a path outside the archive")
+    if info.flag_bits & 0x1:
+        raise SourceError(
+            f"{path}: refused: member {name!r} is encrypted; export it again without a password"
+        )
+    if info.file_size > _RATIO_FROM and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
+        raise SourceError(
+            f"{path}: refused: member {name!r} expands {info.compress_size:,} bytes into "
+            f"{info.file_size:,} (more than {MAX_ZIP_RATIO}x): not an export, a zip bomb"
+        )
+
+
+def archive_members(path: Path) -> list[str]:
+    """The members of a zip archive that may be exports, after checking the whole archive
+    against zip bombs (too many members, too big, encrypted or escaping members)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise SourceError(f"{path}: not a readable zip archive: {exc}") from exc
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise SourceError(
+            f"{path}: refused: {len(infos):,} members; an archive of exports has at most "
+            f"{MAX_ZIP_MEMBERS}"
+        )
+    total = 0
+    names = []
+    for info in infos:
+        _check_member(path, info)
+        total += info.file_size
+        if total > MAX_ZIP_BYTES:
+            raise SourceError(
+                f"{path}: refused: its members expand to more than {MAX_ZIP_BYTES:,} bytes"
+            )
+        # Folders, and the resource forks macOS adds to archives it makes, are no exports.
+        if not info.is_dir() and not info.filename.startswith("__MACOSX/"):
+            names.append(info.filename)
+    return names
+
+
+def open_archive(
+    path: Path, site: str, format_kind: str | None = None, *, digest: bool = True
+) -> list[ExportFile]:
+    """Every member of a zip archive that holds links or referring domains, opened; the
+    others are skipped, each with a note on the first one opened. FormatError if none does."""
+    opened: list[ExportFile] = []
+    notes: list[str] = []
+    try:
+        for name in archive_members(path):
+            if not name.lower().endswith(EXPORT_SUFFIXES):
+                notes.append(f"{path.name}:{name}: skipped: not a CSV file")
+                continue
+            try:
+                export = ExportFile(path, site, format_kind, member=name, digest=digest)
+            except FormatError as exc:
+                notes.append(_skipped(path, name, exc))
+                continue
+            if export.format.coverage == "none":
+                export.close()
+                what = f"{export.detection.variant.name} ({export.format.kind})"
+                notes.append(f"{path.name}:{name}: skipped: {what}: {export.format.refusal}")
+                continue
+            opened.append(export)
+    except BaseException:
+        for export in opened:
+            export.close()
+        raise
+    if not opened:
+        raise FormatError(
+            f"{path}: no member of the archive holds links or referring domains: "
+            + ("; ".join(notes) or "it is empty")
+        )
+    opened[0].notes.extend(notes)
+    return opened
+
+
+def _skipped(path: Path, member: str, exc: FormatError) -> str:
+    """The note on an archive member that is skipped: its name and why, without the list of
+    known formats (the archive as a whole was recognised)."""
+    why = str(exc).removeprefix(f"{path}:{member}: ").split("; known formats:")[0]
+    return f"{path.name}:{member}: skipped: {why}"
+
+
+def open_export_files(path: Path, site: str, format_kind: str | None = None) -> list[ExportFile]:
+    """The tables of one file linkwatch can import: the file itself, or the usable members of
+    a zip archive. FormatError (nothing opened) for a file in no known format or one that
+    holds no links."""
+    if is_zip(path):
+        return open_archive(path, site, format_kind)
+    export = ExportFile(path, site, format_kind)
+    try:
+        export.refuse_if_no_links()
+    except BaseException:
+        export.close()
+        raise
+    return [export]

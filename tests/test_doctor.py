@@ -138,7 +138,7 @@ def test_a_healthy_setup_is_all_ok_and_sends_nothing(
     )
     assert line(lines, "ok   notifier console (console):")
     source = line(lines, f"ok   source exports for {SITE}:")
-    assert "1 export files matching *.csv, *.tsv, *.txt, newest 2026-" in source
+    assert "1 export files matching *.csv, *.tsv, *.txt, *.zip, newest 2026-" in source
     clock = line(lines, "ok   clock: now ")
     assert "Z (local zone " in clock and "newest snapshot stored" in clock
     assert lines[-1].endswith(" warn, 0 FAIL")

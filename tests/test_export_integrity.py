@@ -169,6 +169,34 @@ def test_utf16_lines_are_cut_as_newline_empty_cuts_them(text: str, chunk: int, e
     assert lines.legacy == 0
 
 
+def _states(lines: _Lines) -> list[tuple[str, int]]:
+    """Each line with the state the reader sees once it has it, then the state past the end."""
+    seen = [(line, lines.state) for line in lines.lines]
+    return [*seen, ("", lines.state)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_PIECES, max_size=40),
+    st.integers(min_value=1, max_value=12),
+    st.integers(min_value=0, max_value=30),
+    st.integers(min_value=0, max_value=30),
+)
+def test_lines_read_ahead_are_replayed_with_their_state(
+    pieces: list[bytes], chunk: int, ahead: int, dropped: int
+) -> None:
+    """Reading ahead (to find a header after a preamble, or to judge a file's shape) changes
+    neither the lines the reader then gets nor what it is told about the file's end."""
+    data = b"".join(pieces)
+    plain = _states(_Lines(io.BytesIO(data), "utf-8", chunk))
+    peeking = _Lines(io.BytesIO(data), "utf-8", chunk)
+    peeked = peeking.peek(ahead)
+    assert peeked == [line for line, _ in plain[:-1]][:ahead]
+    dropped = min(dropped, len(peeked))
+    peeking.drop(dropped)
+    assert _states(peeking) == plain[dropped:]
+
+
 # --- cut-off files -------------------------------------------------------------------------
 
 GENERIC = (

@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,8 +54,10 @@ class Row:
     first_seen_at: datetime | None
     lost: bool = False
     lost_reason: str | None = None
+    rating_metric: str | None = None
+    toxicity: float | None = None
 
-    def backlink(self) -> Backlink:
+    def backlink(self, **changes: object) -> Backlink:
         return Backlink(
             url_from=self.url_from,
             url_to=self.url_to,
@@ -67,7 +69,9 @@ class Row:
             first_seen_at=self.first_seen_at,
             lost=self.lost,
             lost_reason=self.lost_reason,
-        )
+            rating_metric=self.rating_metric,
+            toxicity=self.toxicity,
+        )._replace(**changes)
 
 
 # The rows of the Ahrefs samples, as the files spell them (current and 2023 column sets).
@@ -81,6 +85,8 @@ AHREFS_ROWS = [
         False,
         61.0,
         utc("2024-03-18 07:41:55"),
+        rating_metric="Ahrefs DR",
+        toxicity=0.0,
     ),
     Row(
         "https://forum.example.net/t/widgets/8841",
@@ -91,6 +97,8 @@ AHREFS_ROWS = [
         False,
         44.0,
         utc("2025-07-02 11:05:40"),
+        rating_metric="Ahrefs DR",
+        toxicity=0.0,
     ),
     Row(
         "https://news.example.io/partners",
@@ -101,6 +109,8 @@ AHREFS_ROWS = [
         True,
         72.0,
         utc("2023-11-27 19:22:08"),
+        rating_metric="Ahrefs DR",
+        toxicity=0.0,
     ),
     Row(
         "https://directory.example.info/widgets/page-2",
@@ -113,6 +123,8 @@ AHREFS_ROWS = [
         utc("2022-05-14 03:12:44"),
         lost=True,
         lost_reason="removed",
+        rating_metric="Ahrefs DR",
+        toxicity=100.0,
     ),
     Row(
         "https://reviews.example.co.uk/example-widgets",
@@ -123,6 +135,8 @@ AHREFS_ROWS = [
         False,
         38.0,
         utc("2025-12-20 08:00:01"),
+        rating_metric="Ahrefs DR",
+        toxicity=0.0,
     ),
 ]
 
@@ -181,6 +195,9 @@ SEMRUSH_ROWS = [
     ),
 ]
 
+# The 2023 column set has no `Is spam`: toxicity unknown.
+AHREFS_2023_ROWS = [replace(row, toxicity=None) for row in AHREFS_ROWS[:3]]
+
 GSC_PAGES = [
     "https://blog.example.org/best-widget-tools/",
     "https://forum.example.net/t/widgets/8841",
@@ -194,7 +211,7 @@ GSC_PAGES = [
     ("name", "encoding", "delimiter", "kind", "expected"),
     [
         ("ahrefs_backlinks_utf16.csv", "utf-16", "\t", "ahrefs", AHREFS_ROWS),
-        ("ahrefs_backlinks_2023_utf16.csv", "utf-16", "\t", "ahrefs", AHREFS_ROWS[:3]),
+        ("ahrefs_backlinks_2023_utf16.csv", "utf-16", "\t", "ahrefs", AHREFS_2023_ROWS),
         ("ahrefs_backlinks_utf8.csv", "utf-8-sig", ",", "ahrefs", AHREFS_ROWS),
         ("semrush_backlinks.csv", "utf-8", ",", "semrush", SEMRUSH_ROWS),
         ("semrush_backlinks_semicolon.csv", "utf-8", ";", "semrush", SEMRUSH_ROWS),
@@ -399,18 +416,24 @@ def test_forcing_a_format_the_header_does_not_fit_is_refused(name: str, forced: 
 
 def test_forcing_an_unknown_format_lists_the_known_ones() -> None:
     with pytest.raises(FormatError) as info:
-        ExportFile(EXPORTS / "semrush_backlinks.csv", SITE, "moz")
+        ExportFile(EXPORTS / "semrush_backlinks.csv", SITE, "opensiteexplorer")
     message = str(info.value)
-    assert "'moz'" in message
+    assert "'opensiteexplorer'" in message
     for kind in FORMATS:
         assert kind in message
 
 
 def test_unknown_format_error_names_the_headers_seen_and_known_formats(tmp_path: Path) -> None:
+    anchors = tmp_path / "example.com-backlinks_anchors.csv"
+    anchors.write_text(
+        "Anchor,Domains,Backlinks,First seen,Last seen\n"
+        "Example Widgets,3,5,2024-03-19,2026-01-10\n",
+        encoding="utf-8",
+    )
     with pytest.raises(FormatError) as info:
-        ExportFile(EXPORTS / "semrush_refdomains.csv", SITE)
+        ExportFile(anchors, SITE)
     message = str(info.value)
-    for header in ("Domain ascore", "IP Address", "Country", "Last seen"):
+    for header in ("Anchor", "Domains", "Backlinks", "Last seen"):
         assert header in message
     for kind in ("ahrefs", "semrush", "majestic", "bing", "gsc", "generic"):
         assert kind in message
