@@ -294,16 +294,38 @@ def import_(
             )
         source = source or site_sources[0]
         try:
+            # Opened first, so each snapshot's report can say how its file was recognised.
+            opened = app.open_exports(site, files, format_kind)
             outcomes = app.import_exports(
-                site, files, source=source, format_kind=format_kind, taken_at=at, now=utcnow()
+                site,
+                files,
+                source=source,
+                format_kind=format_kind,
+                taken_at=at,
+                now=utcnow(),
+                opened=opened,
             )
         except FormatError as exc:
             _fail(f"{exc}\nnothing was stored", EXIT_USAGE)
         except (SourceError, ValueError) as exc:
             _fail(str(exc), EXIT_USAGE)
+        exports = {f.origin: f for f in opened}
         partial = False
         for o in outcomes:
             click.echo(describe(o))
+            export = exports.get(o.origin)
+            if export is not None:
+                click.echo(f"  {o.origin}: {export.detection.describe()}")
+                for note in export.notes:
+                    # A note names the member it is about; one the ingest line told is not
+                    # repeated.
+                    if note not in (o.note or ""):
+                        click.echo(f"  {note}")
+            if o.status != "duplicate":
+                click.echo(
+                    f"  {o.origin}: filed under series {o.series or source}:"
+                    f" {o.listed + o.malformed} rows read, {o.malformed} refused"
+                )
             for example in o.examples:
                 click.echo(f"  {o.origin}: {example}")
             partial = partial or o.status in ("partial", "suspect")
@@ -629,10 +651,19 @@ def metrics(
 
 _REL_FLAGS = ("nofollow", "ugc", "sponsored")
 # The keys of `links --format json`, exactly: scripts read them.
-_LINK_KEYS = "url_from url_to anchor state lost_reason domain_rating first_seen last_seen sources"
-_TABLE_HEADER = ("STATE", "DR", "FIRST SEEN", "LAST SEEN", "REL", "URL_FROM", "URL_TO")
+_LINK_KEYS = (
+    "url_from url_to anchor state lost_reason domain_rating first_seen last_seen sources"
+    " rating_metric toxicity sightings"
+)
+_TABLE_HEADER = (
+    "STATE", "DR", "METRIC", "TOX", "FIRST SEEN", "LAST SEEN", "REL", "URL_FROM", "URL_TO",
+)  # fmt: skip
 _TEXTS = ("url_from", "url_to", "anchor", "lost_reason")
-_CSV_HEADER = "state domain_rating first_seen last_seen rel " + " ".join(_TEXTS) + " sources"
+# New columns go at the end: scripts that read the csv by position keep working.
+_CSV_HEADER = (
+    "state domain_rating first_seen last_seen rel " + " ".join(_TEXTS) + " sources"
+    " rating_metric toxicity seen_by"
+)
 # Column widths come from this many rows; later rows stream out without being held.
 _TABLE_SAMPLE = 500
 
@@ -652,17 +683,42 @@ def _when(at: datetime | None, table: bool = False) -> str:
     return at.strftime("%Y-%m-%d %H:%M") if table else at.isoformat(timespec="seconds")
 
 
+def _seen_by(row: dict[str, Any], table: bool = False) -> str:
+    """`series first..last` per series that listed the link; `*` when it still does."""
+
+    def day(at: datetime | None) -> str:
+        if at is None:
+            return "?"
+        return at.strftime("%Y-%m-%d") if table else at.isoformat(timespec="seconds")
+
+    return ("," if table else ";").join(
+        f"{s['series']} {day(s['first_seen'])}..{day(s['last_seen'])}{'*' if s['seeing'] else ''}"
+        for s in row["sightings"]
+    )
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
 def _csv_row(row: dict[str, Any]) -> list[Any]:
     first, last = _when(row["first_seen"]), _when(row["last_seen"])
     texts = [row[k] for k in _TEXTS]
     sources = " ".join(row["sources"])
-    return [row["state"], row["domain_rating"], first, last, _rel(row), *texts, sources]
+    return [
+        *(row["state"], row["domain_rating"], first, last, _rel(row), *texts, sources),
+        *(row["rating_metric"], row["toxicity"], _seen_by(row)),
+    ]
 
 
 def _table_row(row: dict[str, Any]) -> list[str]:
-    dr = "" if row["domain_rating"] is None else f"{row['domain_rating']:g}"
     first, last = _when(row["first_seen"], table=True), _when(row["last_seen"], table=True)
-    return [row["state"], dr, first, last, _rel(row), *(_cell(row[k] or "") for k in _TEXTS)]
+    return [
+        *(row["state"], _number(row["domain_rating"]), _cell(row["rating_metric"] or "")),
+        *(_number(row["toxicity"]), first, last, _rel(row)),
+        *(_cell(row[k] or "") for k in _TEXTS),
+        _cell(_seen_by(row, table=True)),
+    ]
 
 
 def _cell(text: str) -> str:
@@ -701,11 +757,16 @@ def links(
 ) -> None:
     """List a site's links from the ledger.
 
-    FIRST SEEN is when linkwatch first saw the link: the snapshot that added it (for links
-    already there at the site's first snapshot, that snapshot). LAST SEEN is, for a live
-    link, the latest accepted snapshot of a source still seeing it; otherwise the last
-    snapshot that saw it before it went missing. Times are UTC. REL is dofollow, or the
-    nofollow / ugc / sponsored flags the exports gave (empty when they gave none).
+    DR is the provider's rating of the referring domain (0-100) and METRIC which rating it
+    is (Ahrefs DR, Moz DA, …; empty when the export did not say); TOX the provider's
+    toxicity or spam score (0-100). FIRST SEEN is when linkwatch first saw the link: the
+    snapshot that added it (for links already there at the site's first snapshot, that
+    snapshot). LAST SEEN is, for a live link, the latest accepted snapshot of a source
+    still seeing it; otherwise the last snapshot that saw it before it went missing. Times
+    are UTC. REL is dofollow, or the nofollow / ugc / sponsored flags the exports gave
+    (empty when they gave none). SEEN BY names each series (source/format) that listed the
+    link, with the first and last day it did; `*` marks a series that still lists it.
+    --format json gives each series' own rating, metric and toxicity too.
     """
     if as_json and output not in (None, "json"):
         _fail(f"--json and --format {output} disagree; give --format alone", EXIT_USAGE)
@@ -723,10 +784,119 @@ def links(
             writer.writerow(_CSV_HEADER.split())
             writer.writerows(_csv_row(row) for row in rows)
         else:
-            header = [*_TABLE_HEADER, "ANCHOR", "LOST REASON"]
+            header = [*_TABLE_HEADER, "ANCHOR", "LOST REASON", "SEEN BY"]
             _print_table(header, (_table_row(row) for row in rows))
     finally:
         app.close()
+
+
+_SNAPSHOT_COUNTS = ("listed", "seen", "new", "missing", "restored", "lost", "changed", "malformed")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--site", help="the site whose snapshots to list (any letter case)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per line")
+@click.pass_context
+def snapshots(ctx: click.Context, site: str | None, as_json: bool) -> None:
+    """List a site's snapshots in the order they were stored; `snapshots delete ID`
+    removes a mistaken one.
+
+    STATUS is baseline or complete (the snapshot was applied), or suspect, partial,
+    duplicate or error (it changed no link). The counts are what the snapshot listed and
+    did: rows listed (live and marked lost), live rows seen, and new, missing, restored,
+    lost and changed links (referring domains, for a domains series), malformed rows.
+    """
+    from daemon.store import Store
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if site is None:
+        _fail("give --site SITE to list its snapshots (or: snapshots delete ID)", EXIT_USAGE)
+    _, settings = _settings_without_secrets(ctx.find_root())
+    site = _site(settings, site)
+    try:
+        store = Store.read_only(settings.storage.path)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        try:
+            listed = store.snapshot_listing(site)
+        except KeyError:
+            listed = []  # configured, never polled
+    finally:
+        store.close()
+    if as_json:
+        for snap in listed:
+            record = asdict(snap)
+            click.echo(json.dumps(record, default=_json_default, ensure_ascii=False))
+        return
+    if not listed:
+        click.echo(f"{site}: no snapshots yet")
+        return
+    header = ["ID", "SERIES", "COVERAGE", "TAKEN", "INGESTED", "STATUS"]
+    header += [c.upper() for c in _SNAPSHOT_COUNTS]
+    rows = (
+        [
+            str(s.id),
+            _cell(s.series),
+            s.coverage,
+            _when(s.taken_at, True),
+            _when(s.ingested_at, True),
+            s.status,
+            *(str(getattr(s, c)) for c in _SNAPSHOT_COUNTS),
+            _cell(" ".join((s.note or "").split())),
+        ]
+        for s in listed
+    )
+    _print_table([*header, "NOTE"], rows)
+
+
+@snapshots.command("delete")
+@click.argument("snapshot_id", metavar="ID", type=ROW_ID)
+@click.pass_context
+def snapshots_delete(ctx: click.Context, snapshot_id: int) -> None:
+    """Delete a mistaken snapshot; the site's links are rebuilt from the rest.
+
+    One that changed no link (suspect, partial, duplicate, error) just goes. For an
+    applied one, the site's links, events and sightings are rebuilt from the remaining
+    snapshots, in one transaction, exactly as if it had never been ingested; when that
+    would need a snapshot linkwatch did not keep, nothing is changed and the message says
+    what to delete first. Alerts already sent are not taken back. Its file stays known, so
+    a csv_dir source does not read it again until it changes.
+    """
+    from daemon.store import DeleteRefusedError, Store, UnknownSnapshotError
+
+    _, settings = _settings_without_secrets(ctx.find_root())
+    if not settings.storage.path.is_file():
+        _fail(f"no snapshot {snapshot_id}: {settings.storage.path} holds nothing yet", EXIT_USAGE)
+    try:
+        store = Store(settings.storage.path, settings.storage.busy_timeout.total_seconds())
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        try:
+            done = store.delete_snapshot(snapshot_id, utcnow())
+        except UnknownSnapshotError:
+            _fail(f"no snapshot {snapshot_id} (see `linkwatch snapshots --site SITE`)", EXIT_USAGE)
+        except DeleteRefusedError as exc:
+            _fail(f"snapshot {snapshot_id} was not deleted: {exc}; nothing was changed", EXIT_USAGE)
+    finally:
+        store.close()
+    taken = done.taken_at.isoformat(timespec="seconds")
+    click.echo(
+        f"deleted snapshot {done.snapshot_id} of {done.site}"
+        f" ({done.series}, taken {taken}, {done.status})"
+    )
+    for r in done.rejudged:
+        click.echo(f"  snapshot {r.snapshot_id} is {r.after} now (was {r.before})")
+    if done.rebuilt:
+        what = "referring domains" if done.coverage == "domains" else "links"
+        click.echo(
+            f"  rebuilt {done.site}'s {what} by applying its {done.replayed} accepted"
+            " snapshots again"
+        )
+    else:
+        click.echo("  it had changed no link: nothing else to rebuild")
 
 
 @main.group()

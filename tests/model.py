@@ -27,13 +27,40 @@ class ModelOutOfOrder(Exception):
 
 @dataclass(frozen=True)
 class Row:
-    """One export row: a link (target None = Search Console's page-only row)."""
+    """One export row: a link (target None = Search Console's page-only row), with the
+    anchor and provider rating the export gives (None: not given)."""
 
     url_from: str
     url_to: str | None
     domain: str
     lost: bool = False
     reason: str = "removed"
+    anchor: str | None = None
+    rating: float | None = None
+
+
+@dataclass(frozen=True)
+class DomainRow:
+    """One row of a referring-domain export."""
+
+    domain: str
+    links: int | None = None
+    rating: float | None = None
+    lost: bool = False
+
+
+@dataclass
+class Sighting:
+    """An interval during which a series listed a key (a link's, a page's or a domain)
+    with the same values: first and last listing (taken times), and the snapshot that no
+    longer listed it so (None while open)."""
+
+    series: str
+    key: object
+    values: tuple[object, ...]
+    first_at: datetime
+    last_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 @dataclass
@@ -49,6 +76,8 @@ class Link:
     sample_until: datetime | None = None
     added_at: datetime | None = None  # None: there before history began
     lost_reason: str | None = None
+    anchor: str | None = None
+    rating: float | None = None
 
 
 @dataclass
@@ -96,6 +125,9 @@ class SiteModel:
     series: dict[str, Series] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     accepted_times: list[datetime] = field(default_factory=list)
+    # Which series listed which key when (links and pages), and which domains.
+    sightings: list[Sighting] = field(default_factory=list)
+    domain_sightings: list[Sighting] = field(default_factory=list)
 
     # --- ingest ---------------------------------------------------------------------
 
@@ -136,15 +168,75 @@ class SiteModel:
             dated = bool(self.accepted_times)
             self.accepted_times.append(taken)
             baseline = status == "baseline"
+            last = prev.taken if prev is not None else None
+            listed_keys = {(f, t or ""): (r.anchor, r.rating) for (f, t), r in live_keys.items()}
             if coverage == "sample":
+                self._list(self.sightings, name, listed_keys, taken, last)
                 self._sample(live_keys, taken, at, dated, guards)
             else:
                 self._complete(name, live_keys, at, dated, baseline)
+                self._list(self.sightings, name, listed_keys, taken, last)
                 if not baseline:
                     self._provider_lost(name, lost_rows, at)
                     self._absent(name, live_keys, at, guards)
             self._expire(at)
         return status
+
+    def ingest_domains(
+        self,
+        name: str,
+        taken: datetime,
+        rows: list[DomainRow],
+        *,
+        malformed: bool,
+        digest: str | None,
+        guards: Guards,
+    ) -> str:
+        """Apply one referring-domain snapshot; return its status. It never touches a link."""
+        s = self.series.setdefault(name, Series(name, "domains"))
+        prev = s.latest_accepted()
+        if prev is not None and taken < prev.taken:
+            raise ModelOutOfOrder(name)
+        if digest is not None and any(
+            x.digest == digest and x.taken >= taken and x.status != "error" for x in s.snaps
+        ):
+            s.snaps.append(Snap(taken, "duplicate", 0, digest))
+            return "duplicate"
+        live: dict[str, tuple[object, ...]] = {}
+        for r in rows:
+            if not r.lost:
+                live.setdefault(r.domain, (r.links, r.rating))
+        lost = {r.domain for r in rows if r.lost and r.domain not in live}
+        listed = len(live) + len(lost)
+        status = self._judge(s, prev, len(live), listed, malformed, digest, guards)
+        s.snaps.append(Snap(taken, status, listed, digest))
+        if status in ("baseline", "complete"):
+            self._list(self.domain_sightings, name, dict(live), taken, prev.taken if prev else None)
+        return status
+
+    def _list(
+        self,
+        sightings: list[Sighting],
+        name: str,
+        listed: dict[object, tuple[object, ...]],
+        taken: datetime,
+        last: datetime | None,
+    ) -> None:
+        """An accepted snapshot of series `name` listed these keys with these values."""
+        open_ = {x.key: x for x in sightings if x.series == name and x.ended_at is None}
+        for key, sighting in open_.items():
+            if listed.get(key, sighting.values) != sighting.values or key not in listed:
+                sighting.last_at, sighting.ended_at = last, taken
+        for key, values in listed.items():
+            if key not in open_ or open_[key].ended_at is not None:
+                sightings.append(Sighting(name, key, values, taken))
+
+    def open_values(self, name: str, key: tuple[str, str]) -> tuple[object, ...] | None:
+        """The values of the series' open sighting of a key, if it lists it."""
+        for x in self.sightings:
+            if x.series == name and x.key == key and x.ended_at is None:
+                return x.values
+        return None
 
     def _judge(
         self,
@@ -189,8 +281,9 @@ class SiteModel:
         link.dropped_by = set()
         link.lost_reason = None
 
-    def _add(self, key: tuple[str, str], domain: str, at: datetime, dated: bool, kind: str) -> Link:
-        link = Link(key[0], key[1], domain, added_at=at if dated else None)
+    def _add(self, key: tuple[str, str], row: Row, at: datetime, dated: bool, kind: str) -> Link:
+        link = Link(key[0], key[1], row.domain, added_at=at if dated else None)
+        link.anchor, link.rating = row.anchor, row.rating
         self.links[key] = link
         if dated:
             self._event(link, kind, at)
@@ -206,11 +299,19 @@ class SiteModel:
     ) -> None:
         for (url_from, url_to), row in rows.items():
             key = (url_from, url_to or "")
+            if self.open_values(name, key) == (row.anchor, row.rating):
+                continue  # listed again as it was: nothing to look at
             link = self.links.get(key)
             if link is None:
-                link = self._add(key, row.domain, at, dated, "appeared" if baseline else "new")
-            elif link.state != "live":
-                self._back_to_live(link, at)
+                link = self._add(key, row, at, dated, "appeared" if baseline else "new")
+            else:
+                if link.state != "live":
+                    self._back_to_live(link, at)
+                if not baseline and row.anchor is not None and row.anchor != link.anchor:
+                    self.events.append(Event(key, "changed", "anchor", at))
+                    link.anchor = row.anchor
+                if row.rating is not None:
+                    link.rating = row.rating
             link.seen_by.add(name)
 
     def _sample(
@@ -231,7 +332,7 @@ class SiteModel:
                 if link is not None and (url_from, url_to) in before:
                     sighted.append(link)
                 elif link is None:
-                    added.append(self._add((url_from, url_to), row.domain, at, dated, "appeared"))
+                    added.append(self._add((url_from, url_to), row, at, dated, "appeared"))
         for (url_from, url_to), row in rows.items():
             if url_to is not None:
                 continue
@@ -248,7 +349,7 @@ class SiteModel:
             elif placeholder is not None and (url_from, "") in before:
                 sighted.append(placeholder)
             elif placeholder is None and url_from not in named_pages:
-                added.append(self._add((url_from, ""), row.domain, at, dated, "appeared"))
+                added.append(self._add((url_from, ""), row, at, dated, "appeared"))
         unique: list[Link] = []
         for link in sighted:
             if link not in unique:
@@ -314,6 +415,7 @@ class SiteModel:
         return any(
             s.taken <= at
             for series in self.series.values()
+            if series.coverage != "domains"  # referring domains are no link data
             for s in series.snaps
             if s.status in ("baseline", "complete")
         )
@@ -323,7 +425,7 @@ class SiteModel:
             return None
         state = "live"
         for e in self.events:
-            if e.key == (link.url_from, link.url_to) and e.at <= t:
+            if e.key == (link.url_from, link.url_to) and e.at <= t and e.kind in STATE_AFTER:
                 state = STATE_AFTER[e.kind]
         return state
 

@@ -268,17 +268,22 @@ def test_links_table_has_a_header_and_every_column(
     assert code == 0
     header, *rows = out.splitlines()
     assert header.split() == [
-        "STATE", "DR", "FIRST", "SEEN", "LAST", "SEEN", "REL", "URL_FROM", "URL_TO",
-        "ANCHOR", "LOST", "REASON",
+        "STATE", "DR", "METRIC", "TOX", "FIRST", "SEEN", "LAST", "SEEN", "REL", "URL_FROM",
+        "URL_TO", "ANCHOR", "LOST", "REASON", "SEEN", "BY",
     ]  # fmt: skip
     assert len(rows) == 3
     by_page = {next(w for w in r.split() if w.startswith("https://")): r for r in rows}
+    # The export gives no toxicity: its column is blank. The series still lists the link (*).
     assert by_page["https://a.example.org/p"].split() == [
-        "live", "55", "2026-02-01", "00:00", "2026-02-03", "12:00", "dofollow",
+        "live", "55", "Ahrefs", "DR", "2026-02-01", "00:00", "2026-02-03", "12:00", "dofollow",
         "https://a.example.org/p", "https://example.com/", "plain",
+        "exports/ahrefs", "2026-02-01..2026-02-03*",
     ]  # fmt: skip
-    assert by_page["https://c.example.org/p"].split()[:7] == [
-        "missing", "55", "2026-02-01", "00:00", "2026-02-01", "00:00", "sponsored",
+    # Gone since the second snapshot: last listed by the first.
+    assert by_page["https://c.example.org/p"].split() == [
+        "missing", "55", "Ahrefs", "DR", "2026-02-01", "00:00", "2026-02-01", "00:00",
+        "sponsored", "https://c.example.org/p", "https://example.com/", "gone",
+        "exports/ahrefs", "2026-02-01..2026-02-01",
     ]  # fmt: skip
     hostile = by_page["https://b.example.org/p"]
     assert "nofollow ugc" in hostile
@@ -302,6 +307,21 @@ def test_links_json_has_exactly_the_documented_keys(ledger: Path) -> None:
         "first_seen": "2026-02-01T00:00:00+00:00",
         "last_seen": "2026-02-03T12:00:00+00:00",
         "sources": ["exports"],
+        "rating_metric": "Ahrefs DR",
+        "toxicity": None,
+        # Each series that listed the link, and what it said of it last.
+        "sightings": [
+            {
+                "series": "exports/ahrefs",
+                "coverage": "complete",
+                "first_seen": "2026-02-01T00:00:00+00:00",
+                "last_seen": "2026-02-03T12:00:00+00:00",
+                "seeing": True,
+                "domain_rating": 55.0,
+                "rating_metric": "Ahrefs DR",
+                "toxicity": None,
+            }
+        ],
     }
     gone = rows["https://c.example.org/p"]
     assert (gone["state"], gone["sources"], gone["last_seen"]) == (
@@ -309,6 +329,8 @@ def test_links_json_has_exactly_the_documented_keys(ledger: Path) -> None:
         [],
         "2026-02-01T00:00:00+00:00",
     )
+    [seen] = gone["sightings"]
+    assert (seen["seeing"], seen["last_seen"]) == (False, "2026-02-01T00:00:00+00:00")
     # The old flag stays as an alias.
     assert run("-c", str(ledger), "links", "--site", SITE, "--json") == (0, out)
 
@@ -317,14 +339,20 @@ def test_links_csv_round_trips_third_party_text(ledger: Path) -> None:
     code, out = run("-c", str(ledger), "links", "--site", SITE, "--format", "csv")
     assert code == 0
     header, *rows = list(csv.reader(io.StringIO(out, newline="")))
+    # Columns added later come last: a script reading by position keeps working.
     assert header == [
         "state", "domain_rating", "first_seen", "last_seen", "rel",
         "url_from", "url_to", "anchor", "lost_reason", "sources",
+        "rating_metric", "toxicity", "seen_by",
     ]  # fmt: skip
     records = {r[5]: dict(zip(header, r, strict=True)) for r in rows}
     hostile = records["https://b.example.org/p"]
     assert hostile["anchor"] == HOSTILE and hostile["rel"] == "nofollow ugc"
     assert hostile["sources"] == "exports" and records["https://c.example.org/p"]["sources"] == ""
+    assert (hostile["rating_metric"], hostile["toxicity"]) == ("Ahrefs DR", "")
+    assert hostile["seen_by"] == (
+        "exports/ahrefs 2026-02-01T00:00:00+00:00..2026-02-03T12:00:00+00:00*"
+    )
 
 
 def test_links_json_and_another_format_are_refused(ledger: Path) -> None:

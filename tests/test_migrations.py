@@ -293,3 +293,43 @@ def test_an_alert_of_the_previous_version_resolves_to_whoever_heard_it_fire(
         assert Notification.from_payload(json.loads(old_row)).alerts[0].rule == "loss"
     finally:
         store.close()
+
+
+def test_provenance_starts_from_what_each_series_saw_at_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _old_database(path, last_format="ahrefs")
+    store = Store(path)
+    try:
+        columns = {r[1] for r in store.conn.execute("PRAGMA table_info(links)")}
+        assert {"rating_metric", "toxicity"} <= columns
+        indexes = {r[1] for r in store.conn.execute("PRAGMA index_list(links)")}
+        assert "links_presence" not in indexes
+        # Each set seen_by bit is an open sighting; when it began is not known exactly:
+        # the series' first accepted snapshot stands in.
+        seeded = store.conn.execute(
+            "SELECT l.url_from, si.first_at, si.first_snapshot_id, si.ended_snapshot_id"
+            " FROM sightings si JOIN links l ON l.link_key = si.link_key ORDER BY l.id"
+        ).fetchall()
+        seeing = [
+            r[0]
+            for r in store.conn.execute("SELECT url_from FROM links WHERE seen_by != 0 ORDER BY id")
+        ]
+        assert [r[0] for r in seeded] == seeing and len(seeing) == 5
+        assert {r[1:] for r in seeded} == {("2026-01-01T00:00:00.000000Z", None, None)}
+        # The next export continues the series: the sightings it confirms go on under
+        # the values it reports; a link it lacks is no longer seen, and goes missing.
+        assert _ingest(store, "ahrefs", ["https://ref.com/café", "https://stays.net/p"], 5) == (
+            "complete"
+        )
+        rows = store.conn.execute(
+            "SELECT l.url_from, si.ended_snapshot_id IS NULL FROM sightings si"
+            " JOIN links l ON l.link_key = si.link_key WHERE si.first_snapshot_id IS NOT NULL"
+        ).fetchall()
+        assert sorted(rows) == [("https://ref.com/café", 1), ("https://stays.net/p", 1)]
+        assert store.conn.execute(
+            "SELECT count(*) FROM sightings WHERE first_snapshot_id IS NULL"
+            " AND ended_snapshot_id IS NULL"
+        ).fetchone() == (0,)
+        assert _states(store)["https://ref.org/%C3%BC"] == "missing"
+    finally:
+        store.close()

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlite_utils import Database
 
@@ -17,6 +17,7 @@ from daemon.store import alerts as alerts_db
 from daemon.store import reads
 from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.ledger import (
+    OF_LINK_SERIES,
     FutureSnapshotError,
     GuardSettings,
     IngestOutcome,
@@ -25,6 +26,13 @@ from daemon.store.ledger import (
     record_failure,
 )
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
+from daemon.store.rebuild import (
+    DeleteOutcome,
+    DeleteRefusedError,
+    Rejudged,
+    UnknownSnapshotError,
+    delete_snapshot,
+)
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
@@ -33,18 +41,23 @@ __all__ = [
     "CLAIM_LEASE",
     "UNSURE_SINCE",
     "AlertState",
+    "DeleteOutcome",
+    "DeleteRefusedError",
     "FutureSnapshotError",
     "GuardSettings",
     "IngestOutcome",
     "LostDomain",
     "OutOfOrderError",
     "OutboxRow",
+    "Rejudged",
     "Silence",
     "SiteStatus",
+    "SnapshotRow",
     "SourceHealth",
     "Store",
     "StoreError",
     "Tell",
+    "UnknownSnapshotError",
     "WindowCounts",
     "database_problem",
     "is_busy",
@@ -56,6 +69,34 @@ def _dicts(cur: sqlite3.Cursor) -> Iterator[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     for row in cur:
         yield dict(zip(names, row, strict=True))
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    """One stored snapshot as `linkwatch snapshots` lists it."""
+
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "listed", "seen", "new", "missing", "restored", "lost", "changed", "unconfirmed",
+        "malformed",
+    )  # fmt: skip
+
+    id: int
+    series: str
+    coverage: str
+    taken_at: datetime
+    ingested_at: datetime
+    status: str
+    listed: int
+    seen: int
+    new: int
+    missing: int
+    restored: int
+    lost: int
+    changed: int
+    unconfirmed: int
+    malformed: int
+    origin: str
+    note: str | None
 
 
 @dataclass(frozen=True)
@@ -256,10 +297,13 @@ class Store:
         }
 
     def known_exports(self, site: str, source: str) -> set[tuple[str, str | None]]:
-        """(file name, size:mtime stamp) of every export already stored for a (site, source)."""
+        """(file name, size:mtime stamp) of every export already stored for a (site, source),
+        deleted ones included: a mistaken export deleted is not read again unless it changes."""
         rows = self.conn.execute(
-            "SELECT DISTINCT origin, origin_stamp FROM snapshots WHERE site_id = ? AND source = ?",
-            (self.site_id(site), source),
+            "SELECT origin, origin_stamp FROM snapshots WHERE site_id = :site AND source = :src"
+            " UNION SELECT origin, origin_stamp FROM deleted_snapshots"
+            " WHERE site_id = :site AND source = :src",
+            {"site": self.site_id(site), "src": source},
         )
         return {(str(r[0]), r[1]) for r in rows}
 
@@ -292,24 +336,40 @@ class Store:
         yield from _dicts(self.conn.execute(sql + " ORDER BY refdomain, url_from", args))
 
     def link_listing(self, site: str, state: str | None = None) -> Iterator[dict[str, Any]]:
-        """`links` rows plus first_seen, last_seen (by linkwatch) and the sources seeing each."""
+        """`links` rows plus first_seen, last_seen (by linkwatch), the sources seeing each,
+        and its sightings: per series that listed it, first and last seen and the values
+        (rating, its metric, toxicity) the series last reported."""
         site_id = self.site_id(site)
         accepted = "('baseline', 'complete')"
         # A series still seeing a link listed it in its latest accepted snapshot.
         series = self.conn.execute(
-            f"""SELECT se.source, se.bit, max(sn.taken_at) FROM series se
+            f"""SELECT se.id, se.source, se.format, se.coverage, se.bit, max(sn.taken_at)
+            FROM series se
             LEFT JOIN snapshots sn ON sn.series_id = se.id AND sn.status IN {accepted}
             WHERE se.site_id = ? GROUP BY se.id""",
             (site_id,),
         ).fetchall()
+        latest = {int(r[0]): r[5] for r in series}
+        names = {int(r[0]): (f"{r[1]}/{r[2]}" if r[2] else str(r[1]), str(r[3])) for r in series}
         # Links there before history began have no added_at: the first accepted snapshot.
         start = self.conn.execute(
             f"SELECT taken_at FROM snapshots WHERE site_id = ? AND status IN {accepted}"
-            " ORDER BY id LIMIT 1",
+            f" AND {OF_LINK_SERIES} ORDER BY id LIMIT 1",
             (site_id,),
         ).fetchone()
-        for row in self.links(site, state):
-            seeing = [(source, latest) for source, bit, latest in series if row["seen_by"] & bit]
+        sql = f"""SELECT l.*, (
+                SELECT json_group_array(json_array(g.series_id, g.first_at, g.last_at, g.open,
+                           li.domain_rating, li.rating_metric, li.toxicity))
+                FROM (SELECT series_id, min(first_at) AS first_at, max(last_at) AS last_at,
+                             max(ended_snapshot_id IS NULL) AS open, max(id) AS latest
+                      FROM sightings WHERE site_id = l.site_id AND link_key = l.link_key
+                      GROUP BY series_id) g
+                JOIN sightings li ON li.id = g.latest) AS sightings_json
+            FROM links l WHERE l.site_id = ?{" AND l.state = ?" if state else ""}
+            ORDER BY l.refdomain, l.url_from"""
+        args: list[Any] = [site_id, *([state] if state else [])]
+        for row in _dicts(self.conn.execute(sql, args)):
+            seeing = [(source, t) for _, source, _, _, bit, t in series if row["seen_by"] & bit]
             first = row["added_at"] or (start[0] if start else None)
             last = (
                 max((t for _, t in seeing if t), default=None)
@@ -319,7 +379,88 @@ class Store:
             row["first_seen"] = from_db(first) if first else None
             row["last_seen"] = from_db(last) if last else None
             row["sources"] = sorted({source for source, _ in seeing})
+            sightings = []
+            for series_id, first_at, last_at, is_open, rating, metric, tox in json.loads(
+                row.pop("sightings_json") or "[]"
+            ):
+                name, coverage = names.get(int(series_id), ("?", "?"))
+                # An open sighting was listed by the series' latest accepted snapshot.
+                seen_last = latest.get(int(series_id)) if is_open else last_at
+                sightings.append(
+                    {
+                        "series": name,
+                        "coverage": coverage,
+                        "first_seen": from_db(first_at) if first_at else None,
+                        "last_seen": from_db(seen_last) if seen_last else None,
+                        "seeing": bool(is_open),
+                        "domain_rating": rating,
+                        "rating_metric": metric,
+                        "toxicity": tox,
+                    }
+                )
+            row["sightings"] = sorted(sightings, key=lambda s: (s["series"], s["first_seen"]))
             yield row
+
+    def snapshot_listing(self, site: str) -> list[SnapshotRow]:
+        """Every snapshot of a site in the order it was stored, with its series and counts."""
+        rows = self.conn.execute(
+            """SELECT sn.id, sn.source, sn.format, coalesce(se.coverage, ''), sn.taken_at,
+                   sn.created_at, sn.status, coalesce(sn.listed, sn.seen), sn.seen, sn.new,
+                   sn.missing, sn.restored, sn.lost, sn.changed, sn.unconfirmed, sn.malformed,
+                   sn.origin, sn.note
+            FROM snapshots sn LEFT JOIN series se ON se.id = sn.series_id
+            WHERE sn.site_id = ? ORDER BY sn.id""",
+            (self.site_id(site),),
+        ).fetchall()
+        return [
+            SnapshotRow(
+                id=int(r[0]),
+                series=f"{r[1]}/{r[2]}" if r[2] else str(r[1]),
+                coverage=str(r[3]),
+                taken_at=from_db(r[4]),
+                ingested_at=from_db(r[5]),
+                status=str(r[6]),
+                **dict(zip(SnapshotRow.COUNTS, (int(v or 0) for v in r[7:16]), strict=True)),
+                origin=str(r[16]),
+                note=r[17],
+            )
+            for r in rows
+        ]
+
+    def delete_snapshot(self, snapshot_id: int, now: datetime) -> DeleteOutcome:
+        """Delete a snapshot and rebuild what it changed from the rest of the history, in one
+        transaction (see daemon.store.rebuild); UnknownSnapshotError or DeleteRefusedError
+        (nothing changed) when it cannot be done."""
+        return delete_snapshot(self.conn, snapshot_id, now)
+
+    def domain_listing(self, site: str) -> list[dict[str, Any]]:
+        """Referring domains each domain-level series of a site listed: one row per domain
+        and series, with first and last seen and the values it last reported."""
+        rows = self.conn.execute(
+            """SELECT se.source || '/' || se.format, g.domain, g.first_at, g.last_at, g.open,
+                   li.links, li.domain_rating, li.rating_metric,
+                   (SELECT max(taken_at) FROM snapshots sn WHERE sn.series_id = se.id
+                    AND sn.status IN ('baseline', 'complete'))
+            FROM (SELECT series_id, domain, min(first_at) AS first_at, max(last_at) AS last_at,
+                         max(ended_snapshot_id IS NULL) AS open, max(id) AS latest
+                  FROM domain_sightings WHERE site_id = ? GROUP BY series_id, domain) g
+            JOIN domain_sightings li ON li.id = g.latest JOIN series se ON se.id = g.series_id
+            ORDER BY g.domain, 1""",
+            (self.site_id(site),),
+        ).fetchall()
+        return [
+            {
+                "series": r[0],
+                "domain": r[1],
+                "first_seen": from_db(r[2]),
+                "last_seen": from_db(r[8] if r[4] else r[3]),
+                "seeing": bool(r[4]),
+                "links": r[5],
+                "domain_rating": r[6],
+                "rating_metric": r[7],
+            }
+            for r in rows
+        ]
 
     def status(self) -> list[SiteStatus]:
         """Each site's live links and referring domains, and its latest snapshot by ingest."""

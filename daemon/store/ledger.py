@@ -3,11 +3,13 @@ docs/evidence.md, one named step per rule, in one transaction."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
@@ -23,7 +25,12 @@ from sources.urls import (
 
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
-COMPLETE, SAMPLE = "complete", "sample"
+COMPLETE, SAMPLE, DOMAINS = "complete", "sample", "domains"
+# SQL: the snapshot row is of a series that tracks links (not a domain-level one).
+OF_LINK_SERIES = (
+    "NOT EXISTS (SELECT 1 FROM series se WHERE se.id = snapshots.series_id"
+    " AND se.coverage = 'domains')"
+)
 
 
 class OutOfOrderError(ValueError):
@@ -32,6 +39,10 @@ class OutOfOrderError(ValueError):
 
 class FutureSnapshotError(OutOfOrderError):
     """A snapshot taken after now: it would date every later event of its site after it."""
+
+
+class CoverageMismatchError(ValueError):
+    """A snapshot whose kind (links, sample, referring domains) is not its series' kind."""
 
 
 # Clocks and export tools disagree a little; a day ahead is a typo or a wrong clock.
@@ -51,6 +62,19 @@ class GuardSettings:
     agree_within: float = 0.1
     # How long a sample sighting vouches for a link no complete series sees.
     sample_ttl: timedelta = timedelta(days=90)
+
+    def to_json(self) -> str:
+        """The guards as stored with each snapshot, so a rebuild applies it the same way."""
+        values: dict[str, Any] = asdict(self)
+        values["sample_ttl"] = self.sample_ttl.total_seconds()
+        return json.dumps(values, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GuardSettings:
+        """The guards a snapshot was stored with."""
+        values = json.loads(text)
+        values["sample_ttl"] = timedelta(seconds=values["sample_ttl"])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -88,24 +112,27 @@ class IngestOutcome:
     unconfirmed: int = 0
     # Seconds the write transaction took: what other writers may have waited for.
     locked_s: float = 0.0
+    coverage: str = COMPLETE
 
 
-# Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`.
-_STAGING = (
+# Rows an export lists as live go to `staging`, rows it marks lost to `staging_lost`; a
+# domain-level export's rows go to `staging_domains` and `staging_domains_lost`.
+STAGING = (
     """CREATE TEMP TABLE staging (
         link_key INTEGER NOT NULL, from_key INTEGER,
         url_from TEXT, url_to TEXT, anchor TEXT,
         nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
-        refdomain TEXT, domain_rating REAL, first_seen REAL, attrs INTEGER
+        refdomain TEXT, domain_rating REAL, first_seen REAL, digest INTEGER,
+        rating_metric TEXT, toxicity REAL
     )""",
     "CREATE TEMP TABLE staging_lost (link_key INTEGER NOT NULL, reason TEXT)",
 )
-_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
 # table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
-_INDEX_AND_DEDUPE = (
-    "CREATE INDEX temp.staging_key ON staging(link_key, attrs)",
+INDEX_AND_DEDUPE = (
+    "CREATE INDEX temp.staging_key ON staging(link_key, digest)",
     """DELETE FROM staging WHERE rowid IN (
         SELECT s.rowid FROM staging s
         JOIN (SELECT link_key FROM staging GROUP BY link_key HAVING count(*) > 1) d
@@ -113,7 +140,25 @@ _INDEX_AND_DEDUPE = (
         WHERE s.rowid != (SELECT min(s2.rowid) FROM staging s2 WHERE s2.link_key = s.link_key))""",
     "CREATE INDEX temp.staging_lost_key ON staging_lost(link_key)",
 )
-_DROP_STAGING = ("DROP TABLE IF EXISTS temp.staging", "DROP TABLE IF EXISTS temp.staging_lost")
+DOMAIN_STAGING = (
+    """CREATE TEMP TABLE staging_domains (
+        domain TEXT NOT NULL, links INTEGER, domain_rating REAL, rating_metric TEXT,
+        first_seen REAL, digest INTEGER
+    )""",
+    "CREATE TEMP TABLE staging_domains_lost (domain TEXT NOT NULL)",
+)
+DOMAIN_INDEX_AND_DEDUPE = (
+    "CREATE INDEX temp.staging_domains_key ON staging_domains(domain, digest)",
+    """DELETE FROM staging_domains WHERE rowid NOT IN (
+        SELECT min(rowid) FROM staging_domains GROUP BY domain)""",
+    "CREATE INDEX temp.staging_domains_lost_key ON staging_domains_lost(domain)",
+)
+DROP_STAGING = (
+    "DROP TABLE IF EXISTS temp.staging",
+    "DROP TABLE IF EXISTS temp.staging_lost",
+    "DROP TABLE IF EXISTS temp.staging_domains",
+    "DROP TABLE IF EXISTS temp.staging_domains_lost",
+)
 # Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
 _CHANGED = """(
     (s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor)
@@ -128,16 +173,37 @@ _BACK_TO_LIVE = (
 )
 
 
-def attributes_digest(
-    anchor: str | None, nofollow: bool | None, ugc: bool | None, sponsored: bool | None
+def report_digest(
+    anchor: str | None,
+    nofollow: bool | None,
+    ugc: bool | None,
+    sponsored: bool | None,
+    rating: float | None,
+    metric: str | None,
+    toxicity: float | None,
+    first_seen: float | None,
 ) -> int:
-    """A cheap fingerprint of a link's attributes: equal digests need no closer look."""
-    return zlib.crc32(f"{anchor}\x1f{nofollow}\x1f{ugc}\x1f{sponsored}".encode())
+    """A cheap fingerprint of a row's reported values: a series that reports the same
+    values for a link again needs no closer look (and no write)."""
+    return zlib.crc32(
+        f"{anchor}\x1f{nofollow}\x1f{ugc}\x1f{sponsored}\x1f{rating}\x1f{metric}"
+        f"\x1f{toxicity}\x1f{first_seen}".encode()
+    )
 
 
 def page_key(url_from: str) -> int:
     """The key of a referring page alone: what a target-less sample row is matched by."""
     return link_key(normalize_url(url_from) or url_from, "")
+
+
+def normalize_domain(text: str) -> str | None:
+    """A referring domain in canonical form (lower case, IDNA, no `www.`, no port); None
+    when the text is not a bare host name."""
+    parts = split_url(text.strip())
+    if parts is None or parts[1] != "/":
+        return None
+    host = host_name(parts[0])
+    return host[4:] if host.startswith("www.") else host
 
 
 # --- staging ---------------------------------------------------------------------------
@@ -149,13 +215,16 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
     `page_keys`: key every row by its page too — for samples, and for a baseline, whose
     rows are nearly all new links (later snapshots key their few new links afterwards).
     """
-    for statement in (*_DROP_STAGING, *_STAGING):
+    for statement in (*DROP_STAGING, *STAGING):
         conn.execute(statement)
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
     for rec in result.records:
-        (url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason, _, _) = rec
+        (
+            url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason,
+            metric, toxicity,
+        ) = rec  # fmt: skip
         parts_from = split_url(url_from)
         if parts_from is None:
             report.add(result.line, f"referring page is not a URL: {url_from[:200]!r}")
@@ -174,6 +243,9 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
         if lost:
             lost_batch.append((key, reason))
             continue
+        # Epoch seconds: converting only the few new links' dates in SQL is far cheaper
+        # than formatting a million of them here.
+        first_ts = first.timestamp() if first is not None else None
         batch.append(
             (
                 key,
@@ -186,10 +258,10 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
                 sponsored,
                 registrable_domain(host_name(parts_from[0])),
                 rating,
-                # Epoch seconds: converting only the few new links' dates in SQL is far
-                # cheaper than formatting a million of them here.
-                first.timestamp() if first is not None else None,
-                attributes_digest(anchor, nofollow, ugc, sponsored),
+                first_ts,
+                report_digest(anchor, nofollow, ugc, sponsored, rating, metric, toxicity, first_ts),
+                metric,
+                toxicity,
             )
         )
         if len(batch) >= _BATCH:
@@ -199,8 +271,13 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
         conn.executemany(_STAGE_ROW, batch)
     if lost_batch:
         conn.executemany(_STAGE_LOST, lost_batch)
-    for statement in _INDEX_AND_DEDUPE:
+    for statement in INDEX_AND_DEDUPE:
         conn.execute(statement)
+    return staged_counts(conn)
+
+
+def staged_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(live rows, rows listed) of the staged link snapshot."""
     seen = int(conn.execute("SELECT count(*) FROM staging").fetchone()[0])
     marked_lost = int(
         conn.execute(
@@ -211,11 +288,55 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
     return seen, seen + marked_lost
 
 
+def _stage_domains(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
+    """Stream a domain-level snapshot into its staging tables; (live domains, listed)."""
+    for statement in (*DROP_STAGING, *DOMAIN_STAGING):
+        conn.execute(statement)
+    report = result.report
+    batch: list[tuple[object, ...]] = []
+    lost_batch: list[tuple[str]] = []
+    for domain, links, rating, metric, first, lost in result.domain_records or ():
+        norm = normalize_domain(domain)
+        if norm is None:
+            report.add(result.line, f"referring domain is not a host name: {domain[:200]!r}")
+            continue
+        if lost:
+            lost_batch.append((norm,))
+            continue
+        first_ts = first.timestamp() if first is not None else None
+        digest = zlib.crc32(f"{links}\x1f{rating}\x1f{metric}\x1f{first_ts}".encode())
+        batch.append((norm, links, rating, metric, first_ts, digest))
+        if len(batch) >= _BATCH:
+            conn.executemany("INSERT INTO staging_domains VALUES (?,?,?,?,?,?)", batch)
+            batch.clear()
+    if batch:
+        conn.executemany("INSERT INTO staging_domains VALUES (?,?,?,?,?,?)", batch)
+    if lost_batch:
+        conn.executemany("INSERT INTO staging_domains_lost VALUES (?)", lost_batch)
+    for statement in DOMAIN_INDEX_AND_DEDUPE:
+        conn.execute(statement)
+    return staged_domain_counts(conn)
+
+
+def staged_domain_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(live domains, domains listed) of the staged domain-level snapshot."""
+    seen = int(conn.execute("SELECT count(*) FROM staging_domains").fetchone()[0])
+    marked_lost = int(
+        conn.execute(
+            "SELECT count(DISTINCT domain) FROM staging_domains_lost"
+            " WHERE domain NOT IN (SELECT domain FROM staging_domains)"
+        ).fetchone()[0]
+    )
+    return seen, seen + marked_lost
+
+
 # --- series and their history ----------------------------------------------------------
 
 
 def coverage_of(result: SnapshotResult) -> str:
     """The coverage kind of the series a snapshot belongs to."""
+    if result.domain_records is not None:
+        return DOMAINS
     return SAMPLE if result.sample else COMPLETE
 
 
@@ -228,6 +349,11 @@ def series_for(
         (site_id, source, fmt),
     ).fetchone()
     if row is not None:
+        if str(row[1]) != coverage:
+            raise CoverageMismatchError(
+                f"{source}/{fmt} is a {row[1]} series; this snapshot is {coverage}: a format "
+                "delivers one kind of snapshot"
+            )
         return Series(int(row[0]), site_id, source, str(row[1]), int(row[2]))
     used = int(
         conn.execute(
@@ -244,33 +370,56 @@ def series_for(
     return Series(int(cur.lastrowid or 0), site_id, source, coverage, bit)
 
 
+def load_series(conn: sqlite3.Connection, series_id: int) -> Series:
+    """A stored series by id."""
+    row = conn.execute(
+        "SELECT id, site_id, source, coverage, bit FROM series WHERE id = ?", (series_id,)
+    ).fetchone()
+    return Series(int(row[0]), int(row[1]), str(row[2]), str(row[3]), int(row[4]))
+
+
 @dataclass(frozen=True)
-class _Previous:
+class Previous:
+    """The latest accepted snapshot of a series before another one."""
+
+    id: int
     listed: int
     taken_at: str
 
 
-def latest_accepted(conn: sqlite3.Connection, series_id: int) -> _Previous | None:
-    """The latest baseline or complete snapshot of a series."""
+# Snapshot ids only grow: "before snapshot N" is "id < N", whatever was deleted since.
+_NO_LIMIT = 1 << 62
+
+
+def latest_accepted(
+    conn: sqlite3.Connection, series_id: int, before_id: int = _NO_LIMIT
+) -> Previous | None:
+    """The latest baseline or complete snapshot of a series (stored before `before_id`)."""
     row = conn.execute(
-        "SELECT coalesce(listed, seen), taken_at FROM snapshots WHERE series_id = ?"
-        " AND status IN ('baseline', 'complete') ORDER BY taken_at DESC, id DESC LIMIT 1",
-        (series_id,),
+        "SELECT id, coalesce(listed, seen), taken_at FROM snapshots WHERE series_id = ?"
+        " AND status IN ('baseline', 'complete') AND id < ?"
+        " ORDER BY taken_at DESC, id DESC LIMIT 1",
+        (series_id, before_id),
     ).fetchone()
-    return None if row is None else _Previous(int(row[0]), str(row[1]))
+    return None if row is None else Previous(int(row[0]), int(row[1]), str(row[2]))
 
 
-def _is_duplicate(
-    conn: sqlite3.Connection, series_id: int, result: SnapshotResult, taken: str
+def is_duplicate(
+    conn: sqlite3.Connection,
+    series_id: int,
+    digest: str | None,
+    taken: str,
+    origin: str | None,
+    before_id: int = _NO_LIMIT,
 ) -> bool:
     """Same content as an earlier snapshot of the series taken at the same time or later,
     or as an earlier read of the same file (only its time stamp changed)."""
-    if result.digest is None:
+    if digest is None:
         return False
     row = conn.execute(
-        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ?"
+        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ? AND id < ?"
         " AND (taken_at >= ? OR origin = ?) AND status != 'error' LIMIT 1",
-        (series_id, result.digest, taken, result.origin or None),
+        (series_id, digest, before_id, taken, origin or None),
     ).fetchone()
     return row is not None
 
@@ -281,14 +430,16 @@ def _agreeing_suspects(
     listed: int,
     digest: str | None,
     guards: GuardSettings,
+    before_id: int,
 ) -> bool:
     """True when the snapshots just before this one were suspect, of about its size, and
     each a different file: one file read again agrees only with itself."""
     wanted = guards.suspect_accept_after - 1
     rows = conn.execute(
         "SELECT status, coalesce(listed, seen), digest FROM snapshots WHERE series_id = ?"
-        " AND status NOT IN ('error', 'duplicate') ORDER BY taken_at DESC, id DESC LIMIT ?",
-        (series_id, wanted),
+        " AND status NOT IN ('error', 'duplicate') AND id < ?"
+        " ORDER BY taken_at DESC, id DESC LIMIT ?",
+        (series_id, before_id, wanted),
     ).fetchall()
     digests = [d for d in (*(r[2] for r in rows), digest) if d is not None]
     return (
@@ -301,20 +452,31 @@ def _agreeing_suspects(
     )
 
 
-def _judge(
+@dataclass(frozen=True)
+class Judged:
+    """What a snapshot is judged on: its own content and the series' history before it."""
+
+    error: str | None
+    malformed: int
+    seen: int
+    listed: int
+    digest: str | None
+
+
+def judge(
     conn: sqlite3.Connection,
     series: Series,
-    result: SnapshotResult,
-    seen: int,
-    listed: int,
-    prev: _Previous | None,
+    snap: Judged,
+    prev: Previous | None,
     guards: GuardSettings,
+    before_id: int = _NO_LIMIT,
 ) -> tuple[str, str | None]:
     """The snapshot's status: is it whole, and is it plausible? (docs/evidence.md)"""
-    if result.error is not None:
-        return "partial", result.error
-    if result.report.malformed:
-        return "partial", f"{result.report.malformed} malformed rows; no link state changed"
+    listed, seen = snap.listed, snap.seen
+    if snap.error is not None:
+        return "partial", snap.error
+    if snap.malformed:
+        return "partial", f"{snap.malformed} malformed rows; no link state changed"
     if listed == 0:
         return "suspect", "no rows: an empty export never confirms a loss; no link state changed"
     if seen == 0:
@@ -327,7 +489,7 @@ def _judge(
         return "complete", "a sample export: it adds and restores links, absences count for nothing"
     if listed >= guards.suspect_below * prev.listed:
         return "complete", None
-    if _agreeing_suspects(conn, series.id, listed, result.digest, guards):
+    if _agreeing_suspects(conn, series.id, listed, snap.digest, guards, before_id):
         return "complete", (
             f"{listed} rows, under {guards.suspect_below:.0%} of {prev.listed}, believed:"
             f" {guards.suspect_accept_after} snapshots in a row agree"
@@ -338,16 +500,18 @@ def _judge(
     )
 
 
-def _effective_time(conn: sqlite3.Connection, site_id: int, taken: str) -> tuple[str, bool]:
+def effective_time(
+    conn: sqlite3.Connection, site_id: int, taken: str, before_id: int
+) -> tuple[str, bool]:
     """(when this snapshot's events are dated, whether the site had accepted snapshots).
 
     Never earlier than the site's latest accepted snapshot: an old export of a second
-    series cannot reorder history.
+    series cannot reorder history. Domain-level snapshots are no link history.
     """
     latest = conn.execute(
-        "SELECT max(taken_at) FROM snapshots"
-        " WHERE site_id = ? AND status IN ('baseline', 'complete')",
-        (site_id,),
+        "SELECT max(taken_at) FROM snapshots WHERE site_id = ? AND id < ?"
+        f" AND status IN ('baseline', 'complete') AND {OF_LINK_SERIES}",
+        (site_id, before_id),
     ).fetchone()[0]
     return (max(taken, latest) if latest else taken), latest is not None
 
@@ -356,7 +520,7 @@ def _effective_time(conn: sqlite3.Connection, site_id: int, taken: str) -> tuple
 
 
 @dataclass
-class _Step:
+class Step:
     """What the rules of one snapshot work with."""
 
     conn: sqlite3.Connection
@@ -366,7 +530,7 @@ class _Step:
     at: str
     # When the snapshot itself was taken: a sample's evidence is as old as that.
     taken: str
-    prev_taken: str | None
+    prev: Previous | None
     baseline: bool
     dated: bool
     guards: GuardSettings
@@ -376,10 +540,12 @@ class _Step:
     def params(self) -> dict[str, object]:
         return {
             "site": self.site_id,
+            "series": self.series.id,
             "bit": self.series.bit,
             "snap": self.snapshot_id,
             "at": self.at,
-            "prev": self.prev_taken,
+            "prev": self.prev.taken_at if self.prev else None,
+            "prev_id": self.prev.id if self.prev else None,
             "confirm": self.guards.confirm_after,
             "taken": self.taken,
             "until": to_db(from_db(self.taken) + self.guards.sample_ttl)
@@ -393,7 +559,7 @@ class _Step:
 
 def _order_problem(
     conn: sqlite3.Connection, series_id: int, taken: str, origin: str, where: str
-) -> tuple[_Previous | None, str | None]:
+) -> tuple[Previous | None, str | None]:
     """(the series' latest accepted snapshot, why this one comes too late or None)."""
     prev = latest_accepted(conn, series_id)
     if prev is not None and taken < prev.taken_at:
@@ -410,6 +576,11 @@ def _find_series(conn: sqlite3.Connection, site_id: int, source: str, fmt: str) 
         (site_id, source, fmt),
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def _drop_staging(conn: sqlite3.Connection) -> None:
+    for statement in DROP_STAGING:
+        conn.execute(statement)
 
 
 def ingest(
@@ -432,6 +603,7 @@ def ingest(
     taken = to_db(result.taken_at)
     origin = result.origin or source
     where = f"{site}/{source} ({result.format})"
+    coverage = coverage_of(result)
     if result.taken_at > now + FUTURE_SKEW:
         raise FutureSnapshotError(
             f"{origin}: taken at {taken}, after now ({to_db(now)}); "
@@ -439,6 +611,8 @@ def ingest(
         )
     # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
     conn.execute("BEGIN DEFERRED")
+    staged = False
+    seen = listed = 0
     try:
         series_id = _find_series(conn, site_id, source, result.format)
         prev = None
@@ -446,8 +620,11 @@ def ingest(
             prev, problem = _order_problem(conn, series_id, taken, origin, where)
             if problem is not None:
                 raise OutOfOrderError(problem)
-        if series_id is None or not _is_duplicate(conn, series_id, result, taken):
-            seen, listed = _stage(conn, result, page_keys=result.sample or prev is None)
+        if series_id is None or not is_duplicate(
+            conn, series_id, result.digest, taken, result.origin
+        ):
+            seen, listed = _stage_any(conn, result, coverage, prev is None)
+            staged = True
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -457,47 +634,38 @@ def ingest(
     try:
         conn.execute("BEGIN IMMEDIATE")
     except BaseException:
-        for statement in _DROP_STAGING:
-            conn.execute(statement)
+        _drop_staging(conn)
         raise
     try:
         # Another process may have ingested in between: every check is made again here.
-        series = series_for(conn, site_id, source, result.format, coverage_of(result))
+        series = series_for(conn, site_id, source, result.format, coverage)
         prev, problem = _order_problem(conn, series.id, taken, origin, where)
         if problem is not None:
             raise OutOfOrderError(problem)
         # A duplicate stays one (snapshots never change); one may have appeared meanwhile.
-        if _is_duplicate(conn, series.id, result, taken):
+        if is_duplicate(conn, series.id, result.digest, taken, result.origin):
             result.close()  # never read (or read for nothing): release the file now
             seen = listed = 0
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
-            status, note = _judge(conn, series, result, seen, listed, prev, guards)
-        at, had_history = _effective_time(conn, site_id, taken)
-        snapshot_id = _record_snapshot(conn, series, result, taken, status, seen, listed, note, now)
+            if not staged:
+                # The snapshot it duplicated was deleted meanwhile: read it after all.
+                seen, listed = _stage_any(conn, result, coverage, prev is None)
+            judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
+            status, note = judge(conn, series, judged, prev, guards)
+        fetch_note = "; ".join(result.notes) or None
+        snapshot_id = _record_snapshot(
+            conn, series, result, taken, status, seen, listed, note, fetch_note, guards, now
+        )
         if status in ACCEPTED:
-            step = _Step(
-                conn,
-                site_id,
-                series,
-                snapshot_id,
-                at,
-                taken,
-                prev.taken_at if prev else None,
-                baseline=status == "baseline",
-                dated=had_history,
-                guards=guards,
-            )
-            counts = _apply(step)
-        _record_counts(conn, snapshot_id, counts, time.monotonic() - started)
-        for statement in _DROP_STAGING:
-            conn.execute(statement)
+            counts = apply_snapshot(conn, series, snapshot_id, taken, prev, status, guards)
+        record_counts(conn, snapshot_id, counts, time.monotonic() - started)
+        _drop_staging(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
-        for statement in _DROP_STAGING:
-            conn.execute(statement)
+        _drop_staging(conn)
         raise
     locked_s = time.monotonic() - locked
     return IngestOutcome(
@@ -509,13 +677,54 @@ def ingest(
         status=status,
         seen=seen,
         malformed=result.report.malformed,
-        note=note,
+        note=join_notes(note, fetch_note),
         examples=tuple(result.report.examples),
         series=f"{source}/{result.format}",
         listed=listed,
         locked_s=locked_s,
+        coverage=coverage,
         **counts,
     )
+
+
+def _stage_any(
+    conn: sqlite3.Connection, result: SnapshotResult, coverage: str, first: bool
+) -> tuple[int, int]:
+    """Stage a snapshot of any kind; (live rows, rows listed)."""
+    if coverage == DOMAINS:
+        return _stage_domains(conn, result)
+    return _stage(conn, result, page_keys=result.sample or first)
+
+
+def join_notes(note: str | None, fetch_note: str | None) -> str | None:
+    """The stored note: the verdict's, then what the fetch told."""
+    return "; ".join(n for n in (note, fetch_note) if n) or None
+
+
+def apply_snapshot(
+    conn: sqlite3.Connection,
+    series: Series,
+    snapshot_id: int,
+    taken: str,
+    prev: Previous | None,
+    status: str,
+    guards: GuardSettings,
+) -> dict[str, int]:
+    """Apply an accepted, staged snapshot to the ledger; its counts by event kind."""
+    at, had_history = effective_time(conn, series.site_id, taken, snapshot_id)
+    step = Step(
+        conn,
+        series.site_id,
+        series,
+        snapshot_id,
+        at,
+        taken,
+        prev,
+        baseline=status == "baseline",
+        dated=had_history,
+        guards=guards,
+    )
+    return _apply(step)
 
 
 def _record_snapshot(
@@ -527,12 +736,14 @@ def _record_snapshot(
     seen: int,
     listed: int,
     note: str | None,
+    fetch_note: str | None,
+    guards: GuardSettings,
     now: datetime,
 ) -> int:
     cur = conn.execute(
         "INSERT INTO snapshots (site_id, source, series_id, taken_at, status, origin, format,"
-        " seen, listed, malformed, note, digest, origin_stamp, created_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " seen, listed, malformed, note, digest, origin_stamp, created_at, guards, fetch_note)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             series.site_id,
             series.source,
@@ -544,25 +755,28 @@ def _record_snapshot(
             seen,
             listed,
             result.report.malformed,
-            note,
+            join_notes(note, fetch_note),
             result.digest,
             result.origin_stamp,
             to_db(now),
+            guards.to_json(),
+            fetch_note,
         ),
     )
     return int(cur.lastrowid or 0)
 
 
-_COUNTED = ("new", "missing", "restored", "lost", "changed", "unconfirmed")
+COUNTED = ("new", "missing", "restored", "lost", "changed", "unconfirmed")
 
 
-def _record_counts(
-    conn: sqlite3.Connection, snapshot_id: int, counts: dict[str, int], seconds: float
+def record_counts(
+    conn: sqlite3.Connection, snapshot_id: int, counts: dict[str, int], seconds: float | None
 ) -> None:
+    """Store what applying a snapshot did (and how long its ingest took, when known)."""
     conn.execute(
-        f"UPDATE snapshots SET {', '.join(f'{k} = ?' for k in _COUNTED)}, duration_s = ?"
-        " WHERE id = ?",
-        (*(counts.get(k, 0) for k in _COUNTED), seconds, snapshot_id),
+        f"UPDATE snapshots SET {', '.join(f'{k} = ?' for k in COUNTED)},"
+        " duration_s = coalesce(?, duration_s) WHERE id = ?",
+        (*(counts.get(k, 0) for k in COUNTED), seconds, snapshot_id),
     )
 
 
@@ -586,8 +800,12 @@ def record_failure(
     return int(cur.lastrowid or 0)
 
 
-def _apply(step: _Step) -> dict[str, int]:
+def _apply(step: Step) -> dict[str, int]:
     """An accepted snapshot's rules, by the coverage of its series (docs/evidence.md)."""
+    if step.series.coverage == DOMAINS:
+        # Referring domains only: the series' own sightings, never a link.
+        _domain_sightings(step)
+        return step.counts
     if step.series.coverage == SAMPLE:
         _sample_sightings(step)
     else:
@@ -599,7 +817,75 @@ def _apply(step: _Step) -> dict[str, int]:
     return step.counts
 
 
-def _insert_links(step: _Step, sql_from: str) -> None:
+# --- sightings: which series listed which key, as intervals ------------------------------
+
+
+def _listing_delta(step: Step) -> None:
+    """`temp.delta`: staged rows this series did not list last time with the same values
+    (unknown links, links it did not see, links whose reported values changed), with the
+    sighting they end and the link they name. Only the series' open sightings are probed,
+    from their own index: an unchanged row costs one index probe and no write."""
+    x = step.conn.execute
+    x("DROP TABLE IF EXISTS temp.delta")
+    x(
+        """CREATE TEMP TABLE delta AS
+        SELECT s.rowid AS srow, o.id AS open_id,
+               (SELECT l.id FROM links l WHERE l.site_id = :site AND l.link_key = s.link_key)
+                   AS link_id,
+               (SELECT l.state FROM links l WHERE l.site_id = :site AND l.link_key = s.link_key)
+                   AS prev_state
+        FROM staging s LEFT JOIN sightings o INDEXED BY sightings_open
+          ON o.series_id = :series AND o.link_key = s.link_key AND o.ended_snapshot_id IS NULL
+        WHERE o.id IS NULL OR o.digest IS NOT s.digest""",
+        step.params,
+    )
+
+
+def _record_sightings(step: Step) -> None:
+    """The rows in `temp.delta` start a sighting (ending the one with other values)."""
+    x = step.conn.execute
+    p = step.params
+    x(
+        """UPDATE sightings SET ended_snapshot_id = :snap, last_snapshot_id = :prev_id,
+               last_at = :prev
+        WHERE id IN (SELECT open_id FROM delta WHERE open_id IS NOT NULL)""",
+        p,
+    )
+    x(
+        """INSERT INTO sightings (site_id, series_id, link_key, first_snapshot_id, first_at,
+               digest, anchor, nofollow, ugc, sponsored, domain_rating, rating_metric,
+               toxicity, first_seen)
+        SELECT :site, :series, s.link_key, :snap, :taken, s.digest, s.anchor, s.nofollow,
+               s.ugc, s.sponsored, s.domain_rating, s.rating_metric, s.toxicity, s.first_seen
+        FROM delta d JOIN staging s ON s.rowid = d.srow""",
+        p,
+    )
+
+
+def _end_absent_sightings(step: Step) -> None:
+    """`temp.gone`: the keys the series listed last time and not now; their sightings end."""
+    x = step.conn.execute
+    p = step.params
+    x("DROP TABLE IF EXISTS temp.gone")
+    x(
+        """CREATE TEMP TABLE gone AS
+        SELECT o.id AS sighting_id, o.link_key AS link_key,
+               (SELECT l.id FROM links l WHERE l.site_id = :site AND l.link_key = o.link_key)
+                   AS link_id
+        FROM sightings o INDEXED BY sightings_open
+        WHERE o.series_id = :series AND o.ended_snapshot_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = o.link_key)""",
+        p,
+    )
+    x(
+        """UPDATE sightings SET ended_snapshot_id = :snap, last_snapshot_id = :prev_id,
+               last_at = :prev
+        WHERE id IN (SELECT sighting_id FROM gone)""",
+        p,
+    )
+
+
+def _insert_links(step: Step, sql_from: str) -> None:
     """Add the staged links the ledger does not know, with the events their arrival means.
 
     In a later snapshot of a complete series they are *new*; in a baseline or a sample
@@ -613,10 +899,11 @@ def _insert_links(step: _Step, sql_from: str) -> None:
     max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
     x(
         f"""INSERT INTO links (site_id, link_key, from_key, url_from, url_to, anchor, nofollow,
-               ugc, sponsored, attrs, refdomain, domain_rating, first_seen_at, added_at,
-               state, seen_by, sample_until)
+               ugc, sponsored, attrs, refdomain, domain_rating, rating_metric, toxicity,
+               first_seen_at, added_at, state, seen_by, sample_until)
         SELECT :site, s.link_key, s.from_key, s.url_from, s.url_to, s.anchor, s.nofollow,
-               s.ugc, s.sponsored, s.attrs, s.refdomain, s.domain_rating,
+               s.ugc, s.sponsored, s.digest, s.refdomain, s.domain_rating,
+               CASE WHEN s.domain_rating IS NOT NULL THEN s.rating_metric END, s.toxicity,
                CASE WHEN s.first_seen IS NULL THEN :at
                     ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
                END,
@@ -644,23 +931,12 @@ def _insert_links(step: _Step, sql_from: str) -> None:
             step.add("new", int(added))
 
 
-def _complete_sightings(step: _Step) -> None:
-    """Links a complete series lists: add unknown ones, restore absent ones, note changes."""
+def _complete_sightings(step: Step) -> None:
+    """Links a complete series lists: add unknown ones, restore absent ones, note changes,
+    keep the provider's metrics; the series now sees them all."""
     x = step.conn.execute
     p = step.params
-    # Staged links that need anything done: unknown, not live, not yet seen by this
-    # series, or whose attributes digest differs. Only indexed columns are read here, so
-    # the million unchanged links cost one index probe each.
-    x("DROP TABLE IF EXISTS temp.delta")
-    x(
-        """CREATE TEMP TABLE delta AS
-        SELECT s.rowid AS srow, l.id AS link_id, l.state AS prev_state
-        FROM staging s LEFT JOIN links l INDEXED BY links_presence
-          ON l.site_id = :site AND l.link_key = s.link_key
-        WHERE l.id IS NULL OR l.state != 'live' OR (l.seen_by & :bit) = 0
-           OR l.attrs IS NOT s.attrs""",
-        p,
-    )
+    _listing_delta(step)
     _insert_links(
         step,
         "FROM delta d JOIN staging s ON s.rowid = d.srow WHERE d.link_id IS NULL",
@@ -677,16 +953,26 @@ def _complete_sightings(step: _Step) -> None:
     if not step.baseline:
         _attribute_changes(step)
     x(
-        f"""UPDATE links SET {_BACK_TO_LIVE}, seen_by = links.seen_by | :bit, attrs = s.attrs,
-               domain_rating = coalesce(s.domain_rating, links.domain_rating)
+        f"""UPDATE links SET {_BACK_TO_LIVE} WHERE id IN (
+            SELECT link_id FROM delta WHERE link_id IS NOT NULL AND prev_state != 'live')"""
+    )
+    # A metric the row does not give (NULL) never erases the one known; a rating comes
+    # with the name of its metric, or none when the source does not say which it is.
+    x(
+        """UPDATE links SET seen_by = links.seen_by | :bit, attrs = s.digest,
+               domain_rating = coalesce(s.domain_rating, links.domain_rating),
+               rating_metric = CASE WHEN s.domain_rating IS NOT NULL THEN s.rating_metric
+                                    ELSE links.rating_metric END,
+               toxicity = coalesce(s.toxicity, links.toxicity)
         FROM delta d JOIN staging s ON s.rowid = d.srow
         WHERE links.id = d.link_id""",
         p,
     )
+    _record_sightings(step)
     x("DROP TABLE temp.delta")
 
 
-def _attribute_changes(step: _Step) -> None:
+def _attribute_changes(step: Step) -> None:
     """Anchor or rel changes of known links: a `changed` event and the new values."""
     x = step.conn.execute
     x("DROP TABLE IF EXISTS temp.changes")
@@ -721,11 +1007,18 @@ def _attribute_changes(step: _Step) -> None:
     x("DROP TABLE temp.changes")
 
 
-def _sample_sightings(step: _Step) -> None:
+def _sample_sightings(step: Step) -> None:
     """Links a sample lists vouch for `sample_ttl` from when it was taken; absent ones are
     restored when it was taken after the last time a complete series lost sight of them."""
     x = step.conn.execute
     p = step.params
+    # What the sample listed is kept as sightings too (a page-only row under its page's
+    # key): which series saw what, and what a rebuild replays.
+    _listing_delta(step)
+    _record_sightings(step)
+    x("DROP TABLE temp.delta")
+    _end_absent_sightings(step)
+    x("DROP TABLE temp.gone")
     x("CREATE INDEX temp.staging_from ON staging(from_key, url_to)")
     x("DROP TABLE IF EXISTS temp.sighted")
     # A row with a target names one link. A page-only row (no target) vouches for the
@@ -788,7 +1081,7 @@ def _sample_sightings(step: _Step) -> None:
     x("DROP TABLE temp.sighted")
 
 
-def _drop(step: _Step, table: str) -> None:
+def _drop(step: Step, table: str) -> None:
     """The series stops seeing the links in `table`: older samples no longer vouch."""
     step.conn.execute(
         f"""UPDATE links SET seen_by = seen_by & ~:bit, dropped_by = dropped_by | :bit,
@@ -798,11 +1091,43 @@ def _drop(step: _Step, table: str) -> None:
     )
 
 
-def _provider_lost(step: _Step) -> None:
+def _record_lost_marks(step: Step) -> None:
+    """Keep which known links the series lists as lost, and why, as intervals."""
+    x = step.conn.execute
+    p = step.params
+    x("DROP TABLE IF EXISTS temp.marks")
+    x(
+        """CREATE TEMP TABLE marks AS
+        SELECT sl.link_key AS link_key, min(sl.reason) AS reason FROM staging_lost sl
+        WHERE NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = sl.link_key)
+          AND EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
+                      AND l.link_key = sl.link_key)
+        GROUP BY sl.link_key""",
+        p,
+    )
+    x(
+        """UPDATE lost_marks SET ended_snapshot_id = :snap
+        WHERE series_id = :series AND ended_snapshot_id IS NULL AND NOT EXISTS (
+            SELECT 1 FROM marks m WHERE m.link_key = lost_marks.link_key
+              AND m.reason IS lost_marks.reason)""",
+        p,
+    )
+    x(
+        """INSERT INTO lost_marks (site_id, series_id, link_key, reason, first_snapshot_id)
+        SELECT :site, :series, m.link_key, m.reason, :snap FROM marks m
+        WHERE NOT EXISTS (SELECT 1 FROM lost_marks o WHERE o.series_id = :series
+                          AND o.link_key = m.link_key AND o.ended_snapshot_id IS NULL)""",
+        p,
+    )
+    x("DROP TABLE temp.marks")
+
+
+def _provider_lost(step: Step) -> None:
     """Rows the export marks lost: lost at once with the provider's reason, unless
     another complete series still sees the link."""
     x = step.conn.execute
     p = step.params
+    _record_lost_marks(step)
     if x("SELECT NOT EXISTS (SELECT 1 FROM staging_lost)").fetchone()[0]:
         return
     x("DROP TABLE IF EXISTS temp.plost")
@@ -834,19 +1159,12 @@ def _provider_lost(step: _Step) -> None:
     x("DROP TABLE temp.plost")
 
 
-def _absent(step: _Step) -> None:
+def _absent(step: Step) -> None:
     """Links this series saw and no longer lists: missing once nobody sees them, then
     lost after `confirm_after` complete snapshots of a series that saw them."""
     x = step.conn.execute
     p = step.params
-    x("DROP TABLE IF EXISTS temp.gone")
-    x(
-        """CREATE TEMP TABLE gone AS
-        SELECT l.id AS link_id FROM links l
-        WHERE l.site_id = :site AND (l.seen_by & :bit) != 0
-          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = l.link_key)""",
-        p,
-    )
+    _end_absent_sightings(step)
     _drop(step, "gone")
     step.add(
         "missing",
@@ -884,7 +1202,7 @@ def _absent(step: _Step) -> None:
     )
 
 
-def _expire_samples(step: _Step) -> None:
+def _expire_samples(step: Step) -> None:
     """Live links only a sample vouched for, whose vouching ran out: unconfirmed."""
     x = step.conn.execute
     p = step.params
@@ -902,3 +1220,56 @@ def _expire_samples(step: _Step) -> None:
         ).rowcount,
     )
     x(f"UPDATE links SET state = 'unconfirmed' WHERE {where}", p)
+
+
+# --- domain-level series ---------------------------------------------------------------
+
+
+def _domain_sightings(step: Step) -> None:
+    """A domain-level snapshot: which referring domains the series lists, with the links
+    count and rating it gives, as intervals. A domain it lists for the first time is
+    *new* (not in its baseline), one it lists again after a gap *restored*, one it no
+    longer lists *missing*; these count referring domains, never links."""
+    x = step.conn.execute
+    p = step.params
+    x("DROP TABLE IF EXISTS temp.ddelta")
+    x(
+        """CREATE TEMP TABLE ddelta AS
+        SELECT s.rowid AS srow, s.domain AS domain, o.id AS open_id
+        FROM staging_domains s LEFT JOIN domain_sightings o INDEXED BY domain_sightings_open
+          ON o.series_id = :series AND o.domain = s.domain AND o.ended_snapshot_id IS NULL
+        WHERE o.id IS NULL OR o.digest IS NOT s.digest""",
+        p,
+    )
+    if not step.baseline:
+        fresh = """FROM ddelta d WHERE d.open_id IS NULL AND {} EXISTS (
+            SELECT 1 FROM domain_sightings o WHERE o.series_id = :series
+              AND o.domain = d.domain)"""
+        step.add("new", x(f"SELECT count(*) {fresh.format('NOT')}", p).fetchone()[0])
+        step.add("restored", x(f"SELECT count(*) {fresh.format('')}", p).fetchone()[0])
+    x(
+        """UPDATE domain_sightings SET ended_snapshot_id = :snap, last_snapshot_id = :prev_id,
+               last_at = :prev
+        WHERE id IN (SELECT open_id FROM ddelta WHERE open_id IS NOT NULL)""",
+        p,
+    )
+    x(
+        """INSERT INTO domain_sightings (site_id, series_id, domain, first_snapshot_id,
+               first_at, digest, links, domain_rating, rating_metric, first_seen)
+        SELECT :site, :series, s.domain, :snap, :taken, s.digest, s.links, s.domain_rating,
+               s.rating_metric, s.first_seen
+        FROM ddelta d JOIN staging_domains s ON s.rowid = d.srow""",
+        p,
+    )
+    x("DROP TABLE temp.ddelta")
+    step.add(
+        "missing",
+        x(
+            """UPDATE domain_sightings SET ended_snapshot_id = :snap,
+                   last_snapshot_id = :prev_id, last_at = :prev
+            WHERE series_id = :series AND ended_snapshot_id IS NULL
+              AND NOT EXISTS (SELECT 1 FROM staging_domains s
+                              WHERE s.domain = domain_sightings.domain)""",
+            p,
+        ).rowcount,
+    )

@@ -197,9 +197,11 @@ def live_at(
 
 def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
     """True when the site has an accepted snapshot at or before `at`: no data is not zero."""
+    # A referring-domain snapshot says nothing about links: it is no link data.
     row = conn.execute(
         "SELECT 1 FROM snapshots WHERE site_id = ? AND status IN ('baseline', 'complete')"
-        " AND taken_at <= ? LIMIT 1",
+        " AND taken_at <= ? AND NOT EXISTS (SELECT 1 FROM series se"
+        " WHERE se.id = snapshots.series_id AND se.coverage = 'domains') LIMIT 1",
         (site_id, to_db(at)),
     ).fetchone()
     return row is not None

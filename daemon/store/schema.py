@@ -389,3 +389,125 @@ def _remember_who_was_told(db: Database) -> None:
             "UPDATE alerts SET evidence = ? WHERE fingerprint = ?",
             (json.dumps(evidence, sort_keys=True), fingerprint),
         )
+
+
+@MIGRATIONS()
+def m005_provenance(db: Database) -> None:
+    """Provider metrics on links; per-series sightings of links and referring domains, and
+    the rows providers marked lost, kept as intervals; what each snapshot was judged with."""
+    db.executescript(
+        """
+        -- Which provider metric domain_rating holds ("Ahrefs DR", "Moz DA", …), and the
+        -- provider's toxicity or spam score (0-100).
+        ALTER TABLE links ADD COLUMN rating_metric TEXT;
+        ALTER TABLE links ADD COLUMN toxicity REAL;
+        -- The guards a snapshot was judged and applied with (JSON): rebuilding the history
+        -- after a deletion applies each snapshot as it was. NULL: stored before m005.
+        ALTER TABLE snapshots ADD COLUMN guards TEXT;
+        -- What the fetch itself told (an API's cost, pages read); `note` shows it too.
+        ALTER TABLE snapshots ADD COLUMN fetch_note TEXT;
+
+        -- An interval during which one series listed one link key with the same reported
+        -- values. Written only when a series starts listing a key, stops listing it, or
+        -- reports other values for it (which ends one interval and starts the next).
+        -- While open (ended_snapshot_id NULL) the key was listed by every accepted
+        -- snapshot of the series since first_snapshot_id; its last sighting is the
+        -- series' latest accepted snapshot. For a complete series an open interval is
+        -- exactly a set bit of links.seen_by.
+        CREATE TABLE sightings (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            link_key INTEGER NOT NULL,
+            -- NULL: listed before provenance was kept (a database upgraded to m005).
+            first_snapshot_id INTEGER,
+            first_at TEXT NOT NULL,
+            -- The last snapshot that listed it (taken_at in last_at), once ended.
+            last_snapshot_id INTEGER,
+            last_at TEXT,
+            -- The first accepted snapshot of the series that no longer listed it so.
+            ended_snapshot_id INTEGER,
+            -- The row as the series reported it, and a digest of those values.
+            digest INTEGER,
+            anchor TEXT,
+            nofollow INTEGER,
+            ugc INTEGER,
+            sponsored INTEGER,
+            domain_rating REAL,
+            rating_metric TEXT,
+            toxicity REAL,
+            first_seen REAL
+        );
+        CREATE INDEX sightings_open ON sightings(series_id, link_key, digest)
+            WHERE ended_snapshot_id IS NULL;
+        CREATE INDEX sightings_key ON sightings(site_id, link_key);
+
+        -- Rows a complete series listed as lost (with the provider's reason), for links
+        -- the ledger knew, as intervals like sightings.
+        CREATE TABLE lost_marks (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            link_key INTEGER NOT NULL,
+            reason TEXT,
+            first_snapshot_id INTEGER NOT NULL,
+            ended_snapshot_id INTEGER
+        );
+        CREATE INDEX lost_marks_open ON lost_marks(series_id, link_key)
+            WHERE ended_snapshot_id IS NULL;
+        CREATE INDEX lost_marks_site ON lost_marks(site_id);
+
+        -- Referring domains a domain-level series listed, as intervals like sightings.
+        CREATE TABLE domain_sightings (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            series_id INTEGER NOT NULL,
+            domain TEXT NOT NULL,
+            first_snapshot_id INTEGER NOT NULL,
+            first_at TEXT NOT NULL,
+            last_snapshot_id INTEGER,
+            last_at TEXT,
+            ended_snapshot_id INTEGER,
+            digest INTEGER,
+            links INTEGER,
+            domain_rating REAL,
+            rating_metric TEXT,
+            first_seen REAL
+        );
+        CREATE INDEX domain_sightings_open ON domain_sightings(series_id, domain, digest)
+            WHERE ended_snapshot_id IS NULL;
+        CREATE INDEX domain_sightings_site ON domain_sightings(site_id, domain);
+
+        -- Snapshots deleted with `linkwatch snapshots delete`: their files stay known, so
+        -- a csv_dir source does not read a mistaken export again.
+        CREATE TABLE deleted_snapshots (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            origin_stamp TEXT,
+            taken_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            deleted_at TEXT NOT NULL
+        );
+
+        -- The diff now probes the series' open sightings, not this index.
+        DROP INDEX links_presence;
+        """
+    )
+    _sightings_from_seen_by(db)
+
+
+def _sightings_from_seen_by(db: Database) -> None:
+    """Each set seen_by bit becomes an open sighting. When the series first listed the link
+    is unknown: the later of its first accepted snapshot and the link's arrival stands in."""
+    db.execute(
+        """INSERT INTO sightings (site_id, series_id, link_key, first_at, digest, anchor,
+               nofollow, ugc, sponsored, domain_rating)
+        SELECT l.site_id, se.id, l.link_key,
+               max(coalesce(l.added_at, ''), coalesce((SELECT min(taken_at) FROM snapshots sn
+                   WHERE sn.series_id = se.id AND sn.status IN ('baseline', 'complete')), '')),
+               NULL, l.anchor, l.nofollow, l.ugc, l.sponsored, l.domain_rating
+        FROM links l JOIN series se ON se.site_id = l.site_id AND (l.seen_by & se.bit) != 0
+        ORDER BY l.id, se.id"""
+    )
