@@ -26,6 +26,7 @@ from call to call (they share the link's two URLs, so the ledger sees one link e
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from typing import Any, Literal
 import requests
 from pydantic import Field, SecretStr, model_validator
 
+from daemon.textsafe import one_line
 from daemon.types import Duration
 from sources.api import (
     ApiClient,
@@ -42,13 +44,14 @@ from sources.api import (
     Budget,
     BudgetReached,
     Page,
+    as_date,
     as_number,
     as_text,
     require_dict,
     require_list,
     scaled,
 )
-from sources.formats.values import map_lost_reason, parse_datetime
+from sources.formats.values import map_lost_reason
 from sources.model import Backlink
 
 DATA_PATH = "v3/site-explorer/all-backlinks"
@@ -248,6 +251,12 @@ class AhrefsSource(ApiSource):
                 hooks={"response": [_remember_cost(seen)]},
             )
             answer = require_dict(body, f"{self.name}: the answer")
+            if "error" in answer:
+                # Ahrefs words its errors `{"error": "..."}`: in a 200 answer too it is an
+                # error (rows beside it may be cut short), never a page or the end.
+                said = one_line(str(answer["error"]))[:300]
+                raise ApiError(f"{self.name}: Ahrefs answered an error: {said}")
+            # The array is required: an answer without it is an error, never the end.
             rows = require_list(answer.get("backlinks"), f"{self.name}: backlinks")
             items = [require_dict(row, f"{self.name}: a backlink") for row in rows]
             keys = [self._key(item) for item in items]
@@ -259,7 +268,7 @@ class AhrefsSource(ApiSource):
             while skip < min(tied, len(keys)) and keys[skip] == last:
                 skip += 1
             links = [self._link(item) for item in items[skip:]]
-            cost = as_number(seen.get("x-api-units-cost-total-actual"))
+            cost = _charged(seen.get("x-api-units-cost-total-actual"))
             if cost is None:
                 cost = float(call_units(per_row, len(items)))
             # Only a page with nothing new ends the listing: a page shorter than asked may be
@@ -282,8 +291,10 @@ class AhrefsSource(ApiSource):
         return (str(parts[0]), str(parts[1]), str(parts[2]))
 
     def _link(self, item: dict[str, Any]) -> Backlink:
-        first = item.get("first_seen_link")
-        lost = item.get("is_lost") is True or bool(item.get("last_seen"))
+        flag = item.get("is_lost")
+        # `is_lost` decides when Ahrefs sends it; a lost date (`last_seen`, a readable date)
+        # only when it does not, so a live row carrying an odd date is not lost.
+        lost = flag if isinstance(flag, bool) else as_date(item.get("last_seen")) is not None
         spam = item.get("is_spam")
         return Backlink(
             str(item["url_from"]),
@@ -293,7 +304,7 @@ class AhrefsSource(ApiSource):
             _flag(item.get("is_ugc")),
             _flag(item.get("is_sponsored")),
             scaled(as_number(item.get("domain_rating_source")), 100.0),
-            parse_datetime(first) if isinstance(first, str) else None,
+            as_date(item.get("first_seen_link")),
             lost,
             lost_reason(item) if lost else None,
             RATING_METRIC,
@@ -335,6 +346,13 @@ def lost_reason(item: dict[str, Any]) -> str:
 
 def _flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
+
+
+def _charged(header: str | None) -> float | None:
+    """The units a call cost by its header; None when absent or no finite, non-negative
+    number (then the documented rule counts them, as Majestic's units are)."""
+    cost = as_number(header)
+    return cost if cost is not None and math.isfinite(cost) and cost >= 0 else None
 
 
 def _remember_cost(into: dict[str, str]) -> Any:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from daemon.textsafe import one_line
 from daemon.types import Duration, PositiveDuration
+from sources.formats.values import parse_datetime
 from sources.model import Backlink, SnapshotResult, SourceError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 class ApiError(SourceError):
     """An API call failed for good (after its retries) or answered something unreadable."""
+
+    # The HTTP status the call was refused with (402, 404, ...), None for anything else: an
+    # adapter reads what the status means for its API (DataForSEO's 402: no credit).
+    status: int | None = None
+
+
+class RetryableAnswer(ApiError):
+    """A successful HTTP answer that says "try again later" in the API's own words (a rate
+    limit or a passing fault reported in the body): raised by a call's `check`, it is
+    retried like a 429 or a 5xx, with the same backoff and number of attempts."""
 
 
 class ApiAuthError(ApiError):
@@ -199,10 +210,12 @@ class ApiClient:
         *,
         auth_hint: str,
         error_text: Callable[[Any], str | None] = lambda body: None,
+        check: Callable[[Any], object] | None = None,
         **kwargs: Any,
     ) -> Any:
         """The decoded JSON answer of one call; ApiAuthError on 401/403 (with `auth_hint`:
-        what to fix), ApiError once retries are spent or the answer is not JSON."""
+        what to fix), ApiError once retries are spent or the answer is not JSON. `check`
+        looks at a decoded answer: a RetryableAnswer it raises is retried with backoff."""
         attempt = 0
         while True:
             wait: float | None = None
@@ -218,22 +231,34 @@ class ApiClient:
             else:
                 status = response.status_code
                 if status < 400:
-                    return self._json(response, method, url)
-                said = self.scrub(_said(response, error_text))
-                if status in (401, 403):
-                    raise ApiAuthError(
-                        f"{self.source}: the API refused the credentials (HTTP {status}"
-                        f"{': ' + said if said else ''}); {auth_hint}"
-                    )
-                if status not in RETRIED_STATUSES:
-                    raise ApiError(
-                        f"{self.source}: {method} {_path(url)}: HTTP {status}"
-                        f"{': ' + said if said else ''}"
-                    )
-                problem = f"HTTP {status}{': ' + said if said else ''}"
-                asked = retry_after_seconds(response.headers.get("Retry-After"), self.wall())
-                if asked is not None:
-                    wait = min(asked, self.policy.max_retry_after)
+                    body = self._json(response, method, url)
+                    try:
+                        if check is not None:
+                            check(body)
+                    except RetryableAnswer as exc:
+                        problem = self.scrub(str(exc))
+                    else:
+                        return body
+                else:
+                    said = self.scrub(_said(response, error_text))
+                    refused: ApiError | None = None
+                    if status in (401, 403):
+                        refused = ApiAuthError(
+                            f"{self.source}: the API refused the credentials (HTTP {status}"
+                            f"{': ' + said if said else ''}); {auth_hint}"
+                        )
+                    elif status not in RETRIED_STATUSES:
+                        refused = ApiError(
+                            f"{self.source}: {method} {_path(url)}: HTTP {status}"
+                            f"{': ' + said if said else ''}"
+                        )
+                    if refused is not None:
+                        refused.status = status
+                        raise refused
+                    problem = f"HTTP {status}{': ' + said if said else ''}"
+                    asked = retry_after_seconds(response.headers.get("Retry-After"), self.wall())
+                    if asked is not None:
+                        wait = min(asked, self.policy.max_retry_after)
             if attempt >= self.policy.retries:
                 raise ApiError(
                     f"{self.source}: {method} {_path(url)}: {problem}"
@@ -579,6 +604,17 @@ def as_number(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def as_date(value: Any) -> datetime | None:
+    """A JSON date or date-time string as a UTC datetime; None for null, empty, a number or
+    text that is no date (an unreadable date is no date, never a failed poll)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return parse_datetime(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 def scaled(value: float | None, top: float) -> float | None:

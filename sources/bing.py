@@ -47,6 +47,14 @@ _ONLY_PLACEHOLDER = "the only placeholder is {domain}"
 _SITE_FIELDS = frozenset({"domain"})
 # `page` is an Int16 in the documented signatures.
 MAX_PAGE = 32_767
+# The most of a linked page's counted links that may go unlisted without the snapshot
+# being partial: more would let a tenth of a profile vanish silently, poll after poll.
+MAX_TOLERANCE = 0.1
+# Links a linked page may list fewer than counted, beyond the tolerance: the two lists are
+# read minutes apart from a live index, and on a page of a few links any share rounds to
+# nothing (2 % of 10 links is 0.2), so one link of drift must not make every poll partial.
+# The whole profile is held to the tolerance without it, so such drift cannot add up.
+PAGE_SLACK = 1
 _AUTH_HINT = (
     "check sources.{name}.api_key (Bing Webmaster Tools > Settings > API Access) and that "
     "sources.{name}.site_url is a site verified for that account"
@@ -132,10 +140,11 @@ class BingSettings(ApiSettings):
     count_tolerance: float = Field(
         default=0.02,
         ge=0,
-        le=0.5,
+        le=MAX_TOLERANCE,
         allow_inf_nan=False,
-        description="the share of the links GetLinkCounts counts that GetUrlLinks may leave "
-        "unlisted before the snapshot is partial",
+        description="the share of the links GetLinkCounts counts for a linked page that "
+        "GetUrlLinks may leave unlisted (beyond one link) before the snapshot is partial; "
+        "also the share of all counted links",
     )
 
     @field_validator("site_url")
@@ -225,8 +234,6 @@ class BingSource(ApiSource):
     def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """GetLinkCounts to the last page, then GetUrlLinks of each linked page to its last."""
         site_url = self.site_url(site)
-        # A dict: a linked page repeated across pages of the list (the order shifting as the
-        # index updates) is read, and counted, once.
         targets: dict[str, int] = {}
         page = 0
         while True:
@@ -241,7 +248,15 @@ class BingSource(ApiSource):
                 url = _url(entry.get("Url"))
                 if url is None:
                     raise ApiError(f"{client.source}: a LinkCount without Url: {str(entry)[:200]}")
-                targets.setdefault(url, _count(entry.get("Count")))
+                if url in targets:
+                    # The list shifted between its pages (the index updating): a page seen
+                    # twice means another was pushed past a page boundary, read by none.
+                    raise ApiError(
+                        f"{client.source}: GetLinkCounts listed {url} twice (page {page + 1}"
+                        " repeats an earlier one): the list changed while it was read, and a"
+                        " linked page may have been skipped; the snapshot is partial"
+                    )
+                targets[url] = _count(entry.get("Count"))
             total_pages = _total_pages(counts, client.source, "GetLinkCounts")
             page += 1
             if page >= total_pages:
@@ -255,8 +270,10 @@ class BingSource(ApiSource):
             return
         yield Page([])
         listed = 0
-        for target in targets:
+        tolerance = self.settings.count_tolerance
+        for target, counted in targets.items():
             page = 0
+            rows_of_target = 0
             while True:
                 details = require_dict(
                     self._get(
@@ -272,12 +289,24 @@ class BingSource(ApiSource):
                 )
                 rows = require_list(details.get("Details"), f"{client.source}: Details")
                 links = [self._link(row, target, client) for row in rows]
-                listed += len(links)
+                rows_of_target += len(links)
                 total_pages = _total_pages(details, client.source, "GetUrlLinks")
                 yield Page(links)
                 page += 1
                 if page >= total_pages:
                     break
+            listed += rows_of_target
+            # Each linked page on its own: a page counted with links and listed with none
+            # (a glitch, a cold cache) or with far fewer would lose them all in a snapshot
+            # that looks whole, however small a share of the profile they are.
+            if counted > 0 and (
+                rows_of_target == 0 or rows_of_target < counted * (1 - tolerance) - PAGE_SLACK
+            ):
+                raise ApiError(
+                    f"{client.source}: Bing counted {counted:,} links to {target}"
+                    f" (GetLinkCounts) but GetUrlLinks listed {rows_of_target:,}; the snapshot"
+                    f" is partial (sources.{self.name}.count_tolerance)"
+                )
         log.info(
             "%s: Bing counted %d links to %d pages; GetUrlLinks listed %d",
             client.source,
@@ -289,11 +318,11 @@ class BingSource(ApiSource):
         # it (LinkCount.Count has no description) and the two lists are read minutes apart
         # from a live index: a small shortfall is drift; more means rows went missing in
         # paging, and missing rows must never read as lost links.
-        if listed < announced * (1 - self.settings.count_tolerance):
+        if listed < announced * (1 - tolerance):
             raise ApiError(
                 f"{client.source}: Bing counted {announced:,} links to {len(targets):,} pages"
                 f" (GetLinkCounts) but GetUrlLinks listed {listed:,}, more than"
-                f" {self.settings.count_tolerance * 100:g}% short; the snapshot is partial"
+                f" {tolerance * 100:g}% short; the snapshot is partial"
                 f" (sources.{self.name}.count_tolerance)"
             )
 

@@ -28,13 +28,14 @@ from sources.api import (
     ApiSource,
     Budget,
     Page,
+    as_date,
     as_number,
     as_text,
     require_dict,
     require_list,
     scaled,
 )
-from sources.formats.values import map_lost_reason, parse_bool, parse_datetime
+from sources.formats.values import map_lost_reason
 from sources.model import Backlink
 
 # Documented: "Count ... Maximum: 50000"; GetBackLinkData serves no more rows than that for
@@ -181,14 +182,16 @@ class MajesticSource(ApiSource):
         raise ApiError(f"{client.source}: {cmd}: Majestic answered {said}")
 
     def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
-        """Pages of GetBackLinkData from `From=0` until a short page or Majestic's limit."""
+        """Pages of GetBackLinkData from `From=0` until a short page (or Majestic's limit)."""
         size = self.settings.page_size
         offset = 0
         # Read from the first answer's Headers (documented field names, values inferred):
         # TotalBackLinks is the item's backlink count, the total paging must reach;
         # AvailableLines is how many rows GetBackLinkData will serve at all (50,000 in
         # every sample, whatever the item's size); TotalLines, at least as large as
-        # TotalBackLinks in every sample, bounds the rows there are.
+        # TotalBackLinks in every sample, bounds the rows there are. None of them ends the
+        # listing: only a page shorter than asked does (a count may be stale or capped),
+        # and the totals only say, at the end, that it fell short.
         total: int | None = None
         available: int | None = None
         lines: int | None = None
@@ -220,24 +223,30 @@ class MajesticSource(ApiSource):
             offset += len(rows)
             short = len(rows) < want
             capped = available is not None and offset >= available
-            done = short or capped or (lines is not None and offset >= lines)
             cost = _charged(answer, "ChargedRetrievalResUnits", len(rows))
             if bad is not None:
                 # The rows before it are read; the snapshot is partial (even on page one).
                 yield Page(links, cost, total)
                 raise bad
-            if done and capped and not short and max(total or 0, lines or 0) > offset:
-                # More rows exist than GetBackLinkData serves: read what it gives, then say
-                # why the rest is missing (the framework records the error: partial).
+            if capped and not short:
+                # A full page up to the rows GetBackLinkData serves: it cannot be asked for
+                # more, and that this is the end is nowhere documented (nor is a count to
+                # be trusted for it): read what it gives, then say why it is partial.
                 yield Page(links, cost, total)
+                more = max(total or 0, lines or 0)
+                has = (
+                    f"this item has {more:,}"
+                    if more > offset
+                    else "its last page was full, so more may exist"
+                )
                 raise ApiError(
                     f"{client.source}: Majestic serves at most {available:,} rows through"
-                    f" GetBackLinkData and this item has {max(total or 0, lines or 0):,};"
-                    " the snapshot is partial (import Majestic's DownloadBackLinks or"
-                    " Advanced Report CSV through a csv_dir source instead)"
+                    f" GetBackLinkData and {has}; the snapshot is partial (import Majestic's"
+                    " DownloadBackLinks or Advanced Report CSV through a csv_dir source"
+                    " instead)"
                 )
-            yield Page(links, cost, total, last=done)
-            if done:
+            yield Page(links, cost, total, last=short)
+            if short:
                 return
 
     def _links(self, rows: list[Any], client: ApiClient) -> tuple[list[Backlink], ApiError | None]:
@@ -257,8 +266,8 @@ class MajesticSource(ApiSource):
             raise ApiError(
                 f"{client.source}: a row without SourceURL/TargetURL: {str(row)[:_QUOTED]}"
             )
-        date_lost = as_text(row.get("DateLost"))
-        lost = _flag(row.get("FlagDeleted")) is True or bool(date_lost and date_lost.strip())
+        # Deleted when flagged so, or with a readable date lost (an odd value is neither).
+        lost = _flag(row.get("FlagDeleted")) is True or as_date(row.get("DateLost")) is not None
         reason = as_text(row.get("ReasonLost")) or ""
         nofollow = _flag(row.get("FlagNoFollow"))
         return Backlink(
@@ -269,7 +278,7 @@ class MajesticSource(ApiSource):
             None,  # GetBackLinkData has no ugc/sponsored flags
             None,
             scaled(_finite(row.get("SourceTrustFlow")), 100.0),
-            _date(row.get("FirstIndexedDate")),
+            as_date(row.get("FirstIndexedDate")),
             lost,
             majestic_lost_reason(reason) if lost else None,
             RATING_METRIC,
@@ -375,16 +384,16 @@ def _count(value: Any) -> int | None:
 
 
 def _flag(value: Any) -> bool | None:
-    """A Majestic flag: 0/1, as a number, a numeric string or a word; None when absent."""
-    if value is None:
-        return None
+    """A Majestic flag: 0/1 as a number or a numeric string, or true/false; anything else
+    (null, "-", "unknown", 2) is no value, so a flag Majestic did not clearly set is never
+    read as set (a deleted link lost at once)."""
     if isinstance(value, bool):
         return value
     number = as_number(value)
     if number is not None:
-        return math.isfinite(number) and number != 0
+        return {0.0: False, 1.0: True}.get(number)
     if isinstance(value, str):
-        return parse_bool(value, nonempty_is_true=True)
+        return {"true": True, "false": False}.get(value.strip().lower())
     return None
 
 
@@ -395,13 +404,3 @@ def _url(value: Any) -> str | None:
         return None
     text = text.strip()
     return text if "://" in text else "https://" + text
-
-
-def _date(value: Any) -> datetime | None:
-    """`YYYY-MM-DD` (documented samples); an unreadable date is no date, not a failure."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None

@@ -35,13 +35,13 @@ from sources.api import (
     ApiSource,
     Budget,
     Page,
+    as_date,
     as_number,
     as_text,
     require_dict,
     require_list,
     scaled,
 )
-from sources.formats.values import parse_datetime
 from sources.model import Backlink
 
 DATA_PATH = "v2/links"
@@ -50,6 +50,9 @@ MAX_LIMIT = 50
 # "Moz Links offers a maximum of 100,000 results per URL" (documented for the v1 API's
 # paging; assumed for v2): a listing that long may be cut short, so it is never whole.
 MAX_RESULTS = 100_000
+# Empty pages in a row (each with a fresh next_token) after which a listing is taken as
+# not advancing: a page of nothing is no progress, and a row budget never binds on it.
+MAX_EMPTY_PAGES = 3
 RATING_METRIC = "Moz DA"
 SPAM_FLAGS = 17
 _AUTH_HINT = (
@@ -146,27 +149,41 @@ class MozSource(ApiSource):
         token: str | None = None
         used: set[str] = set()
         read = 0
+        empty = 0  # pages in a row with no results but a next token
         while True:
             body = dict(base, limit=budget.cap(self.settings.page_size))
             if token is not None:
                 body["next_token"] = token
             answer = self._post(client, DATA_PATH, body)
+            if "results" not in answer and _error_text(answer):
+                # An error worded in a 200 answer (`{"name": ..., "message": ...}`).
+                raise ApiError(f"{self.name}: Moz answered an error: {_error_text(answer)}")
+            # The array is required: an answer without it (or null) is an error, never the end.
             results = require_list(answer.get("results"), f"{self.name}: results")
             links = [self._link(require_dict(r, f"{self.name}: a result")) for r in results]
             next_token = as_text(answer.get("next_token"))
             read += len(links)
-            capped = next_token is None and read >= MAX_RESULTS
+            empty = empty + 1 if not links and next_token is not None else 0
+            capped = read >= MAX_RESULTS
             last = next_token is None and not capped
             yield Page(links, float(len(links)), None, last)
             if last:
                 return
             if capped:
                 raise ApiError(
-                    f"{self.name}: Moz lists at most {MAX_RESULTS:,} links per target and the"
-                    f" listing ended at {read:,}: the profile may be cut short (narrow"
-                    f" sources.{self.name}.target_scope, or use another source for this site)"
+                    f"{self.name}: Moz lists at most {MAX_RESULTS:,} links per target and"
+                    f" {read:,} were read{' with more to come' if next_token else ''}: the"
+                    f" profile may be cut short (narrow sources.{self.name}.target_scope, or"
+                    " use another source for this site)"
                 )
             assert next_token is not None
+            if empty >= MAX_EMPTY_PAGES:
+                # Fresh tokens with nothing behind them: following them would cost calls
+                # (no rows, so no budget) for ever.
+                raise ApiError(
+                    f"{self.name}: {empty} pages in a row had no results but a next_token;"
+                    " the listing does not advance"
+                )
             if next_token in used:
                 raise ApiError(f"{self.name}: the API sent the same next_token twice")
             used.add(next_token)
@@ -179,8 +196,9 @@ class MozSource(ApiSource):
         page_to = as_text(target.get("page"))
         if page_from is None or page_to is None:
             raise ApiError(f"{self.name}: a link without source/target page: {str(result)[:200]}")
-        first = as_text(result.get("date_first_seen"))
-        gone = as_text(result.get("date_disappeared"))
+        # Lost only on a readable date: an odd value in `date_disappeared` is not read as a
+        # loss (an empty one is a live link).
+        gone = as_date(result.get("date_disappeared"))
         nofollow = result.get("nofollow")
         return Backlink(
             with_scheme(page_from),
@@ -190,7 +208,7 @@ class MozSource(ApiSource):
             None,  # Moz's links do not say ugc or sponsored
             None,
             scaled(_score(source.get("domain_authority")), 100.0),
-            parse_datetime(first) if first else None,
+            as_date(result.get("date_first_seen")),
             gone is not None,
             "unknown" if gone is not None else None,
             RATING_METRIC,

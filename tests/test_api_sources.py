@@ -151,6 +151,22 @@ def test_a_500_mid_paging_is_partial_and_changes_no_link(fake: FakeApi, app_for:
     assert states(app) == {"live": 3 * page}
 
 
+@pytest.mark.parametrize("body", ["{}", "[]", "null"])
+def test_a_200_answer_without_the_data_is_partial_never_the_end(
+    fake: FakeApi, app_for: Any, body: str
+) -> None:
+    page = fake.largest_page()
+    fake.links = profile(3 * page)
+    app = app_for(fake, retries=0)
+    assert poll(app, T0).status == "baseline"
+    # A later page answers 200 with none of the provider's data: never "no more rows".
+    fake.faults[fake.data_calls + 2] = Fault(200, body)
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    assert (outcome.missing, outcome.lost) == (0, 0)
+    assert states(app) == {"live": 3 * page}
+
+
 def test_a_budget_cap_makes_the_snapshot_partial(fake: FakeApi, app_for: Any) -> None:
     page = fake.largest_page()
     fake.links = profile(3 * page)

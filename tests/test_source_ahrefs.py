@@ -27,7 +27,7 @@ from sources.ahrefs import (
 from sources.api import ApiAuthError, ApiError
 from sources.model import LOST_REASONS, Backlink, SnapshotResult
 from tests.fakes.ahrefs import AhrefsFake
-from tests.fakes.base import FakeLink, profile
+from tests.fakes.base import FakeLink, Fault, profile
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
 SAMPLE = FIXTURES / "ahrefs_v3_all_backlinks_response.json"
@@ -276,13 +276,70 @@ def test_lost_links_come_with_their_reason_within_the_lookback(httpserver: HTTPS
     assert len(got) == 2 and not any(x.lost for x in got)
 
 
-def test_a_row_with_a_lost_date_is_lost_even_without_the_flag(httpserver: HTTPServer) -> None:
+def test_the_lost_flag_decides_and_a_lost_date_only_without_it(httpserver: HTTPServer) -> None:
     body = json.loads(SAMPLE.read_text(encoding="utf-8"))
     row = body["backlinks"][2]
-    row["is_lost"], row["lost_reason"] = False, "notcanonical"
-    httpserver.expect_request(PATH).respond_with_json({"backlinks": [row]})
-    (link,), _ = read_all(source(httpserver))
-    assert (link.lost, link.lost_reason) == (True, "not_canonical")
+    row["lost_reason"] = "notcanonical"
+    answers = [
+        # Ahrefs says live: a `last_seen` beside it does not make the row lost.
+        {**row, "is_lost": False, "last_seen": "2026-02-20T00:00:00Z"},
+        # No flag: a lost date says lost ...
+        {k: v for k, v in row.items() if k != "is_lost"} | {"last_seen": "2026-02-20T00:00:00Z"},
+        # ... but not a value that is no date.
+        {k: v for k, v in row.items() if k != "is_lost"} | {"last_seen": "soon"},
+        {**row, "is_lost": None, "last_seen": None},
+    ]
+    got = []
+    for answer in answers:
+        httpserver.clear()
+        httpserver.expect_request(PATH).respond_with_json({"backlinks": [answer]})
+        (link,), _ = read_all(source(httpserver))
+        got.append((link.lost, link.lost_reason))
+    assert got == [(False, None), (True, "not_canonical"), (False, None), (False, None)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{}",
+        '{"backlinks": null}',
+        '{"error": "query timed out"}',
+        # An error beside rows: the rows may be cut short, so it is not a page.
+        '{"error": "query timed out", "backlinks": []}',
+    ],
+)
+def test_an_answer_without_its_rows_is_an_error_never_the_end(
+    httpserver: HTTPServer, body: str
+) -> None:
+    fake = stand_in(httpserver, profile(2500))
+    fake.faults[1] = Fault(200, body)
+    with pytest.raises(ApiError, match=r"backlinks|query timed out"):
+        read_all(source(httpserver))
+    fake.faults[fake.data_calls + 3] = Fault(200, body)  # the third page of a poll
+    links, result = read_all(source(httpserver))
+    assert not result.complete and len(links) < 2500
+    if "error" in body:
+        assert "Ahrefs answered an error: query timed out" in (result.error or "")
+
+
+def test_an_error_beside_rows_is_an_error(httpserver: HTTPServer) -> None:
+    body = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    body["error"] = "partial result: timeout"
+    httpserver.expect_request(PATH).respond_with_json(body)
+    with pytest.raises(ApiError, match="Ahrefs answered an error: partial result: timeout"):
+        read_all(source(httpserver))
+
+
+def test_an_unreadable_first_seen_is_no_date(httpserver: HTTPServer) -> None:
+    body = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    # (It stays text: it is part of the sort key each page starts at.)
+    odd = ("not-a-date", "yesterday", "2023-13-45T00:00:00Z")
+    for row, value in zip(body["backlinks"], odd, strict=True):
+        row["first_seen_link"] = value
+    httpserver.expect_ordered_request(PATH).respond_with_json(body)
+    httpserver.expect_ordered_request(PATH).respond_with_json({"backlinks": []})
+    links, result = read_all(source(httpserver))
+    assert result.complete and [link.first_seen_at for link in links] == [None, None, None]
 
 
 def test_the_cost_is_what_the_api_says_it_charged(httpserver: HTTPServer) -> None:
@@ -304,6 +361,21 @@ def test_without_the_cost_header_the_documented_rule_is_used(httpserver: HTTPSer
     _, result = read_all(source(httpserver, lost_lookback="0s"))
     assert "cost 320 API units" in result.notes[0]  # 30 rows x 9 fields, then 50 for the end
     assert call_units(9, 3) == 50  # a small answer still costs the minimum
+
+
+@pytest.mark.parametrize("header", ["nan", "NaN", "inf", "-1000000", "-1", "lots", " "])
+def test_a_cost_header_that_is_no_cost_falls_back_to_the_documented_rule(
+    httpserver: HTTPServer, header: str
+) -> None:
+    fake = stand_in(httpserver, profile(30))
+    fake.actual_cost = header
+    _, result = read_all(source(httpserver, lost_lookback="0s", budget=1_000_000))
+    assert result.complete and "cost 320 API units" in result.notes[0]
+    # The budget binds on the documented cost: a negative header cannot unbind it.
+    fake.links = profile(2500)
+    links, result = read_all(source(httpserver, lost_lookback="0s", budget=10_000))
+    assert not result.complete and "budget" in (result.error or "")
+    assert len(links) < 2500
 
 
 def test_the_budget_sizes_the_calls_and_stops_before_overspending(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,7 @@ def source(server: HTTPServer, **extra: Any) -> DataForSeoSource:
         base_url=server.url_for("/"),
         login=LOGIN,
         password=SecretStr(DataForSeoFake.secret),
-        requests_per_second=1000,
-        backoff="0s",
-        **extra,
+        **({"requests_per_second": 1000, "backoff": "0s"} | extra),
     )
     return DataForSeoSource("d4s", settings)
 
@@ -84,22 +83,116 @@ def test_the_request_is_the_documented_task(httpserver: HTTPServer) -> None:
     assert task["backlinks_status_type"] == "live" and task["rank_scale"] == "one_hundred"
 
 
-def test_paging_goes_past_offset_20000_by_token(httpserver: HTTPServer) -> None:
+def test_paging_goes_by_token_from_the_second_page_with_every_parameter_kept(
+    httpserver: HTTPServer,
+) -> None:
     fake = DataForSeoFake(httpserver, profile(22_345))
     fake.install()
     links, result = read_all(source(httpserver))
     assert result.complete
     assert len({(link.url_from, link.url_to) for link in links}) == 22_345
     tasks = [json.loads(c["body"])[0] for c in fake.calls]
-    offsets = [t.get("offset") for t in tasks if "offset" in t]
-    assert offsets == list(range(0, 20_000, 1000))
-    tokens = [t for t in tasks if "search_after_token" in t]
-    assert len(tokens) == 3 and all("offset" not in t for t in tokens)
-    # With a token every other parameter stays as it was.
+    assert len(tasks) == 23  # 22 full pages, then a short one ends the listing
+    assert "search_after_token" not in tasks[0]
+    assert all("search_after_token" in t for t in tasks[1:])
+    assert len({t["search_after_token"] for t in tasks[1:]}) == 22
+    # With a token every other parameter stays as it was, `offset: 0` and `limit` included.
     assert {
-        json.dumps({k: v for k, v in t.items() if k not in ("search_after_token", "offset")})
+        json.dumps({k: v for k, v in t.items() if k != "search_after_token"}, sort_keys=True)
         for t in tasks
-    } == {json.dumps({k: v for k, v in tasks[0].items() if k != "offset"})}
+    } == {json.dumps(tasks[0], sort_keys=True)}
+    assert tasks[0]["offset"] == 0 and tasks[0]["limit"] == 1000
+
+
+def _after_first_page(fake: DataForSeoFake, change: Any) -> None:
+    """Make `change` to the stand-in's list right after it answers the first page."""
+    real = fake._page
+
+    def page(request: Request) -> Response:
+        answer = real(request)
+        if fake.data_calls == 1:
+            change()
+        return answer
+
+    fake._page = page  # type: ignore[method-assign]
+
+
+def test_a_link_lost_during_the_poll_shifts_no_live_row_past_a_page(
+    httpserver: HTTPServer,
+) -> None:
+    fake = DataForSeoFake(httpserver, profile(2500))
+    fake.install()
+    boundary = fake.links[1000]  # the first row of the second page
+
+    def meanwhile() -> None:
+        # At DataForSEO, between two pages: link #10 is found lost (it leaves the live
+        # list) and a new link is found (it joins the end, the list is ordered by
+        # first_seen): the total stays 2,500. By offset, every later row would move up
+        # one place and `boundary` would be read by no page.
+        fake.links = [replace(x, lost=True) if i == 10 else x for i, x in enumerate(fake.links)]
+        fake.links.append(profile(1, start=9000)[0])
+
+    _after_first_page(fake, meanwhile)
+    links, result = read_all(source(httpserver))
+    read = {link.url_from for link in links}
+    assert result.complete
+    assert boundary.url_from in read
+    assert {x.url_from for x in fake.links if not x.lost} <= read
+
+
+def test_a_total_count_that_understates_the_listing_does_not_end_it(
+    httpserver: HTTPServer,
+) -> None:
+    fake = DataForSeoFake(httpserver, profile(2500))
+    fake.install()
+    real = fake._page
+
+    def understated(request: Request) -> Response:
+        body = json.loads(real(request).get_data())
+        body["tasks"][0]["result"][0]["total_count"] = 2000  # a stale or capped count
+        return fake.json(body)
+
+    fake._page = understated  # type: ignore[method-assign]
+    links, result = read_all(source(httpserver))
+    assert result.complete and len(links) == 2500
+    assert fake.data_calls == 3  # full, full, then the short page that ends it
+
+
+@pytest.mark.parametrize("total", ["NaN", "Infinity", "-1", "2.5", '"many"'])
+def test_a_total_count_that_is_no_count_is_refused(httpserver: HTTPServer, total: str) -> None:
+    fake = DataForSeoFake(httpserver, profile(1500))
+    fake.install()
+    real = fake._page
+
+    def odd(request: Request) -> Response:
+        answer = real(request)
+        if fake.data_calls != target:
+            return answer
+        text = answer.get_data(as_text=True).replace(
+            '"total_count": 1500', f'"total_count": {total}'
+        )
+        return Response(text, content_type="application/json")
+
+    fake._page = odd  # type: ignore[method-assign]
+    target = 1  # on the first page: an error
+    with pytest.raises(ApiError, match="total_count is not a count"):
+        read_all(source(httpserver))
+    target = fake.data_calls + 2  # on a later page: partial
+    links, result = read_all(source(httpserver))
+    assert len(links) == 1000 and not result.complete
+    assert "total_count is not a count" in (result.error or "")
+
+
+def test_the_budget_stops_before_a_token_page_it_cannot_pay_for(httpserver: HTTPServer) -> None:
+    fake = DataForSeoFake(httpserver, profile(3000))
+    fake.install()
+    links, result = read_all(source(httpserver, budget=1500))
+    # The token's page would be 1,000 rows again (its limit cannot change): not asked.
+    assert len(links) == 1000 and fake.data_calls == 1 and not result.complete
+    assert "budget of 1,500 rows per poll cannot pay for the next page" in (result.error or "")
+    links, result = read_all(source(httpserver, budget=500))
+    assert len(links) == 500 and not result.complete
+    assert json.loads(fake.calls[-1]["body"])[0]["limit"] == 500
 
 
 def test_a_page_short_of_the_total_is_partial(httpserver: HTTPServer) -> None:
@@ -128,9 +221,14 @@ def test_a_page_short_of_the_total_is_partial(httpserver: HTTPServer) -> None:
     ("level", "code", "message", "error", "said"),
     [
         ("top", 40100, "You are not authorized.", ApiAuthError, "refused the credentials"),
+        ("task", 40100, "You are not authorized.", ApiAuthError, "refused the credentials"),
         ("top", 40200, "Payment Required.", ApiAuthError, "top up"),
+        ("task", 40210, "Insufficient Funds.", ApiAuthError, "top up"),
         ("task", 40501, "Invalid Field: 'target'.", ApiError, "40501 Invalid Field"),
-        ("top", 50000, "Internal Error.", ApiError, "status 50000"),
+        ("task", 40102, "No Search Results.", ApiError, "status 40102 No Search Results"),
+        ("top", 40201, "Our algorithms found suspicious activity.", ApiError, "status 40201"),
+        ("top", 40203, "The cost limit has been exceeded.", ApiError, "status 40203 The cost"),
+        ("top", 50304, "This function temporarily unavailable.", ApiError, "status 50304"),
     ],
 )
 def test_status_codes_in_the_body_are_checked_at_both_levels(
@@ -140,8 +238,111 @@ def test_status_codes_in_the_body_are_checked_at_both_levels(
     part = body if level == "top" else body["tasks"][0]
     part["status_code"], part["status_message"] = code, message
     httpserver.expect_request("/v3/backlinks/backlinks/live").respond_with_json(body)
-    with pytest.raises(error, match=said):
+    with pytest.raises(error, match=said) as caught:
         read_all(source(httpserver))
+    if error is not ApiAuthError:
+        # Quoted as the API words it, with no wrong fix: not a key, not the balance.
+        assert type(caught.value) is ApiError
+        assert "credentials" not in str(caught.value) and "top up" not in str(caught.value)
+    assert len(httpserver.log) == 1  # none of these is retried
+
+
+@pytest.mark.parametrize(
+    ("level", "code", "message"),
+    [
+        ("top", 40202, "The rate-limit per minute has been exceeded."),
+        ("task", 40202, "The rate-limit per minute has been exceeded."),
+        ("task", 40101, "Internal SE Server Error."),
+        ("top", 50000, "Internal Error."),
+        ("top", 50303, "Update in progress. Please try after a few minutes."),
+    ],
+)
+def test_passing_status_codes_are_retried_with_the_clients_backoff(
+    httpserver: HTTPServer, level: str, code: int, message: str
+) -> None:
+    good = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    bad = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    part = bad if level == "top" else bad["tasks"][0]
+    part["status_code"], part["status_message"] = code, message
+    part["result"] = None
+    answers = [bad, bad, good]
+    httpserver.expect_request("/v3/backlinks/backlinks/live").respond_with_handler(
+        lambda request: Response(json.dumps(answers.pop(0)), content_type="application/json")
+    )
+    slept: list[float] = []
+    src = source(httpserver, backoff="1s")
+    result = src.fetch("example.com", T0, sleep=slept.append)
+    links = list(result.records)
+    assert result.complete and len(links) == 3
+    assert len(slept) == 2 and 0.5 <= slept[0] <= 1.0 and 1.0 <= slept[1] <= 2.0
+    assert "2 retried" in result.notes[0]
+    # Longer than the retries: the API's words, never a credentials or balance hint.
+    answers[:] = [bad] * 3
+    with pytest.raises(ApiError) as caught:
+        source(httpserver, retries=2).fetch("example.com", T0, sleep=lambda s: None)
+    said = str(caught.value)
+    assert type(caught.value) is ApiError
+    assert f"status {code} {message}" in said and "gave up after 3 attempts" in said
+    assert "credentials" not in said and "top up" not in said
+
+
+def test_http_402_is_the_balance_and_http_401_the_credentials(httpserver: HTTPServer) -> None:
+    refusals = [
+        (402, {"status_code": 40200, "status_message": "Payment Required."}),
+        (401, {"status_code": 40100, "status_message": "You are not authorized."}),
+    ]
+    httpserver.expect_request("/v3/backlinks/backlinks/live").respond_with_handler(
+        lambda request: Response(
+            json.dumps(refusals[0][1]), status=refusals[0][0], content_type="application/json"
+        )
+    )
+    with pytest.raises(ApiAuthError, match="HTTP 402: 40200 Payment Required") as caught:
+        read_all(source(httpserver))
+    assert "top up the DataForSEO balance" in str(caught.value)
+    assert "login and password" not in str(caught.value)
+    refusals.pop(0)
+    with pytest.raises(ApiAuthError, match="refused the credentials") as caught:
+        read_all(source(httpserver))
+    assert "sources.d4s.login and password" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says", "hint"),
+    [
+        (
+            401,
+            {"status_code": 40100, "status_message": "Unauthorized."},
+            "refused the credentials",
+            "fix the credentials",
+        ),
+        (
+            200,
+            {
+                "status_code": 40202,
+                "status_message": "The rate-limit per minute has been exceeded.",
+            },
+            "status 40202 The rate-limit",
+            "check sources.d4s.base_url",
+        ),
+        (
+            200,
+            {"status_code": 40201, "status_message": "Temporarily blocked."},
+            "status 40201 Temporarily blocked",
+            "check sources.d4s.base_url",
+        ),
+    ],
+)
+def test_doctor_says_what_the_code_means(
+    httpserver: HTTPServer, status: int, body: dict[str, Any], says: str, hint: str
+) -> None:
+    from daemon.doctor import _credentials
+
+    httpserver.expect_request("/v3/appendix/user_data").respond_with_json(body, status=status)
+    (finding,) = _credentials(source(httpserver))
+    assert finding.status == "FAIL" and says in finding.detail and hint in finding.fix
+    assert "top up" not in finding.detail or body["status_code"] in (40200, 40210)
+    if body["status_code"] != 40100:
+        assert "credentials" not in finding.detail
 
 
 def test_lost_links_come_with_a_reason_when_asked_for(httpserver: HTTPServer) -> None:
@@ -157,6 +358,46 @@ def test_lost_links_come_with_a_reason_when_asked_for(httpserver: HTTPServer) ->
         (links_[1].url_from, "not_found")  # the stand-in's linking page answers 404
     ]
     assert json.loads(fake.calls[-1]["body"])[0]["backlinks_status_type"] == "all"
+
+
+def _item(**fields: Any) -> dict[str, Any]:
+    return {"url_from": "https://a.example.org/", "url_to": "https://example.com/"} | fields
+
+
+def test_odd_values_are_read_as_unknown_not_as_a_failed_poll() -> None:
+    src = DataForSeoSource(
+        "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
+    )
+    # A first_seen that is no date is no date (as Majestic's), not a failed poll.
+    for odd in ("soon", "2025-13-45 00:00:00 +00:00", 20250102, ""):
+        assert src._link(_item(first_seen=odd), "example.com").first_seen_at is None
+    # Rank and spam score are 0-100 (`rank_scale: one_hundred`): clamped to it.
+    link = src._link(_item(domain_from_rank=640, backlink_spam_score=-3), "example.com")
+    assert (link.domain_rating, link.toxicity) == (100.0, 0.0)
+    link = src._link(_item(domain_from_rank="NaN", backlink_spam_score="x"), "example.com")
+    assert (link.domain_rating, link.toxicity) == (None, None)
+    link = src._link(_item(domain_from_rank=42, backlink_spam_score=7), "example.com")
+    assert (link.domain_rating, link.toxicity) == (42.0, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (200, "removed"),
+        (404, "not_found"),
+        (410, "not_found"),
+        (503, "page_error"),
+        (301, "redirected"),
+        (None, "unknown"),
+        (0, "unknown"),
+    ],
+)
+def test_a_lost_links_reason_comes_from_its_pages_status(status: int | None, reason: str) -> None:
+    src = DataForSeoSource(
+        "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
+    )
+    link = src._link(_item(is_lost=True, page_from_status_code=status), "example.com")
+    assert (link.lost, link.lost_reason) == (True, reason)
 
 
 def test_settings_refuse_a_page_size_over_the_documented_maximum() -> None:

@@ -204,13 +204,43 @@ def test_paging_walks_from_by_count_to_a_short_page(httpserver: HTTPServer) -> N
     assert asked == [("0", "1000"), ("1000", "1000"), ("2000", "1000")]
 
 
-def test_a_profile_that_fills_its_last_page_takes_no_extra_call(httpserver: HTTPServer) -> None:
+def test_a_profile_that_fills_its_last_page_ends_on_an_empty_one(httpserver: HTTPServer) -> None:
     stand_in = fake(httpserver, profile(2000))
     links, result = read_all(source(httpserver, page_size=1000))
-    # TotalLines (2,000) says there is nothing after the second page: each call costs
-    # 5,000 analysis units, so the empty third one is not made.
+    # TotalLines (2,000) is not taken for the end (a count may be stale or capped): only a
+    # short page ends the listing, here an empty third one (5,000 analysis units more).
     assert result.complete and len(links) == 2000
-    assert stand_in.data_calls == 2
+    assert stand_in.data_calls == 3
+
+
+@pytest.mark.parametrize("header", ["TotalBackLinks", "TotalLines", "both"])
+def test_an_understated_total_is_not_taken_for_the_end(httpserver: HTTPServer, header: str) -> None:
+    stand_in = fake(httpserver, profile(2500))
+    real = stand_in._backlinks
+
+    def understated(request: Request) -> Response:
+        body = json.loads(real(request).get_data())
+        headers = body["DataTables"]["BackLinks"]["Headers"]
+        for name in ("TotalBackLinks", "TotalLines") if header == "both" else (header,):
+            headers[name] = 1500
+        return stand_in.json(body)
+
+    stand_in._backlinks = understated  # type: ignore[method-assign]
+    links, result = read_all(source(httpserver, page_size=1000))
+    assert result.complete and len({link.url_from for link in links}) == 2500
+    assert stand_in.data_calls == 3
+
+
+def test_full_pages_up_to_the_rows_served_are_partial_whatever_the_totals(
+    httpserver: HTTPServer,
+) -> None:
+    stand_in = fake(httpserver, profile(2000))
+    stand_in.available_lines = 2000  # TotalBackLinks and TotalLines say 2,000 too
+    links, result = read_all(source(httpserver, page_size=1000))
+    assert len(links) == 2000 and not result.complete
+    assert "serves at most 2,000 rows" in (result.error or "")
+    assert "its last page was full, so more may exist" in (result.error or "")
+    assert stand_in.data_calls == 2  # nothing is asked past AvailableLines
 
 
 def test_a_page_short_of_the_announced_total_is_partial(httpserver: HTTPServer) -> None:
@@ -339,6 +369,24 @@ def test_reason_lost_maps_onto_the_taxonomy(text: str, reason: str) -> None:
             "removed",
         ),
         ({"FlagDeleted": "1"}, True, "unknown"),  # a flag as a string, no date or reason
+        ({"FlagDeleted": True}, True, "unknown"),
+        ({"FlagDeleted": "true"}, True, "unknown"),
+        ({"FlagDeleted": " TRUE "}, True, "unknown"),
+        ({"FlagDeleted": 1.0}, True, "unknown"),
+        # Anything but 0/1 or true/false is no flag: never a loss.
+        ({"FlagDeleted": "null", "ReasonLost": "Link removed"}, False, None),
+        ({"FlagDeleted": "-"}, False, None),
+        ({"FlagDeleted": "None"}, False, None),
+        ({"FlagDeleted": "unknown"}, False, None),
+        ({"FlagDeleted": "yes"}, False, None),
+        ({"FlagDeleted": 2}, False, None),
+        ({"FlagDeleted": -1}, False, None),
+        ({"FlagDeleted": "NaN"}, False, None),
+        ({"FlagDeleted": [1]}, False, None),
+        ({"FlagDeleted": {"v": 1}}, False, None),
+        # A DateLost that is no date is no loss either.
+        ({"DateLost": "-"}, False, None),
+        ({"DateLost": "0000-00-00"}, False, None),
         ({"DateLost": "2025-10-02", "ReasonLost": "HTTP 404"}, True, "not_found"),
         ({"FlagDeleted": "0", "ReasonLost": "Link removed"}, False, None),  # not deleted
     ],

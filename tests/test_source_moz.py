@@ -14,10 +14,10 @@ from pydantic import SecretStr, ValidationError
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from sources.api import ApiAuthError
+from sources.api import ApiAuthError, ApiError
 from sources.model import Backlink, SnapshotResult
 from sources.moz import MozSettings, MozSource, with_scheme
-from tests.fakes.base import FakeLink, profile
+from tests.fakes.base import FakeLink, Fault, profile
 from tests.fakes.moz import ACCESS_ID, MozFake
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
@@ -224,6 +224,91 @@ def test_a_listing_as_long_as_moz_ever_gives_is_not_taken_as_whole(
     got, result = read_all(source(httpserver))
     assert len(got) == 100 and not result.complete
     assert "at most 100 links per target" in (result.error or "")
+
+
+def test_tokens_that_keep_coming_past_the_cap_end_the_poll_partial(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sources.moz
+
+    monkeypatch.setattr(sources.moz, "MAX_RESULTS", 100)
+    fake = stand_in(httpserver, profile(400))
+    got, result = read_all(source(httpserver))
+    assert len(got) == 100 and fake.data_calls == 2 and not result.complete
+    assert "at most 100 links per target and 100 were read with more to come" in (
+        result.error or ""
+    )
+
+
+def _tokens(server: HTTPServer, pages: list[list[dict[str, Any]]]) -> list[int]:
+    """Answers `pages` in turn, each with a fresh next_token (then nothing, no token)."""
+    calls: list[int] = []
+
+    def answer(request: Request) -> Response:
+        calls.append(len(calls))
+        n = len(calls) - 1
+        if n < len(pages):
+            body = {"results": pages[n], "next_token": f"tok-{n}"}
+        else:
+            body = {"results": [], "next_token": ""}
+        return Response(json.dumps(body), content_type="application/json")
+
+    server.expect_request("/v2/links", method="POST").respond_with_handler(answer)
+    return calls
+
+
+def test_empty_pages_with_fresh_tokens_end_the_poll_partial(httpserver: HTTPServer) -> None:
+    calls = _tokens(httpserver, [[]] * 2000)
+    links, result = read_all(source(httpserver, budget=100))
+    assert links == [] and not result.complete and len(calls) == 3
+    assert "3 pages in a row had no results but a next_token" in (result.error or "")
+
+
+def test_an_empty_page_between_full_ones_is_no_end_and_no_fault(httpserver: HTTPServer) -> None:
+    rows = json.loads(SAMPLE.read_text(encoding="utf-8"))["results"]
+    calls = _tokens(httpserver, [rows[:1], [], [], rows[1:]])
+    links, result = read_all(source(httpserver))
+    assert result.complete and len(links) == len(rows) and len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("{}", "results: missing"),
+        ('{"results": null}', "results: missing"),
+        ('{"name": "InternalError", "message": "try later"}', "Moz answered an error: try later"),
+    ],
+)
+def test_an_answer_without_results_is_an_error_never_the_end(
+    httpserver: HTTPServer, body: str, says: str
+) -> None:
+    fake = stand_in(httpserver, profile(200))
+    fake.faults[1] = Fault(200, body)
+    with pytest.raises(ApiError, match=says):
+        read_all(source(httpserver))
+    fake.faults[fake.data_calls + 3] = Fault(200, body)
+    links, result = read_all(source(httpserver))
+    assert len(links) == 100 and not result.complete and says in (result.error or "")
+
+
+def test_odd_dates_are_no_dates_and_no_losses(httpserver: HTTPServer) -> None:
+    rows = json.loads(SAMPLE.read_text(encoding="utf-8"))["results"][:1]
+    odd = [
+        ("2025-13-45", ""),
+        (20250102, "-"),
+        ("soon", "null"),
+        ("2023-11-29", "2026-02-20"),
+    ]
+    results = [rows[0] | {"date_first_seen": f, "date_disappeared": d} for f, d in odd]
+    httpserver.expect_request("/v2/links").respond_with_json({"results": results, "next_token": ""})
+    links, result = read_all(source(httpserver))
+    assert result.complete
+    assert [(x.first_seen_at, x.lost) for x in links] == [
+        (None, False),
+        (None, False),
+        (None, False),
+        (datetime(2023, 11, 29, tzinfo=UTC), True),
+    ]
 
 
 def test_legacy_access_id_and_secret_key_use_basic_auth(httpserver: HTTPServer) -> None:

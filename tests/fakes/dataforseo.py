@@ -36,7 +36,8 @@ def _envelope(result: list[dict[str, Any]], cost: float = 0.02) -> dict[str, Any
 
 
 class DataForSeoFake(FakeApi):
-    """Pages by `offset` (at most 20,000) and by `search_after_token`, as documented."""
+    """Pages by `offset` (at most 20,000) and by `search_after_token` (every other parameter
+    identical to the request that gave the token), as documented."""
 
     kind = "dataforseo"
     # Pages are this size at most whatever `limit` asks (the documented maximum is 1000).
@@ -95,16 +96,41 @@ class DataForSeoFake(FakeApi):
             return self.json({"status_code": 40501, "status_message": "Invalid Field: 'target'."})
         served = self.links if task.get("backlinks_status_type") == "all" else self.serve_live()
         limit = min(int(task.get("limit", 100)), self.page_cap)
+        request_key = _request_key(task)
         if "search_after_token" in task:
-            start = int(base64.b64decode(task["search_after_token"]).decode())
+            try:
+                after = json.loads(base64.b64decode(task["search_after_token"]))
+            except ValueError:
+                after = None
+            # Documented: with a token every other parameter must be identical.
+            if not isinstance(after, dict) or after.get("request") != request_key:
+                return self.json(
+                    {"status_code": 40501, "status_message": "Invalid Field: 'search_after_token'."}
+                )
+            # Like a search-after key: the page goes on after the row the token was given
+            # with, by its place in the order (here: the profile's order), whatever rows
+            # joined or left the list meanwhile.
+            order = {(x.url_from, x.url_to): i for i, x in enumerate(self.links)}
+            last = order.get(tuple(after["after"] or ()), -1)
+            if after["after"] and last < 0:
+                return self.json(
+                    {"status_code": 40501, "status_message": "Invalid Field: 'search_after_token'."}
+                )
+            chunk = [x for x in served if order[(x.url_from, x.url_to)] > last][:limit]
         else:
             start = int(task.get("offset", 0))
             if start > 20_000:
                 return self.json(
                     {"status_code": 40501, "status_message": "Invalid Field: 'offset'."}
                 )
-        chunk = served[start : start + limit]
-        token = base64.b64encode(str(start + len(chunk)).encode()).decode()
+            chunk = served[start : start + limit]
+        # Every answer carries a token, the first one too (as the documented sample does).
+        after_key = [chunk[-1].url_from, chunk[-1].url_to] if chunk else None
+        if not chunk and "search_after_token" in task:
+            after_key = json.loads(base64.b64decode(task["search_after_token"]))["after"]
+        token = base64.b64encode(
+            json.dumps({"after": after_key, "request": request_key}).encode()
+        ).decode()
         result = {
             "target": self.site,
             "mode": "as_is",
@@ -114,6 +140,11 @@ class DataForSeoFake(FakeApi):
             "items": [_item(link) for link in chunk],
         }
         return self.json(_envelope([result]))
+
+
+def _request_key(task: dict[str, Any]) -> str:
+    """The task's parameters besides the token, which a token is valid for."""
+    return json.dumps({k: v for k, v in task.items() if k != "search_after_token"}, sort_keys=True)
 
 
 def _item(link: FakeLink) -> dict[str, Any]:
