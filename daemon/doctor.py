@@ -654,17 +654,18 @@ def _credentials(source: ApiSource) -> list[Finding]:
     try:
         said = source.check_credentials(client)
     except ApiAuthError as exc:
-        return [Finding("FAIL", subject, str(exc), "fix the credentials; the source cannot poll")]
+        # The message says what to change: the key, the login, or the account's balance.
+        return [Finding("FAIL", subject, str(exc), "do what it says; the source cannot poll")]
     except SourceError as exc:
-        return [
-            Finding(
-                "FAIL",
-                subject,
-                str(exc),
-                f"check sources.{source.name}.base_url and the network; polls fail until it"
-                " answers",
-            )
-        ]
+        unreachable = getattr(exc, "status", None) is None and any(
+            words in str(exc) for words in ("cannot connect", "no answer within")
+        )
+        fix = (
+            f"check sources.{source.name}.base_url and the network; polls fail until it answers"
+            if unreachable
+            else "the API answered with an error (above); polls fail while it does"
+        )
+        return [Finding("FAIL", subject, str(exc), fix)]
     finally:
         client.close()
     return [Finding("ok", subject, f"{source.settings.base_url}: {said}")]
