@@ -313,7 +313,7 @@ def test_http_402_is_the_balance_and_http_401_the_credentials(httpserver: HTTPSe
             401,
             {"status_code": 40100, "status_message": "Unauthorized."},
             "refused the credentials",
-            "fix the credentials",
+            "do what it says",
         ),
         (
             200,
@@ -322,13 +322,13 @@ def test_http_402_is_the_balance_and_http_401_the_credentials(httpserver: HTTPSe
                 "status_message": "The rate-limit per minute has been exceeded.",
             },
             "status 40202 The rate-limit",
-            "check sources.d4s.base_url",
+            "the API answered with an error",
         ),
         (
             200,
             {"status_code": 40201, "status_message": "Temporarily blocked."},
             "status 40201 Temporarily blocked",
-            "check sources.d4s.base_url",
+            "the API answered with an error",
         ),
     ],
 )
