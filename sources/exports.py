@@ -128,7 +128,9 @@ class _Lines:
         self._ended = False
         # A read error met while reading ahead, raised when the reader gets there.
         self._failure: Exception | None = None
-        self.lines: Iterator[str] = self._replay()
+        # Past the lines read ahead, the source's own lines go through untouched: chain
+        # hands them on in C (the hot path), not through a Python generator.
+        self.lines: Iterator[str] = chain(self._replay(), self._source)
 
     def _replay(self) -> Generator[str, None, None]:
         while self._ahead:
@@ -138,9 +140,6 @@ class _Lines:
             raise self._failure
         if self._ended:
             self.state = _PAST_END
-            return
-        # Past the lines read ahead, the source's own lines go through untouched (hot path).
-        yield from self._source
 
     def peek(self, count: int) -> list[str]:
         """The next `count` lines (fewer at the end), left to be read again."""

@@ -185,9 +185,15 @@ def report_digest(
 ) -> int:
     """A cheap fingerprint of a row's reported values: a series that reports the same
     values for a link again needs no closer look (and no write)."""
+    # The anchor (the one long text) is fed to crc32 on its own; %-formatting the rest is
+    # the cheapest way to spell them (this runs once per exported row).
+    head = zlib.crc32(anchor.encode()) if anchor is not None else 1
     return zlib.crc32(
-        f"{anchor}\x1f{nofollow}\x1f{ugc}\x1f{sponsored}\x1f{rating}\x1f{metric}"
-        f"\x1f{toxicity}\x1f{first_seen}".encode()
+        (
+            "%r\x1f%r\x1f%r\x1f%r\x1f%s\x1f%r\x1f%r"  # noqa: UP031 - faster than f"" here
+            % (nofollow, ugc, sponsored, rating, metric, toxicity, first_seen)
+        ).encode(),
+        head,
     )
 
 

@@ -72,8 +72,14 @@ def moz_legacy_spam_score(value: str) -> float | None:
     return None if flags is None else round(flags * 100 / 17, 1)
 
 
+_SPAM = {"true": 100.0, "false": 0.0}
+
+
 def spam_flag_toxicity(value: str) -> float | None:
     """A provider's is-spam flag (Ahrefs `Is spam`) as a toxicity: true 100, false 0."""
+    exact = _SPAM.get(value)  # the spelling exports use, looked up first (hot path)
+    if exact is not None:
+        return exact
     if not value.strip():
         return None
     return 100.0 if parse_bool(value) else 0.0
