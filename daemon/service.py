@@ -41,11 +41,18 @@ def utcnow() -> datetime:
 def describe(o: IngestOutcome) -> str:
     """One log line for an ingest."""
     series = o.series or o.source
-    text = (
-        f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}:"
-        f" {o.status}, {o.listed} rows, {o.seen} seen, {o.new} new, {o.missing} missing,"
-        f" {o.restored} restored, {o.lost} lost, {o.changed} changed"
-    )
+    head = f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}"
+    if o.coverage == "domains":
+        # A domains series counts referring domains, and never touches a link.
+        text = (
+            f"{head}: {o.status}, {o.listed} rows, {o.seen} referring domains, {o.new} new,"
+            f" {o.missing} no longer listed, {o.restored} listed again"
+        )
+    else:
+        text = (
+            f"{head}: {o.status}, {o.listed} rows, {o.seen} seen, {o.new} new,"
+            f" {o.missing} missing, {o.restored} restored, {o.lost} lost, {o.changed} changed"
+        )
     if o.unconfirmed:
         text += f", {o.unconfirmed} unconfirmed"
     if o.malformed:

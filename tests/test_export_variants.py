@@ -850,3 +850,26 @@ def test_import_refuses_a_table_without_links_and_stores_nothing(tmp_path: Path)
     assert code == 2
     assert "bing_anchors.csv" in out and "holds no links" in out
     assert "nothing was stored" in out
+
+
+def test_import_of_referring_domains_counts_domains_and_changes_no_link(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    code, out = _import(settings, EXPORTS / "bing_backlinks.csv")
+    assert code == 0, out
+    links_before = (
+        CliRunner()
+        .invoke(main, ["-c", str(settings), "links", "--site", SITE, "--format", "csv"])
+        .output
+    )
+    code, out = _import(settings, EXPORTS / "ahrefs_refdomains_utf16.csv")
+    assert code == 0, out
+    first = out.splitlines()[0]
+    assert first.startswith("example.com/exports/ahrefs_domains: ahrefs_refdomains_utf16.csv")
+    assert " referring domains, " in first and " missing, " not in first
+    assert "filed under series exports/ahrefs_domains" in out
+    links_after = (
+        CliRunner()
+        .invoke(main, ["-c", str(settings), "links", "--site", SITE, "--format", "csv"])
+        .output
+    )
+    assert links_after == links_before
