@@ -175,6 +175,31 @@ def _refused(path: Path, known: set[tuple[str, str | None]]) -> PendingExport | 
     )
 
 
+def _stored_tables(known: set[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """The origins stored with a stamp, by stamp, for the archives among them
+    (`archive.zip:member.csv`)."""
+    tables: dict[str, list[str]] = {}
+    for origin, stamp in known:
+        if stamp is not None and ":" in origin:
+            tables.setdefault(stamp, []).append(origin)
+    return tables
+
+
+def _archive_read(
+    name: str,
+    stamp: str,
+    stored_tables: dict[str, list[str]],
+    known: set[tuple[str, str | None]],
+) -> bool:
+    """True for a zip archive, as it is now, whose tables were stored: it is not opened,
+    judged or waited for again until it changes. One whose table failed to be read in a way
+    worth retrying (`retry`) is looked at again, to find that table."""
+    if (name, "retry") in known:
+        return False
+    prefix = name + ":"
+    return any(origin.startswith(prefix) for origin in stored_tables.get(stamp, ()))
+
+
 class CsvDirSource:
     """Reads backlink exports dropped into a folder; each new or changed file is one snapshot."""
 
@@ -218,10 +243,16 @@ class CsvDirSource:
                     files[path] = None
         first: dict[Path, str] = {}
         refused = [r for r in (_refused(path, known) for path in files) if r is not None]
+        stored_tables = _stored_tables(known)
         for path in files:
             st = _regular_stat(path)
-            if st is not None and (path.name, file_stamp(st)) not in known:
-                first[path] = file_stamp(st)
+            if st is None:
+                continue
+            stamp = file_stamp(st)
+            if (path.name, stamp) not in known and not _archive_read(
+                path.name, stamp, stored_tables, known
+            ):
+                first[path] = stamp
         if not first:
             return refused
         settle = self.settings.settle.total_seconds()

@@ -7,9 +7,11 @@ import contextlib
 import csv
 import hashlib
 import io
+import lzma
 import os
 import re
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from datetime import UTC, datetime
@@ -66,6 +68,22 @@ MAX_ZIP_MEMBERS = 100
 MAX_ZIP_BYTES = 4 << 30
 MAX_ZIP_RATIO = 200
 _RATIO_FROM = 1 << 20
+# The compression methods Python's zipfile reads (Deflate64, PPMd, … raise NotImplementedError).
+_ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+# What reading a damaged or unreadable archive member raises besides OSError: a bad CRC or
+# header, a method zipfile cannot read, a damaged deflate or lzma stream, a truncated one.
+ZIP_READ_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    NotImplementedError,
+    zlib.error,
+    EOFError,
+    lzma.LZMAError,
+)
 
 T = TypeVar("T", Backlink, RefDomain)
 
@@ -73,6 +91,29 @@ T = TypeVar("T", Backlink, RefDomain)
 # (the csv module's own limit is process-wide; it is set here once).
 MAX_FIELD = 64 * 1024
 csv.field_size_limit(MAX_FIELD)
+# Bytes (UTF-16: characters) read without a line end after which a file is no export: a
+# binary or a one-line dump must not be held whole in memory before any limit is checked.
+MAX_LINE = 4 * MAX_FIELD
+
+
+class LineTooLongError(ValueError):
+    """A file ran on past MAX_LINE without a line end."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"more than {MAX_LINE:,} bytes without a line end (an export line is at most "
+            f"{MAX_LINE:,}): not an export, or a damaged one"
+        )
+
+
+# What reading a file's lines may raise: it is unreadable from there on.
+_READ_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    UnicodeDecodeError,
+    LineTooLongError,
+    *ZIP_READ_ERRORS,
+)
+_HEADER_ERRORS: tuple[type[Exception], ...] = (csv.Error, *_READ_ERRORS)
 
 
 def detect_encoding(head: bytes) -> str:
@@ -149,7 +190,7 @@ class _Lines:
             except StopIteration:
                 self._ended = True
                 break
-            except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            except _READ_ERRORS as exc:
                 if not self._ahead:
                     raise  # not one line could be read: the header is unreadable
                 # The lines before it are rows; the rows after it are never read, and the
@@ -185,12 +226,16 @@ class _Lines:
 
     def _mixed(self, raw: IO[bytes]) -> Generator[io.StringIO, None, str]:
         held: list[bytes] = []
+        pending = 0  # bytes held since the last line end
         while chunk := raw.read(self._chunk):
             # Cut after the last line end, so no line straddles two chunks; a \r at the very
             # end waits, as a \n may follow it in the next chunk.
             cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r", 0, -1)) + 1
             if not cut:
                 held.append(chunk)
+                pending += len(chunk)
+                if pending > MAX_LINE:
+                    raise LineTooLongError
                 continue
             if held:
                 held.append(chunk[:cut])
@@ -199,6 +244,9 @@ class _Lines:
                 data = chunk[:cut]
             held = [chunk[cut:]]
             yield _lines_of(self._decode(data))
+            pending = len(held[0])
+            if pending > MAX_LINE:
+                raise LineTooLongError
         return self._decode(b"".join(held))
 
     def _decode(self, data: bytes) -> str:
@@ -222,16 +270,23 @@ class _Lines:
     def _utf16(self, raw: IO[bytes], encoding: str) -> Generator[io.StringIO, None, str]:
         decode = codecs.getincrementaldecoder(encoding)("strict").decode
         held: list[str] = []
+        pending = 0  # characters held since the last line end
         while chunk := raw.read(self._chunk):
             text = decode(chunk)
             cut = max(text.rfind("\n"), text.rfind("\r", 0, -1)) + 1
             if not cut:
                 held.append(text)
+                pending += len(text)
+                if pending > MAX_LINE:
+                    raise LineTooLongError
                 continue
             held.append(text[:cut])
             whole = "".join(held)
             held = [text[cut:]]
             yield _lines_of(whole)
+            pending = len(held[0])
+            if pending > MAX_LINE:
+                raise LineTooLongError
         held.append(decode(b"", True))
         return "".join(held)
 
@@ -316,13 +371,15 @@ class ExportFile:
                 self._raw.seek(len(codecs.BOM_UTF8) if self._encoding == "utf-8-sig" else 0)
             except OSError as exc:
                 raise SourceError(f"{self.where}: cannot read: {exc.strerror or exc}") from exc
-            except zipfile.BadZipFile as exc:
-                raise SourceError(f"{self.where}: damaged archive member: {exc}") from exc
+            except ZIP_READ_ERRORS as exc:
+                raise SourceError(f"{self.where}: damaged archive member: {_why(exc)}") from exc
             self._lines = _Lines(self._raw, self._encoding)
             try:
                 self._read_header(format_kind)
-            except (UnicodeDecodeError, csv.Error, OSError, zipfile.BadZipFile) as exc:
-                raise SourceError(f"{self.where}: cannot read the header: {exc}") from exc
+            except LineTooLongError as exc:
+                raise FormatError(f"{self.where}: {exc}") from exc
+            except _HEADER_ERRORS as exc:
+                raise SourceError(f"{self.where}: cannot read the header: {_why(exc)}") from exc
         except BaseException:
             self.close()
             raise
@@ -344,7 +401,11 @@ class ExportFile:
         except KeyError as exc:
             raise SourceError(f"{self.where}: no such member in the archive") from exc
         _check_member(path, info)
-        raw: IO[bytes] = archive.open(info)
+        _check_method(path, info)
+        try:
+            raw: IO[bytes] = archive.open(info)
+        except ZIP_READ_ERRORS as exc:
+            raise SourceError(f"{self.where}: damaged archive member: {_why(exc)}") from exc
         self._closers.append(raw.close)
         return raw, stamp
 
@@ -411,6 +472,11 @@ class ExportFile:
         variant = forced.variant_for(header)
         if variant is None or (after_preamble and not variant.after_preamble):
             return None
+        # A forced format never makes a table without the profile one (Ahrefs' broken
+        # backlinks carry every backlinks column): it is still recognised, to be refused.
+        found = detect(header, after_preamble=after_preamble)
+        if found is not None and found.format.coverage == "none":
+            return found
         how: Recognised = "header" if variant.language is None else "translated header"
         return Detection(forced, variant, how)
 
@@ -528,8 +594,8 @@ class ExportFile:
                     yield parse(row)
                 except (ValueError, IndexError) as exc:
                     report.add(line, str(exc))
-        except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
-            result.error = f"{self.where}: read failed near line {line}: {exc}"
+        except _READ_ERRORS as exc:
+            result.error = f"{self.where}: read failed near line {line}: {_why(exc)}"
         finally:
             self.close()
             result.notes.extend(self._issues.notes(self._metric or "rating"))
@@ -538,6 +604,11 @@ class ExportFile:
         """Close the file (and the archive it is in) without reading it."""
         while self._closers:
             self._closers.pop()()
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong reading, for a message: the exception's text, else its kind."""
+    return str(exc) or type(exc).__name__
 
 
 def _cells(line: str) -> list[str]:
@@ -576,6 +647,17 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
         )
 
 
+def _check_method(path: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse a member compressed with a method zipfile cannot read (Deflate64, PPMd, …)."""
+    if info.compress_type not in _ZIP_METHODS:
+        raise SourceError(
+            f"{path}: refused: member {info.filename!r} is compressed with method"
+            f" {info.compress_type}, which linkwatch cannot read (it reads"
+            f" {', '.join(_ZIP_METHODS.values())}; Windows uses Deflate64, method 9, for big"
+            " files); zip the exports again with another tool"
+        )
+
+
 def archive_members(path: Path) -> list[str]:
     """The members of a zip archive that may be exports, after checking the whole archive
     against zip bombs (too many members, too big, encrypted or escaping members)."""
@@ -602,6 +684,8 @@ def archive_members(path: Path) -> list[str]:
             )
         # Folders, and the resource forks macOS adds to archives it makes, are no exports.
         if not info.is_dir() and not info.filename.startswith("__MACOSX/"):
+            if info.filename.lower().endswith(EXPORT_SUFFIXES):
+                _check_method(path, info)
             names.append(info.filename)
     return names
 

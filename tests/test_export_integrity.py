@@ -481,3 +481,58 @@ def test_hosts_follow_idna_2008_as_browsers_do() -> None:
     assert normalize_url("https://straße.de/blog") == "xn--strae-oqa.de/blog"
     assert normalize_url("https://xn--strae-oqa.de/blog") == "xn--strae-oqa.de/blog"
     assert registrable_domain("xn--strae-oqa.de") == "xn--strae-oqa.de"
+
+
+# --- a file without line ends ----------------------------------------------------------------
+
+
+class _Endless(io.RawIOBase):
+    """`size` bytes of `fill` without a line end, counting how much was read."""
+
+    def __init__(self, size: int, fill: bytes = b"a") -> None:
+        self.left, self.fill, self.served = size, fill, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        n -= n % len(self.fill)
+        self.left -= n
+        self.served += n
+        return self.fill * (n // len(self.fill))
+
+
+@pytest.mark.parametrize(("encoding", "fill"), [("utf-8", b"a"), ("utf-16-le", b"a\x00")])
+def test_a_file_without_line_ends_is_refused_before_it_is_held_whole(
+    encoding: str, fill: bytes
+) -> None:
+    from sources.exports import MAX_LINE, LineTooLongError
+
+    raw = _Endless(100 << 20, fill)
+    lines = _Lines(raw, encoding, chunk=64 * 1024)
+    with pytest.raises(LineTooLongError, match=f"{MAX_LINE:,}"):
+        lines.peek(1)
+    assert raw.served <= 2 * MAX_LINE * len(fill)  # stopped long before the end
+
+
+def test_a_one_line_file_is_refused_naming_the_file_and_the_limit(tmp_path: Path) -> None:
+    from sources.exports import MAX_LINE
+    from sources.model import SourceError
+
+    path = tmp_path / "dump.csv"
+    path.write_bytes(b"x" * (MAX_LINE * 3))
+    with pytest.raises(SourceError) as info:
+        ExportFile(path, SITE)
+    assert str(path) in str(info.value) and f"{MAX_LINE:,}" in str(info.value)
+
+
+def test_a_line_too_long_after_good_rows_ends_the_snapshot_with_an_error(tmp_path: Path) -> None:
+    from sources.exports import MAX_LINE
+
+    path = tmp_path / "export.csv"
+    head = b"url_from,url_to\nhttps://a.org/p,https://example.com/\n"
+    path.write_bytes(head + b"y" * (MAX_LINE * 5) + b"\n")
+    _, result, records = read(path)
+    assert len(records) == 1
+    assert result.error is not None and "without a line end" in result.error

@@ -4,8 +4,10 @@ what its rows say; domain-level exports; tables that hold no links; zip archives
 from __future__ import annotations
 
 import codecs
+import os
 import zipfile
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -456,6 +458,7 @@ def test_bing_referring_domains_are_urls_read_as_domains() -> None:
         ("gsc_top_linked_pages_external.csv", "it names no linking page and no linking site"),
         ("gsc_top_linked_pages_pt_shape.csv", "recognised by shape"),
         ("gsc_pages_report_de.csv", "every page it lists is on example.com itself"),
+        ("ahrefs_broken_backlinks.csv", "holds only broken backlinks, not the profile"),
     ],
 )
 def test_tables_without_links_are_refused_saying_so(name: str, words: str) -> None:
@@ -470,6 +473,30 @@ def test_a_table_without_links_is_refused_by_its_snapshot_too() -> None:
     assert export.format.kind == "bing_anchors"
     with pytest.raises(FormatError, match="holds no links"):
         export.snapshot(TAKEN)
+
+
+def test_ahrefs_broken_backlinks_are_never_filed_as_the_profile(tmp_path: Path) -> None:
+    # They carry every backlinks column: read as the complete `ahrefs` series, each weekly
+    # list of a few broken links would make the rest of the profile missing, then lost.
+    path = EXPORTS / "ahrefs_broken_backlinks.csv"
+    export = ExportFile(path, SITE)
+    assert (export.format.kind, export.format.coverage) == ("ahrefs_broken", "none")
+    export.close()
+    # Not even when the format is forced.
+    with pytest.raises(FormatError, match="holds only broken backlinks, not the profile"):
+        open_export_files(path, SITE, "ahrefs")
+    # In an archive it is skipped with a note, like Top linked pages.
+    archive = tmp_path / "ahrefs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(path, "broken.csv")
+        z.write(EXPORTS / "ahrefs_backlinks_utf8.csv", "backlinks.csv")
+    [opened] = open_archive(archive, SITE)
+    assert opened.format.kind == "ahrefs"
+    assert any("broken.csv: skipped: broken backlinks (ahrefs_broken)" in n for n in opened.notes)
+    opened.close()
+    # `linkwatch import` refuses it and stores nothing.
+    code, out = _import(write_settings(tmp_path), path)
+    assert code == 2 and "holds only broken backlinks" in out and "nothing was stored" in out
 
 
 # --- Search Console -------------------------------------------------------------------------
@@ -653,6 +680,75 @@ def test_an_encrypted_member_is_refused(tmp_path: Path) -> None:
         open_export_files(path, SITE)
 
 
+def _deflate64(path: Path) -> Path:
+    """An archive whose member says it is compressed with Deflate64 (method 9), which Windows
+    uses for big files and zipfile cannot read."""
+    _zip(path, {"Latest links.csv": LATEST})
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        data[data.find(signature) + offset] = 9
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _damaged(path: Path, rows: int = 3000, at: int = 40) -> Path:
+    """An archive whose member's deflate stream is damaged `at` bytes into it."""
+    body = "".join(f"https://ref{i}.example.org/page/{i * 7919},2026-01-09\n" for i in range(rows))
+    _zip(path, {"Latest links.csv": b"Linking page,Last crawled\n" + body.encode()})
+    data = bytearray(path.read_bytes())
+    [info] = zipfile.ZipFile(path).infolist()
+    start = info.header_offset + 30 + len(info.filename)
+    for i in range(start + at, start + at + 20):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_member_zipfile_cannot_decompress_is_refused_saying_why(tmp_path: Path) -> None:
+    path = _deflate64(tmp_path / "links.zip")
+    with pytest.raises(SourceError, match=r"'Latest links\.csv' is compressed with method 9"):
+        open_export_files(path, SITE)
+    with pytest.raises(SourceError, match="compressed with method 9"):
+        ExportFile(path, SITE, member="Latest links.csv")
+
+
+def test_a_damaged_member_is_a_source_error_not_a_crash(tmp_path: Path) -> None:
+    path = _damaged(tmp_path / "links.zip")
+    with pytest.raises(SourceError, match="damaged archive member"):
+        open_export_files(path, SITE)
+    # Found damaged only past the header (not hashed first): the snapshot is cut short and
+    # says why, as for a bad CRC.
+    late = _damaged(tmp_path / "late.zip", rows=20000, at=30000)
+    export = ExportFile(late, SITE, member="Latest links.csv", digest=False)
+    result = export.snapshot(TAKEN)
+    list(result.records)
+    assert result.error is not None and "read failed near line" in result.error
+
+
+@pytest.mark.parametrize("make", [_deflate64, _damaged])
+def test_csv_dir_records_an_unreadable_archive_and_reads_the_other_files(
+    tmp_path: Path, make: Callable[[Path], Path]
+) -> None:
+    src, folder = _folder_source(tmp_path)
+    make(folder / "links_2026-01-10.zip")
+    write(folder / "good_2026-01-09.csv", "url_from,url_to\nhttps://a.org/p,https://example.com/\n")
+    found = src.pending(SITE, set(), TAKEN, sleep=lambda _: None)
+    problems = {p.path.name: p.problem for p in found}
+    assert problems["good_2026-01-09.csv"] is None
+    assert problems["links_2026-01-10.zip"] is not None
+    assert "links_2026-01-10.zip" in problems["links_2026-01-10.zip"]
+
+
+@pytest.mark.parametrize("make", [_deflate64, _damaged])
+def test_import_of_an_unreadable_archive_exits_2_with_a_message(
+    tmp_path: Path, make: Callable[[Path], Path]
+) -> None:
+    path = make(tmp_path / "links.zip")
+    code, out = _import(write_settings(tmp_path), path)
+    assert code == 2, out
+    assert out.startswith("linkwatch: ") and "links.zip" in out and "Traceback" not in out
+
+
 def test_an_archive_expanding_past_the_cap_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -742,6 +838,43 @@ def test_csv_dir_reads_zip_archives_by_default(tmp_path: Path) -> None:
     ]
     # An archive judged as a whole (refused) is not looked at again until it changes.
     assert src.pending(SITE, {(ZIP, found[0].stamp)}, TAKEN, sleep=lambda _: None) == []
+
+
+def test_csv_dir_does_not_reopen_an_archive_whose_tables_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sources.csv_dir
+
+    src, folder = _folder_source(tmp_path)
+    src.settings = src.settings.model_copy(update={"settle": timedelta(seconds=5)})
+    archive = folder / ZIP
+    archive.write_bytes((EXPORTS / ZIP).read_bytes())
+    opened: list[str] = []
+    real = sources.csv_dir.open_archive
+
+    def counting(path: Path, *args: object, **kwargs: object) -> list[ExportFile]:
+        opened.append(path.name)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sources.csv_dir, "open_archive", counting)
+    sleeps: list[float] = []
+    found = src.pending(SITE, set(), TAKEN, sleep=sleeps.append)
+    assert (opened, sleeps) == ([ZIP], [5.0]) and len(found) == 2
+    # Its tables stored: the archive as it is counts as read, neither opened nor waited for.
+    stored = {(p.origin, p.stamp) for p in found}
+    opened.clear()
+    sleeps.clear()
+    assert src.pending(SITE, stored, TAKEN, sleep=sleeps.append) == []
+    assert (opened, sleeps) == ([], [])
+    # A table whose read is to be retried: the archive is looked at again to find it.
+    assert len(src.pending(SITE, {*stored, (ZIP, "retry")}, TAKEN, sleep=sleeps.append)) == 0
+    assert opened == [ZIP]
+    # Changed, it is read again.
+    opened.clear()
+    archive.write_bytes((EXPORTS / ZIP).read_bytes() + b"")
+    os.utime(archive, ns=(1, 1))
+    again = src.pending(SITE, stored, TAKEN, sleep=sleeps.append)
+    assert opened == [ZIP] and len(again) == 2
 
 
 def test_csv_dir_refuses_an_archive_without_links_once(tmp_path: Path) -> None:

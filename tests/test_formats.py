@@ -878,3 +878,114 @@ def test_every_mapped_lost_reason_is_in_the_taxonomy() -> None:
     assert {reason for _, reason in _REASON_FRAGMENTS} <= set(LOST_REASONS)
     assert map_lost_reason("Link removed") == "removed"
     assert map_lost_reason("", "") == "unknown" and "unknown" in LOST_REASONS
+
+
+@pytest.mark.parametrize(
+    ("header", "row"),
+    [
+        (
+            "Referring page URL,Target URL,Anchor,Lost",
+            "https://r.example.org/,https://example.com/,a,{}",
+        ),
+        (
+            "Referring Page URL,Link URL,Link Anchor,Day Lost",
+            "https://r.example.org/,https://example.com/,a,{}",
+        ),
+        (
+            "SourceURL,TargetURL,AnchorText,DateLost",
+            "https://r.example.org/,https://example.com/,a,{}",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    ("cell", "lost"),
+    [
+        ("", False),
+        ("-", False),
+        ("0", False),
+        ("n/a", False),
+        ("false", False),
+        ("never", False),
+        ("2026-01-20 00:00:00", True),
+        ("2026-01-20", True),
+        ("20/01/2026", True),
+        ("01/20/2026", True),
+    ],
+)
+def test_only_a_readable_lost_date_marks_a_row_lost(
+    tmp_path: Path, header: str, row: str, cell: str, lost: bool
+) -> None:
+    # docs/exports.md: `Lost` / `Day Lost` / `DateLost` mark a row lost holding a date; a
+    # placeholder must never cry wolf.
+    path = tmp_path / "export.csv"
+    path.write_text(f"{header}\n{row.format(cell)}\n", encoding="utf-8")
+    _, result, [record] = read_export(path)
+    assert record.lost is lost
+    assert result.complete
+
+
+def test_a_placeholder_in_a_referring_domains_lost_cell_leaves_the_domain_listed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "refdomains.csv"
+    path.write_text(
+        "Domain,DR,Links to target,Lost\n"
+        "a.example.org,40,3,-\nb.example.org,40,3,0\nc.example.org,40,3,2026-01-20 00:00:00\n",
+        encoding="utf-8",
+    )
+    result = ExportFile(path, SITE).snapshot(TAKEN)
+    assert result.domain_records is not None
+    assert [d.lost for d in result.domain_records] == [False, False, True]
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "Infinity", "nan", "NaN", " inf ", "1e999"])
+def test_parse_number_rejects_non_finite_numbers(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a finite number"):
+        parse_number(text)
+
+
+@pytest.mark.parametrize("cell", ["inf", "nan", "1e999"])
+def test_a_non_finite_rating_is_malformed_or_ignored_as_the_rating_rules_say(
+    tmp_path: Path, cell: str
+) -> None:
+    # Generic CSV (no metric name): the row is malformed, never stored as `Inf`.
+    generic = tmp_path / "generic.csv"
+    generic.write_text(
+        f"url_from,url_to,domain_rating\nhttps://a.org/p,https://example.com/,{cell}\n"
+        "https://b.org/p,https://example.com/,40\n",
+        encoding="utf-8",
+    )
+    _, result, records = read_export(generic)
+    assert [r.domain_rating for r in records] == [40.0]
+    assert result.report.malformed == 1 and not result.complete
+    # A named provider rating: ignored and counted, the link kept.
+    ahrefs = tmp_path / "ahrefs.csv"
+    ahrefs.write_text(
+        f"Referring page URL,Target URL,Domain rating\nhttps://a.org/p,https://example.com/,{cell}\n",
+        encoding="utf-8",
+    )
+    _, result, [record] = read_export(ahrefs)
+    assert record.domain_rating is None and result.complete
+    assert result.notes == ["1 rows: Ahrefs DR outside 0-100, ignored"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "links"),
+    [
+        ("999999999999999", 999999999999999),
+        ("99999999999999999999", None),
+        ("1,000,000,000,000,000", None),
+    ],
+)
+def test_a_count_of_too_many_digits_is_a_malformed_row(
+    tmp_path: Path, cell: str, links: int | None
+) -> None:
+    path = tmp_path / "bing_domains.csv"
+    path.write_text(
+        f'Domain,Backlinks Count\nhttps://news.example.io/,"{cell}"\n', encoding="utf-8"
+    )
+    result = ExportFile(path, SITE).snapshot(TAKEN)
+    assert result.domain_records is not None
+    found = [d.links for d in result.domain_records]
+    assert found == ([] if links is None else [links])
+    assert result.complete is (links is not None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sources.formats.ahrefs import AHREFS, AHREFS_DOMAINS
+from sources.formats.ahrefs import AHREFS, AHREFS_BROKEN, AHREFS_DOMAINS
 from sources.formats.base import Detection, ExportFormat, Recognised, Variant, normalize_header
 from sources.formats.bing import BING, BING_ANCHORS, BING_DOMAINS
 from sources.formats.generic import GENERIC
@@ -34,12 +34,14 @@ FORMATS: dict[str, ExportFormat] = {
 }
 # Files linkwatch recognises in order to refuse them by name: they hold no links or domains.
 NO_LINK_FORMATS: dict[str, ExportFormat] = {
-    f.kind: f for f in (BING_ANCHORS, GSC_TOP_PAGES, GSC_TOP_TEXT)
+    f.kind: f for f in (AHREFS_BROKEN, BING_ANCHORS, GSC_TOP_PAGES, GSC_TOP_TEXT)
 }
-# The generic CSV comes last: its two columns are the loosest test.
+# The generic CSV comes last: its two columns are the loosest test. Ahrefs' broken backlinks
+# come first: they carry every column of the backlinks export too.
 _ORDER = (
+    AHREFS_BROKEN,
     *(f for f in FORMATS.values() if f is not GENERIC),
-    *NO_LINK_FORMATS.values(),
+    *(f for f in NO_LINK_FORMATS.values() if f is not AHREFS_BROKEN),
     GENERIC,
 )
 

@@ -79,3 +79,29 @@ AHREFS_DOMAINS = ExportFormat(
         ),
     ),
 )
+
+# Site Explorer ▸ Broken backlinks (REFERENCE.md §1): the backlinks columns plus `Target page
+# HTTP code` (after `Target URL`), `Target checked` and `Ref. page checked`. It lists only the
+# links pointing at broken pages of the site, not the profile: filed in the complete `ahrefs`
+# series, every link absent from it would go missing, then lost. Recognised to be refused.
+AHREFS_BROKEN = ExportFormat(
+    kind="ahrefs_broken",
+    description="Ahrefs broken backlinks export (Referring page URL, Target URL, Target page "
+    "HTTP code, …)",
+    coverage="none",
+    refusal=(
+        "it holds only broken backlinks, not the profile: the links it lacks are not lost; "
+        "import the Backlinks export instead"
+    ),
+    variants=(
+        Variant(
+            name="broken backlinks",
+            required=(
+                ("referring page url",),
+                ("target url",),
+                ("target page http code", "target checked"),
+            ),
+            columns=None,
+        ),
+    ),
+)

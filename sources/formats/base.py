@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sources.formats.values import (
+    NonFiniteError,
     domain_name,
     map_lost_reason,
     parse_bool,
@@ -35,9 +36,16 @@ class RowIssues:
     bad_ratings: int = 0
 
     def rating(self, value: str, metric: str | None) -> float | None:
-        """A provider rating on its 0-100 scale; None (and counted) outside it. Without a
-        metric name (generic CSV) the number is kept as written."""
-        number = parse_number(value)
+        """A provider rating on its 0-100 scale; None (and counted) outside it (`inf` and
+        `nan` too). Without a metric name (generic CSV) the number is kept as written, and a
+        non-finite one makes the row malformed (ValueError)."""
+        try:
+            number = parse_number(value)
+        except NonFiniteError:
+            if metric is None:
+                raise
+            self.bad_ratings += 1
+            return None
         if number is None or metric is None or 0 <= number <= 100:
             return number
         self.bad_ratings += 1
@@ -67,7 +75,8 @@ class ColumnMap:
     sponsored: tuple[str, ...] = ()
     domain_rating: tuple[str, ...] = ()
     first_seen: tuple[str, ...] = ()
-    # A cell whose non-empty value marks the link lost (Ahrefs `Lost` holds a date).
+    # A cell that marks the link lost when it holds a readable date (Ahrefs `Lost`); any other
+    # value (empty, `-`, `0`, `n/a`) leaves it live.
     lost_if_nonempty: tuple[str, ...] = ()
     # A boolean cell that marks the link lost (Semrush `Lost link`).
     lost_if_true: tuple[str, ...] = ()
@@ -103,7 +112,7 @@ class DomainMap:
     domain_rating: tuple[str, ...] = ()
     rating_metric: str | None = None
     first_seen: tuple[str, ...] = ()
-    # A cell whose non-empty value (a date) marks the domain lost (Ahrefs `Lost`).
+    # A cell that marks the domain lost when it holds a readable date (Ahrefs `Lost`).
     lost_if_nonempty: tuple[str, ...] = ()
 
 
@@ -176,6 +185,23 @@ class Detection:
         )
 
 
+def is_lost_date(value: str) -> bool:
+    """A lost-date cell (Ahrefs `Lost`, `Day Lost`, Majestic `DateLost`) marks its row lost only
+    when it holds a readable date: empty, `-`, `0`, `n/a`, `false`, … leave it live (never cry
+    wolf)."""
+    if not value or not value.strip():
+        return False
+    try:
+        return parse_datetime(value) is not None
+    except ValueError:
+        # `01/20/2026`: a date in the US order, which the day-first reading refuses.
+        m = _MDY.fullmatch(value.strip())
+        return m is not None and 1 <= int(m[1]) <= 12 and 1 <= int(m[2]) <= 31
+
+
+_MDY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+
+
 def _find(header: Mapping[str, int], names: tuple[str, ...]) -> int | None:
     for name in names:
         if name in header:
@@ -232,7 +258,7 @@ def build_row_parser(
         if add_scheme:
             url_from, url_to = _with_scheme(url_from), _with_scheme(url_to)
         lost = (
-            (i_lost_date is not None and bool(row[i_lost_date].strip()))
+            (i_lost_date is not None and is_lost_date(row[i_lost_date]))
             or (i_lost_bool is not None and parse_bool(row[i_lost_bool]))
             or (i_status is not None and row[i_status].strip().casefold() == "lost")
         )
@@ -315,7 +341,7 @@ def build_domain_parser(
             rated(row[i_dr], metric) if i_dr is not None else None,
             rating_metric,
             parse_datetime(row[i_first]) if i_first is not None else None,
-            i_lost is not None and bool(row[i_lost].strip()),
+            i_lost is not None and is_lost_date(row[i_lost]),
         )
 
     return parse
@@ -329,7 +355,16 @@ def _count(value: str) -> int | None:
         return None
     if _COUNT.fullmatch(v) is None:
         raise ValueError(f"expected a count of links, got {value!r}")
-    return int(_SEPARATORS.sub("", v))
+    digits = _SEPARATORS.sub("", v)
+    if len(digits) > MAX_COUNT_DIGITS:
+        raise ValueError(
+            f"expected a count of links, got {value!r} (more than {MAX_COUNT_DIGITS} digits)"
+        )
+    return int(digits)
+
+
+# A count of links beyond this many digits is no count (and overflows SQLite's INTEGER).
+MAX_COUNT_DIGITS = 15
 
 
 _COUNT = re.compile(r"\d+|\d{1,3}(?:([,.\u00a0\u202f ])\d{3})(?:\1\d{3})*")

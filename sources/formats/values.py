@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from datetime import UTC, datetime
@@ -29,17 +30,32 @@ def parse_bool(value: str, *, nonempty_is_true: bool = False) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
+class NonFiniteError(ValueError):
+    """A number cell holding `inf`, `nan` or one too big for a float (`1e999`)."""
+
+
+def _finite(number: float, value: str) -> float:
+    if not math.isfinite(number):
+        raise NonFiniteError(f"expected a finite number, got {value!r}")
+    return number
+
+
 def parse_number(value: str) -> float | None:
-    """A number that may carry thousands separators (`1,240`) or a decimal comma (`12,4`)."""
+    """A number that may carry thousands separators (`1,240`) or a decimal comma (`12,4`);
+    `inf`, `nan` and numbers beyond a float's range (`1e999`) are refused (NonFiniteError)."""
     try:
-        return float(value)
+        return _finite(float(value), value)
+    except NonFiniteError:
+        raise
     except ValueError:
         pass
     v = value.strip().replace("\u00a0", "").replace(" ", "")
     if not v:
         return None
     try:
-        return float(v)
+        return _finite(float(v), value)
+    except NonFiniteError:
+        raise
     except ValueError:
         pass
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", v):
