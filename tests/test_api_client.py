@@ -135,3 +135,26 @@ def test_a_key_in_the_query_never_reaches_a_message(httpserver: HTTPServer) -> N
             "GET", "http://127.0.0.1:9/data?apikey=TOPSECRET", auth_hint=""
         )
     assert "TOPSECRET" not in str(refused.value) and "Connection refused" in str(refused.value)
+
+
+def test_retry_after_dates_without_a_zone_are_utc_and_past_ones_wait_nothing() -> None:
+    # RFC 5322 writes "-0000" for "UTC, zone unknown": parsed without a zone.
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:14:20 -0000", 1_700_000_100.0) == 0.0
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:14:20 -0000", 1_700_000_000.0) == 60.0
+    assert retry_after_seconds("Tue, 14 Nov 2023 22:13:00 GMT", 1_700_000_000.0) == 0.0
+
+
+def test_messages_name_the_path_called_never_more() -> None:
+    from sources.api import _path
+
+    assert _path("https://api.example.com/v3/x?key=K") == "/v3/x"
+    assert _path("https://api.example.com") == "/"
+
+
+def test_the_budget_asks_for_at_least_one_row_and_never_more_than_is_left() -> None:
+    from sources.api import Budget
+
+    assert Budget(None).cap(1000) == 1000
+    assert Budget(1500, used=1000).cap(1000) == 500
+    assert Budget(1500, used=1500).cap(1000) == 1
+    assert Budget(1500, used=1499).cap(1000) == 1
