@@ -322,10 +322,19 @@ def import_(
                     if note not in (o.note or ""):
                         click.echo(f"  {note}")
             if o.status != "duplicate":
-                click.echo(
+                # Rows read are the rows parsed (and refused); a row naming a link (or
+                # domain) an earlier row named is folded into it.
+                line = (
                     f"  {o.origin}: filed under series {o.series or source}:"
-                    f" {o.listed + o.malformed} rows read, {o.malformed} refused"
+                    f" {o.read + o.malformed} rows read, {o.malformed} refused"
                 )
+                if o.read > o.listed:
+                    key = "referring domain" if o.coverage == "domains" else "link"
+                    line += (
+                        f"; {o.read - o.listed} repeated an earlier row's {key}:"
+                        f" {o.listed} {key}s listed"
+                    )
+                click.echo(line)
             for example in o.examples:
                 click.echo(f"  {o.origin}: {example}")
             partial = partial or o.status in ("partial", "suspect")
@@ -821,10 +830,23 @@ def snapshots(ctx: click.Context, site: str | None, as_json: bool) -> None:
     try:
         try:
             listed = store.snapshot_listing(site)
+            stopped = store.stopped_series(site)
         except KeyError:
-            listed = []  # configured, never polled
+            listed, stopped = [], []  # configured, never polled
     finally:
         store.close()
+    for series, later, began, held in stopped:
+        # A series whose files now file elsewhere (after an upgrade) holds its links live
+        # for ever: say so, on stderr (the listing itself stays machine-readable).
+        fmt = series.split("/", 1)[1]
+        click.echo(
+            f"linkwatch: warning: series {series} has had no snapshot since {later} began"
+            f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
+            f" live until it lists them again. If its exports now file under {later} (after"
+            f" an upgrade: docs/evidence.md), import the latest two of them again with"
+            f" `linkwatch import --site {site} --format {fmt}`",
+            err=True,
+        )
     if as_json:
         for snap in listed:
             record = asdict(snap)
@@ -862,11 +884,15 @@ def snapshots_delete(ctx: click.Context, snapshot_id: int) -> None:
     snapshots, in one transaction, exactly as if it had never been ingested; when that
     would need a snapshot linkwatch did not keep, nothing is changed and the message says
     what to delete first. Alerts already sent are not taken back. Its file stays known, so
-    a csv_dir source does not read it again until it changes.
+    a csv_dir source does not read it again until it changes. With `snapshots --site S`,
+    a snapshot of another site is refused.
     """
     from daemon.store import DeleteRefusedError, Store, UnknownSnapshotError
 
     _, settings = _settings_without_secrets(ctx.find_root())
+    # `snapshots --site S delete ID` deletes only a snapshot of S.
+    given = ctx.parent.params.get("site") if ctx.parent is not None else None
+    site = _site(settings, given) if given is not None else None
     if not settings.storage.path.is_file():
         _fail(f"no snapshot {snapshot_id}: {settings.storage.path} holds nothing yet", EXIT_USAGE)
     try:
@@ -875,7 +901,7 @@ def snapshots_delete(ctx: click.Context, snapshot_id: int) -> None:
         _fail(str(exc), EXIT_RUNTIME)
     try:
         try:
-            done = store.delete_snapshot(snapshot_id, utcnow())
+            done = store.delete_snapshot(snapshot_id, utcnow(), site)
         except UnknownSnapshotError:
             _fail(f"no snapshot {snapshot_id} (see `linkwatch snapshots --site SITE`)", EXIT_USAGE)
         except DeleteRefusedError as exc:

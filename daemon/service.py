@@ -42,15 +42,20 @@ def describe(o: IngestOutcome) -> str:
     """One log line for an ingest."""
     series = o.series or o.source
     head = f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}"
+    rows = f"{o.listed} rows"
+    if o.read > o.listed:
+        # Rows naming a link (or domain) an earlier row named were folded into it.
+        key = "domain" if o.coverage == "domains" else "link"
+        rows += f" ({o.read} read: {o.read - o.listed} repeated an earlier row's {key})"
     if o.coverage == "domains":
         # A domains series counts referring domains, and never touches a link.
         text = (
-            f"{head}: {o.status}, {o.listed} rows, {o.seen} referring domains, {o.new} new,"
+            f"{head}: {o.status}, {rows}, {o.seen} referring domains, {o.new} new,"
             f" {o.missing} no longer listed, {o.restored} listed again"
         )
     else:
         text = (
-            f"{head}: {o.status}, {o.listed} rows, {o.seen} seen, {o.new} new,"
+            f"{head}: {o.status}, {rows}, {o.seen} seen, {o.new} new,"
             f" {o.missing} missing, {o.restored} restored, {o.lost} lost, {o.changed} changed"
         )
     if o.unconfirmed:
@@ -319,7 +324,8 @@ class Linkwatch:
         now: datetime,
         opened: Sequence[ExportFile] | None = None,
     ) -> list[IngestOutcome]:
-        """Ingest export files for a site, oldest first; nothing is stored if one is unknown.
+        """Ingest export files for a site, oldest first; nothing is stored if one is unknown,
+        or would be refused (out of order, from the future, another coverage).
 
         `opened`: the files as `open_exports` opened them, when the caller looked at them
         first (the `import` command reports how each was recognised)."""
@@ -330,9 +336,27 @@ class Linkwatch:
                 f.snapshot(taken_at or export_time(f.path, f.path.stat().st_mtime)) for f in opened
             ]
             results.sort(key=lambda r: r.taken_at)
+            # Every file is judged first: one refused (from the future, out of order in
+            # its series, another coverage) stores none of them.
+            problems = self.store.ingest_problems(site, source, results, now)
+            if problems:
+                first = problems[0]
+                told = "\n".join(str(p) for p in problems)
+                raise type(first)(told + ("\nnothing was stored" if len(results) > 1 else ""))
             outcomes = []
             for r in results:
-                outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
+                try:
+                    outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
+                except (SourceError, ValueError) as exc:
+                    if not outcomes:
+                        raise
+                    # Refused only once read (another site's export): say what the files
+                    # before it stored.
+                    stored = "\n".join(f"  {describe(o)}" for o in outcomes)
+                    told = f"{exc}\nstored before it:\n{stored}"
+                    if isinstance(exc, SourceError):
+                        raise SourceError(told) from exc
+                    raise ValueError(told) from exc
                 log.info("%s", describe(outcomes[-1]))
         finally:
             # Files not read to the end (an ingest failed) are closed here.

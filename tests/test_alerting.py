@@ -448,3 +448,62 @@ def test_a_wholly_lost_domain_is_back_with_any_page_and_a_lost_link_by_itself(
         "domains": ("restored", ["ref1.org"]),
         "strong": ("window_passed", []),
     }
+
+
+def _refdomains(path: Path, domains: list[str]) -> Path:
+    """An Ahrefs referring-domains export (coverage `domains`)."""
+    path.write_text(
+        '"Domain","DR","Links to target","First seen","Lost"\n'
+        + "".join(f'"{d}","50","3","2025-01-01 00:00:00",""\n' for d in domains),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_referring_domains_snapshots_neither_hold_nor_hide_nor_freshen_links(
+    tmp_path: Path,
+) -> None:
+    # Source health reads when polls happened: this timeline is in real time.
+    settings = write_settings(tmp_path, notifiers=AT_ONCE)
+    write_rule(tmp_path, "loss", LOSS.format(value=3))
+    write_rule(
+        tmp_path, "sources", 'kind = "source_health"\nmax_age = "8d"\nnotify = ["console"]\n'
+    )
+    start = (datetime.now(UTC) - timedelta(days=20)).replace(microsecond=0)
+    domains = [f"ref{i}.org" for i in range(10)]
+    _import(settings, write_ahrefs(tmp_path / "a0.csv", ROWS), _iso(start))
+    _import(settings, write_ahrefs(tmp_path / "a1.csv", ROWS[:6]), _iso(start + timedelta(1)))
+    _import(settings, _refdomains(tmp_path / "d0.csv", domains), _iso(start + timedelta(18)))
+    # A shrunken referring-domains export is suspect: it says nothing about links.
+    _import(settings, _refdomains(tmp_path / "d1.csv", domains[:3]), _iso(start + timedelta(19)), 1)
+    code, out = _run(settings, "evaluate", "--at", _iso(start + timedelta(days=5)))
+    assert code == 0, out
+    # The loss is told: the suspect domains snapshot holds no link rule.
+    assert "firing: loss example.com (value 4)" in out, out
+    code, out = _run(settings, "evaluate")
+    assert code == 0, out
+    # The backlinks are 19 days old: the fresh domains imports do not keep them fresh,
+    # and the suspect domains snapshot is told apart.
+    assert "firing: sources example.com (value 2)" in out, out
+    store = Store(load_settings(settings).storage.path)
+    try:
+        health = store.source_health("example.com", datetime.now(UTC))
+    finally:
+        store.close()
+    assert [(h.source, h.domains, h.latest_status, h.last_accepted_at) for h in health] == [
+        ("exports", False, "complete", start + timedelta(1)),
+        ("exports", True, "suspect", start + timedelta(18)),
+    ]
+
+
+def test_a_domains_import_does_not_hide_a_suspect_links_snapshot(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path, notifiers=AT_ONCE)
+    write_rule(tmp_path, "sources", 'kind = "source_health"\nnotify = ["console"]\n')
+    start = datetime.now(UTC) - timedelta(days=3)
+    _import(settings, write_ahrefs(tmp_path / "a0.csv", ROWS), _iso(start))
+    _import(settings, write_ahrefs(tmp_path / "a1.csv", ROWS[:3]), _iso(start + timedelta(1)), 1)
+    domains = [f"ref{i}.org" for i in range(10)]
+    _import(settings, _refdomains(tmp_path / "d0.csv", domains), _iso(start + timedelta(2)))
+    code, out = _run(settings, "evaluate")
+    assert code == 0, out
+    assert "firing: sources example.com (value 1)" in out, out

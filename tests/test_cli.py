@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from daemon.cli import main
 from daemon.settings import load_settings
 from daemon.store import Store
-from tests.helpers import write_ahrefs, write_rule, write_settings
+from tests.helpers import write_ahrefs, write_gsc, write_rule, write_settings
 
 GOOD_RULE = (
     'kind = "threshold"\nmetric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 3\n'
@@ -156,6 +156,74 @@ def test_out_of_order_import_is_refused(tmp_path: Path) -> None:
     )
     assert code == 2 and "must be ingested in time order" in out
     assert "before the latest snapshot of example.com/exports (ahrefs) taken at 2026-02-05" in out
+
+
+def test_a_multi_file_import_with_one_file_out_of_order_stores_none(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    write_ahrefs(tmp_path / "ahrefs_2026-01-10.csv", LINKS)
+    write_ahrefs(tmp_path / "ahrefs_2026-01-05.csv", LINKS)
+    write_gsc(tmp_path / "gsc_2026-01-03.csv", ["https://new.example.net/x"])
+    code, out = _run(
+        settings, "import", "--site", "example.com", str(tmp_path / "ahrefs_2026-01-10.csv")
+    )
+    assert code == 0, out
+    code, out = _run(
+        settings, "import", "--site", "example.com",
+        str(tmp_path / "gsc_2026-01-03.csv"), str(tmp_path / "ahrefs_2026-01-05.csv"),
+    )  # fmt: skip
+    assert code == 2
+    assert "ahrefs_2026-01-05.csv: taken at 2026-01-05" in out and "time order" in out
+    assert "nothing was stored" in out
+    # The Search Console file, earlier and of another series, was not stored either.
+    code, out = _run(settings, "snapshots", "--site", "example.com", "--json")
+    assert [json.loads(line)["series"] for line in out.splitlines()] == ["exports/ahrefs"]
+
+
+def test_an_export_of_another_site_is_refused_naming_that_site(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    ours = write_ahrefs(tmp_path / "ours_2026-11-01.csv", LINKS)
+    theirs = [(f"https://x{i}.example.net/p", "https://competitor.io/", "b", 40) for i in range(10)]
+    other = write_ahrefs(tmp_path / "competitor_2026-11-02.csv", theirs)
+    # A subdomain of the site is the site: its export is read.
+    blog = [
+        (f"https://y{i}.example.net/p", "https://blog.example.com/a", "c", 40) for i in range(9)
+    ]
+    sub = write_ahrefs(tmp_path / "blog_2026-11-03.csv", blog)
+    code, out = _run(settings, "import", "--site", "example.com", str(ours), str(other))
+    assert code == 2
+    assert (
+        "competitor_2026-11-02.csv: none of its 10 targets is on example.com:"
+        " it is an export of competitor.io, not of example.com" in out
+    )
+    # The file before it in the same import was stored, and the message says so.
+    assert "stored before it:" in out and "ours_2026-11-01.csv" in out and "baseline" in out
+    code, out = _run(settings, "import", "--site", "example.com", str(sub))
+    assert code == 0, out
+    code, out = _run(settings, "snapshots", "--site", "example.com", "--json")
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["baseline", "complete"]
+
+
+def test_import_counts_rows_read_apart_from_the_links_they_fold_into(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path)
+    path = tmp_path / "dups.csv"
+    path.write_text(
+        "url_from,url_to,anchor\n"
+        "https://a.org/p,https://example.com/,x\n"
+        "https://a.org/p,https://example.com/,y\n"
+        "https://A.org/p#frag,https://www.example.com/,z\n"
+        "not a url,https://example.com/,w\n"
+        "https://b.org/p,https://example.com/,v\n",
+        encoding="utf-8",
+    )
+    code, out = _run(
+        settings, "import", "--site", "example.com", "--taken-at", "2026-01-01", str(path)
+    )
+    assert code == 1, out  # partial: a malformed row
+    assert (
+        "dups.csv: filed under series exports/generic: 5 rows read, 1 refused;"
+        " 2 repeated an earlier row's link: 2 links listed" in out
+    )
+    assert "partial, 2 rows (4 read: 2 repeated an earlier row's link), 2 seen" in out
 
 
 def test_notify_test_uses_the_named_notifier(tmp_path: Path) -> None:

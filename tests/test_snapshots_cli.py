@@ -193,3 +193,61 @@ def test_a_site_without_snapshots_says_so(tmp_path: Path) -> None:
     assert (code, out.strip()) == (0, "quiet.org: no snapshots yet")
     code, out = run("-c", str(settings), "snapshots", "--site", "quiet.org", "--json")
     assert (code, out) == (0, "")
+
+
+def test_delete_with_site_refuses_another_sites_snapshot(tmp_path: Path) -> None:
+    settings = write_settings(
+        tmp_path,
+        sites='[[sites]]\ndomain = "example.com"\nrole = "own"\nsources = ["exports"]\n'
+        '[[sites]]\ndomain = "other.com"\nrole = "competitor"\nsources = ["exports"]\n',
+    )
+    write_ahrefs(tmp_path / "a.csv", links(range(3)))
+    write_ahrefs(
+        tmp_path / "b.csv",
+        [(f"https://b{i}.org/p", "https://other.com/", "x", 1) for i in range(3)],
+    )
+    assert imp(settings, tmp_path / "a.csv", "2026-01-01")[0] == 0
+    code, _ = run(
+        "-c", str(settings), "import", "--site", "other.com", "--taken-at", "2026-01-01",
+        str(tmp_path / "b.csv"),
+    )  # fmt: skip
+    assert code == 0
+    code, out = run("-c", str(settings), "snapshots", "--site", SITE, "delete", "2")
+    assert code == 2
+    assert "snapshot 2 was not deleted: it is a snapshot of other.com, not of example.com" in out
+    code, out = run("-c", str(settings), "snapshots", "--site", "other.com", "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [2]
+    # Its own site's snapshot goes; without --site any snapshot does, naming its site.
+    code, out = run("-c", str(settings), "snapshots", "--site", "Other.com", "delete", "2")
+    assert code == 0 and out.startswith("deleted snapshot 2 of other.com"), out
+    code, out = run("-c", str(settings), "snapshots", "delete", "1")
+    assert code == 0 and out.startswith("deleted snapshot 1 of example.com"), out
+
+
+def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_path: Path) -> None:
+    # After an upgrade a format's files may file under a new series (Semrush Backlink
+    # Audit: semrush -> semrush_audit): the old series would keep its links live forever.
+    settings = write_settings(tmp_path)
+    write_ahrefs(tmp_path / "1.csv", links(range(10)))
+    imp(settings, tmp_path / "1.csv", "2026-02-01")
+    generic = tmp_path / "g.csv"
+    generic.write_text(
+        "url_from,url_to\n" + "".join(f"{u},{t}\n" for u, t, _, _ in links(range(1, 10))),
+        encoding="utf-8",
+    )
+    assert imp(settings, generic, "2026-02-03")[0] == 0
+    res = CliRunner().invoke(main, ["-c", str(settings), "snapshots", "--site", SITE])
+    assert res.exit_code == 0
+    assert (
+        "warning: series exports/ahrefs has had no snapshot since exports/generic began"
+        " (2026-02-03T00:00:00+00:00); 1 live links only it sees" in res.stderr
+    )
+    assert "--format ahrefs" in res.stderr and "warning" not in res.stdout
+    # The remedy: the old series lists what it sees now, twice; its link is lost.
+    write_ahrefs(tmp_path / "4.csv", links(range(1, 10)))
+    write_ahrefs(tmp_path / "5.csv", links(range(1, 10)))
+    assert imp(settings, tmp_path / "4.csv", "2026-02-04")[0] == 0
+    assert imp(settings, tmp_path / "5.csv", "2026-02-05")[0] == 0
+    assert states(settings)["https://ref0.example.org/p"] == "lost"
+    res = CliRunner().invoke(main, ["-c", str(settings), "snapshots", "--site", SITE])
+    assert res.exit_code == 0 and "warning" not in res.output

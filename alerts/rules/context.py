@@ -67,12 +67,13 @@ class EvaluationContext:
         return self._metrics[key]
 
     def unhealthy_sources(self, site: str) -> tuple[str, ...]:
-        """The site's sources whose latest poll by `at` failed, was partial or suspect."""
+        """The site's sources whose latest link poll by `at` failed, was partial or
+        suspect. A referring-domains snapshot says nothing about links: it holds no rule."""
         if site not in self._unhealthy:
             self._unhealthy[site] = tuple(
                 s.source
                 for s in self.store.source_health(site, self.at)
-                if s.latest_status in UNHEALTHY
+                if s.latest_status in UNHEALTHY and not s.domains
             )
         return self._unhealthy[site]
 

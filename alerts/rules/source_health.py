@@ -88,12 +88,19 @@ class SourceHealthRule(RuleBase):
         if not sources:
             return Check(None, None, f"{site}: no source has polled yet")
         for src in sources:
+            # A source's link snapshots and its referring-domains snapshots are judged
+            # apart (see Store.source_health); only a source that delivers nothing but
+            # referring domains is held to `max_age` by those.
+            what = "referring domains " if src.domains else ""
             if src.latest_status in UNHEALTHY:
                 problems.append(
-                    f"{src.source}: last poll {src.latest_status}: {quote_note(src.latest_note)}"
+                    f"{src.source}: last {what}poll {src.latest_status}:"
+                    f" {quote_note(src.latest_note)}"
                 )
-            elif self.max_age is not None and (
-                src.last_accepted_at is None or ctx.at - src.last_accepted_at > self.max_age
+            elif (
+                self.max_age is not None
+                and (not src.domains or not src.has_links)
+                and (src.last_accepted_at is None or ctx.at - src.last_accepted_at > self.max_age)
             ):
                 since = (
                     src.last_accepted_at.isoformat(timespec="seconds")
@@ -101,7 +108,7 @@ class SourceHealthRule(RuleBase):
                     else "never"
                 )
                 problems.append(
-                    f"{src.source}: no complete snapshot for over "
+                    f"{src.source}: no complete {what}snapshot for over "
                     f"{format_duration(self.max_age)} (last {since})"
                 )
         if problems:

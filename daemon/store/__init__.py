@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,8 +21,10 @@ from daemon.store.ledger import (
     FutureSnapshotError,
     GuardSettings,
     IngestOutcome,
+    OtherSiteError,
     OutOfOrderError,
     ingest,
+    ingest_problems,
     record_failure,
 )
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
@@ -47,6 +49,7 @@ __all__ = [
     "GuardSettings",
     "IngestOutcome",
     "LostDomain",
+    "OtherSiteError",
     "OutOfOrderError",
     "OutboxRow",
     "Rejudged",
@@ -252,6 +255,24 @@ class Store:
             now=now,
         )
 
+    def ingest_problems(
+        self,
+        site: str,
+        source: str,
+        results: Sequence[SnapshotResult],
+        now: datetime,
+    ) -> list[ValueError]:
+        """Why each snapshot of a batch, ingested in the order given, would be refused;
+        checked before any is stored (see daemon.store.ledger.ingest_problems)."""
+        return ingest_problems(
+            self.conn,
+            site_id=self.site_id(site),
+            site=site,
+            source=source,
+            results=results,
+            now=now,
+        )
+
     def record_failure(
         self,
         site: str,
@@ -401,6 +422,33 @@ class Store:
             row["sightings"] = sorted(sightings, key=lambda s: (s["series"], s["first_seen"]))
             yield row
 
+    def stopped_series(self, site: str) -> list[tuple[str, str, datetime, int]]:
+        """Complete series of a site that have had no accepted snapshot since a later
+        complete series of the same source began, and still hold live links no other
+        series sees: (series, the later series, when it began, links held). After an
+        upgrade that files a format's files under a new series (Semrush Backlink Audit:
+        `semrush` -> `semrush_audit`), the old series would keep its links live forever."""
+        site_id = self.site_id(site)
+        rows = self.conn.execute(
+            """WITH acc AS (
+                   SELECT se.id, se.source, se.format, se.bit, min(sn.taken_at) AS first_at,
+                          max(sn.taken_at) AS last_at
+                   FROM series se JOIN snapshots sn ON sn.series_id = se.id
+                   WHERE se.site_id = :site AND se.coverage = 'complete'
+                     AND sn.status IN ('baseline', 'complete')
+                   GROUP BY se.id)
+            SELECT x.source || '/' || x.format, y.source || '/' || y.format, y.first_at,
+                   (SELECT count(*) FROM links l WHERE l.site_id = :site AND l.state = 'live'
+                      AND l.seen_by = x.bit)
+            FROM acc x JOIN acc y ON y.source = x.source AND y.id != x.id
+                AND y.first_at > x.last_at
+            WHERE y.first_at = (SELECT min(z.first_at) FROM acc z WHERE z.source = x.source
+                                AND z.id != x.id AND z.first_at > x.last_at)
+            ORDER BY x.id""",
+            {"site": site_id},
+        ).fetchall()
+        return [(str(a), str(b), from_db(c), int(n)) for a, b, c, n in rows if n]
+
     def snapshot_listing(self, site: str) -> list[SnapshotRow]:
         """Every snapshot of a site in the order it was stored, with its series and counts."""
         rows = self.conn.execute(
@@ -427,11 +475,14 @@ class Store:
             for r in rows
         ]
 
-    def delete_snapshot(self, snapshot_id: int, now: datetime) -> DeleteOutcome:
+    def delete_snapshot(
+        self, snapshot_id: int, now: datetime, site: str | None = None
+    ) -> DeleteOutcome:
         """Delete a snapshot and rebuild what it changed from the rest of the history, in one
         transaction (see daemon.store.rebuild); UnknownSnapshotError or DeleteRefusedError
-        (nothing changed) when it cannot be done."""
-        return delete_snapshot(self.conn, snapshot_id, now)
+        (nothing changed) when it cannot be done, or when `site` is given and the snapshot
+        is another site's."""
+        return delete_snapshot(self.conn, snapshot_id, now, site)
 
     def domain_listing(self, site: str) -> list[dict[str, Any]]:
         """Referring domains each domain-level series of a site listed: one row per domain

@@ -8,12 +8,13 @@ import json
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from daemon.timefmt import from_db, to_db
-from sources.model import SnapshotResult
+from sources.model import SnapshotResult, SourceError
 from sources.urls import (
     host_name,
     join_normalized,
@@ -40,6 +41,10 @@ class OutOfOrderError(ValueError):
 
 class FutureSnapshotError(OutOfOrderError):
     """A snapshot taken after now: it would date every later event of its site after it."""
+
+
+class OtherSiteError(SourceError):
+    """A link export none of whose targets is on the site: another site's profile."""
 
 
 class CoverageMismatchError(ValueError):
@@ -111,6 +116,9 @@ class IngestOutcome:
     series: str = ""
     listed: int = 0
     unconfirmed: int = 0
+    # Rows parsed (live and marked lost), before a key listed twice was folded into one:
+    # `listed` counts links (or referring domains) after folding.
+    read: int = 0
     # Seconds the write transaction took: what other writers may have waited for.
     locked_s: float = 0.0
     coverage: str = COMPLETE
@@ -216,8 +224,11 @@ def normalize_domain(text: str) -> str | None:
 # --- staging ---------------------------------------------------------------------------
 
 
-def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool) -> tuple[int, int]:
-    """Stream the snapshot's records into the staging tables; (live rows, rows listed).
+def _stage(
+    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str | None = None
+) -> tuple[int, int, int]:
+    """Stream the snapshot's records into the staging tables; (live rows, rows listed,
+    rows parsed before duplicate keys were folded).
 
     `page_keys`: key every row by its page too — for samples, and for a baseline, whose
     rows are nearly all new links (later snapshots key their few new links afterwards).
@@ -231,18 +242,24 @@ def _stage(conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _stage_rows(conn, result, page_keys=page_keys)
+        return _stage_rows(conn, result, page_keys=page_keys, site=site)
     finally:
         if collecting:
             gc.enable()
 
 
 def _stage_rows(
-    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool
-) -> tuple[int, int]:
+    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str | None = None
+) -> tuple[int, int, int]:
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
+    # Whether any target is on the site (or a subdomain); until one is, the registrable
+    # domains the targets are on (OtherSiteError). Rows without a target say nothing.
+    home = normalize_domain(site) if site else None
+    on_site = home is None
+    elsewhere: dict[str, int] = {}
+    read = 0
     for rec in result.records:
         (
             url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason,
@@ -260,9 +277,18 @@ def _stage_rows(
             key = from_key
         elif (norm_to := normalize_target(url_to)) is not None:
             key = link_key(norm_from, norm_to)
+            if not on_site and (parts_to := split_url(norm_to)) is not None:
+                host = host_name(parts_to[0])
+                host = host[4:] if host.startswith("www.") else host
+                if host == home or host.endswith(f".{home}"):
+                    on_site = True
+                else:
+                    other = registrable_domain(host)
+                    elsewhere[other] = elsewhere.get(other, 0) + 1
         else:
             report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
             continue
+        read += 1
         if lost:
             lost_batch.append((key, reason))
             continue
@@ -290,13 +316,19 @@ def _stage_rows(
         if len(batch) >= _BATCH:
             conn.executemany(_STAGE_ROW, batch)
             batch.clear()
+    if not on_site and elsewhere:
+        about = max(elsewhere, key=lambda d: elsewhere[d])
+        raise OtherSiteError(
+            f"{result.origin or 'the export'}: none of its {sum(elsewhere.values())} targets"
+            f" is on {site}: it is an export of {about}, not of {site} (nothing was stored)"
+        )
     if batch:
         conn.executemany(_STAGE_ROW, batch)
     if lost_batch:
         conn.executemany(_STAGE_LOST, lost_batch)
     for statement in INDEX_AND_DEDUPE:
         conn.execute(statement)
-    return staged_counts(conn)
+    return (*staged_counts(conn), read)
 
 
 def staged_counts(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -311,18 +343,21 @@ def staged_counts(conn: sqlite3.Connection) -> tuple[int, int]:
     return seen, seen + marked_lost
 
 
-def _stage_domains(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int]:
-    """Stream a domain-level snapshot into its staging tables; (live domains, listed)."""
+def _stage_domains(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[int, int, int]:
+    """Stream a domain-level snapshot into its staging tables; (live domains, listed,
+    rows parsed before a domain listed twice was folded)."""
     for statement in (*DROP_STAGING, *DOMAIN_STAGING):
         conn.execute(statement)
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[str]] = []
+    read = 0
     for domain, links, rating, metric, first, lost in result.domain_records or ():
         norm = normalize_domain(domain)
         if norm is None:
             report.add(result.line, f"referring domain is not a host name: {domain[:200]!r}")
             continue
+        read += 1
         if lost:
             lost_batch.append((norm,))
             continue
@@ -338,7 +373,7 @@ def _stage_domains(conn: sqlite3.Connection, result: SnapshotResult) -> tuple[in
         conn.executemany("INSERT INTO staging_domains_lost VALUES (?)", lost_batch)
     for statement in DOMAIN_INDEX_AND_DEDUPE:
         conn.execute(statement)
-    return staged_domain_counts(conn)
+    return (*staged_domain_counts(conn), read)
 
 
 def staged_domain_counts(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -601,6 +636,65 @@ def _find_series(conn: sqlite3.Connection, site_id: int, source: str, fmt: str) 
     return None if row is None else int(row[0])
 
 
+def ingest_problems(
+    conn: sqlite3.Connection,
+    *,
+    site_id: int,
+    site: str,
+    source: str,
+    results: Sequence[SnapshotResult],
+    now: datetime,
+) -> list[ValueError]:
+    """Why each of a batch of snapshots, ingested in the order given, would be refused
+    (from the future, out of order in its series, a format's other coverage), judged
+    before any is stored: a multi-file import stores all of them or none."""
+    problems: list[ValueError] = []
+    latest: dict[str, str] = {}  # format -> taken_at of the batch's last one of it
+    kinds: dict[str, str] = {}  # format -> coverage, as stored or as the batch has it
+    for result in results:
+        taken = to_db(result.taken_at)
+        origin = result.origin or source
+        where = f"{site}/{source} ({result.format})"
+        coverage = coverage_of(result)
+        if result.taken_at > now + FUTURE_SKEW:
+            problems.append(
+                FutureSnapshotError(
+                    f"{origin}: taken at {taken}, after now ({to_db(now)}); a snapshot from "
+                    "the future would date every later event of the site after it"
+                )
+            )
+            continue
+        fmt = result.format
+        if fmt not in kinds:
+            row = conn.execute(
+                "SELECT id, coverage FROM series WHERE site_id = ? AND source = ? AND format = ?",
+                (site_id, source, fmt),
+            ).fetchone()
+            if row is not None:
+                kinds[fmt] = str(row[1])
+                prev = latest_accepted(conn, int(row[0]))
+                if prev is not None:
+                    latest[fmt] = prev.taken_at
+        if kinds.setdefault(fmt, coverage) != coverage:
+            problems.append(
+                CoverageMismatchError(
+                    f"{origin}: {source}/{fmt} is a {kinds[fmt]} series; this snapshot is"
+                    f" {coverage}: a format delivers one kind of snapshot"
+                )
+            )
+            continue
+        if fmt in latest and taken < latest[fmt]:
+            problems.append(
+                OutOfOrderError(
+                    f"{origin}: taken at {taken}, before the latest snapshot of {where} taken"
+                    f" at {latest[fmt]}; snapshots of one series must be ingested in time order"
+                )
+            )
+            continue
+        latest[fmt] = max(taken, latest.get(fmt, taken))
+    return problems
+
+
 def _drop_staging(conn: sqlite3.Connection) -> None:
     for statement in DROP_STAGING:
         conn.execute(statement)
@@ -635,7 +729,7 @@ def ingest(
     # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
     conn.execute("BEGIN DEFERRED")
     staged = False
-    seen = listed = 0
+    seen = listed = read = 0
     try:
         series_id = _find_series(conn, site_id, source, result.format)
         prev = None
@@ -646,7 +740,7 @@ def ingest(
         if series_id is None or not is_duplicate(
             conn, series_id, result.digest, taken, result.origin
         ):
-            seen, listed = _stage_any(conn, result, coverage, prev is None)
+            seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             staged = True
         conn.execute("COMMIT")
     except BaseException:
@@ -668,13 +762,13 @@ def ingest(
         # A duplicate stays one (snapshots never change); one may have appeared meanwhile.
         if is_duplicate(conn, series.id, result.digest, taken, result.origin):
             result.close()  # never read (or read for nothing): release the file now
-            seen = listed = 0
+            seen = listed = read = 0
             status = "duplicate"
             note: str | None = "same content as an earlier snapshot; nothing changed"
         else:
             if not staged:
                 # The snapshot it duplicated was deleted meanwhile: read it after all.
-                seen, listed = _stage_any(conn, result, coverage, prev is None)
+                seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
             status, note = judge(conn, series, judged, prev, guards)
         fetch_note = "; ".join(result.notes) or None
@@ -704,6 +798,7 @@ def ingest(
         examples=tuple(result.report.examples),
         series=f"{source}/{result.format}",
         listed=listed,
+        read=read,
         locked_s=locked_s,
         coverage=coverage,
         **counts,
@@ -711,12 +806,13 @@ def ingest(
 
 
 def _stage_any(
-    conn: sqlite3.Connection, result: SnapshotResult, coverage: str, first: bool
-) -> tuple[int, int]:
-    """Stage a snapshot of any kind; (live rows, rows listed)."""
+    conn: sqlite3.Connection, result: SnapshotResult, coverage: str, first: bool, site: str
+) -> tuple[int, int, int]:
+    """Stage a snapshot of any kind; (live rows, rows listed, rows parsed). A link snapshot none of
+    whose targets is on `site` is refused (OtherSiteError)."""
     if coverage == DOMAINS:
         return _stage_domains(conn, result)
-    return _stage(conn, result, page_keys=result.sample or first)
+    return _stage(conn, result, page_keys=result.sample or first, site=site)
 
 
 def join_notes(note: str | None, fetch_note: str | None) -> str | None:

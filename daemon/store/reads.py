@@ -429,31 +429,53 @@ def window_links(
 
 @dataclass(frozen=True)
 class SourceHealth:
-    """The latest poll of one (site, source) and its last accepted snapshot, as of an instant."""
+    """The latest poll of one (site, source) and its last accepted snapshot, as of an instant.
+
+    A source is judged from its link snapshots (complete and sample series, and failed
+    polls); its referring-domains snapshots, which say nothing about links, are judged
+    apart (`domains`), so they neither hide a bad link snapshot nor keep it fresh."""
 
     source: str
     latest_status: str
     latest_note: str | None
     last_accepted_at: datetime | None
+    # True for the source's referring-domains (coverage `domains`) snapshots.
+    domains: bool = False
+    # True when the source had delivered link snapshots too by then (the entry for them
+    # comes first); False for a source that delivered only referring domains.
+    has_links: bool = True
 
 
 def source_health(conn: sqlite3.Connection, site_id: int, at: datetime) -> list[SourceHealth]:
-    """Each source of a site that had polled by `at`: its latest outcome and freshness."""
+    """Each source of a site that had polled by `at`: its latest outcome and freshness,
+    from its link snapshots, and apart from its referring-domains snapshots if any."""
     rows = conn.execute(
-        """SELECT src.source,
-               (SELECT status FROM snapshots WHERE site_id = :site AND source = src.source
-                  AND created_at <= :at ORDER BY created_at DESC, id DESC LIMIT 1),
-               (SELECT note FROM snapshots WHERE site_id = :site AND source = src.source
-                  AND created_at <= :at ORDER BY created_at DESC, id DESC LIMIT 1),
-               (SELECT max(taken_at) FROM snapshots WHERE site_id = :site
-                  AND source = src.source AND created_at <= :at
-                  AND status IN ('baseline', 'complete'))
-        FROM (SELECT DISTINCT source FROM snapshots
-              WHERE site_id = :site AND created_at <= :at) src
-        ORDER BY src.source""",
+        """WITH snap AS (
+               SELECT sn.id, sn.source, sn.status, sn.note, sn.taken_at, sn.created_at,
+                      coalesce(se.coverage = 'domains', 0) AS domains
+               FROM snapshots sn LEFT JOIN series se ON se.id = sn.series_id
+               WHERE sn.site_id = :site AND sn.created_at <= :at),
+           src AS (SELECT DISTINCT source, domains FROM snap)
+        SELECT src.source, src.domains,
+               (SELECT status FROM snap WHERE source = src.source
+                  AND domains = src.domains ORDER BY created_at DESC, id DESC LIMIT 1),
+               (SELECT note FROM snap WHERE source = src.source
+                  AND domains = src.domains ORDER BY created_at DESC, id DESC LIMIT 1),
+               (SELECT max(taken_at) FROM snap WHERE source = src.source
+                  AND domains = src.domains AND status IN ('baseline', 'complete')),
+               EXISTS (SELECT 1 FROM snap WHERE source = src.source AND domains = 0)
+        FROM src
+        ORDER BY src.source, src.domains""",
         {"site": site_id, "at": to_db(at)},
     ).fetchall()
     return [
-        SourceHealth(source, status, note, from_db(accepted) if accepted else None)
-        for source, status, note, accepted in rows
+        SourceHealth(
+            source,
+            status,
+            note,
+            from_db(accepted) if accepted else None,
+            domains=bool(domains),
+            has_links=bool(has_links),
+        )
+        for source, domains, status, note, accepted, has_links in rows
     ]

@@ -74,11 +74,14 @@ class DeleteOutcome:
     coverage: str = ""
 
 
-def delete_snapshot(conn: sqlite3.Connection, snapshot_id: int, now: datetime) -> DeleteOutcome:
-    """Delete one snapshot and rebuild what it changed, all in one transaction."""
+def delete_snapshot(
+    conn: sqlite3.Connection, snapshot_id: int, now: datetime, site: str | None = None
+) -> DeleteOutcome:
+    """Delete one snapshot and rebuild what it changed, all in one transaction; `site`:
+    refuse (DeleteRefusedError, nothing changed) a snapshot of another site."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        outcome = _delete(conn, snapshot_id, now)
+        outcome = _delete(conn, snapshot_id, now, site)
         _drop_temp(conn)
         conn.execute("COMMIT")
     except BaseException:
@@ -120,7 +123,9 @@ def _row(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> dict[str,
     return dict(zip([d[0] for d in cur.description], row, strict=True))
 
 
-def _delete(conn: sqlite3.Connection, snapshot_id: int, now: datetime) -> DeleteOutcome:
+def _delete(
+    conn: sqlite3.Connection, snapshot_id: int, now: datetime, site: str | None = None
+) -> DeleteOutcome:
     """Remove the snapshot (its file stays known), judge the later ones of its series
     again, and rebuild what it changed."""
     snap = _row(
@@ -131,6 +136,8 @@ def _delete(conn: sqlite3.Connection, snapshot_id: int, now: datetime) -> Delete
     )
     if snap is None:
         raise UnknownSnapshotError(snapshot_id)
+    if site is not None and str(snap["site"]).lower() != site.lower():
+        raise DeleteRefusedError(f"it is a snapshot of {snap['site']}, not of {site}")
     name = f"{snap['source']}/{snap['format']}" if snap["format"] else str(snap["source"])
     conn.execute(
         "INSERT INTO deleted_snapshots (site_id, source, origin, origin_stamp, taken_at, status,"
