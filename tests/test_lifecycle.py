@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from hypothesis import given
@@ -232,8 +233,14 @@ def test_engine_matches_the_reference_model(
     # Invariants: firing and resolved alternate, starting with firing; reminders only
     # while firing and at least repeat_interval apart.
     told = [w for _, w in got if w != "reminder"]
-    if send_resolved:
+    if send_resolved and silence is None:
         assert told == ["firing", "resolved"] * (len(told) // 2) + ["firing"] * (len(told) % 2)
+    elif send_resolved:
+        # A resolution that fell in a silence is dropped when the alert fires again before
+        # it could be told (docs/alerting.md): two firings may then follow each other,
+        # never two resolutions, and the first message is a firing.
+        assert told[:1] in ([], ["firing"])
+        assert all(not (a == b == "resolved") for a, b in pairwise(told))
     else:
         assert set(told) <= {"firing"}
     last: datetime | None = None
