@@ -177,9 +177,6 @@ class AhrefsSource(ApiSource):
     Settings = AhrefsSettings
     settings: AhrefsSettings
 
-    def __init__(self, name: str, settings: AhrefsSettings) -> None:
-        super().__init__(name, settings)
-
     @property
     def budget_unit(self) -> str:
         """What the budget counts."""

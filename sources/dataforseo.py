@@ -90,9 +90,6 @@ class DataForSeoSource(ApiSource):
     Settings = DataForSeoSettings
     settings: DataForSeoSettings
 
-    def __init__(self, name: str, settings: DataForSeoSettings) -> None:
-        super().__init__(name, settings)
-
     def _auth(self) -> tuple[str, str]:
         return self.settings.login, self.settings.password.get_secret_value()
 

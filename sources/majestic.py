@@ -117,9 +117,6 @@ class MajesticSource(ApiSource):
     Settings = MajesticSettings
     settings: MajesticSettings
 
-    def __init__(self, name: str, settings: MajesticSettings) -> None:
-        super().__init__(name, settings)
-
     @property
     def budget_unit(self) -> str:
         """Majestic charges one retrieval unit per row returned: the budget counts rows."""

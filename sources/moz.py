@@ -118,9 +118,6 @@ class MozSource(ApiSource):
     Settings = MozSettings
     settings: MozSettings
 
-    def __init__(self, name: str, settings: MozSettings) -> None:
-        super().__init__(name, settings)
-
     def _credentials(self) -> dict[str, Any]:
         secret = self.settings.token.get_secret_value()
         if self.settings.access_id is not None:
