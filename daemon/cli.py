@@ -586,6 +586,21 @@ def silence_expire(ctx: click.Context, silence_id: int) -> None:
         app.close()
 
 
+def _warn_stopped(site: str, stopped: list[tuple[str, str, datetime, int]]) -> None:
+    """Warn (on stderr: listings stay machine-readable) about each series whose files now
+    file elsewhere (after an upgrade) and so holds its links live for ever."""
+    for series, later, began, held in stopped:
+        fmt = series.split("/", 1)[1]
+        click.echo(
+            f"linkwatch: warning: series {series} has had no snapshot since {later} began"
+            f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
+            f" live until it lists them again. If its exports now file under {later} (after"
+            f" an upgrade: docs/evidence.md), import the latest two of them again with"
+            f" `linkwatch import --site {site} --format {fmt}`",
+            err=True,
+        )
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
@@ -594,6 +609,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     app = _app(ctx)
     try:
         rows = app.store.status()
+        for r in rows:
+            _warn_stopped(r.site, app.store.stopped_series(r.site))
         firing: dict[str, int] = {}
         for a in app.store.alert_states(("firing",)):
             firing[a.site] = firing.get(a.site, 0) + 1
@@ -835,18 +852,7 @@ def snapshots(ctx: click.Context, site: str | None, as_json: bool) -> None:
             listed, stopped = [], []  # configured, never polled
     finally:
         store.close()
-    for series, later, began, held in stopped:
-        # A series whose files now file elsewhere (after an upgrade) holds its links live
-        # for ever: say so, on stderr (the listing itself stays machine-readable).
-        fmt = series.split("/", 1)[1]
-        click.echo(
-            f"linkwatch: warning: series {series} has had no snapshot since {later} began"
-            f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
-            f" live until it lists them again. If its exports now file under {later} (after"
-            f" an upgrade: docs/evidence.md), import the latest two of them again with"
-            f" `linkwatch import --site {site} --format {fmt}`",
-            err=True,
-        )
+    _warn_stopped(site, stopped)
     if as_json:
         for snap in listed:
             record = asdict(snap)

@@ -243,6 +243,9 @@ def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_pat
         " (2026-02-03T00:00:00+00:00); 1 live links only it sees" in res.stderr
     )
     assert "--format ahrefs" in res.stderr and "warning" not in res.stdout
+    res = CliRunner().invoke(main, ["-c", str(settings), "status"])
+    assert res.exit_code == 0 and "warning: series exports/ahrefs" in res.stderr
+    assert "warning" not in res.stdout
     # The remedy: the old series lists what it sees now, twice; its link is lost.
     write_ahrefs(tmp_path / "4.csv", links(range(1, 10)))
     write_ahrefs(tmp_path / "5.csv", links(range(1, 10)))
@@ -250,4 +253,6 @@ def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_pat
     assert imp(settings, tmp_path / "5.csv", "2026-02-05")[0] == 0
     assert states(settings)["https://ref0.example.org/p"] == "lost"
     res = CliRunner().invoke(main, ["-c", str(settings), "snapshots", "--site", SITE])
+    assert res.exit_code == 0 and "warning" not in res.output
+    res = CliRunner().invoke(main, ["-c", str(settings), "status"])
     assert res.exit_code == 0 and "warning" not in res.output
