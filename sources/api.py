@@ -15,6 +15,7 @@ import random
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -415,7 +416,7 @@ class Budget:
         return page_size if left is None else max(1, min(page_size, left))
 
 
-class ApiSource:
+class ApiSource(ABC):
     """Base of every API source: pages to the end, within the budget, or the snapshot is partial.
 
     A subclass implements `pages(site)`, a generator of `Page`s, and `check_credentials()`.
@@ -452,13 +453,13 @@ class ApiSource:
         """An endpoint under the configured base URL."""
         return urljoin(self.settings.base_url, path)
 
+    @abstractmethod
     def pages(self, client: ApiClient, site: str, budget: Budget, now: datetime) -> Iterator[Page]:
         """The site's backlinks, page by page, in the API's own paging."""
-        raise NotImplementedError  # pragma: no cover - every kind defines it
 
+    @abstractmethod
     def check_credentials(self, client: ApiClient) -> str:
         """Make the cheapest call that proves the credentials work; what it says (a balance)."""
-        raise NotImplementedError  # pragma: no cover - every kind defines it
 
     def fetch(
         self,
