@@ -946,16 +946,28 @@ def _listing_delta(step: Step) -> None:
     from their own index: an unchanged row costs one index probe and no write."""
     x = step.conn.execute
     x("DROP TABLE IF EXISTS temp.delta")
+    # Probes, never a join: joined, the planner may build a Bloom filter over the stored
+    # table, and building one reads every row of it, every site's (EXPLAIN shows it as
+    # "BLOOM FILTER ON", tests/test_query_plans.py).
     x(
         """CREATE TEMP TABLE delta AS
-        SELECT s.rowid AS srow, o.id AS open_id,
+        SELECT s.rowid AS srow,
+               (SELECT o.id FROM sightings o INDEXED BY sightings_open
+                WHERE o.series_id = :series AND o.link_key = s.link_key
+                  AND o.ended_snapshot_id IS NULL) AS open_id,
                (SELECT l.id FROM links l WHERE l.site_id = :site AND l.link_key = s.link_key)
                    AS link_id,
                (SELECT l.state FROM links l WHERE l.site_id = :site AND l.link_key = s.link_key)
                    AS prev_state
-        FROM staging s LEFT JOIN sightings o INDEXED BY sightings_open
-          ON o.series_id = :series AND o.link_key = s.link_key AND o.ended_snapshot_id IS NULL
-        WHERE o.id IS NULL OR o.digest IS NOT s.digest""",
+        FROM staging s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM sightings o INDEXED BY sightings_open
+            WHERE o.series_id = :series AND o.link_key = s.link_key
+              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest)
+        -- In key order (the staging index's): every later step that probes or extends an
+        -- index by key then walks it in order, instead of at random pages of a file far
+        -- larger than the cache.
+        ORDER BY s.link_key""",
         step.params,
     )
 
@@ -1252,27 +1264,34 @@ def _provider_lost(step: Step) -> None:
     x("DROP TABLE IF EXISTS temp.plost")
     x(
         """CREATE TEMP TABLE plost AS
-        SELECT l.id AS link_id, coalesce(min(sl.reason), 'unknown') AS reason
-        FROM staging_lost sl JOIN links l ON l.site_id = :site AND l.link_key = sl.link_key
-        WHERE l.state IN ('live', 'missing')
-          AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = sl.link_key)
-        GROUP BY l.id""",
+        SELECT link_id, coalesce(min(reason), 'unknown') AS reason FROM (
+            -- Each marked row probes the site's links by key (a join would let the planner
+            -- walk every link of the database instead, once it has statistics).
+            SELECT (SELECT l.id FROM links l WHERE l.site_id = :site
+                      AND l.link_key = sl.link_key AND l.state IN ('live', 'missing'))
+                       AS link_id, sl.reason AS reason
+            FROM staging_lost sl
+            WHERE NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = sl.link_key))
+        WHERE link_id IS NOT NULL
+        GROUP BY link_id""",
         p,
     )
+    x("CREATE INDEX temp.plost_link ON plost(link_id)")
     _drop(step, "plost")
     step.add(
         "lost",
         x(
             """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-            SELECT :snap, :site, pl.link_id, 'lost', pl.reason, :at
-            FROM plost pl JOIN links l ON l.id = pl.link_id WHERE l.seen_by = 0""",
+            SELECT :snap, :site, pl.link_id, 'lost', pl.reason, :at FROM plost pl
+            WHERE (SELECT l.seen_by FROM links l WHERE l.id = pl.link_id) = 0""",
             p,
         ).rowcount,
     )
     x(
-        """UPDATE links SET state = 'lost', lost_at = :at, lost_reason = pl.reason,
-               last_seen_at = coalesce(links.last_seen_at, :prev)
-        FROM plost pl WHERE links.id = pl.link_id AND links.seen_by = 0""",
+        """UPDATE links SET state = 'lost', lost_at = :at,
+               lost_reason = (SELECT pl.reason FROM plost pl WHERE pl.link_id = links.id),
+               last_seen_at = coalesce(last_seen_at, :prev)
+        WHERE id IN (SELECT link_id FROM plost) AND seen_by = 0""",
         p,
     )
     x("DROP TABLE temp.plost")
@@ -1290,7 +1309,7 @@ def _absent(step: Step) -> None:
         x(
             """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
             SELECT :snap, :site, l.id, 'missing', :at FROM links l
-            JOIN gone g ON g.link_id = l.id WHERE l.seen_by = 0 AND l.state = 'live'""",
+            WHERE l.id IN (SELECT link_id FROM gone) AND l.seen_by = 0 AND l.state = 'live'""",
             p,
         ).rowcount,
     )
@@ -1354,16 +1373,21 @@ def _domain_sightings(step: Step) -> None:
     x("DROP TABLE IF EXISTS temp.ddelta")
     x(
         """CREATE TEMP TABLE ddelta AS
-        SELECT s.rowid AS srow, s.domain AS domain, o.id AS open_id
-        FROM staging_domains s LEFT JOIN domain_sightings o INDEXED BY domain_sightings_open
-          ON o.series_id = :series AND o.domain = s.domain AND o.ended_snapshot_id IS NULL
-        WHERE o.id IS NULL OR o.digest IS NOT s.digest""",
+        SELECT s.rowid AS srow, s.domain AS domain,
+               (SELECT o.id FROM domain_sightings o INDEXED BY domain_sightings_open
+                WHERE o.series_id = :series AND o.domain = s.domain
+                  AND o.ended_snapshot_id IS NULL) AS open_id
+        FROM staging_domains s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM domain_sightings o INDEXED BY domain_sightings_open
+            WHERE o.series_id = :series AND o.domain = s.domain
+              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest)""",
         p,
     )
     if not step.baseline:
         fresh = """FROM ddelta d WHERE d.open_id IS NULL AND {} EXISTS (
-            SELECT 1 FROM domain_sightings o WHERE o.series_id = :series
-              AND o.domain = d.domain)"""
+            SELECT 1 FROM domain_sightings o WHERE o.site_id = :site AND o.domain = d.domain
+              AND o.series_id = :series)"""
         step.add("new", x(f"SELECT count(*) {fresh.format('NOT')}", p).fetchone()[0])
         step.add("restored", x(f"SELECT count(*) {fresh.format('')}", p).fetchone()[0])
     x(
