@@ -99,8 +99,10 @@ def _mix(x: int) -> int:
 class RowMaker:
     """Turns a link id (and its anchor version) into one deterministic Ahrefs export row."""
 
-    def __init__(self, n_links: int) -> None:
+    def __init__(self, n_links: int, site: str = SITE, seed: int = SEED) -> None:
         self.n_hosts = max(1, n_links // 20)
+        self.home = f"https://{site}/"
+        self.seed = seed
         day0 = datetime(2019, 1, 1)
         self.days = [(day0 + timedelta(days=d)).strftime("%Y-%m-%d") for d in range(2500)]
 
@@ -113,14 +115,14 @@ class RowMaker:
 
     def row(self, link: int, anchor_version: int, last_seen: str) -> list[str]:
         """The 37 cells of link `link`."""
-        h = _mix(SEED * 1_000_003 + link)
+        h = _mix(self.seed * 1_000_003 + link)
         g = _mix(h)
         host, dom = self.host(h % self.n_hosts)
         dh = _mix(dom + 17)
         dr = dh % 101
         # Skewed towards the first target pages, as real profiles are.
         target = min((h >> 20) % N_TARGETS, (h >> 32) % N_TARGETS)
-        url_to = "https://example.com/" if target == 0 else f"https://example.com/page/{target}"
+        url_to = self.home if target == 0 else f"{self.home}page/{target}"
         a = ((h >> 40) + anchor_version) % len(ANCHORS)
         anchor = ANCHORS[a]
         scheme = "http" if g % 11 == 0 else "https"
@@ -210,17 +212,24 @@ def _write_export(
     return n
 
 
-def generate(data: Path, n_links: int, n_snapshots: int) -> Generated:
-    """Write the initial export and `n_snapshots` churn snapshots into `data`."""
-    rng = random.Random(SEED)
-    maker = RowMaker(n_links)
+def generate(
+    data: Path,
+    n_links: int,
+    n_snapshots: int,
+    site: str = SITE,
+    seed: int = SEED,
+    quiet: bool = False,
+) -> Generated:
+    """Write the initial export and `n_snapshots` churn snapshots of `site` into `data`."""
+    rng = random.Random(seed)
+    maker = RowMaker(n_links, site, seed)
     versions: dict[int, int] = {}
     ids = list(range(n_links))
     next_id = n_links
     out = Generated()
     for k in range(n_snapshots + 1):
         taken = START + timedelta(days=k)
-        name = f"{SITE}-backlinks-subdomains_{taken:%Y-%m-%d_%H-%M-%S}.csv"
+        name = f"{site}-backlinks-subdomains_{taken:%Y-%m-%d_%H-%M-%S}.csv"
         snap = Snapshot(index=k, path=data / name, taken_at=taken, links=0)
         if k > 0:
             n_drop = max(1, round(len(ids) * CHURN_DROP))
@@ -246,11 +255,12 @@ def generate(data: Path, n_links: int, n_snapshots: int) -> Generated:
         t0 = time.monotonic()
         snap.links = _write_export(snap.path, maker, ids, versions, taken)
         size = snap.path.stat().st_size / 1e6
-        print(
-            f"  generated {snap.path.name}: {snap.links:,} links, {size:,.0f} MB"
-            f" ({time.monotonic() - t0:.1f}s)",
-            flush=True,
-        )
+        if not quiet:
+            print(
+                f"  generated {snap.path.name}: {snap.links:,} links, {size:,.0f} MB"
+                f" ({time.monotonic() - t0:.1f}s)",
+                flush=True,
+            )
         out.snapshots.append(snap)
     return out
 
