@@ -1068,6 +1068,10 @@ def _complete_sightings(step: Step) -> None:
     x = step.conn.execute
     p = step.params
     _listing_delta(step)
+    if _empty(step, "delta"):
+        # The series lists every link as it did last time: nothing to add, restore or note.
+        x("DROP TABLE temp.delta")
+        return
     _insert_links(
         step,
         "FROM delta d JOIN staging s ON s.rowid = d.srow WHERE d.link_id IS NULL",
@@ -1212,6 +1216,11 @@ def _sample_sightings(step: Step) -> None:
     x("DROP TABLE temp.sighted")
 
 
+def _empty(step: Step, table: str) -> bool:
+    """True when the temp table `table` has no row: its step has nothing to do."""
+    return bool(step.conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})").fetchone()[0])
+
+
 def _drop(step: Step, table: str) -> None:
     """The series stops seeing the links in `table`: older samples no longer vouch."""
     step.conn.execute(
@@ -1226,6 +1235,15 @@ def _record_lost_marks(step: Step) -> None:
     """Keep which known links the series lists as lost, and why, as intervals."""
     x = step.conn.execute
     p = step.params
+    if (
+        _empty(step, "staging_lost")
+        and not x(
+            "SELECT EXISTS (SELECT 1 FROM lost_marks WHERE series_id = :series"
+            " AND ended_snapshot_id IS NULL)",
+            p,
+        ).fetchone()[0]
+    ):
+        return  # no row marked lost, now or in the series' last snapshot
     x("DROP TABLE IF EXISTS temp.marks")
     x(
         """CREATE TEMP TABLE marks AS
@@ -1259,7 +1277,7 @@ def _provider_lost(step: Step) -> None:
     x = step.conn.execute
     p = step.params
     _record_lost_marks(step)
-    if x("SELECT NOT EXISTS (SELECT 1 FROM staging_lost)").fetchone()[0]:
+    if _empty(step, "staging_lost"):
         return
     x("DROP TABLE IF EXISTS temp.plost")
     x(
@@ -1303,22 +1321,10 @@ def _absent(step: Step) -> None:
     x = step.conn.execute
     p = step.params
     _end_absent_sightings(step)
-    _drop(step, "gone")
-    step.add(
-        "missing",
-        x(
-            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
-            SELECT :snap, :site, l.id, 'missing', :at FROM links l
-            WHERE l.id IN (SELECT link_id FROM gone) AND l.seen_by = 0 AND l.state = 'live'""",
-            p,
-        ).rowcount,
-    )
-    x(
-        """UPDATE links SET state = 'missing', missing_count = 0, last_seen_at = :prev
-        WHERE id IN (SELECT link_id FROM gone) AND seen_by = 0 AND state = 'live'""",
-        p,
-    )
+    if not _empty(step, "gone"):
+        _went_missing(step)
     x("DROP TABLE temp.gone")
+    # Links missing since an earlier snapshot count this one too, whatever it dropped.
     x(
         """UPDATE links SET missing_count = missing_count + 1
         WHERE site_id = :site AND state = 'missing' AND (dropped_by & :bit) != 0""",
@@ -1336,6 +1342,27 @@ def _absent(step: Step) -> None:
     x(
         """UPDATE links SET state = 'lost', lost_at = :at, lost_reason = 'dropped'
         WHERE site_id = :site AND state = 'missing' AND missing_count >= :confirm""",
+        p,
+    )
+
+
+def _went_missing(step: Step) -> None:
+    """The links in `temp.gone` leave the series; those nobody else sees are missing."""
+    x = step.conn.execute
+    p = step.params
+    _drop(step, "gone")
+    step.add(
+        "missing",
+        x(
+            """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+            SELECT :snap, :site, l.id, 'missing', :at FROM links l
+            WHERE l.id IN (SELECT link_id FROM gone) AND l.seen_by = 0 AND l.state = 'live'""",
+            p,
+        ).rowcount,
+    )
+    x(
+        """UPDATE links SET state = 'missing', missing_count = 0, last_seen_at = :prev
+        WHERE id IN (SELECT link_id FROM gone) AND seen_by = 0 AND state = 'live'""",
         p,
     )
 
