@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes
@@ -27,6 +28,17 @@ settings.register_profile("ci", max_examples=150, deadline=None)
 settings.register_profile("deep", max_examples=2000, deadline=None)
 settings.register_profile("mutation", max_examples=40, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("LINKWATCH_HYPOTHESIS_PROFILE", "ci"))
+
+
+def _serve_until_stopped(self: HTTPServer) -> None:
+    # pytest-httpserver's documented override point. socketserver looks for a stop request
+    # every 0.5 s by default, so each test that stops a server of its own waited up to half
+    # a second in teardown (a minute over the suite); a stop now takes at most 20 ms.
+    assert self.server is not None
+    self.server.serve_forever(poll_interval=0.02)
+
+
+HTTPServer.thread_target = _serve_until_stopped  # type: ignore[method-assign]
 
 SLACK_TOKEN = "xoxb-test-token"
 SLACK_CHANNELS = {"#seo-alerts": "C0SEOALERTS"}
@@ -323,9 +335,36 @@ class _Collect:
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago: another process (a parallel test worker)
+    may bind it before the caller does; start_smtp retries, refused_port never frees its."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_smtp(make: Callable[[int], Controller]) -> tuple[Controller, int]:
+    """Start the controller `make(port)` builds on a free port, with another port if the one
+    picked was taken in the meantime (aiosmtpd binds the port it is given, not port 0)."""
+    for attempt in range(5):
+        port = free_port()
+        controller = make(port)
+        try:
+            controller.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
+            continue
+        return controller, port
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where a connection is refused: bound by this fixture but never
+    listening, so no other process can start listening there during the test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 @dataclass
@@ -344,9 +383,7 @@ class SmtpServer:
 def smtp() -> Iterator[SmtpServer]:
     """A plain SMTP server (aiosmtpd) on loopback."""
     handler = _Collect()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
+    controller, port = start_smtp(lambda p: Controller(handler, hostname="127.0.0.1", port=p))
     try:
         yield SmtpServer("127.0.0.1", port, handler)
     finally:
@@ -363,11 +400,11 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
     ca_file = tmp_path / "test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     handler = _Collect()
-    port = free_port()
-    controller = Controller(
-        handler, hostname="localhost", port=port, tls_context=server_ctx, require_starttls=True
+    controller, port = start_smtp(
+        lambda p: Controller(
+            handler, hostname="localhost", port=p, tls_context=server_ctx, require_starttls=True
+        )
     )
-    controller.start()
     try:
         yield SmtpServer("localhost", port, handler, ca_file)
     finally:

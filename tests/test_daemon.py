@@ -50,8 +50,9 @@ class Daemon:
 
 
 def _site(tmp_path: Path) -> Path:
-    # A short group_wait: what one poll raises still goes out as one message, soon.
-    settings = write_settings(tmp_path, extra='group_wait = "1s"\n')
+    # A short group_wait: what one poll raises still goes out as one message, soon; and
+    # delivery wakes every second (not every 10 s) so the tests do not wait for it.
+    settings = write_settings(tmp_path, extra='deliver_every = "1s"\ngroup_wait = "1s"\n')
     write_rule(tmp_path, "refdomain-loss", RULE)
     folder = tmp_path / "exports" / "example.com"
     folder.mkdir(parents=True)

@@ -20,7 +20,7 @@ from alerts.notifiers.slack import SlackNotifier, SlackSettings
 from alerts.outbox import backoff, deliver_due
 from daemon.store import UNSURE_SINCE, OutboxRow, Store
 from daemon.timefmt import to_db
-from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, free_port
+from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, start_smtp
 from tests.helpers import queue_alert
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -196,10 +196,8 @@ def test_starttls_verifies_the_server_certificate(tls_smtp: SmtpServer) -> None:
     assert len(tls_smtp.messages) == 1
 
 
-def test_unreachable_smtp_is_retryable() -> None:
-    from tests.conftest import free_port
-
-    server = SmtpServer("127.0.0.1", free_port(), handler=None)  # type: ignore[arg-type]
+def test_unreachable_smtp_is_retryable(refused_port: int) -> None:
+    server = SmtpServer("127.0.0.1", refused_port, handler=None)  # type: ignore[arg-type]
     with pytest.raises(DeliveryError) as err:
         _email(server).send(_note())
     assert err.value.retryable
@@ -405,9 +403,7 @@ class _Picky:
 @pytest.fixture
 def picky_smtp() -> Iterator[tuple[SmtpServer, _Picky]]:
     handler = _Picky()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
+    controller, port = start_smtp(lambda p: Controller(handler, hostname="127.0.0.1", port=p))
     try:
         yield SmtpServer("127.0.0.1", port, handler), handler  # type: ignore[arg-type]
     finally:

@@ -17,7 +17,7 @@ from werkzeug import Request, Response
 
 from daemon.cli import main
 from daemon.timefmt import to_db
-from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer, free_port
+from tests.conftest import SLACK_TOKEN, SlackStandIn, SmtpServer
 from tests.helpers import write_ahrefs, write_rule, write_settings
 
 SITE = "example.com"
@@ -179,16 +179,16 @@ def test_slack_channel_problems_are_named(tmp_path: Path, slack_api: SlackStandI
     ) in "\n".join(lines)
 
 
-def test_slack_unreachable_is_a_fail_not_a_traceback(tmp_path: Path) -> None:
-    settings = setup(tmp_path, slack_block(f"http://127.0.0.1:{free_port()}/api/"))
+def test_slack_unreachable_is_a_fail_not_a_traceback(tmp_path: Path, refused_port: int) -> None:
+    settings = setup(tmp_path, slack_block(f"http://127.0.0.1:{refused_port}/api/"))
     code, lines = doctor(settings)
     assert code == 1
     fail = line(lines, "FAIL notifier seo-slack (slack):")
     assert "auth.test at http://127.0.0.1:" in fail and "Connection refused" in fail
 
 
-def test_smtp_server_not_listening_is_a_fail(tmp_path: Path) -> None:
-    port = free_port()
+def test_smtp_server_not_listening_is_a_fail(tmp_path: Path, refused_port: int) -> None:
+    port = refused_port
     settings = setup(tmp_path, email_block("127.0.0.1", port))
     code, lines = doctor(settings)
     assert code == 1

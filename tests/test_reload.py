@@ -160,17 +160,22 @@ BAD_RELOADS = [
 ]
 
 
-def _datagrams(sock: socket.socket, until: str) -> list[str]:
+def _datagrams(sock: socket.socket, until: str, log: Path) -> list[str]:
     seen = []
     while True:
-        message = sock.recv(4096).decode()
+        try:
+            message = sock.recv(4096).decode()
+        except TimeoutError:
+            # Say why: the daemon died, or is stuck (its log shows how far it got).
+            raise AssertionError(f"no {until!r} after {seen}; log:\n{log.read_text()}") from None
         seen.append(message)
         if message.startswith(until):
             return seen
 
 
 def test_sighup_with_each_bad_configuration_keeps_the_daemon_running(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path, extra='group_wait = "1s"\n')
+    # Delivery wakes every second (not every 10 s): the config_health messages come soon.
+    settings = write_settings(tmp_path, extra='deliver_every = "1s"\ngroup_wait = "1s"\n')
     write_rule(tmp_path, "any-loss", RULE)
     good = settings.read_text()
     address = tmp_path / "notify.sock"
@@ -179,11 +184,11 @@ def test_sighup_with_each_bad_configuration_keeps_the_daemon_running(tmp_path: P
         sock.settimeout(20)
         daemon = Daemon(settings, tmp_path / "daemon", env={"NOTIFY_SOCKET": str(address)})
         try:
-            _datagrams(sock, "READY=1")
+            _datagrams(sock, "READY=1", daemon.err)
             for name, body, key in BAD_RELOADS:
                 (tmp_path / name).write_text(body)
                 daemon.proc.send_signal(signal.SIGHUP)
-                got = _datagrams(sock, "READY=1")
+                got = _datagrams(sock, "READY=1", daemon.err)
                 assert got[0].startswith("RELOADING=1\nMONOTONIC_USEC="), got
                 assert "last reload refused" in got[-1], (name, body, got)
                 log = daemon.wait_for(key)
@@ -195,7 +200,7 @@ def test_sighup_with_each_bad_configuration_keeps_the_daemon_running(tmp_path: P
             # Told once while it stays refused, whatever the problem of the moment.
             assert out.count("[FIRING critical] linkwatch: config_health") == 1
             daemon.proc.send_signal(signal.SIGHUP)
-            got = _datagrams(sock, "READY=1")
+            got = _datagrams(sock, "READY=1", daemon.err)
             assert "last reload refused" not in got[-1]
             daemon.wait_for("[RESOLVED critical] linkwatch: config_health", stream="out")
             assert daemon.stop() == 0
