@@ -3,33 +3,37 @@
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import json
 import os
 import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from alerts.engine import REASONS, Transition
-from alerts.message import AlertMessage, DeliveryError, Notification
-from alerts.rules import Rule, RulesError, load_rules
-from daemon.doctor import ca_file_problems, diagnose, folder_problems, missing_secrets
+# linkwatch uses no pydantic plugin, and looking for one reads the metadata of every
+# installed package: 10-20 ms of every command's start (issue 9). Set it to an empty
+# value in the environment to have pydantic look for plugins all the same.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from daemon.logs import configure_logging
-from daemon.service import Linkwatch, describe, utcnow
-from daemon.settings import ConfigError, Settings, config_path, load_settings
-from daemon.store import StoreError, database_problem
-from daemon.store.check import check_database
 from daemon.textsafe import one_line
 from daemon.timefmt import format_duration, parse_instant
-from daemon.types import to_duration
 from sources.formats import FORMATS
-from sources.model import FormatError, SourceError
+from sources.model import FormatError, SnapshotResult, SourceError
+
+# Only what every command needs is imported here: `status`, `metrics` and `links` must
+# start fast (issue 9), so rules, notifiers, sources, the scheduler and the doctor are
+# imported by the commands that use them, and tests/test_cli_startup.py checks it.
+if TYPE_CHECKING:
+    from alerts.engine import Transition
+    from daemon.service import Linkwatch
+    from daemon.settings import Settings
+    from daemon.store import Store
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 # A row id as SQLite stores it: a larger number is a usage error, not an overflow.
@@ -41,8 +45,15 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def utcnow() -> datetime:
+    """The current instant, timezone-aware (as daemon.service.utcnow, without loading it)."""
+    return datetime.now(UTC)
+
+
 def _config_file(ctx: click.Context) -> Path:
     """The settings file to read; exit 2 naming the places looked at when there is none."""
+    from daemon.settings import ConfigError, config_path
+
     try:
         return config_path(ctx.obj["config"])
     except ConfigError as exc:
@@ -50,6 +61,8 @@ def _config_file(ctx: click.Context) -> Path:
 
 
 def _settings(ctx: click.Context) -> Settings:
+    from daemon.settings import ConfigError, load_settings
+
     path = _config_file(ctx)
     try:
         return load_settings(path)
@@ -71,6 +84,10 @@ def _site(settings: Settings, given: str) -> str:
 
 
 def _app(ctx: click.Context) -> Linkwatch:
+    from alerts.rules import RulesError
+    from daemon.service import Linkwatch
+    from daemon.store import StoreError
+
     settings = _settings(ctx)
     try:
         return Linkwatch.open(settings)
@@ -78,6 +95,26 @@ def _app(ctx: click.Context) -> Linkwatch:
         _fail("rules have errors:\n" + str(exc), EXIT_USAGE)
     except StoreError as exc:
         _fail(str(exc), EXIT_RUNTIME)
+
+
+def _reading(ctx: click.Context) -> tuple[Settings, Store]:
+    """The settings and the database for a command that only reads (status, metrics,
+    links): the database is created or upgraded and the configured sites recorded, as at
+    any start, but no rule, source or notifier is loaded, so they start fast (issue 9)."""
+    from daemon.store import Store, StoreError
+
+    settings = _settings(ctx)
+    try:
+        store = Store(settings.storage.path, settings.storage.busy_timeout.total_seconds())
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        for site in settings.sites:
+            store.ensure_site(site.domain, site.role)
+    except BaseException:
+        store.close()
+        raise
+    return settings, store
 
 
 def _instant(
@@ -170,6 +207,8 @@ class _Linkwatch(click.Group):
                 # Buffered output (csv) must meet a closed pipe here, not at exit.
                 sys.stdout.flush()
         except sqlite3.Error as exc:
+            from daemon.store import database_problem
+
             _fail(database_problem(exc), EXIT_RUNTIME)
         except BrokenPipeError:
             _stdout_gone()
@@ -177,6 +216,8 @@ class _Linkwatch(click.Group):
 
 def _version() -> str:
     """The installed package's version."""
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("linkwatch")
     except importlib.metadata.PackageNotFoundError:
@@ -232,11 +273,24 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def poll(ctx: click.Context, site: str | None) -> None:
     """Run one cycle now: fetch, ingest, evaluate, deliver."""
+    from daemon.progress import Progress
+    from daemon.service import describe
+
     app = _app(ctx)
     try:
         if site is not None:
             site = _site(app.settings, site)
-        outcomes, transitions, report = app.cycle(utcnow(), site)
+        # app.cycle, one site at a time, so that a terminal is told how far it has got.
+        domains = [s.domain for s in app.settings.sites if site is None or s.domain == site]
+        now = utcnow()
+        outcomes = []
+        with Progress("polling", "site", len(domains)) as progress:
+            app.on_snapshot = progress.watch
+            for domain in domains:
+                progress.next(domain)
+                outcomes.extend(app.poll(now, domain))
+        transitions = app.evaluate(now)
+        report = app.deliver(now)
         troubled = [o for o in outcomes if o.status in ("error", "partial", "suspect")]
         for o in troubled:
             click.echo(describe(o))
@@ -277,6 +331,9 @@ def import_(
     files: tuple[Path, ...],
 ) -> None:
     """Import backlink export files as snapshots of a site."""
+    from daemon.progress import Progress
+    from daemon.service import describe
+
     at = taken_at
     if at is not None and len(files) > 1:
         _fail("--taken-at names one time; import one file at a time with it", EXIT_USAGE)
@@ -296,15 +353,22 @@ def import_(
         try:
             # Opened first, so each snapshot's report can say how its file was recognised.
             opened = app.open_exports(site, files, format_kind)
-            outcomes = app.import_exports(
-                site,
-                files,
-                source=source,
-                format_kind=format_kind,
-                taken_at=at,
-                now=utcnow(),
-                opened=opened,
-            )
+            with Progress("importing", "file", len(opened)) as progress:
+
+                def told(result: SnapshotResult) -> None:
+                    progress.next(result.origin)
+                    progress.watch(result)
+
+                app.on_snapshot = told
+                outcomes = app.import_exports(
+                    site,
+                    files,
+                    source=source,
+                    format_kind=format_kind,
+                    taken_at=at,
+                    now=utcnow(),
+                    opened=opened,
+                )
         except FormatError as exc:
             _fail(f"{exc}\nnothing was stored", EXIT_USAGE)
         except (SourceError, ValueError) as exc:
@@ -345,6 +409,8 @@ def import_(
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
+    from daemon.types import to_duration
+
     try:
         window: timedelta = to_duration(value)
     except ValueError as exc:
@@ -430,6 +496,8 @@ def _shown(value: float | None) -> str:
 
 def _transition_line(t: Transition) -> str:
     """One line per alert change."""
+    from alerts.engine import REASONS
+
     line = f"{t.state}: {t.rule} {t.site} (value {_shown(t.value)})"
     if t.reason:
         line += f", because {REASONS.get(t.reason, t.reason)}"
@@ -461,6 +529,8 @@ _ALERT_STATES = {
 @click.pass_context
 def alerts_(ctx: click.Context, state: str, site: str | None, as_json: bool) -> None:
     """List alerts: rule, site, state, value, since when, last notified."""
+    from alerts.engine import REASONS
+
     app = _app(ctx)
     try:
         if site is not None:
@@ -606,13 +676,13 @@ def _warn_stopped(site: str, stopped: list[tuple[str, str, datetime, int]]) -> N
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each site's live links, referring domains and firing alerts."""
-    app = _app(ctx)
+    _, store = _reading(ctx)
     try:
-        rows = app.store.status()
+        rows = store.status()
         for r in rows:
-            _warn_stopped(r.site, app.store.stopped_series(r.site))
+            _warn_stopped(r.site, store.stopped_series(r.site))
         firing: dict[str, int] = {}
-        for a in app.store.alert_states(("firing",)):
+        for a in store.alert_states(("firing",)):
             firing[a.site] = firing.get(a.site, 0) + 1
         if as_json:
             records = [asdict(r) | {"alerts_firing": firing.get(r.site, 0)} for r in rows]
@@ -636,7 +706,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         if firing.get("linkwatch"):
             click.echo(f"linkwatch (service): {firing['linkwatch']} alerts firing")
     finally:
-        app.close()
+        store.close()
 
 
 @main.command()
@@ -656,10 +726,10 @@ def metrics(
     from alerts.metrics import METRICS, compute_metrics
 
     at = at or utcnow()
-    app = _app(ctx)
+    settings, store = _reading(ctx)
     try:
-        site = _site(app.settings, site)
-        values = compute_metrics(app.store, site, window, at)
+        site = _site(settings, site)
+        values = compute_metrics(store, site, window, at)
         result = {name: None if values is None else getattr(values, name) for name in METRICS}
         if as_json:
             click.echo(json.dumps(result))
@@ -672,7 +742,7 @@ def metrics(
             shown = "-" if value is None else (f"{value:g}" if isinstance(value, float) else value)
             click.echo(f"  {name:20} {shown}")
     finally:
-        app.close()
+        store.close()
 
 
 _REL_FLAGS = ("nofollow", "ugc", "sponsored")
@@ -797,10 +867,10 @@ def links(
     if as_json and output not in (None, "json"):
         _fail(f"--json and --format {output} disagree; give --format alone", EXIT_USAGE)
     output = "json" if as_json else (output or "table")
-    app = _app(ctx)
+    settings, store = _reading(ctx)
     try:
-        site = _site(app.settings, site)
-        rows = app.store.link_listing(site, state)
+        site = _site(settings, site)
+        rows = store.link_listing(site, state)
         if output == "json":
             for row in rows:
                 record = {key: row[key] for key in _LINK_KEYS.split()}
@@ -813,7 +883,7 @@ def links(
             header = [*_TABLE_HEADER, "ANCHOR", "LOST REASON", "SEEN BY"]
             _print_table(header, (_table_row(row) for row in rows))
     finally:
-        app.close()
+        store.close()
 
 
 _SNAPSHOT_COUNTS = ("listed", "seen", "new", "missing", "restored", "lost", "changed", "malformed")
@@ -832,7 +902,7 @@ def snapshots(ctx: click.Context, site: str | None, as_json: bool) -> None:
     did: rows listed (live and marked lost), live rows seen, and new, missing, restored,
     lost and changed links (referring domains, for a domains series), malformed rows.
     """
-    from daemon.store import Store
+    from daemon.store import Store, StoreError
 
     if ctx.invoked_subcommand is not None:
         return
@@ -893,7 +963,7 @@ def snapshots_delete(ctx: click.Context, snapshot_id: int) -> None:
     a csv_dir source does not read it again until it changes. With `snapshots --site S`,
     a snapshot of another site is refused.
     """
-    from daemon.store import DeleteRefusedError, Store, UnknownSnapshotError
+    from daemon.store import DeleteRefusedError, Store, StoreError, UnknownSnapshotError
 
     _, settings = _settings_without_secrets(ctx.find_root())
     # `snapshots --site S delete ID` deletes only a snapshot of S.
@@ -931,6 +1001,84 @@ def snapshots_delete(ctx: click.Context, snapshot_id: int) -> None:
         click.echo("  it had changed no link: nothing else to rebuild")
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="only say what would be deleted; change nothing")
+@click.option(
+    "--keep",
+    "keep_text",
+    metavar="DURATION",
+    help="keep this much history instead of [storage] keep (2y, 400d, all)",
+)
+@click.pass_context
+def compact(ctx: click.Context, dry_run: bool, keep_text: str | None) -> None:
+    """Prune history past [storage] keep, refresh statistics and VACUUM the database.
+
+    Deletes what no rule can read any more (docs/storage.md): link events, lost links,
+    ended sightings and snapshot rows from before the horizon (`keep` ago, or further
+    back when a rule in force reads further), old alert history and delivered messages;
+    then ANALYZE and VACUUM, which shrinks the file (ingests wait meanwhile). The daemon
+    does the same each day at [storage] maintenance_at, VACUUM only when a quarter of the
+    file is free. Prints what was (or, with --dry-run, would be) deleted, and the size.
+    """
+    from alerts.rules import RulesError, load_rules
+    from daemon.store import Store, StoreError, database_problem
+    from daemon.store.retention import reach_of
+    from daemon.timefmt import format_duration
+    from daemon.types import to_keep
+
+    _, settings = _settings_without_secrets(ctx.find_root())
+    keep = settings.storage.keep
+    if keep_text is not None:
+        try:
+            keep = to_keep(keep_text)
+        except ValueError as exc:
+            _fail(f"--keep: {exc}", EXIT_USAGE)
+    try:
+        reach = reach_of(load_rules(settings))
+    except RulesError as exc:
+        _fail("rules have errors (their windows bound what is pruned):\n" + str(exc), EXIT_USAGE)
+    db = settings.storage.path
+    if not db.is_file():
+        click.echo(f"{db}: no database yet: nothing to compact")
+        return
+    try:
+        store = Store(db, settings.storage.busy_timeout.total_seconds())
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        done = store.maintain(keep, utcnow(), reach=reach, dry_run=dry_run, vacuum_now=True)
+    except sqlite3.Error as exc:
+        _fail(f"{db}: {database_problem(exc)}", EXIT_RUNTIME)
+    finally:
+        store.close()
+    gone = done.retention
+    if gone.horizon is None:
+        click.echo("storage.keep = all: no history is pruned")
+    else:
+        click.echo(
+            f"history before {gone.horizon.isoformat(timespec='seconds')}"
+            f" ({'--keep' if keep_text is not None else 'storage.keep'}"
+            f" {format_duration(keep) if keep else 'all'}"
+            + (f", rules read back {format_duration(reach)}" if keep and reach > keep else "")
+            + ")"
+        )
+        verb = "would delete" if dry_run else "deleted"
+        for table, n in gone.deleted.items():
+            click.echo(f"  {table:17} {n:>10} rows {verb}")
+        click.echo(f"  {'in all':17} {gone.total:>10} rows {verb}")
+    mb = 1024 * 1024
+    if dry_run:
+        click.echo(
+            f"{db}: {done.size_before / mb:.1f} MiB, {done.free_before:.0%} free pages"
+            " (dry run: nothing changed)"
+        )
+    else:
+        click.echo(
+            f"{db}: {done.size_before / mb:.1f} MiB -> {done.size_after / mb:.1f} MiB"
+            " (analyzed, vacuumed)"
+        )
+
+
 @main.group()
 def rules() -> None:
     """Check and test rule files."""
@@ -940,6 +1088,8 @@ def rules() -> None:
 @click.pass_context
 def rules_check(ctx: click.Context) -> None:
     """Validate every rule file; print `file: key: message` per error, exit 2 on any."""
+    from alerts.rules import RulesError, load_rules
+
     # Rules name notifiers, not their secrets: a missing token is `check`'s business.
     _, settings = _settings_without_secrets(ctx.find_root())
     try:
@@ -1019,7 +1169,8 @@ def backtest(
     """Replay stored history through the current rules: when each alert would have fired
     and resolved. Reads the database read-only; sends and writes nothing."""
     from alerts.backtest import replay
-    from daemon.store import Store
+    from alerts.rules import RulesError, load_rules
+    from daemon.store import Store, StoreError
 
     _, settings = _settings_without_secrets(ctx.find_root())
     try:
@@ -1095,7 +1246,7 @@ def backtest(
 @click.pass_context
 def outbox(ctx: click.Context, dead: bool, as_json: bool) -> None:
     """List notifications (newest first); `outbox retry` sends dead ones again."""
-    from daemon.store import Store
+    from daemon.store import Store, StoreError
 
     if ctx.invoked_subcommand is not None:
         return
@@ -1138,7 +1289,7 @@ def outbox(ctx: click.Context, dead: bool, as_json: bool) -> None:
 @click.pass_context
 def outbox_retry(ctx: click.Context, ids: tuple[int, ...], every: bool) -> None:
     """Put dead notifications back in the queue, due now (their attempts are kept)."""
-    from daemon.store import OutboxRetryError, Store
+    from daemon.store import OutboxRetryError, Store, StoreError
 
     if every == bool(ids):
         _fail("give the ids of dead notifications, or --all (not both)", EXIT_USAGE)
@@ -1178,6 +1329,8 @@ def outbox_retry(ctx: click.Context, ids: tuple[int, ...], every: bool) -> None:
 def _settings_without_secrets(ctx: click.Context) -> tuple[Path, Settings]:
     """The settings file and its settings, a missing secret standing in (check, doctor);
     every problem one `file: key: message` line and exit 2."""
+    from daemon.settings import ConfigError, load_settings
+
     path = _config_file(ctx)
     try:
         return path, load_settings(path, require_secrets=False)
@@ -1191,6 +1344,10 @@ def _settings_without_secrets(ctx: click.Context) -> tuple[Path, Settings]:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Check settings, rules, database and export folders read-only; exit 2 on any problem."""
+    from alerts.rules import Rule, RulesError, load_rules
+    from daemon.doctor import ca_file_problems, folder_problems, missing_secrets
+    from daemon.store.check import check_database
+
     # Every problem is one `file: key: message` line; nothing is created or written, so
     # systemd runs this as ExecReload before signalling the daemon.
     path, settings = _settings_without_secrets(ctx)
@@ -1229,6 +1386,8 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Try everything live (database, notifiers, folders, clock); print a fix per problem."""
+    from daemon.doctor import diagnose
+
     # Loaded as `check` does, so a missing secret is one FAIL line naming where to put it
     # rather than a load error that hides every other finding.
     path, settings = _settings_without_secrets(ctx)
@@ -1246,6 +1405,8 @@ def doctor(ctx: click.Context) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, name: str) -> None:
     """Send a test message through one notifier."""
+    from alerts.message import AlertMessage, DeliveryError, Notification
+
     app = _app(ctx)
     try:
         notifier = app.notifiers.get(name)

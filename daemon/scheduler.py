@@ -16,6 +16,7 @@ from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.sdnotify import notify, watchdog_interval
@@ -25,6 +26,7 @@ from daemon.store import database_problem
 log = logging.getLogger(__name__)
 # How often the daemon looks for edited rule files (a stat of each file).
 RULES_WATCH_EVERY = 5
+MAINTENANCE_JOB = "maintenance"
 
 
 def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -83,6 +85,27 @@ def schedule_polls(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
         sched.reschedule_job(job_id, trigger=trigger)
 
 
+def maintenance_trigger(app: Linkwatch) -> CronTrigger:
+    """Every day at `[storage] maintenance_at`, UTC."""
+    at = app.settings.storage.maintenance_at
+    return CronTrigger(hour=at.hour, minute=at.minute, timezone="UTC")
+
+
+def schedule_maintenance(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
+    """(Re)place the daily maintenance job (retention, ANALYZE, VACUUM when worth it) at
+    the quiet time the settings in force name, next due after `now`."""
+    # On the job worker like every job: it shares the store's connection, and an ingest
+    # never runs beside it (the write lock is taken per site, briefly, all the same).
+    trigger = maintenance_trigger(app)
+    sched.add_job(
+        _guarded("maintenance", lambda: app.maintain(utcnow())),
+        trigger,
+        id=MAINTENANCE_JOB,
+        replace_existing=True,
+        next_run_time=trigger.get_next_fire_time(None, now),
+    )
+
+
 def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
     """A scheduler with one poll job per (site, source), an evaluation and a delivery job.
 
@@ -95,6 +118,7 @@ def build_scheduler(app: Linkwatch, now: datetime) -> BlockingScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     schedule_polls(sched, app, now)
+    schedule_maintenance(sched, app, now)
     # Evaluated at start too: an alert due while the daemon was down is told now.
     sched.add_job(
         _guarded("evaluate", lambda: app.evaluate(utcnow())),
@@ -177,6 +201,7 @@ def reload_now(sched: BaseScheduler, app: Linkwatch) -> bool:
     now = utcnow()
     if ok:
         schedule_polls(sched, app, now)
+        schedule_maintenance(sched, app, now)
     app.evaluate(now)
     app.wake_delivery(now)
     return ok
@@ -192,6 +217,8 @@ def replan_jobs(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
     """Plan every job again from `now` (after the clock jumped)."""
     schedule_polls(sched, app, now)
     for job in sched.get_jobs():
+        # The maintenance too: planned a year ahead by a clock that was, it would not run
+        # for a year; run once now, it is back at its time of day from then on.
         if not job.id.startswith("poll:") and job.next_run_time is not None:
             job.modify(next_run_time=now)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,10 +21,12 @@ from daemon.store import (
     FutureSnapshotError,
     GuardSettings,
     IngestOutcome,
+    MaintenanceReport,
     OutOfOrderError,
     Store,
     database_problem,
 )
+from daemon.store.retention import reach_of
 from sources import Source, build_source
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
@@ -84,6 +86,9 @@ class Linkwatch:
     config_problems: list[str] = field(default_factory=list)
     # Set on SIGTERM: an export still being read is dropped (read again at the next start).
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Told of each snapshot just before it is ingested; it may wrap the snapshot's record
+    # iterators in place (the CLI counts rows for its progress line).
+    on_snapshot: Callable[[SnapshotResult], None] | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Linkwatch:
@@ -170,6 +175,37 @@ class Linkwatch:
         """Close the store."""
         self.store.close()
 
+    def maintain(
+        self, now: datetime, *, dry_run: bool = False, vacuum_now: bool | None = None
+    ) -> MaintenanceReport:
+        """The daily maintenance: prune history past `[storage] keep` (never what a rule in
+        force reads), ANALYZE, VACUUM when a quarter of the file is free (docs/storage.md)."""
+        report = self.store.maintain(
+            self.settings.storage.keep,
+            now,
+            reach=reach_of(self.rulebook.rules),
+            dry_run=dry_run,
+            vacuum_now=vacuum_now,
+        )
+        if not dry_run:
+            gone = report.retention
+            log.info(
+                "maintenance: %d old rows pruned%s; database %.1f MB -> %.1f MB%s",
+                gone.total,
+                f" (history before {gone.horizon.isoformat(timespec='seconds')})"
+                if gone.horizon
+                else " (storage.keep = all)",
+                report.size_before / 1e6,
+                report.size_after / 1e6,
+                ", vacuumed" if report.vacuumed else "",
+            )
+        return report
+
+    def _told(self, result: SnapshotResult) -> None:
+        """Hand a snapshot about to be ingested to `on_snapshot`, if there is one."""
+        if self.on_snapshot is not None:
+            self.on_snapshot(result)
+
     def guards(self, source: str) -> GuardSettings:
         """The false-alarm guards of a configured source (defaults for ad-hoc imports)."""
         cfg = self.settings.sources.get(source)
@@ -210,6 +246,7 @@ class Linkwatch:
             try:
                 result = src.open(site, export)
                 result.records = _until(self.stopping, result.records)
+                self._told(result)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)
             except Stopping:
                 log.info("%s/%s: %s not read to the end: stopping", site, source, export.path.name)
@@ -253,6 +290,7 @@ class Linkwatch:
         try:
             result = src.fetch(site, now, stop=self.stopping)
             result.records = _until(self.stopping, result.records)
+            self._told(result)
             try:
                 outcome = self.store.ingest(site, src.name, result, self.guards(src.name), now)
             finally:
@@ -345,6 +383,7 @@ class Linkwatch:
                 raise type(first)(told + ("\nnothing was stored" if len(results) > 1 else ""))
             outcomes = []
             for r in results:
+                self._told(r)
                 try:
                     outcomes.append(self.store.ingest(site, source, r, self.guards(source), now))
                 except (SourceError, ValueError) as exc:

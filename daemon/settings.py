@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.notifiers import NOTIFIER_KINDS, NotifierSettings
-from daemon.types import Duration, PositiveDuration
+from daemon.types import Duration, KeepDuration, PositiveDuration
 from sources import SOURCE_KINDS, SourceSettings, build_source
 from sources.csv_dir import CsvDirSettings
 from sources.urls import idna_host
@@ -64,13 +64,30 @@ def hostname_problem(domain: str) -> str | None:
 
 
 class StorageSettings(BaseModel):
-    """Where the SQLite database lives."""
+    """Where the SQLite database lives, and how much history it keeps (docs/storage.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
     path: Path = Path("linkwatch.db")
     # How long a command or the daemon waits for another process's write transaction.
     busy_timeout: PositiveDuration = timedelta(seconds=30)
+    # History older than this is pruned by the daily maintenance; None (`all`) keeps it all.
+    keep: KeepDuration = None
+    # When the daily maintenance (retention, ANALYZE, VACUUM if worth it) runs, in UTC.
+    maintenance_at: time = time(3, 30)
+
+    @field_validator("maintenance_at", mode="before")
+    @classmethod
+    def _time_of_day(cls, v: Any) -> Any:
+        # TOML has a local-time type (03:30:00); a string "03:30" is read the same way.
+        if isinstance(v, time):
+            if v.tzinfo is not None:
+                raise ValueError("expected a time of day in UTC without an offset, like 03:30")
+            return v
+        if isinstance(v, str) and re.fullmatch(r"\s*([01]?\d|2[0-3]):[0-5]\d\s*", v):
+            hours, minutes = v.strip().split(":")
+            return time(int(hours), int(minutes))
+        raise ValueError(f"expected a time of day in UTC like 03:30 (HH:MM), got {v!r}")
 
     @field_validator("busy_timeout")
     @classmethod

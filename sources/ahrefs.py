@@ -29,9 +29,8 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from pydantic import Field, SecretStr, model_validator
 
 from daemon.textsafe import one_line
@@ -53,6 +52,9 @@ from sources.api import (
 )
 from sources.formats.values import map_lost_reason
 from sources.model import Backlink
+
+if TYPE_CHECKING:
+    import requests
 
 DATA_PATH = "v3/site-explorer/all-backlinks"
 CHECK_PATH = "v3/subscription-info/limits-and-usage"

@@ -19,16 +19,28 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from daemon.textsafe import one_line
 from daemon.types import Duration, PositiveDuration
 from sources.formats.values import parse_datetime
 from sources.model import Backlink, SnapshotResult, SourceError
+
+if TYPE_CHECKING:
+    # requests is imported where a call is made: settings and reading commands that only
+    # name an API source never load it (issue 9).
+    import requests
+
+
+def _new_session() -> requests.Session:
+    """A fresh `requests` session."""
+    import requests
+
+    return requests.Session()
+
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +204,7 @@ class ApiClient:
 
     source: str
     policy: CallPolicy
-    session: requests.Session = field(default_factory=requests.Session)
+    session: requests.Session = field(default_factory=_new_session)
     sleep: Sleep = time.sleep
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
@@ -217,6 +229,8 @@ class ApiClient:
         """The decoded JSON answer of one call; ApiAuthError on 401/403 (with `auth_hint`:
         what to fix), ApiError once retries are spent or the answer is not JSON. `check`
         looks at a decoded answer: a RetryableAnswer it raises is retried with backoff."""
+        import requests
+
         attempt = 0
         while True:
             wait: float | None = None
@@ -337,6 +351,8 @@ class ApiClient:
         return response
 
     def _json(self, response: requests.Response, method: str, url: str) -> Any:
+        import requests
+
         try:
             return response.json()
         except (ValueError, requests.JSONDecodeError) as exc:
@@ -377,6 +393,8 @@ def _reason(exc: Exception) -> str:
 
 def _said(response: requests.Response, error_text: Callable[[Any], str | None]) -> str:
     """What an error answer says, briefly: the API's own message if it has one."""
+    import requests
+
     try:
         said = error_text(response.json())
     except (ValueError, requests.JSONDecodeError, AttributeError, TypeError, KeyError):
@@ -515,18 +533,23 @@ class ApiSource(ABC):
                 if page.total is not None and total is None:
                     total = page.total
                 rows += len(page.links)
-                yield from page.links
                 if page.last:
+                    yield from page.links
                     break
                 budget.used = self.spent(rows, spent)
-                if budget.limit is not None and budget.used >= budget.limit:
+                over = budget.limit is not None and budget.used >= budget.limit
+                # The next page is asked for while this one's rows are stored: the wait for
+                # the API (a thread blocked on a socket) overlaps the ledger's work.
+                ahead = None if over else _Ahead(pages, f"{self.name} next page")
+                yield from page.links
+                if ahead is None:
                     raise BudgetReached(
                         f"{self.name}: the budget of {budget.limit:,} {self.budget_unit} per"
                         f" poll was reached after {rows:,} rows; the snapshot is partial (raise"
                         f" sources.{self.name}.budget, or poll less often)"
                     )
                 try:
-                    page = next(pages, None)
+                    page = ahead.take()
                 except (SourceError, PollStopped):
                     raise
                 except Exception as exc:
@@ -564,6 +587,32 @@ class ApiSource(ABC):
         amount = f"{cost:,.0f}" if cost >= 1000 else f"{cost:.4g}"
         spent = f", cost {amount} {self.cost_unit}" if cost else ""
         return f"{rows:,} rows in {pages} pages ({client.calls} calls{retried}){spent}"
+
+
+class _Ahead:
+    """The next page of a paging generator, fetched in a thread from the moment it is made."""
+
+    def __init__(self, pages: Iterator[Page], name: str) -> None:
+        self._pages = pages
+        self._page: Page | None = None
+        self._error: BaseException | None = None
+        # A daemon thread: a poll abandoned mid-call never holds the process open (the call
+        # itself ends with its timeout or the poll's stop event).
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._page = next(self._pages, None)
+        except BaseException as exc:  # handed to the consuming thread by take()
+            self._error = exc
+
+    def take(self) -> Page | None:
+        """The page (None at the end), or what fetching it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._page
 
 
 def require_dict(value: Any, what: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ documented response shape, and the real daemon code polls it into a real SQLite 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -178,6 +179,27 @@ def test_a_budget_cap_makes_the_snapshot_partial(fake: FakeApi, app_for: Any) ->
     assert outcome.status == "partial"
     assert "budget" in (outcome.note or "")
     assert outcome.missing == 0 and states(capped) == {"live": 3 * page}
+
+
+def test_the_next_page_is_asked_for_while_this_one_is_read(fake: FakeApi, app_for: Any) -> None:
+    page = fake.largest_page()
+    fake.links = profile(5 * page)
+    source = app_for(fake).sources["api"]
+    assert isinstance(source, ApiSource)
+    result = source.fetch(fake.site, T0)
+    try:
+        asked = fake.data_calls
+        records = iter(result.records)
+        next(records)  # the first row of the first page is being stored...
+        deadline = time.monotonic() + 10
+        while fake.data_calls == asked and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # ...and the next page is on its way, but not the whole profile (a page without
+        # rows, as Bing's lists of linked pages give, is passed at once to the next).
+        time.sleep(0.2)
+        assert asked < fake.data_calls <= asked + 2 < fake.expected_data_calls()
+    finally:
+        result.close()
 
 
 def test_refused_credentials_are_an_error_that_says_what_to_fix(

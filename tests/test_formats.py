@@ -871,6 +871,27 @@ def test_registrable_domain(host: str, domain: str) -> None:
     assert registrable_domain(host) == domain
 
 
+# Labels around the Public Suffix List's hard parts: multi-label suffixes (co.uk), a
+# wildcard with its exception (*.ck, !www.ck; *.kawasaki.jp, !city.kawasaki.jp), a private
+# suffix (github.io: ignored), IDN and punycode labels, digits, empty labels, upper case.
+_HOST_LABELS = st.sampled_from(
+    [
+        "example", "blog", "www", "co", "uk", "com", "ck", "jp", "kawasaki", "city", "github",
+        "io", "xn--p1ai", "рф", "bücher", "de", "1", "255", "a-b", "_dmarc", "", "EXAMPLE",
+        "notatld", "org", "kg", "appspot", "s3", "amazonaws", "xn--bcher-kva",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(st.lists(_HOST_LABELS, min_size=1, max_size=5))
+def test_registrable_domain_agrees_with_tldextract(labels: list[str]) -> None:
+    from sources.urls import _registrable_any
+
+    host = ".".join(labels)
+    assert registrable_domain.__wrapped__(host) == _registrable_any(host)
+
+
 def test_every_mapped_lost_reason_is_in_the_taxonomy() -> None:
     from sources.formats.values import _REASON_FRAGMENTS, map_lost_reason
     from sources.model import LOST_REASONS

@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from alerts.message import Notification
-from alerts.render import render_text
 
 
 class ConsoleSettings(BaseModel):
@@ -30,5 +29,8 @@ class ConsoleNotifier:
 
     def send(self, notification: Notification) -> None:
         """Print the notification's text form (a terminal has no threads to refer to)."""
+        # Imported when sending: loading the settings (every command does) must not.
+        from alerts.render import render_text
+
         sys.stdout.write(render_text(notification) + "\n\n")
         sys.stdout.flush()

@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from alerts.message import DeliveryError, Notification
-from alerts.render import alert_subject, render_html, render_text, subject
 
 # A Message-ID as linkwatch makes them; a stored reference of any other shape is ignored
 # rather than written into a header.
@@ -88,6 +87,9 @@ class EmailNotifier:
 
     def build(self, notification: Notification) -> EmailMessage:
         """The e-mail for one notification."""
+        # Imported when sending: loading the settings (every command does) must not.
+        from alerts.render import alert_subject, render_html, render_text, subject
+
         mail = EmailMessage()
         # A mail telling an alert newly firing starts a thread of its own (as a Slack post
         # does): as a reply in an older alert's thread, under that alert's subject, the new

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import math
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.error import URLError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
-from slack_sdk.web import SlackResponse
 
 from alerts.message import AlertMessage, DeliveryError, Notification
-from alerts.render import mark_resolved, render_slack
+
+if TYPE_CHECKING:
+    # slack_sdk is imported where a client is made or its errors are caught: loading the
+    # settings (every command does) must not pay for it (issue 9).
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web import SlackResponse
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,9 @@ class SlackNotifier:
     Settings = SlackSettings
 
     def __init__(self, name: str, settings: SlackSettings) -> None:
+        from slack_sdk import WebClient
+        from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+
         self.name = name
         self.settings = settings
         base_url = settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
@@ -164,6 +167,8 @@ class SlackNotifier:
 
     def send(self, notification: Notification) -> str:
         """Post the notification and answer its thread reference, or raise DeliveryError."""
+        from alerts.render import render_slack
+
         text, blocks = render_slack(notification)
         metadata = None
         if notification.key:
@@ -208,6 +213,10 @@ class SlackNotifier:
         thread: tuple[str, str] | None,
     ) -> SlackResponse:
         """chat.postMessage, at the top of the channel or in a thread."""
+        import http.client
+
+        from slack_sdk.errors import SlackApiError
+
         channel = thread[0] if thread else self.settings.channel
         try:
             return self.client.chat_postMessage(
@@ -237,6 +246,12 @@ class SlackNotifier:
 
     def _mark_originals(self, notification: Notification) -> None:
         """Mark the original post of each resolved alert resolved, as best it can."""
+        import http.client
+
+        from slack_sdk.errors import SlackApiError
+
+        from alerts.render import mark_resolved
+
         # The resolution itself is the reply: a failed edit is logged, never retried.
         originals: dict[tuple[str, str], list[AlertMessage]] = {}
         for msg in notification.alerts:
@@ -273,6 +288,10 @@ class SlackNotifier:
         """The thread reference of Slack's post of this notification (by its key) made
         since `since` — in the thread it would go to, or at the top of the channel — or
         None; DeliveryError when Slack cannot be asked (retryable: try again later)."""
+        import http.client
+
+        from slack_sdk.errors import SlackApiError
+
         if not notification.key:
             return None
         oldest = f"{since.timestamp():.6f}"

@@ -11,10 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlite_utils import Database
-
 from daemon.store import alerts as alerts_db
-from daemon.store import reads
+from daemon.store import reads, retention
 from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.ledger import (
     OF_LINK_SERIES,
@@ -35,6 +33,7 @@ from daemon.store.rebuild import (
     UnknownSnapshotError,
     delete_snapshot,
 )
+from daemon.store.retention import MaintenanceReport, RetentionReport
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
@@ -49,10 +48,12 @@ __all__ = [
     "GuardSettings",
     "IngestOutcome",
     "LostDomain",
+    "MaintenanceReport",
     "OtherSiteError",
     "OutOfOrderError",
     "OutboxRow",
     "Rejudged",
+    "RetentionReport",
     "Silence",
     "SiteStatus",
     "SnapshotRow",
@@ -189,13 +190,15 @@ class Store:
             conn.execute("PRAGMA cache_size = -65536")
             conn.execute("PRAGMA temp_store = FILE")
             conn.execute("PRAGMA temp.cache_size = -32768")
-            MIGRATIONS.apply(Database(conn))
+            MIGRATIONS.upgrade(conn)
         except (sqlite3.Error, OSError) as exc:
             # A wrong or damaged file is the user's to fix: say which and why, not a traceback.
             if conn is not None:
                 conn.close()
             raise StoreError(open_problem(path, exc)) from exc
         self.conn = conn
+        # What this connection had changed once open: close() optimizes only after writes.
+        self.changes_at_open: int | None = conn.total_changes
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -209,8 +212,36 @@ class Store:
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database; after writes, refresh the planner's statistics where stale."""
+        opened = getattr(self, "changes_at_open", None)
+        try:
+            wrote = opened is not None and self.conn.total_changes > opened
+        except sqlite3.ProgrammingError:
+            return  # closed already: closing twice is allowed
+        # A command that only read leaves the file as it was: no statistics written.
+        if wrote:
+            try:
+                # Never wait for another process's lock to do it: the next close will.
+                self.conn.execute("PRAGMA busy_timeout = 0")
+                retention.optimize(self.conn)
+            except sqlite3.Error:
+                pass  # busy or mid-transaction: nothing is lost by skipping it
         self.conn.close()
+
+    def maintain(
+        self,
+        keep: timedelta | None,
+        now: datetime,
+        *,
+        reach: timedelta = timedelta(0),
+        dry_run: bool = False,
+        vacuum_now: bool | None = None,
+    ) -> MaintenanceReport:
+        """Prune history past `keep` (never what `reach` of rules reads), ANALYZE, and
+        VACUUM when worth it (see daemon.store.retention and docs/storage.md)."""
+        return retention.maintain(
+            self.conn, self.path, keep, now, reach=reach, dry_run=dry_run, vacuum_now=vacuum_now
+        )
 
     # --- sites -------------------------------------------------------------------------
 
@@ -844,9 +875,15 @@ class Store:
                 timeout=busy_timeout,
                 check_same_thread=False,
             )
-            db = Database(conn)
-            applied = MIGRATIONS.applied(db)
-            pending = MIGRATIONS.pending(db)
+            if MIGRATIONS.up_to_date(conn):
+                # The common case, answered without loading sqlite-utils.
+                applied, pending = list(MIGRATIONS.names), []
+            else:
+                from sqlite_utils import Database
+
+                db = Database(conn)
+                applied = MIGRATIONS.applied(db)
+                pending = MIGRATIONS.pending(db)
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()

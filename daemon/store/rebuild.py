@@ -36,6 +36,7 @@ from daemon.store.ledger import (
     load_series,
     record_counts,
 )
+from daemon.store.retention import pruned_before
 from daemon.timefmt import from_db, to_db
 
 
@@ -138,6 +139,12 @@ def _delete(
         raise UnknownSnapshotError(snapshot_id)
     if site is not None and str(snap["site"]).lower() != site.lower():
         raise DeleteRefusedError(f"it is a snapshot of {snap['site']}, not of {site}")
+    pruned = pruned_before(conn, int(snap["site_id"]))
+    if pruned is not None and str(snap["taken_at"]) < to_db(pruned):
+        raise DeleteRefusedError(
+            f"it was taken before {to_db(pruned)}, where [storage] keep pruned {snap['site']}'s"
+            " history (docs/storage.md): what it changed is no longer kept"
+        )
     name = f"{snap['source']}/{snap['format']}" if snap["format"] else str(snap["source"])
     conn.execute(
         "INSERT INTO deleted_snapshots (site_id, source, origin, origin_stamp, taken_at, status,"
@@ -171,6 +178,8 @@ def _delete(
     # is refused), and each such change moves links.
     rebuilt = snap["status"] in ACCEPTED or bool(rejudged)
     replayed = 0
+    if rebuilt:
+        _check_not_pruned(conn, series.site_id, pruned)
     if rebuilt and series.coverage == DOMAINS:
         replayed = _replay_domains(conn, series)
     elif rebuilt:
@@ -249,6 +258,17 @@ def _rejudge_after(conn: sqlite3.Connection, series: Series, deleted_id: int) ->
         if after != status:
             changed.append(Rejudged(int(row["id"]), status, after))
     return changed
+
+
+def _check_not_pruned(conn: sqlite3.Connection, site_id: int, pruned: datetime | None) -> None:
+    """A rebuild applies the site's whole history again: refused once retention pruned it."""
+    if pruned is not None:
+        raise DeleteRefusedError(
+            f"deleting it means rebuilding the site's history from its first snapshot, but"
+            f" [storage] keep pruned what came before {to_db(pruned)} (docs/storage.md); only"
+            " a snapshot that changed no link and no later verdict (suspect, partial,"
+            " duplicate, error) can be deleted"
+        )
 
 
 def _check_replayable(conn: sqlite3.Connection, site_id: int) -> None:
