@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from alerts.message import AlertMessage, LinkItem
 from alerts.rules import Rule
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import Check, EvaluationContext, MetricNeed
 from daemon.store import AlertState, Silence, Store, Tell
 from daemon.store.alerts import ACTIVE
 from daemon.store.reads import LostDomain
@@ -174,6 +174,7 @@ def evaluate(
     silences = store.silences(ctx.now)
     transitions: list[Transition] = []
     watched: set[str] = set()
+    _prepare(rules, ctx)
     for rule in rules:
         for site in rule.sites_for(ctx):
             fp = fingerprint(rule.name, site, rule.labels)
@@ -204,6 +205,19 @@ def evaluate(
             _retire(book, alert, "rule_removed" if removed else "rule_changed", ctx, silences)
         )
     return transitions
+
+
+def _prepare(rules: Sequence[Rule], ctx: EvaluationContext) -> None:
+    """Compute every window the rules ask about, one pass per site: a rule added costs
+    only the windows no other rule asks about."""
+    needs: list[MetricNeed] = []
+    for rule in rules:
+        try:
+            needs.extend(n for site in rule.sites_for(ctx) for n in rule.metric_needs(ctx, site))
+        except Exception:
+            # Its check fails too, and is logged there with its name; the others go on.
+            continue
+    ctx.prepare(needs)
 
 
 def _check(rule: Rule, ctx: EvaluationContext, site: str) -> Check:
@@ -520,12 +534,9 @@ def _record(
         tell = None
     lost: list[LostDomain] = []
     if tell in ("firing", "reminder") and check.with_lost_domains:
-        lost = store.lost_domains(
-            site,
-            ctx.at - rule.window,
-            ctx.at,
-            limit=EVIDENCE_LIMIT,
-            link_filter=getattr(rule, "link_filter", None),
+        # From the pass that computed the metric: the list and the count agree.
+        lost = ctx.lost_domains(
+            site, rule.window, getattr(rule, "link_filter", None), limit=EVIDENCE_LIMIT
         )
     if transitions and transitions[0][0] == "firing" and lost:
         new = replace(new, evidence={**new.evidence, "links": _lost_evidence(lost)})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from daemon.store import Store
-from daemon.store.reads import LinkFilter
+from daemon.store.reads import LinkFilter, WindowCounts, WindowSpec, window_counts_batch
 
 METRICS = (
     "new_links",
@@ -69,7 +70,11 @@ def compute_metrics(
     """
     if not store.has_data(site, at):
         return None
-    c = store.window_counts(site, at - window, at, link_filter)
+    return metrics_of(site, window, at, store.window_counts(site, at - window, at, link_filter))
+
+
+def metrics_of(site: str, window: timedelta, at: datetime, c: WindowCounts) -> Metrics:
+    """The metrics a window's counts make."""
     pct = (
         round(100.0 * c.lost_refdomains / c.refdomains_at_start, 2)
         if c.refdomains_at_start
@@ -89,3 +94,19 @@ def compute_metrics(
         live_links=c.live_links,
         live_refdomains=c.live_refdomains,
     )
+
+
+# One window a rule asks about: its length, its end and the links it counts (None: all).
+Wanted = tuple[timedelta, datetime, LinkFilter | None]
+
+
+def window_counts_of(
+    store: Store, site: str, wanted: Sequence[Wanted]
+) -> dict[Wanted, WindowCounts | None]:
+    """The counts of each wanted window of one site, all from one evaluation pass
+    (docs/evidence.md, "One evaluation pass"); None for a window that ends before the
+    site has data."""
+    ends = {end: store.has_data(site, end) for end in {end for _, end, _ in wanted}}
+    specs = {w: WindowSpec(w[1] - w[0], w[1], w[2]) for w in wanted if ends[w[1]]}
+    counts = window_counts_batch(store.conn, store.site_id(site), list(specs.values()))
+    return {w: counts[specs[w]] if w in specs else None for w in wanted}

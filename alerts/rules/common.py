@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from alerts.rules.context import EvaluationContext
+from alerts.rules.context import EvaluationContext, MetricNeed
 from daemon.types import Duration
 
 # Rule names come from file names and label keys are written by users: both end up in
@@ -114,3 +114,7 @@ class RuleBase:
         """Sites whose unhealthy source holds this rule's alert for `site` in its state:
         a gap in the data must not read as links lost."""
         return (site,)
+
+    def metric_needs(self, ctx: EvaluationContext, site: str) -> tuple[MetricNeed, ...]:
+        """The windows `check` will ask about for `site`: computed ahead, together."""
+        return ()

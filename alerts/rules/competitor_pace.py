@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from alerts.rules.common import RuleBase, RuleConfig
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import Check, EvaluationContext, MetricNeed
 from alerts.rules.links import MAX_COUNT, number
 from daemon.templates import Piece, check_template, parse_template, render_template
 from daemon.timefmt import format_duration
@@ -103,6 +103,13 @@ class CompetitorPaceRule(RuleBase):
     def bar(self, own: int) -> float:
         """What a competitor must gain to be ahead of a site that gained `own`."""
         return max(float(self.min_new), self.factor * own)
+
+    def metric_needs(self, ctx: EvaluationContext, site: str) -> tuple[MetricNeed, ...]:
+        """The window of the site and of each of its competitors."""
+        competitors = ctx.competitors.get(site, ())
+        if not competitors:
+            return ()
+        return tuple(MetricNeed(s, self.window) for s in (site, *competitors))
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:
         """Each competitor's new referring domains against the site's own.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from alerts.rules.common import DEFAULT_REPEAT
-from alerts.rules.context import Check, EvaluationContext, quote_note
+from alerts.rules.context import Check, EvaluationContext, MetricNeed, quote_note
 
 # Alerts are kept per (rule, site); this one is about the service itself.
 SERVICE = "linkwatch"
@@ -42,6 +42,10 @@ class ConfigHealthRule:
 
     def inhibited_by(self, site: str) -> tuple[str, ...]:
         """Never held: it is about the service, not a site's data."""
+        return ()
+
+    def metric_needs(self, ctx: EvaluationContext, site: str) -> tuple[MetricNeed, ...]:
+        """None: it reads no links."""
         return ()
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from alerts.message import LinkItem
-from alerts.metrics import Metrics, compute_metrics
+from alerts.metrics import Metrics, Wanted, metrics_of, window_counts_of
 from daemon.store import Store
-from daemon.store.reads import LinkFilter
+from daemon.store.reads import (
+    LinkFilter,
+    LostDomain,
+    LostRow,
+    WindowCounts,
+    lost_rows,
+    rank_lost_domains,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,17 @@ class Check:
     more_links: int = 0
 
 
+@dataclass(frozen=True)
+class MetricNeed:
+    """A window of a site a rule will ask about in an evaluation pass."""
+
+    site: str
+    window: timedelta
+    # None: the evaluation instant.
+    end: datetime | None = None
+    link_filter: LinkFilter | None = None
+
+
 @dataclass
 class EvaluationContext:
     """One evaluation pass at `at` (real time `now`): the store, the sites, and metrics
@@ -44,10 +63,57 @@ class EvaluationContext:
     all_sites: list[str]
     # Own site -> the competitor sites it names (competitor_pace rules).
     competitors: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    _metrics: dict[tuple[str, timedelta, datetime, LinkFilter | None], Metrics | None] = field(
+    _counts: dict[tuple[str, Wanted], WindowCounts | None] = field(default_factory=dict)
+    _metrics: dict[tuple[str, Wanted], Metrics | None] = field(default_factory=dict)
+    _reach: dict[tuple[str, LinkFilter | None], timedelta] = field(default_factory=dict)
+    _lost: dict[tuple[str, LinkFilter | None], tuple[timedelta, list[LostRow]]] = field(
         default_factory=dict
     )
     _unhealthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def prepare(self, needs: Iterable[MetricNeed]) -> None:
+        """Compute every window the rules will ask about, one pass per site (the windows
+        already known are not computed again)."""
+        by_site: dict[str, dict[Wanted, None]] = {}
+        for need in needs:
+            key = self._key(need.site, need.window, need.end, need.link_filter)
+            if key[1][1] == self.at:
+                # The longest window ending now of each site and filter: the lost-domain
+                # lists of alerts firing together share one read of the losses over it.
+                reach = (need.site, key[1][2])
+                self._reach[reach] = max(self._reach.get(reach, need.window), need.window)
+            if key not in self._counts:
+                by_site.setdefault(need.site, {})[key[1]] = None
+        for site, wanted in by_site.items():
+            try:
+                computed = window_counts_of(self.store, site, list(wanted))
+            except Exception:
+                # Left to the rules: each asks on its own, and its failure is logged with
+                # its name (one broken site must not silence the others).
+                continue
+            for w, counts in computed.items():
+                self._counts[(site, w)] = counts
+
+    def _key(
+        self, site: str, window: timedelta, end: datetime | None, link_filter: LinkFilter | None
+    ) -> tuple[str, Wanted]:
+        if link_filter is not None and link_filter.empty:
+            link_filter = None  # the same numbers: computed and cached once
+        return site, (window, self.at if end is None else end, link_filter)
+
+    def window_counts(
+        self,
+        site: str,
+        window: timedelta,
+        end: datetime | None = None,
+        link_filter: LinkFilter | None = None,
+    ) -> WindowCounts | None:
+        """The site's counts over `window` ending at `end` (default `at`; None without
+        data), of the links matching `link_filter` if given, computed once per pass."""
+        key = self._key(site, window, end, link_filter)
+        if key not in self._counts:
+            self._counts[key] = window_counts_of(self.store, site, [key[1]])[key[1]]
+        return self._counts[key]
 
     def metrics(
         self,
@@ -58,13 +124,30 @@ class EvaluationContext:
     ) -> Metrics | None:
         """The site's metrics over `window` ending at `end` (default `at`; None without
         data), of the links matching `link_filter` if given, computed once per pass."""
-        end = self.at if end is None else end
-        if link_filter is not None and link_filter.empty:
-            link_filter = None  # the same numbers: computed and cached once
-        key = (site, window, end, link_filter)
+        key = self._key(site, window, end, link_filter)
         if key not in self._metrics:
-            self._metrics[key] = compute_metrics(self.store, site, window, end, link_filter)
+            counts = self.window_counts(site, window, end, link_filter)
+            m = None if counts is None else metrics_of(site, window, key[1][1], counts)
+            self._metrics[key] = m
         return self._metrics[key]
+
+    def lost_domains(
+        self, site: str, window: timedelta, link_filter: LinkFilter | None, limit: int
+    ) -> list[LostDomain]:
+        """The strongest referring domains with (matching) links lost in the window ending
+        at `at`, those the window's lost_refdomains counts first: marked by the same pass
+        as the metric, so the list and the count agree."""
+        counts = self.window_counts(site, window, None, link_filter)
+        whole = counts.domains_lost if counts is not None else frozenset()
+        link_filter = self._key(site, window, None, link_filter)[1][2]
+        known = self._lost.get((site, link_filter))
+        if known is None or known[0] < window:
+            reach = max(window, self._reach.get((site, link_filter), window))
+            rows = lost_rows(
+                self.store.conn, self.store.site_id(site), self.at - reach, self.at, link_filter
+            )
+            known = self._lost[(site, link_filter)] = (reach, rows)
+        return rank_lost_domains(known[1], self.at - window, self.at, whole, limit)
 
     def unhealthy_sources(self, site: str) -> tuple[str, ...]:
         """The site's sources whose latest link poll by `at` failed, was partial or

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from alerts.metrics import WINDOW_METRICS
 from alerts.rules.common import RuleBase, RuleConfig
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import Check, EvaluationContext, MetricNeed
 from alerts.rules.links import number
 from daemon.templates import Piece, check_template, parse_template, render_template
 from daemon.timefmt import format_duration
@@ -159,6 +159,13 @@ class SpikeRule(RuleBase):
     def __post_init__(self) -> None:
         pieces = parse_template(self.summary_template, SUMMARY_FIELDS, hint=_SUMMARY_HINT)
         object.__setattr__(self, "_summary", pieces)
+
+    def metric_needs(self, ctx: EvaluationContext, site: str) -> tuple[MetricNeed, ...]:
+        """The current window and the baseline windows before it."""
+        return tuple(
+            MetricNeed(site, self.window, ctx.at - k * self.window)
+            for k in range(self.baseline_windows + 1)
+        )
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:
         """The current window against the mean of the windows before it; no data for any

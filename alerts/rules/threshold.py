@@ -12,7 +12,7 @@ from pydantic import Field, StrictBool, field_validator
 
 from alerts.metrics import METRICS
 from alerts.rules.common import RuleBase, RuleConfig
-from alerts.rules.context import Check, EvaluationContext
+from alerts.rules.context import Check, EvaluationContext, MetricNeed
 from alerts.rules.links import Domains, Rating, TargetPrefix, describe_filter, make_filter
 from daemon.store.reads import LinkFilter
 from daemon.templates import Piece, check_template, parse_template, render_template
@@ -107,6 +107,10 @@ class ThresholdRule(RuleBase):
             summary_template=cfg.summary or default,
             link_filter=link_filter,
         )
+
+    def metric_needs(self, ctx: EvaluationContext, site: str) -> tuple[MetricNeed, ...]:
+        """The rule's window of the site, over its filter."""
+        return (MetricNeed(site, self.window, link_filter=self.link_filter),)
 
     def check(self, ctx: EvaluationContext, site: str) -> Check:
         """Compare the site's metric over the window with the threshold."""

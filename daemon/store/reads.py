@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from daemon.timefmt import from_db, to_db
-from sources.urls import host_name, normalize_target, registrable_domain, split_url
+from sources.urls import host_name, normalize_target, split_url
 
 
 @dataclass(frozen=True)
@@ -64,48 +67,97 @@ class LinkFilter:
             or self.target_prefix is not None
         )
 
-    def condition(self, alias: str) -> tuple[str, dict[str, object]]:
+    def condition(self, alias: str, prefix: str = "lf_") -> tuple[str, dict[str, object]]:
         """` AND …` over the `links` row `alias` (empty for no filter), and its named
-        parameters (all prefixed `lf_`, so they never clash with a query's own). Domain and
-        target tests call the SQL functions `register_functions` adds."""
+        parameters (all starting with `prefix`, so they never clash with a query's own nor,
+        given distinct prefixes, with another filter's). Domain and target tests call the
+        SQL functions `register_functions` adds."""
+        row, params = self.row_condition(alias, prefix, with_target=False)
+        domain, dparams = self.domain_condition(alias, prefix)
+        # The target test last: it runs Python per row, the others narrow the rows first.
+        target, tparams = self._target_condition(alias, prefix)
+        return row + domain + target, params | dparams | tparams
+
+    def row_condition(
+        self, alias: str, prefix: str = "lf_", with_target: bool = True
+    ) -> tuple[str, dict[str, object]]:
+        """` AND …`: the tests other than the referring domains', and their parameters."""
         parts: list[str] = []
         params: dict[str, object] = {}
-        a = alias
+        a, p = alias, prefix
         if self.dofollow_only:
             parts.append(
                 f"coalesce({a}.nofollow, 0) = 0 AND coalesce({a}.ugc, 0) = 0"
                 f" AND coalesce({a}.sponsored, 0) = 0"
             )
         if self.min_domain_rating is not None:
-            parts.append(f"{a}.domain_rating >= :lf_dr")
-            params["lf_dr"] = self.min_domain_rating
-        if self.domains:
-            cheap, narrowed = [], []
-            for i, domain in enumerate(self.domains):
-                d, r = f":lf_d{i}", f":lf_r{i}"
-                params[f"lf_d{i}"] = domain
-                registrable = registrable_domain(domain)
-                if domain.endswith("." + registrable):
-                    # Below the registrable domain (`blog.alpha.com`): the stored
-                    # refdomain narrows the rows, the canonical host decides.
-                    params[f"lf_r{i}"] = registrable
-                    narrowed.append(
-                        f"({a}.refdomain = {r} AND linkwatch_host_under({a}.url_from, {d}))"
-                    )
-                else:
-                    # A registrable domain matches its own refdomain; a public suffix
-                    # (`org`, `co.uk`) every refdomain under it.
-                    cheap.append(
-                        f"{a}.refdomain = {d} OR substr({a}.refdomain, -length({d}) - 1)"
-                        f" = '.' || {d}"
-                    )
-            # Plain comparisons first: SQLite stops at the first term that holds.
-            parts.append(" OR ".join(cheap + narrowed))
-        if self.target_prefix is not None:
-            # Last: the other tests are cheaper and usually narrow the rows first.
-            params["lf_to"] = self.target_prefix
-            parts.append(f"linkwatch_target_starts({a}.url_to, :lf_to)")
-        return "".join(f" AND ({p})" for p in parts), params
+            parts.append(f"{a}.domain_rating >= :{p}dr")
+            params[f"{p}dr"] = self.min_domain_rating
+        row = "".join(f" AND ({part})" for part in parts)
+        if with_target:
+            target, tparams = self._target_condition(alias, prefix)
+            return row + target, params | tparams
+        return row, params
+
+    def _target_condition(self, alias: str, prefix: str) -> tuple[str, dict[str, object]]:
+        if self.target_prefix is None:
+            return "", {}
+        return (
+            f" AND (linkwatch_target_starts({alias}.url_to, :{prefix}to))",
+            {f"{prefix}to": self.target_prefix},
+        )
+
+    def domain_condition(self, alias: str, prefix: str = "lf_") -> tuple[str, dict[str, object]]:
+        """` AND …`: the referring-domain test (empty without domains), and its parameters.
+
+        A link's stored refdomain is its host's registrable domain: a domain matches its
+        own refdomain, a public suffix (`org`, `co.uk`) every refdomain under it, and a
+        domain below a refdomain (`blog.alpha.com` under `alpha.com`) the links of that
+        refdomain whose canonical host is under it. No Public Suffix List is needed to
+        tell which case a domain is."""
+        if not self.domains:
+            return "", {}
+        a, p = alias, prefix
+        cheap, narrowed = [], []
+        params: dict[str, object] = {}
+        for i, domain in enumerate(self.domains):
+            d = f":{p}d{i}"
+            params[f"{p}d{i}"] = domain
+            cheap.append(
+                f"{a}.refdomain = {d} OR substr({a}.refdomain, -length({d}) - 1) = '.' || {d}"
+            )
+            narrowed.append(
+                f"(substr({d}, -length({a}.refdomain) - 1) = '.' || {a}.refdomain"
+                f" AND linkwatch_host_under({a}.url_from, {d}))"
+            )
+        # Plain comparisons first: SQLite stops at the first term that holds.
+        return f" AND ({' OR '.join(cheap + narrowed)})", params
+
+    def host_condition(self, alias: str, prefix: str = "lf_") -> tuple[str, dict[str, object]]:
+        """` AND …`: the link's canonical host is under one of the domains (for the links of
+        a refdomain some domain is below, see `refdomain_match`)."""
+        tests = [
+            f"linkwatch_host_under({alias}.url_from, :{prefix}d{i})"
+            for i in range(len(self.domains))
+        ]
+        params: dict[str, object] = {f"{prefix}d{i}": d for i, d in enumerate(self.domains)}
+        return f" AND ({' OR '.join(tests)})", params
+
+    def refdomain_match(self, refdomain: str) -> bool | None:
+        """Whether the domains let a refdomain's links through: True (all of them), False
+        (none), None (those whose host is under a domain below it: `host_condition`)."""
+        exact, under, above = self._domain_sets
+        if not self.domains or refdomain in exact or refdomain.endswith(under):
+            return True
+        return None if refdomain in above else False
+
+    @cached_property
+    def _domain_sets(self) -> tuple[frozenset[str], tuple[str, ...], frozenset[str]]:
+        # The domains, their `.`-prefixed forms (a refdomain under one) and every proper
+        # suffix of theirs at a label (a refdomain one of them is below): one evaluation
+        # tests tens of thousands of refdomains against them.
+        above = {d.split(".", n)[-1] for d in self.domains for n in range(1, d.count(".") + 1)}
+        return frozenset(self.domains), tuple("." + d for d in self.domains), frozenset(above)
 
 
 def _host_under(url: str | None, domain: str) -> bool:
@@ -207,15 +259,13 @@ def has_data(conn: sqlite3.Connection, site_id: int, at: datetime) -> bool:
     return row is not None
 
 
-@dataclass
-class _DomainMove:
-    """How one referring domain's links differ between now and the window's ends."""
+@dataclass(frozen=True)
+class WindowSpec:
+    """One window (start, end] of a site's links, all or those matching `link_filter`."""
 
-    live_end: int = 0
-    alive_start: int = 0
-    alive_end: int = 0
-    gained: bool = False
-    lost: bool = False
+    start: datetime
+    end: datetime
+    link_filter: LinkFilter | None = None
 
 
 def window_counts(
@@ -225,117 +275,381 @@ def window_counts(
     end: datetime,
     link_filter: LinkFilter | None = None,
 ) -> WindowCounts:
-    """Counts over (start, end] by the definitions of docs/evidence.md.
+    """Counts over (start, end] by the definitions of docs/evidence.md; with a filter, of
+    the matching links alone, as if no other link existed."""
+    spec = WindowSpec(start, end, link_filter)
+    return window_counts_batch(conn, site_id, [spec])[spec]
 
-    The states at `start` and `end` are reconstructed from the current state: only links
-    with events after `start` can differ, so only they are replayed. With a filter, every
-    count is taken over the matching links alone, as if no other link existed: a domain is
-    gained or lost by its matching links.
+
+# Two counts in one SQL sum, so a filter's test is evaluated once per row (a target or
+# sub-domain filter runs Python per row): alive links in the low 32 bits, live ones above.
+# A domain never has 2**31 links, so the sum never overflows.
+_PAIR = 1 << 32
+_LOW = _PAIR - 1
+
+
+@dataclass
+class _Moved:
+    """A link with state events after the earliest window start, as the replay needs it."""
+
+    domain: str
+    now: str
+    added_at: str | None
+    mask: int
+    # Its state at the earliest window start, before `added_at` is taken into account.
+    base: str
+    # (at, kind, reason) of its state events after the earliest start, in order.
+    events: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+    def state_at(self, t: str) -> str | None:
+        """Its state at `t` (no earlier than the earliest start); None: not yet known."""
+        if self.added_at is not None and self.added_at > t:
+            return None
+        state = self.base
+        for at, kind, _ in self.events:
+            if at > t:
+                break
+            state = STATE_AFTER[kind]
+        return state
+
+    def moved_in(self, t0: str, t1: str) -> tuple[bool, bool]:
+        """(gained, lost): whether it has a counted gain, a loss, in (t0, t1]."""
+        gained = lost = False
+        for at, kind, reason in self.events:
+            if t0 < at <= t1:
+                gained = gained or kind == "new" or (kind == "restored" and reason == "lost")
+                lost = lost or kind == "lost"
+        return gained, lost
+
+
+def window_counts_batch(
+    conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec]
+) -> dict[WindowSpec, WindowCounts]:
+    """The counts of every window in `specs` for one site, in one pass (docs/evidence.md,
+    "One evaluation pass"): each count as `window_counts` defines it.
+
+    The current state is read once (one grouped read of the site's live and missing
+    links, every filter tested in it); the links with state events after the earliest
+    window start are grouped by referring domain once; only domains whose matching live
+    links all moved can change standing, and only their links are replayed, once, for
+    every window; the new and lost links of every window come from one read of the events
+    after the earliest start.
     """
-    cond, fparams = _condition(conn, link_filter, "l")
-    params: dict[str, object] = {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams}
+    if not specs:
+        return {}
+    filters: list[LinkFilter | None] = list(dict.fromkeys(_key(s) for s in specs))
+    index = {f: i for i, f in enumerate(filters)}
+    if any(f is not None for f in filters):
+        register_functions(conn)
+    t_min = to_db(min(s.start for s in specs))
     x = conn.execute
-    if cond:
-        new_links, lost_links = x(
-            f"""SELECT coalesce(sum({_GAIN.format(e="e.")}), 0), coalesce(sum(e.kind = 'lost'), 0)
-            FROM link_events e JOIN links l ON l.id = e.link_id
-            WHERE e.site_id = :site AND e.at > :t0 AND e.at <= :t1{cond}""",
-            params,
-        ).fetchone()
-    else:
-        # No join without a filter: the events alone answer, off their (site, at) index.
-        new_links, lost_links = x(
-            f"""SELECT coalesce(sum({_GAIN.format(e="")}), 0), coalesce(sum(kind = 'lost'), 0)
-            FROM link_events WHERE site_id = :site AND at > :t0 AND at <= :t1""",
-            params,
-        ).fetchone()
-    moved = x(
-        f"""SELECT l.refdomain, l.state, {_state_at(":t0")}, {_state_at(":t1")},
-                   EXISTS (SELECT 1 FROM link_events g WHERE g.link_id = l.id
-                           AND g.at > :t0 AND g.at <= :t1 AND {_GAIN.format(e="g.")}),
-                   EXISTS (SELECT 1 FROM link_events g WHERE g.link_id = l.id
-                           AND g.at > :t0 AND g.at <= :t1 AND g.kind = 'lost')
-        FROM links l
-        WHERE l.id IN (SELECT link_id FROM link_events
-                       WHERE site_id = :site AND at > :t0 AND kind IN ({_STATE_KINDS})){cond}""",
-        params,
-    ).fetchall()
-    if cond:
-        # One pass: the filter may test each row in Python (canonical URLs), once is enough.
-        live_now, live_domains_now, alive_domains_now = x(
-            f"""SELECT coalesce(sum(l.state = 'live'), 0),
-                      count(DISTINCT CASE WHEN l.state = 'live' THEN l.refdomain END),
-                      count(DISTINCT l.refdomain)
-            FROM links l WHERE l.site_id = :site AND l.state IN ('live', 'missing'){cond}""",
-            {"site": site_id, **fparams},
-        ).fetchone()
-    else:
-        live_now, live_domains_now, alive_domains_now = x(
-            """SELECT (SELECT count(*) FROM links WHERE site_id = :s AND state = 'live'),
-                      (SELECT count(DISTINCT refdomain) FROM links
-                       WHERE site_id = :s AND state = 'live'),
-                      (SELECT count(DISTINCT refdomain) FROM links
-                       WHERE site_id = :s AND state IN ('live', 'missing'))""",
-            {"s": site_id},
-        ).fetchone()
-
-    moves: dict[str, _DomainMove] = defaultdict(_DomainMove)
-    live_links = int(live_now)
-    for refdomain, now_state, at0, at1, gained, lost in moved:
-        m = moves[refdomain]
-        now_live, now_alive = now_state == "live", now_state in _ALIVE
-        live_links += (at1 == "live") - now_live
-        m.live_end += (at1 == "live") - now_live
-        m.alive_start += (at0 in _ALIVE) - now_alive
-        m.alive_end += (at1 in _ALIVE) - now_alive
-        m.gained = m.gained or bool(gained)
-        m.lost = m.lost or bool(lost)
-    current = _domain_counts(conn, site_id, list(moves), link_filter)
-    live_refdomains = int(live_domains_now)
-    refdomains_at_start = int(alive_domains_now)
-    new_refdomains = 0
-    domains_lost: set[str] = set()
-    for refdomain, m in moves.items():
-        live, alive = current[refdomain]  # the moved link itself is one of them
-        live_refdomains += (live + m.live_end > 0) - (live > 0)
-        alive0, alive1 = alive + m.alive_start > 0, alive + m.alive_end > 0
-        refdomains_at_start += alive0 - (alive > 0)
-        new_refdomains += not alive0 and alive1 and m.gained
-        if alive0 and not alive1 and m.lost:
-            domains_lost.add(refdomain)
-    return WindowCounts(
-        new_links=int(new_links),
-        lost_links=int(lost_links),
-        new_refdomains=new_refdomains,
-        lost_refdomains=len(domains_lost),
-        refdomains_at_start=refdomains_at_start,
-        live_links=live_links,
-        live_refdomains=live_refdomains,
-        domains_lost=frozenset(domains_lost),
+    base_params: dict[str, object] = {"site": site_id, "tmin": t_min}
+    moved_ids = (
+        f"SELECT link_id FROM link_events WHERE site_id = :site AND at > :tmin"
+        f" AND kind IN ({_STATE_KINDS})"
     )
 
+    # The current state: per domain and filter, its live-or-missing and live links.
+    nf = len(filters)
+    now_counts = {
+        domain: [(v & _LOW, v >> 32) for v in values]
+        for domain, values in _pairs_by_domain(
+            conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
+        ).items()
+    }
+    live_links_now = [0] * nf
+    live_domains_now = [0] * nf
+    alive_domains_now = [0] * nf
+    for counts in now_counts.values():
+        for i, (alive, live) in enumerate(counts):
+            live_links_now[i] += live
+            live_domains_now[i] += live > 0
+            alive_domains_now[i] += alive > 0
 
-def _domain_counts(
+    # Domains with moved links: only those whose every matching live link moved (none is
+    # left to keep them live throughout) can read differently at a window's ends.
+    fragile: set[str] = set()
+    no_pair = [(0, 0)] * nf
+    moved_pairs = _pairs_by_domain(conn, f"l.id IN ({moved_ids})", base_params, filters)
+    for domain, values in moved_pairs.items():
+        current = now_counts.get(domain, no_pair)
+        for i, v in enumerate(values):
+            if v & _LOW and current[i][1] == v >> 32:
+                fragile.add(domain)
+                break
+
+    # The reads below touch moved links only, whose referring domains are those just read:
+    # each filter's domain test is decided for them here, once per domain, and becomes a
+    # lookup. The mask says which filters a link passes.
+    tests: list[str] = []
+    for i, f in enumerate(filters):
+        tests.append("(1)" if f is None else _moved_test(f, i, list(moved_pairs), base_params))
+    mask = " | ".join(f"(CASE WHEN {t} THEN {1 << i} ELSE 0 END)" for i, t in enumerate(tests))
+
+    # The links of those domains that moved, with their states and events: replayed once.
+    links: dict[int, _Moved] = {}
+    domains = sorted(fragile)
+    for c in range(0, len(domains), 500):
+        names = {f"rd{n}": d for n, d in enumerate(domains[c : c + 500])}
+        marks = ",".join(f":{name}" for name in names)
+        for lid, domain, now, added_at, lmask, base, at, kind, reason in x(
+            f"""SELECT l.id, l.refdomain, l.state, l.added_at, {mask},
+                   coalesce((SELECT CASE b.kind {_STATE_CASE} END FROM link_events b
+                             WHERE b.link_id = l.id AND b.kind IN ({_STATE_KINDS})
+                               AND b.at <= :tmin
+                             ORDER BY b.at DESC, b.id DESC LIMIT 1), 'live'),
+                   e.at, e.kind, e.reason
+            FROM links l JOIN link_events e ON e.link_id = l.id
+            WHERE l.site_id = :site AND l.refdomain IN ({marks})
+              AND e.at > :tmin AND e.kind IN ({_STATE_KINDS})
+            ORDER BY l.id, e.at, e.id""",
+            {**base_params, **names},
+        ):
+            link = links.get(lid)
+            if link is None:
+                link = links[lid] = _Moved(domain, now, added_at, lmask, base)
+            link.events.append((at, kind, reason))
+    by_domain: dict[str, list[_Moved]] = defaultdict(list)
+    for link in links.values():
+        by_domain[link.domain].append(link)
+
+    # New and lost links of every window: one read of the events after the earliest start,
+    # counted per instant (a snapshot dates all its events at one) and filters passed.
+    joined = filters != [None]
+    moves_at: list[tuple[str, int, int, int]] = x(
+        f"""SELECT at, mask, coalesce(sum(gain), 0), coalesce(sum(lost), 0) FROM (
+            SELECT e.at, {_GAIN.format(e="e.")} AS gain, e.kind = 'lost' AS lost,
+                   {mask if joined else 1} AS mask
+            FROM link_events e{" JOIN links l ON l.id = e.link_id" if joined else ""}
+            WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
+            -- LIMIT keeps the subquery apart: each filter is tested once per event.
+            LIMIT -1)
+        GROUP BY at, mask""",
+        base_params,
+    ).fetchall()
+
+    # Live links at each window end: only links with state events after it differ from now.
+    live_delta: dict[str, list[int]] = {}
+    for end in dict.fromkeys(to_db(s.end) for s in specs):
+        delta = [0] * nf
+        for lmask, now, then in x(
+            f"""SELECT {mask}, l.state, {_state_at(":t1")} FROM links l
+            WHERE l.id IN (SELECT link_id FROM link_events WHERE site_id = :site AND at > :t1
+                           AND kind IN ({_STATE_KINDS}))""",
+            {**base_params, "t1": end},
+        ):
+            change = (then == "live") - (now == "live")
+            for i in range(nf):
+                if lmask >> i & 1:
+                    delta[i] += change
+        live_delta[end] = delta
+
+    out: dict[WindowSpec, WindowCounts] = {}
+    for s in specs:
+        i = index[_key(s)]
+        bit = 1 << i
+        t0, t1 = to_db(s.start), to_db(s.end)
+        live_refdomains = live_domains_now[i]
+        refdomains_at_start = alive_domains_now[i]
+        new_refdomains = 0
+        domains_lost: set[str] = set()
+        for domain, moved in by_domain.items():
+            matching = [m for m in moved if m.mask & bit]
+            if not matching:
+                continue
+            alive_now, live_now = now_counts.get(domain, no_pair)[i]
+            # Links alive now that did not move are alive at both ends; none is live (the
+            # domain is fragile), or it would not be replayed.
+            steady = alive_now - sum(m.now in _ALIVE for m in matching)
+            states0 = [m.state_at(t0) for m in matching]
+            states1 = [m.state_at(t1) for m in matching]
+            alive0 = steady > 0 or any(st in _ALIVE for st in states0)
+            alive1 = steady > 0 or any(st in _ALIVE for st in states1)
+            live1 = (live_now - sum(m.now == "live" for m in matching)) > 0 or any(
+                st == "live" for st in states1
+            )
+            live_refdomains += live1 - (live_now > 0)
+            refdomains_at_start += alive0 - (alive_now > 0)
+            if alive0 != alive1:
+                moves = [m.moved_in(t0, t1) for m in matching]
+                if not alive0 and any(g for g, _ in moves):
+                    new_refdomains += 1
+                if alive0 and any(lost for _, lost in moves):
+                    domains_lost.add(domain)
+        inside = [(g, lo) for at, m, g, lo in moves_at if m & bit and t0 < at <= t1]
+        out[s] = WindowCounts(
+            new_links=sum(g for g, _ in inside),
+            lost_links=sum(lo for _, lo in inside),
+            new_refdomains=new_refdomains,
+            lost_refdomains=len(domains_lost),
+            refdomains_at_start=refdomains_at_start,
+            live_links=live_links_now[i] + live_delta[t1][i],
+            live_refdomains=live_refdomains,
+            domains_lost=frozenset(domains_lost),
+        )
+    return out
+
+
+def _key(spec: WindowSpec) -> LinkFilter | None:
+    """The spec's filter, None for one that lets every link through (the same counts)."""
+    f = spec.link_filter
+    return None if f is None or f.empty else f
+
+
+def _moved_test(
+    link_filter: LinkFilter, i: int, domains: list[str], params: dict[str, object]
+) -> str:
+    """The filter as an SQL test of a link `l` whose refdomain is one of `domains`, with
+    parameters of its own (`f{i}_…`, added to `params`): one query tests several filters.
+    Its referring-domain test is decided per domain here, not per link in SQL."""
+    p = f"f{i}_"
+    row, rp = link_filter.row_condition("l", p, with_target=False)
+    target, tp = link_filter.row_condition("l", p)
+    target = target[len(row) :]
+    params |= rp | tp
+    domain = ""
+    if link_filter.domains:
+        matches = [(d, link_filter.refdomain_match(d)) for d in domains]
+        params[f"{p}all"] = json.dumps([d for d, match in matches if match])
+        params[f"{p}below"] = json.dumps([d for d, match in matches if match is None])
+        host, hp = link_filter.host_condition("l", p)
+        params |= hp
+        domain = (
+            f" AND (l.refdomain IN (SELECT value FROM json_each(:{p}all))"
+            f" OR (l.refdomain IN (SELECT value FROM json_each(:{p}below)){host}))"
+        )
+    # The target test last: it runs Python per row, the others narrow the rows first.
+    return f"(1{row}{domain}{target})"
+
+
+def _row_part(link_filter: LinkFilter | None) -> LinkFilter | None:
+    """The filter without its referring domains (None when that lets every link through)."""
+    if link_filter is None:
+        return None
+    rest = LinkFilter(
+        dofollow_only=link_filter.dofollow_only,
+        min_domain_rating=link_filter.min_domain_rating,
+        target_prefix=link_filter.target_prefix,
+    )
+    return None if rest.empty else rest
+
+
+# A link's contribution to an (alive, live) pair.
+_PAIR_OF_ROW = f"1 + (l.state = 'live') * {_PAIR}"
+
+
+def _pairs_by_domain(
+    conn: sqlite3.Connection,
+    where: str,
+    params: dict[str, object],
+    filters: Sequence[LinkFilter | None],
+) -> dict[str, list[int]]:
+    """Per referring domain of the links `where` selects: each filter's (alive, live) pair
+    of counts, packed as `_PAIR` says.
+
+    One grouped read: the tests of a row (rating, rel, target) are made once per link for
+    each distinct set of them; the referring-domain tests once per domain, in Python. Only
+    a refdomain that a listed domain is below (`blog.alpha.com` under `alpha.com`) is read
+    again, its links' hosts tested."""
+    rows_of: dict[LinkFilter | None, int] = {}
+    for f in filters:
+        rows_of.setdefault(_row_part(f), len(rows_of))
+    cols, qparams = [], dict(params)
+    for j, rest in enumerate(rows_of):
+        cond, rp = ("", {}) if rest is None else rest.row_condition("l", f"r{j}_")
+        qparams |= rp
+        cols.append(
+            f"sum(CASE WHEN (1{cond}) THEN {_PAIR_OF_ROW} ELSE 0 END)"
+            if cond
+            else f"sum({_PAIR_OF_ROW})"
+        )
+    column = [1 + rows_of[_row_part(f)] for f in filters]
+    matchers = [f.refdomain_match if f is not None and f.domains else None for f in filters]
+    out: dict[str, list[int]] = {}
+    below: dict[int, list[str]] = defaultdict(list)
+    for row in conn.execute(
+        f"SELECT l.refdomain, {', '.join(cols)} FROM links l WHERE {where} GROUP BY l.refdomain",
+        qparams,
+    ):
+        domain = row[0]
+        got = [row[c] for c in column]
+        for i, matcher in enumerate(matchers):
+            if matcher is not None:
+                match = matcher(domain)
+                if match is None:
+                    below[i].append(domain)
+                if not match:
+                    got[i] = 0
+        out[domain] = got
+    for i, domains in below.items():
+        f = filters[i]
+        assert f is not None
+        cond, cp = f.row_condition("l", "n_")
+        host, hp = f.host_condition("l", "n_")
+        for c in range(0, len(domains), 500):
+            names = {f"nd{n}": d for n, d in enumerate(domains[c : c + 500])}
+            marks = ",".join(f":{name}" for name in names)
+            pair = f"CASE WHEN (1{cond}{host}) THEN {_PAIR_OF_ROW} ELSE 0 END"
+            for domain, value in conn.execute(
+                f"""SELECT l.refdomain, sum({pair}) FROM links l
+                WHERE {where} AND l.refdomain IN ({marks}) GROUP BY l.refdomain""",
+                {**params, **cp, **hp, **names},
+            ):
+                out[domain][i] = value
+    return out
+
+
+# A loss as a lost-domain list reads it: refdomain, rating, pages, anchor, reason, when.
+LostRow = tuple[str, float | None, str, str, str | None, str | None, str]
+
+
+def lost_rows(
     conn: sqlite3.Connection,
     site_id: int,
-    domains: list[str],
+    start: datetime,
+    end: datetime,
     link_filter: LinkFilter | None = None,
-) -> dict[str, tuple[int, int]]:
-    """(live links, live or missing links) now, per referring domain (matching links only)."""
+) -> list[LostRow]:
+    """The (matching) links' `lost` events in (start, end], strongest domain first (rating
+    high to low, unknown last), then by domain and page."""
     cond, fparams = _condition(conn, link_filter, "l")
-    current: dict[str, tuple[int, int]] = {}
-    for i in range(0, len(domains), 500):
-        chunk = domains[i : i + 500]
-        names = {f"rd{n}": domain for n, domain in enumerate(chunk)}
-        marks = ",".join(f":{name}" for name in names)
-        for refdomain, live, alive in conn.execute(
-            f"""SELECT l.refdomain, sum(l.state = 'live'), sum(l.state IN ('live', 'missing'))
-            FROM links l WHERE l.site_id = :site AND l.refdomain IN ({marks}){cond}
-            GROUP BY l.refdomain""",
-            {"site": site_id, **names, **fparams},
-        ):
-            current[refdomain] = (int(live), int(alive))
-    return current
+    return conn.execute(
+        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason, e.at
+        FROM link_events e JOIN links l ON l.id = e.link_id
+        WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
+        ORDER BY l.domain_rating IS NULL, l.domain_rating DESC, l.refdomain, l.url_from""",
+        {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
+    ).fetchall()
+
+
+def rank_lost_domains(
+    rows: Sequence[LostRow],
+    start: datetime,
+    end: datetime,
+    domains_lost: frozenset[str],
+    limit: int,
+) -> list[LostDomain]:
+    """Domains with losses in (start, end] among `rows` (as `lost_rows` orders them), each
+    by its first loss there; the wholly lost ones (`domains_lost`, as the window's counts
+    name them) first, then strongest first."""
+    t0, t1 = to_db(start), to_db(end)
+    by_domain: dict[str, LostDomain] = {}
+    whole = partly = 0
+    for refdomain, dr, url_from, url_to, anchor, reason, at in rows:
+        if refdomain in by_domain or not t0 < at <= t1:
+            continue
+        lost = refdomain in domains_lost
+        by_domain[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
+        whole, partly = whole + lost, partly + (not lost)
+        if partly >= limit and whole >= len(domains_lost):
+            # The strongest `limit` partly lost domains and every wholly lost one are in:
+            # a 90-day window of a large site has tens of thousands of losses to skip.
+            break
+    ranked = sorted(
+        by_domain.values(),
+        key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
+    )
+    return ranked[:limit]
 
 
 def lost_domains(
@@ -347,33 +661,11 @@ def lost_domains(
     limit: int,
     link_filter: LinkFilter | None = None,
 ) -> list[LostDomain]:
-    """Domains with (matching) links lost in (start, end], wholly lost ones first, strongest
-    first."""
-    cond, fparams = _condition(conn, link_filter, "l")
-    rows = conn.execute(
-        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
-        FROM link_events e JOIN links l ON l.id = e.link_id
-        WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
-        ORDER BY l.domain_rating IS NULL, l.domain_rating DESC, l.refdomain, l.url_from""",
-        {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
-    ).fetchall()
-    by_domain: dict[str, LostDomain] = {}
-    for refdomain, dr, url_from, url_to, anchor, reason in rows:
-        if refdomain not in by_domain:
-            by_domain[refdomain] = LostDomain(
-                refdomain=refdomain,
-                domain_rating=dr,
-                domain_lost=refdomain in domains_lost,
-                url_from=url_from,
-                url_to=url_to,
-                anchor=anchor,
-                reason=reason,
-            )
-    ranked = sorted(
-        by_domain.values(),
-        key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
-    )
-    return ranked[:limit]
+    """Domains with (matching) links lost in (start, end], each by its strongest lost link
+    (then its first page); the wholly lost ones (`domains_lost`, as the window's counts
+    name them) first, then strongest first."""
+    rows = lost_rows(conn, site_id, start, end, link_filter)
+    return rank_lost_domains(rows, start, end, domains_lost, limit)
 
 
 @dataclass(frozen=True)

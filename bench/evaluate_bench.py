@@ -1,0 +1,260 @@
+"""Evaluation benchmark: one `linkwatch evaluate` of 1 and 20 rules against `sqlite3 .import`.
+
+Generates one site of N links (default 1,000,000) and K churn snapshots (default 10) with
+the ingest benchmark's generator (bench/ingest_bench.py), dated so that the last snapshot
+was taken an hour ago, and ingests them through the real ingest (each in a child process).
+Then it measures, in one run:
+
+* the baseline: the `sqlite3` CLI importing the last snapshot into an empty table;
+* the whole `linkwatch evaluate` command (a subprocess: start-up, rule loading, evaluation,
+  delivery to the console notifier) with 1 threshold rule, and with 20 threshold rules over
+  1d/7d/30d/90d windows (some with link filters), each on its own copy of the database:
+  a first run (alerts fire and their messages list the lost domains) and a repeat;
+* the ratios: 20-rule evaluate / `.import` (target <= 0.5) and 20 rules / 1 rule
+  (target <= 1.5), first run and repeat, each followed by PASS or FAIL.
+
+Usage: python bench/evaluate_bench.py [--links N] [--snapshots K] [--keep] [--workdir DIR]
+       [--reuse]
+This is a benchmark, not a test; generation and ingest are not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import ingest_bench
+from ingest_bench import SITE, SOURCE, db_size, generate, run_child, sqlite_import, verdict
+
+TARGET_IMPORT_RATIO = 0.5
+TARGET_RULES_RATIO = 1.5
+WINDOWS = ("1d", "7d", "30d", "90d")
+# Link filters as written in a threshold rule file: rel, rating and referring domains
+# (tested in SQL). The generator names referring domains `site{i}.com` / `site{i}.co.uk`.
+FILTERS = (
+    "",
+    "dofollow_only = true\n",
+    "min_domain_rating = 50\n",
+    'watch_domains = ["site1.com", "site2.com", "site3.com", "site8.co.uk"]\n',
+)
+METRICS = (
+    "lost_links",
+    "lost_refdomains",
+    "net_links",
+    "new_refdomains",
+    "lost_refdomains_pct",
+    "live_refdomains",
+    "new_links",
+    "live_links",
+    "net_refdomains",
+    "lost_links",
+)
+# The one-rule run: the example rule file's refdomain-loss rule.
+ONE_RULE = 'metric = "lost_refdomains"\nwindow = "7d"\nop = ">="\nvalue = 5\n'
+
+
+def rule_files(n: int) -> list[tuple[str, str]]:
+    """`n` threshold rules (name, body) over every window and filter; the first four fire
+    on the generated churn (links are lost every day) and list their lost domains."""
+    if n == 1:
+        return [("refdomain-loss", ONE_RULE)]
+    rules = []
+    for i in range(n):
+        metric = METRICS[i % len(METRICS)]
+        window = WINDOWS[i % len(WINDOWS)]
+        filt = FILTERS[(i // len(WINDOWS)) % len(FILTERS)]
+        # lost_links over any window fires (every snapshot loses 0.5% of the links two
+        # snapshots before); the other metrics are set not to fire.
+        op, value = (">=", 10) if i < 4 else ("<", -1e9)
+        if i < 4:
+            metric = "lost_links"
+        body = f'metric = "{metric}"\nwindow = "{window}"\nop = "{op}"\nvalue = {value}\n{filt}'
+        rules.append((f"rule-{i:02d}", body))
+    return rules
+
+
+def write_setup(work: Path, name: str, db: Path, rules: list[tuple[str, str]]) -> Path:
+    """A settings file and rules folder for one evaluate configuration; returns the settings."""
+    rules_dir = work / f"rules-{name}"
+    rules_dir.mkdir(exist_ok=True)
+    for rule, body in rules:
+        text = f'kind = "threshold"\n{body}severity = "warning"\nnotify = ["console"]\n'
+        (rules_dir / f"{rule}.toml").write_text(text, encoding="utf-8")
+    empty = work / "no-new-exports"
+    empty.mkdir(exist_ok=True)
+    settings = work / f"settings-{name}.toml"
+    settings.write_text(
+        f'[storage]\npath = "{db}"\n\n[daemon]\nrules_dir = "{rules_dir}"\n\n'
+        f'[[sites]]\ndomain = "{SITE}"\nrole = "own"\nsources = ["{SOURCE}"]\n\n'
+        f'[sources.{SOURCE}]\nkind = "csv_dir"\npath = "{empty}"\n\n'
+        '[notifiers.console]\nkind = "console"\n',
+        encoding="utf-8",
+    )
+    return settings
+
+
+def linkwatch() -> list[str]:
+    """The installed `linkwatch` command next to this interpreter."""
+    exe = Path(sys.executable).with_name("linkwatch")
+    if not exe.exists():
+        raise SystemExit(f"{exe} not found: install linkwatch into this environment")
+    return [str(exe)]
+
+
+@dataclass
+class Run:
+    """One timed `linkwatch evaluate`."""
+
+    seconds: float
+    # CPU seconds (user + system) of the command: on a shared machine, less noisy than
+    # the wall clock, which the targets are about.
+    cpu: float
+    changes: str
+
+
+def children_cpu() -> float:
+    """CPU seconds used so far by this process's finished children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def evaluate_once(settings: Path) -> Run:
+    """Wall-clock seconds of one whole `linkwatch evaluate` command."""
+    cmd = [*linkwatch(), "-c", str(settings), "evaluate"]
+    cpu0, t0 = children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ingest_bench.REPO, check=False)
+    seconds, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"linkwatch evaluate failed (exit {proc.returncode})")
+    lines = proc.stdout.strip().splitlines()
+    return Run(seconds, cpu, next((ln for ln in lines if "alert changes" in ln), lines[-1:][0]))
+
+
+def bench(args: argparse.Namespace) -> int:
+    made_temp = args.workdir is None
+    work = Path(tempfile.mkdtemp(prefix="linkwatch-evbench-")) if made_temp else Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data"
+    data.mkdir(exist_ok=True)
+    db = work / "linkwatch.db"
+    reuse = args.reuse and db.exists()
+    if not reuse:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    try:
+        # Dated so that a plain `evaluate` (now) has the churn in its windows: the last
+        # snapshot an hour ago, one a day before it.
+        now = datetime.now(UTC).replace(microsecond=0)
+        ingest_bench.START = now - timedelta(days=args.snapshots, hours=1)
+        print(f"workdir {work}: {args.links:,} links, {args.snapshots} churn snapshots")
+        if reuse:
+            # Iterating: the database and exports of an earlier --keep run, as they are.
+            last = max(data.glob("*.csv"))
+            print(f"reusing {db} and {last.name}")
+        else:
+            print("generating (not timed) ...", flush=True)
+            snaps = generate(data, args.links, args.snapshots).snapshots
+            print("ingesting through linkwatch (not timed) ...", flush=True)
+            for snap in snaps:
+                rep = run_child(db, snap)
+                print(
+                    f"  snapshot {snap.index}: {rep['status']}, new {rep['new']:,}, missing"
+                    f" {rep['missing']:,}, lost {rep['lost']:,} ({rep['seconds']:.1f}s)",
+                    flush=True,
+                )
+            last = snaps[-1].path
+        size = db_size(db)  # checkpointed: the copies below are whole
+        print(f"  database {size / 1e6:.0f} MB")
+
+        print("baseline: sqlite3 CLI .import of the last snapshot into an empty table ...")
+        cpu0 = children_cpu()
+        import_s = sqlite_import(work, last)
+        import_cpu = children_cpu() - cpu0
+
+        results: dict[int, tuple[Run, Run]] = {}
+        for n in (1, 20):
+            copy = work / f"evaluate-{n}.db"
+            shutil.copyfile(db, copy)
+            settings = write_setup(work, str(n), copy, rule_files(n))
+            first = evaluate_once(settings)
+            # The repeat: the best of two, alerts already firing (nothing new to tell).
+            repeat = min((evaluate_once(settings) for _ in range(2)), key=lambda r: r.seconds)
+            results[n] = (first, repeat)
+            print(
+                f"  linkwatch evaluate, {n:>2} rule(s): first {first.seconds:.2f}s"
+                f" (cpu {first.cpu:.2f}s; {first.changes}); repeat {repeat.seconds:.2f}s"
+                f" (cpu {repeat.cpu:.2f}s; {repeat.changes})",
+                flush=True,
+            )
+
+        print()
+        print("results")
+        print(
+            f"  sqlite3 .import of the last export ({last.name}): {import_s:.2f}s"
+            f" (cpu {import_cpu:.2f}s)"
+        )
+        print(f"  load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        ok = True
+        for i, label in enumerate(("first run", "repeat")):
+            one, twenty = results[1][i].seconds, results[20][i].seconds
+            to_import = twenty / import_s
+            rules = twenty / one
+            ok = ok and to_import <= TARGET_IMPORT_RATIO and rules <= TARGET_RULES_RATIO
+            print(
+                f"  {label}: 20 rules {twenty:.2f}s / .import {import_s:.2f}s ="
+                f" {to_import:.2f}  target <= {TARGET_IMPORT_RATIO}"
+                f"  {verdict(to_import <= TARGET_IMPORT_RATIO)}"
+            )
+            print(
+                f"  {label}: 20 rules {twenty:.2f}s / 1 rule {one:.2f}s = {rules:.2f}"
+                f"  target <= {TARGET_RULES_RATIO}  {verdict(rules <= TARGET_RULES_RATIO)}"
+            )
+            c1, c20 = results[1][i].cpu, results[20][i].cpu
+            print(
+                f"  {label}, cpu seconds (for reference): 20 rules {c20:.2f} / .import"
+                f" {import_cpu:.2f} = {c20 / import_cpu:.2f}; 20 rules / 1 rule {c1:.2f}"
+                f" = {c20 / c1:.2f}"
+            )
+        return 0 if ok else 1
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        elif made_temp:
+            shutil.rmtree(work, ignore_errors=True)
+        elif not args.reuse:
+            shutil.rmtree(data, ignore_errors=True)
+            for path in work.glob("*.db*"):
+                path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--links", type=int, default=1_000_000, help="links in the export")
+    parser.add_argument("--snapshots", type=int, default=10, help="churn snapshots")
+    parser.add_argument("--keep", action="store_true", help="keep generated data and DBs")
+    parser.add_argument("--workdir", help="where to put data (default: a temp dir)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --workdir: reuse its database and exports from an earlier run (no new"
+        " data); the windows move with the clock",
+    )
+    args = parser.parse_args(argv)
+    if args.links < 100 or args.snapshots < 2:
+        parser.error("need --links >= 100 and --snapshots >= 2")
+    return bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""One evaluation pass (docs/evidence.md, "One evaluation pass"): the windows of every rule
+of a site computed together equal each window computed alone from the definition.
+
+The reference model here reads a ledger's links and events as plain rows and applies the
+table of "Metrics over a window" literally: every link's state at a window's start and end
+replayed from all of its events, the filter applied to the links first (as if the other
+links did not exist). Hypothesis writes random link histories into a real SQLite ledger
+and asks one pass for random windows, ends and filters at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alerts.engine import MemoryAlertBook, evaluate
+from alerts.metrics import metrics_of
+from alerts.rules.context import EvaluationContext
+from alerts.rules.threshold import ThresholdRule
+from daemon.store import Store
+from daemon.store.reads import (
+    STATE_AFTER,
+    LinkFilter,
+    WindowCounts,
+    WindowSpec,
+    lost_domains,
+    register_functions,
+    window_counts,
+    window_counts_batch,
+)
+from daemon.timefmt import to_db
+
+SITE = "example.com"
+T0 = datetime(2026, 4, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+ALIVE = ("live", "missing")
+# Events that change a link's state, and "changed", which does not.
+KINDS = ("new", "appeared", "restored", "missing", "lost", "unconfirmed", "changed")
+DOMAINS = ("alpha.com", "beta.org", "gamma.co.uk", "delta.net")
+FILTERS = (
+    None,
+    LinkFilter(dofollow_only=True),
+    LinkFilter(min_domain_rating=50),
+    LinkFilter(domains=("alpha.com", "co.uk")),
+    LinkFilter(domains=("blog.alpha.com",)),
+    LinkFilter(target_prefix="/p1"),
+    LinkFilter(dofollow_only=True, domains=("beta.org",)),
+)
+
+
+def at(hours: int) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+@dataclass(frozen=True)
+class LinkHistory:
+    """One generated link: where it is from and to, its attributes, and its events."""
+
+    domain: int
+    sub: bool
+    page: int
+    target: int
+    nofollow: bool
+    rating: float | None
+    added: int | None
+    # (hours after T0, kind, reason), in the order they happened.
+    events: tuple[tuple[int, str, str | None], ...]
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> LinkHistory:
+    added = draw(st.one_of(st.none(), st.integers(0, 24 * 12)))
+    # As the ledger dates them: a link added at a time arrives with an event then (new, or
+    # appeared), and nothing happens to it before.
+    first = 0 if added is None else added
+    times = sorted(draw(st.lists(st.integers(first, 24 * 12), max_size=5)))
+    events = tuple(
+        (
+            t,
+            kind := draw(st.sampled_from(KINDS)),
+            "lost" if kind == "restored" and draw(st.booleans()) else None,
+        )
+        for t in times
+    )
+    if added is not None:
+        events = ((added, draw(st.sampled_from(["new", "appeared"])), None), *events)
+    return LinkHistory(
+        domain=draw(st.integers(0, len(DOMAINS) - 1)),
+        sub=draw(st.booleans()),
+        page=draw(st.integers(0, 3)),
+        target=draw(st.integers(0, 2)),
+        nofollow=draw(st.booleans()),
+        rating=draw(st.sampled_from([None, 10.0, 50.0, 90.0])),
+        added=added,
+        events=events,
+    )
+
+
+def write_ledger(store: Store, links: Sequence[LinkHistory]) -> int:
+    """The links and their events as ledger rows of one site; its id. Each link's state is
+    the one its last state event left (live without one), as the ledger keeps it."""
+    site_id = store.ensure_site(SITE, "own")
+    conn = store.conn
+    for n, h in enumerate(links):
+        host = ("blog." if h.sub else "www.") + DOMAINS[h.domain]
+        state = "live"
+        for _, kind, _ in h.events:
+            state = STATE_AFTER.get(kind, state)
+        cur = conn.execute(
+            """INSERT INTO links (site_id, link_key, url_from, url_to, nofollow, refdomain,
+                   domain_rating, added_at, state, seen_by)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)""",
+            (
+                site_id,
+                n,
+                f"https://{host}/page{h.page}-{n}",
+                f"https://{SITE}/p{h.target}",
+                int(h.nofollow),
+                DOMAINS[h.domain],
+                h.rating,
+                to_db(at(h.added)) if h.added is not None else None,
+                state,
+            ),
+        )
+        for t, kind, reason in h.events:
+            conn.execute(
+                """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+                VALUES (0, ?, ?, ?, ?, ?)""",
+                (site_id, cur.lastrowid, kind, reason, to_db(at(t))),
+            )
+    return site_id
+
+
+@dataclass(frozen=True)
+class Row:
+    """A link as the reference model reads it."""
+
+    domain: str
+    added_at: str | None
+    events: tuple[tuple[str, str, str | None], ...]
+
+
+def reference_rows(store: Store, site_id: int, link_filter: LinkFilter | None) -> list[Row]:
+    """The site's links that pass the filter (the filter's own SQL test decides), with all
+    their events in the order they happened."""
+    cond, params = ("", {}) if link_filter is None else link_filter.condition("l")
+    if cond:
+        register_functions(store.conn)
+    rows = []
+    for lid, domain, added in store.conn.execute(
+        f"SELECT l.id, l.refdomain, l.added_at FROM links l WHERE l.site_id = :site{cond}",
+        {"site": site_id, **params},
+    ).fetchall():
+        events = store.conn.execute(
+            "SELECT at, kind, reason FROM link_events WHERE link_id = ? ORDER BY at, id", (lid,)
+        ).fetchall()
+        rows.append(Row(domain, added, tuple(events)))
+    return rows
+
+
+def reference_state(row: Row, t: str) -> str | None:
+    """docs/evidence.md, "Link states": not there before it was added; else the state its
+    latest state event up to `t` left; live without one."""
+    if row.added_at is not None and row.added_at > t:
+        return None
+    state = "live"
+    for when, kind, _ in row.events:
+        if when <= t and kind in STATE_AFTER:
+            state = STATE_AFTER[kind]
+    return state
+
+
+def reference_window(rows: Sequence[Row], start: datetime, end: datetime) -> WindowCounts:
+    """docs/evidence.md, "Metrics over a window (start, end]", literally."""
+    t0, t1 = to_db(start), to_db(end)
+    gains = losses = 0
+    gained: set[str] = set()
+    lost: set[str] = set()
+    alive0: set[str] = set()
+    alive1: set[str] = set()
+    live1: set[str] = set()
+    live_links = 0
+    for row in rows:
+        for when, kind, reason in row.events:
+            if t0 < when <= t1:
+                if kind == "new" or (kind == "restored" and reason == "lost"):
+                    gains += 1
+                    gained.add(row.domain)
+                if kind == "lost":
+                    losses += 1
+                    lost.add(row.domain)
+        s0, s1 = reference_state(row, t0), reference_state(row, t1)
+        if s0 in ALIVE:
+            alive0.add(row.domain)
+        if s1 in ALIVE:
+            alive1.add(row.domain)
+        if s1 == "live":
+            live1.add(row.domain)
+            live_links += 1
+    domains = {row.domain for row in rows}
+    new_rd = {d for d in domains if d not in alive0 and d in alive1 and d in gained}
+    lost_rd = {d for d in domains if d in alive0 and d not in alive1 and d in lost}
+    return WindowCounts(
+        new_links=gains,
+        lost_links=losses,
+        new_refdomains=len(new_rd),
+        lost_refdomains=len(lost_rd),
+        refdomains_at_start=len(alive0),
+        live_links=live_links,
+        live_refdomains=len(live1),
+        domains_lost=frozenset(lost_rd),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "linkwatch.db")
+    yield s
+    s.close()
+
+
+specs = st.lists(
+    st.tuples(
+        st.integers(1, 24 * 10),  # window length, hours
+        st.integers(0, 24 * 14),  # end, hours after T0
+        st.sampled_from(FILTERS),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(links=st.lists(histories(), max_size=14), wanted=specs)
+def test_one_pass_equals_each_window_by_the_definition(
+    links: list[LinkHistory], wanted: list[tuple[int, int, LinkFilter | None]]
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder) / "linkwatch.db")
+        try:
+            site_id = write_ledger(store, links)
+            asked = [WindowSpec(at(end - length), at(end), f) for length, end, f in wanted]
+            together = window_counts_batch(store.conn, site_id, asked)
+            assert set(together) == set(asked)
+            for spec in asked:
+                rows = reference_rows(store, site_id, spec.link_filter)
+                want = reference_window(rows, spec.start, spec.end)
+                assert together[spec] == want, spec
+                # Alone, the same numbers: a window does not depend on its company.
+                alone = window_counts(store.conn, site_id, spec.start, spec.end, spec.link_filter)
+                assert alone == want, spec
+                # The message's list marks wholly lost exactly what the metric counts.
+                listed = lost_domains(
+                    store.conn,
+                    site_id,
+                    spec.start,
+                    spec.end,
+                    together[spec].domains_lost,
+                    100,
+                    spec.link_filter,
+                )
+                assert {d.refdomain for d in listed if d.domain_lost} == want.domains_lost
+                with_losses = {
+                    r.domain
+                    for r in rows
+                    for when, kind, _ in r.events
+                    if kind == "lost" and to_db(spec.start) < when <= to_db(spec.end)
+                }
+                assert {d.refdomain for d in listed} == with_losses
+                # A short list is the head of the long one (the read stops early).
+                short = lost_domains(
+                    store.conn,
+                    site_id,
+                    spec.start,
+                    spec.end,
+                    together[spec].domains_lost,
+                    1,
+                    spec.link_filter,
+                )
+                assert short == listed[:1]
+        finally:
+            store.close()
+
+
+def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:
+    history = LinkHistory(0, False, 0, 0, False, 50.0, None, ((30, "missing", None),))
+    site_id = write_ledger(store, [history])
+    plain = WindowSpec(at(0), at(48))
+    empty = WindowSpec(at(0), at(48), LinkFilter())
+    counts = window_counts_batch(store.conn, site_id, [plain, empty])
+    assert counts[plain] == counts[empty]
+    assert counts[plain].live_links == 0 and counts[plain].refdomains_at_start == 1
+
+
+def test_a_weak_wholly_lost_domain_heads_a_short_list(store: Store) -> None:
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        # alpha.com and beta.org keep a link and lose a stronger one; gamma.co.uk, rated
+        # lowest, loses its only link.
+        LinkHistory(0, False, 0, 0, False, 90.0, None, lost),
+        LinkHistory(0, False, 1, 0, False, 10.0, None, ()),
+        LinkHistory(1, False, 0, 0, False, 80.0, None, lost),
+        LinkHistory(1, False, 1, 0, False, 10.0, None, ()),
+        LinkHistory(2, False, 0, 0, False, 10.0, None, lost),
+    ]
+    site_id = write_ledger(store, links)
+    spec = WindowSpec(at(0), at(72))
+    counts = window_counts_batch(store.conn, site_id, [spec])[spec]
+    assert counts.domains_lost == {"gamma.co.uk"}
+    listed = lost_domains(store.conn, site_id, at(0), at(72), counts.domains_lost, 1)
+    assert [(d.refdomain, d.domain_lost) for d in listed] == [("gamma.co.uk", True)]
+    listed = lost_domains(store.conn, site_id, at(0), at(72), counts.domains_lost, 2)
+    assert [d.refdomain for d in listed] == ["gamma.co.uk", "alpha.com"]
+
+
+def _rules(n: int) -> list[ThresholdRule]:
+    """n threshold rules over four windows and four filters, every one firing."""
+    filters: list[dict[str, object]] = [
+        {},
+        {"dofollow_only": True},
+        {"min_domain_rating": 50},
+        {"watch_domains": ["alpha.com"]},
+    ]
+    return [
+        ThresholdRule.from_file(
+            f"rule-{i}",
+            {
+                "kind": "threshold",
+                "metric": "lost_links",
+                "window": ["1d", "3d", "7d", "10d"][i % 4],
+                "op": ">=",
+                "value": 0,
+                "notify": ["console"],
+                **filters[(i // 4) % 4],
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links = [
+        LinkHistory(i % 4, i % 3 == 0, i % 4, i % 3, i % 5 == 0, [None, 50.0, 90.0][i % 3], None,
+                    ((24 * (i % 9), "missing", None), (24 * (i % 9) + 24, "lost", None)))
+        for i in range(40)
+    ]  # fmt: skip
+    site_id = write_ledger(store, links)
+    conn = store.conn
+    conn.execute(
+        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
+        VALUES (?, 'exports', ?, 'baseline', ?)""",
+        (site_id, to_db(T0), to_db(T0)),
+    )
+    passes: list[int] = []
+
+    def counting(
+        c: sqlite3.Connection, site: int, asked: Sequence[WindowSpec]
+    ) -> dict[WindowSpec, WindowCounts]:
+        passes.append(len(asked))
+        return window_counts_batch(c, site, asked)
+
+    monkeypatch.setattr("alerts.metrics.window_counts_batch", counting)
+    now = at(24 * 10)
+    rules = _rules(20)
+    ctx = EvaluationContext(store, now, now, [SITE], [SITE])
+    book = MemoryAlertBook()
+    fired = evaluate(store, rules, ctx, book)
+    # One pass for the site: 16 distinct (window, filter) pairs, the rest shared.
+    assert passes == [16]
+    assert [t.state for t in fired] == ["firing"] * 20
+    for rule, told in zip(rules, book.told, strict=True):
+        rows = reference_rows(store, site_id, rule.link_filter)
+        want = reference_window(rows, now - rule.window, now)
+        assert told.message["value"] == want.lost_links
+        listed = told.message["lost_domains"]
+        assert {d["refdomain"] for d in listed if d["domain_lost"]} == set(want.domains_lost)
+        # The engine's list is the window's own, as read alone.
+        alone = lost_domains(
+            conn, site_id, now - rule.window, now, want.domains_lost, 10, rule.link_filter
+        )
+        assert [d["refdomain"] for d in listed] == [d.refdomain for d in alone]
+        m = ctx.metrics(SITE, rule.window, link_filter=rule.link_filter)
+        assert m == metrics_of(SITE, rule.window, now, want)
