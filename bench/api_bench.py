@@ -16,7 +16,8 @@ its own:
 * rows/s of each, the ratio full / bare (target >= 0.50) and the peak RSS of the polls
   (target <= 300 MB).
 
-Usage: python bench/api_bench.py [--links N] [--no-churn] [--profile] [--keep] [--workdir DIR]
+Usage: python bench/api_bench.py [--links N] [--latency S] [--no-churn] [--profile] [--keep]
+       [--workdir DIR]
 This is a benchmark, not a test.
 """
 
@@ -281,9 +282,11 @@ class BenchServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, n_links: int) -> None:
+    def __init__(self, n_links: int, latency: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.n_links = n_links
+        # Seconds each data call takes before its answer starts (the API's own work).
+        self.latency = latency
         self.profile = Profile(n_links)
         expected = base64.b64encode(f"{LOGIN}:{PASSWORD}".encode()).decode()
         self.auth = f"Basic {expected}"
@@ -403,14 +406,16 @@ class Handler(BaseHTTPRequestHandler):
             '"path":["v3","backlinks","backlinks","live"],'
             f'"data":{json.dumps(data, separators=(",", ":"))},"result":['
         ).encode()
+        if srv.latency:
+            time.sleep(srv.latency)
         self._send(b"".join((head, result, items, b"}]}]}")))
         if count == limit:
             srv.render_ahead(profile, start + count, limit)
 
 
-def serve(n_links: int) -> None:
+def serve(n_links: int, latency: float) -> None:
     """Run the server until killed; its port goes to stdout first."""
-    server = BenchServer(n_links)
+    server = BenchServer(n_links, latency)
     print(server.server_address[1], flush=True)
     server.serve_forever(poll_interval=0.5)
 
@@ -631,7 +636,15 @@ def bench(args: argparse.Namespace) -> int:
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
     server = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--serve", "--links", str(args.links)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            "--links",
+            str(args.links),
+            "--latency",
+            str(args.latency),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -641,7 +654,10 @@ def bench(args: argparse.Namespace) -> int:
         port = int(server.stdout.readline())
         base_url = f"http://127.0.0.1:{port}/"
         settings = write_settings(work, base_url)
-        print(f"workdir {work}: {args.links:,} links, server {base_url} (pid {server.pid})")
+        print(
+            f"workdir {work}: {args.links:,} links, server {base_url} (pid {server.pid}),"
+            f" {args.latency * 1000:g} ms per data call"
+        )
 
         print("bare paging loop (requests.Session, pages of 1000, JSON decoded) ...", flush=True)
         bare, stats, others = _measured(base_url, ["--child-bare", base_url])
@@ -763,12 +779,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the baseline poll and print it"
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds the server takes over each data call (default 0: loopback speed)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-bare", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--child-poll", nargs=2, metavar=("SETTINGS", "AT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        serve(args.links)
+        serve(args.links, args.latency)
         return 0
     if args.child_bare:
         child_bare(args.child_bare)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from daemon.store import GuardSettings, Store
@@ -885,6 +885,10 @@ _HOST_LABELS = st.sampled_from(
 
 @settings(max_examples=400)
 @given(st.lists(_HOST_LABELS, min_size=1, max_size=5))
+# A wildcard's exception and its wildcard, each below a further label.
+@example(["blog", "www", "ck"])
+@example(["blog", "example", "ck"])
+@example(["blog", "city", "kawasaki", "jp"])
 def test_registrable_domain_agrees_with_tldextract(labels: list[str]) -> None:
     from sources.urls import _registrable_any
 
