@@ -109,8 +109,7 @@ def _reading(ctx: click.Context) -> tuple[Settings, Store]:
     except StoreError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     try:
-        for site in settings.sites:
-            store.ensure_site(site.domain, site.role)
+        store.register_sites((site.domain, site.role, site.sources) for site in settings.sites)
     except BaseException:
         store.close()
         raise
@@ -1075,7 +1074,12 @@ def compact(ctx: click.Context, dry_run: bool, keep_text: str | None) -> None:
     else:
         click.echo(
             f"{db}: {done.size_before / mb:.1f} MiB -> {done.size_after / mb:.1f} MiB"
-            " (analyzed, vacuumed)"
+            + (
+                " (analyzed, vacuumed)"
+                if done.log_emptied
+                else " (analyzed, vacuumed; another process is reading, so the rewritten"
+                " pages stay in the -wal log: the space comes back once it has finished)"
+            )
         )
 
 

@@ -101,16 +101,9 @@ class Linkwatch:
 
     def register_sites(self, settings: Settings | None = None) -> None:
         """Record the configured sites in the store; warn about retired sources."""
-        for site in (settings or self.settings).sites:
-            self.store.ensure_site(site.domain, site.role)
-            for gone, count in self.store.links_held_only_by(site.domain, site.sources).items():
-                # Their links stay live until a configured source reports them gone.
-                log.warning(
-                    "%s: source %r is no longer configured; %d live links were seen only by it",
-                    site.domain,
-                    gone,
-                    count,
-                )
+        self.store.register_sites(
+            (site.domain, site.role, site.sources) for site in (settings or self.settings).sites
+        )
 
     def reload(self) -> bool:
         """Re-read the settings file and the rules; on any problem keep the running
@@ -199,6 +192,8 @@ class Linkwatch:
                 report.size_after / 1e6,
                 ", vacuumed" if report.vacuumed else "",
             )
+            if not report.log_emptied:
+                log.info("maintenance: a reader kept the -wal log; it is emptied later")
         return report
 
     def _told(self, result: SnapshotResult) -> None:

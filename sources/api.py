@@ -215,6 +215,8 @@ class ApiClient:
     secrets: tuple[str, ...] = ()
     calls: int = 0
     retried: int = 0
+    # Set by close(): a call still to come (a page asked for ahead, a retry) is not made.
+    closed: bool = False
 
     def call(
         self,
@@ -283,6 +285,8 @@ class ApiClient:
                 ceiling = min(self.policy.max_backoff, self.policy.backoff * 2**attempt)
                 # "Equal jitter": never less than half the backoff, so a storm still slows us.
                 wait = ceiling / 2 + self.jitter() * ceiling / 2
+            if self.closed:
+                raise PollStopped  # dropped while this call was out: nothing to retry for
             attempt += 1
             self.retried += 1
             log.info(
@@ -311,11 +315,16 @@ class ApiClient:
             raise PollStopped
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self.closed:
+            # The poll was dropped (or read to its end) meanwhile: no call is paid for it.
+            raise PollStopped
         with self.pace.lock:
             if self.pace.last_call is not None:
                 gap = self.pace.last_call + self.policy.min_interval - self.clock()
                 if gap > 0:
                     self._wait(gap)
+            if self.closed:
+                raise PollStopped
             self.pace.last_call = self.clock()
             self.calls += 1
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
@@ -362,7 +371,8 @@ class ApiClient:
             ) from exc
 
     def close(self) -> None:
-        """Close the session's connections."""
+        """Close the session's connections; no call is made after this."""
+        self.closed = True
         self.session.close()
 
 

@@ -202,6 +202,51 @@ def test_the_next_page_is_asked_for_while_this_one_is_read(fake: FakeApi, app_fo
         result.close()
 
 
+def test_a_dropped_poll_asks_the_api_for_nothing_more(
+    fake: FakeApi, app_for: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    page = fake.largest_page()
+    fake.links = profile(3 * page)
+    source = app_for(fake).sources["api"]
+    assert isinstance(source, ApiSource)
+
+    def calls_since(since: int, want: int | None = None) -> int:
+        """Data calls since `since`, once `want` of them have arrived (None: once no
+        more have arrived for 0.3 s)."""
+        deadline = time.monotonic() + 10
+        last, steady_at = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = fake.data_calls - since
+            if now == want:
+                break
+            if now != last:
+                last, steady_at = now, time.monotonic()
+            elif want is None and time.monotonic() - steady_at > 0.3:
+                break
+            time.sleep(0.01)
+        return fake.data_calls - since
+
+    # Which call is the page asked for ahead once the first row is being stored.
+    base = fake.data_calls
+    result = source.fetch(fake.site, T0, sleep=lambda s: None)
+    next(iter(result.records))
+    ahead = calls_since(base)
+    result.close()
+    # That call is slow, then fails: a poll that went on would retry it.
+    base = fake.data_calls
+    fake.faults[base + ahead] = Fault(500, "{}", delay=1.0)
+    result = source.fetch(fake.site, T0, sleep=lambda s: None)
+    records = iter(result.records)
+    next(records)
+    assert calls_since(base, ahead) == ahead
+    with caplog.at_level(logging.INFO):
+        records.close()  # the ingest failed, or the daemon stops
+        result.close()
+        time.sleep(1.5)
+    assert fake.data_calls - base == ahead
+    assert not [r for r in caplog.records if "retry" in r.getMessage()]
+
+
 def test_refused_credentials_are_an_error_that_says_what_to_fix(
     fake: FakeApi, app_for: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

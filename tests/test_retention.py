@@ -520,6 +520,20 @@ def test_the_daily_run_vacuums_only_when_a_quarter_of_the_file_is_free(store: St
     assert second.free_before < 0.25 and not second.vacuumed and second.analyzed
 
 
+def test_a_vacuum_while_another_process_reads_says_the_space_comes_back_later(
+    store: Store,
+) -> None:
+    long_history(store, days=20)
+    reader = sqlite3.connect(store.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM links").fetchone()  # a read in progress
+    held = store.maintain(5 * DAY, day(20), vacuum_now=True)
+    assert held.vacuumed and not held.log_emptied
+    reader.execute("COMMIT")
+    reader.close()
+    assert store.maintain(5 * DAY, day(20), vacuum_now=True).log_emptied
+
+
 def test_closing_after_writes_refreshes_statistics_and_after_reads_writes_nothing(
     tmp_path: Path,
 ) -> None:

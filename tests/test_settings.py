@@ -98,10 +98,21 @@ def test_a_retired_source_is_reported_at_start(
     app.close()
     with caplog.at_level("WARNING"):
         Linkwatch.open(load_settings(path)).close()
-    assert (
+    said = (
         "example.com: source 'semrush' is no longer configured; 3 live links were seen only by it"
-        in caplog.text
     )
+    assert said in caplog.text
+    # The reading commands, which load no source, say it too: there a user looks.
+    for verb in (
+        ["status"],
+        ["metrics", "--site", "example.com"],
+        ["links", "--site", "example.com"],
+    ):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            result = CliRunner().invoke(main, ["-c", str(path), *verb])
+        assert result.exit_code == 0, result.output
+        assert said in caplog.text + result.output, verb
 
 
 def _with_path(folder: Path, template: str) -> Path:

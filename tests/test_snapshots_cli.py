@@ -256,3 +256,23 @@ def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_pat
     assert res.exit_code == 0 and "warning" not in res.output
     res = CliRunner().invoke(main, ["-c", str(settings), "status"])
     assert res.exit_code == 0 and "warning" not in res.output
+
+
+def test_a_rebuild_over_sightings_without_digests_keeps_one_interval_per_link(
+    tmp_path: Path,
+) -> None:
+    # A database upgraded from before m005 has sightings without digests (NULL): a row
+    # listed again with the same (unknown) values continues its sighting, as before.
+    settings = history(tmp_path)
+    db = tmp_path / "linkwatch.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE sightings SET digest = NULL")
+    conn.close()
+    code, out = run("-c", str(settings), "snapshots", "delete", str(listing(settings)[1]["id"]))
+    assert code == 0, out
+    with sqlite3.connect(db) as conn:
+        rows, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT link_key) FROM sightings"
+        ).fetchone()
+    conn.close()
+    assert rows == distinct == 10

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,8 @@ from daemon.store.retention import MaintenanceReport, RetentionReport
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLAIM_LEASE",
@@ -188,6 +191,9 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA cache_size = -65536")
+            # A log grown by a VACUUM (or a 1M-link baseline) while someone read is cut
+            # back to this size at the next checkpoint, not kept at its largest.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             conn.execute("PRAGMA temp_store = FILE")
             conn.execute("PRAGMA temp.cache_size = -32768")
             MIGRATIONS.upgrade(conn)
@@ -244,6 +250,20 @@ class Store:
         )
 
     # --- sites -------------------------------------------------------------------------
+
+    def register_sites(self, sites: Iterable[tuple[str, str, Sequence[str]]]) -> None:
+        """Record the configured sites (domain, role, source names); warn about a source
+        no longer configured whose links nothing else sees."""
+        for domain, role, sources in sites:
+            self.ensure_site(domain, role)
+            for gone, count in self.links_held_only_by(domain, list(sources)).items():
+                # Their links stay live until a configured source reports them gone.
+                log.warning(
+                    "%s: source %r is no longer configured; %d live links were seen only by it",
+                    domain,
+                    gone,
+                    count,
+                )
 
     def ensure_site(self, domain: str, role: str) -> int:
         """The id of a site, created (or its role updated) as the settings say."""

@@ -963,7 +963,7 @@ def _listing_delta(step: Step) -> None:
         WHERE NOT EXISTS (
             SELECT 1 FROM sightings o INDEXED BY sightings_open
             WHERE o.series_id = :series AND o.link_key = s.link_key
-              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest)
+              AND o.ended_snapshot_id IS NULL AND o.digest IS s.digest)
         -- In key order (the staging index's): every later step that probes or extends an
         -- index by key then walks it in order, instead of at random pages of a file far
         -- larger than the cache.
@@ -1408,7 +1408,7 @@ def _domain_sightings(step: Step) -> None:
         WHERE NOT EXISTS (
             SELECT 1 FROM domain_sightings o INDEXED BY domain_sightings_open
             WHERE o.series_id = :series AND o.domain = s.domain
-              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest)""",
+              AND o.ended_snapshot_id IS NULL AND o.digest IS s.digest)""",
         p,
     )
     if not step.baseline:

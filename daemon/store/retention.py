@@ -331,11 +331,19 @@ def free_fraction(conn: sqlite3.Connection) -> float:
     return free / pages if pages else 0.0
 
 
-def vacuum(conn: sqlite3.Connection) -> None:
-    """Rewrite the file without its free pages, and give the log's space back."""
+def vacuum(conn: sqlite3.Connection) -> bool:
+    """Rewrite the file without its free pages, and give the log's space back; False when
+    another connection's read kept the log (see `checkpoint`)."""
     conn.execute("VACUUM")
     # In WAL mode the rewritten pages sit in the log until a checkpoint copies them back.
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return checkpoint(conn)
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the log into the file and empty it; False when another connection, reading,
+    still needs the log (its space comes back at a later checkpoint)."""
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy
 
 
 def analyze(conn: sqlite3.Connection) -> None:
@@ -377,6 +385,8 @@ class MaintenanceReport:
     free_before: float
     vacuumed: bool
     analyzed: bool
+    # False when a reader kept the log: the file on disk has not shrunk yet.
+    log_emptied: bool = True
 
 
 # The daily maintenance rewrites the file when at least this share of it is free pages.
@@ -402,9 +412,6 @@ def maintain(
         return MaintenanceReport(report, size_before, size_before, free, False, False)
     analyze(conn)
     wanted = free >= VACUUM_ABOVE if vacuum_now is None else vacuum_now
-    if wanted:
-        vacuum(conn)
-    else:
-        # Pages freed by retention are reused by later ingests; the log is given back.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return MaintenanceReport(report, size_before, file_size(path), free, wanted, True)
+    # Pages freed by retention and not vacuumed are reused by later ingests.
+    emptied = vacuum(conn) if wanted else checkpoint(conn)
+    return MaintenanceReport(report, size_before, file_size(path), free, wanted, True, emptied)
