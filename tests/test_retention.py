@@ -520,6 +520,28 @@ def test_the_daily_run_vacuums_only_when_a_quarter_of_the_file_is_free(store: St
     assert second.free_before < 0.25 and not second.vacuumed and second.analyzed
 
 
+def test_an_old_export_read_again_after_pruning_is_still_a_duplicate(store: Store) -> None:
+    def export(day_n: float, links: range, name: str, stamp: str) -> SnapshotResult:
+        return SnapshotResult(
+            taken_at=day(day_n),
+            records=iter([Backlink(LINKS[i][0], LINKS[i][1], anchor="a") for i in links]),
+            origin=name,
+            format="ahrefs",
+            digest=f"content of {name}",
+            origin_stamp=stamp,
+        )
+
+    for n, (when, links, name) in enumerate(
+        [(0, range(4), "first.csv"), (1, range(6), "old.csv"), (30, range(12), "new.csv")]
+    ):
+        store.ingest(SITE, "ahrefs", export(when, links, name, f"s{n}"), GUARDS, day(when))
+    assert store.maintain(10 * DAY, day(60)).retention.deleted["snapshots"] == 1  # old.csv
+    # The old file, touched since (a new stamp, dated by its new time), is read again.
+    again = store.ingest(SITE, "ahrefs", export(61, range(6), "old.csv", "s9"), GUARDS, day(61))
+    assert again.status == "duplicate"
+    assert (again.missing, again.lost) == (0, 0)
+
+
 def test_a_vacuum_while_another_process_reads_says_the_space_comes_back_later(
     store: Store,
 ) -> None:

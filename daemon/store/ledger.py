@@ -471,13 +471,24 @@ def is_duplicate(
     before_id: int = _NO_LIMIT,
 ) -> bool:
     """Same content as an earlier snapshot of the series taken at the same time or later,
-    or as an earlier read of the same file (only its time stamp changed)."""
+    or as an earlier read of the same file (only its time stamp changed) — also when
+    retention has pruned that snapshot since (its digest is kept)."""
     if digest is None:
         return False
     row = conn.execute(
-        "SELECT 1 FROM snapshots WHERE series_id = ? AND digest = ? AND id < ?"
-        " AND (taken_at >= ? OR origin = ?) AND status != 'error' LIMIT 1",
-        (series_id, digest, before_id, taken, origin or None),
+        "SELECT 1 FROM snapshots WHERE series_id = :series AND digest = :digest"
+        " AND id < :before AND (taken_at >= :taken OR origin = :origin) AND status != 'error'"
+        " UNION ALL SELECT 1 FROM deleted_snapshots d, series s"
+        " WHERE s.id = :series AND d.site_id = s.site_id AND d.digest = :digest"
+        " AND d.source = s.source AND d.status = 'pruned'"
+        " AND (d.taken_at >= :taken OR d.origin = :origin) LIMIT 1",
+        {
+            "series": series_id,
+            "digest": digest,
+            "before": before_id,
+            "taken": taken,
+            "origin": origin or None,
+        },
     ).fetchone()
     return row is not None
 

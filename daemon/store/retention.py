@@ -265,17 +265,18 @@ def _prune_snapshots(conn: sqlite3.Connection, site_id: int, h: str, now: dateti
     # file stays known the way a deleted one's does.
     x(
         f"""INSERT INTO deleted_snapshots (site_id, source, origin, origin_stamp, taken_at,
-               status, deleted_at)
-        SELECT site_id, source, origin, origin_stamp, max(taken_at), 'pruned', :now
+               status, deleted_at, digest)
+        SELECT site_id, source, origin, origin_stamp, max(taken_at), 'pruned', :now, digest
         FROM snapshots d WHERE {doomed}
           AND NOT EXISTS (SELECT 1 FROM snapshots k WHERE k.site_id = d.site_id
                           AND k.source = d.source AND k.origin = d.origin
-                          AND k.origin_stamp IS d.origin_stamp
+                          AND k.origin_stamp IS d.origin_stamp AND k.digest IS d.digest
                           AND k.id IN (SELECT id FROM kept_snapshots))
           AND NOT EXISTS (SELECT 1 FROM deleted_snapshots k WHERE k.site_id = d.site_id
                           AND k.source = d.source AND k.origin = d.origin
-                          AND k.origin_stamp IS d.origin_stamp)
-        GROUP BY site_id, source, origin, origin_stamp""",
+                          AND k.origin_stamp IS d.origin_stamp AND k.digest IS d.digest)
+        -- One row per file and content: what csv_dir skips, and what is_duplicate knows.
+        GROUP BY site_id, source, origin, origin_stamp, digest""",
         p,
     )
     gone = x(f"DELETE FROM snapshots WHERE {doomed}", p).rowcount

@@ -528,3 +528,17 @@ def m006_filter_index(db: Database) -> None:
         DROP INDEX links_refdomain;
         """
     )
+
+
+@MIGRATIONS()
+def m007_pruned_digests(db: Database) -> None:
+    """A snapshot pruned by retention keeps its content digest: an old export read again
+    (its file touched, so its stamp changed) is still recognised as a duplicate, never
+    taken for a new snapshot that would make every later link look lost."""
+    db.executescript(
+        """
+        ALTER TABLE deleted_snapshots ADD COLUMN digest TEXT;
+        CREATE INDEX deleted_snapshots_digest ON deleted_snapshots(site_id, digest)
+            WHERE digest IS NOT NULL;
+        """
+    )
