@@ -331,6 +331,8 @@ def test_a_long_history_shrinks_and_a_dry_run_changes_nothing(store: Store) -> N
     dry = store.maintain(10 * DAY, day(60), dry_run=True)
     assert dry.retention.total > 0 and dry.retention.dry_run
     assert dump(store) == before
+    # A dry run reports the file as it is: not analyzed, not vacuumed, the same size.
+    assert (dry.vacuumed, dry.analyzed, dry.size_after) == (False, False, dry.size_before)
     done = store.maintain(10 * DAY, day(60), vacuum_now=True)
     assert done.retention.deleted == dry.retention.deleted
     assert done.vacuumed and done.size_after < done.size_before
@@ -339,6 +341,31 @@ def test_a_long_history_shrinks_and_a_dry_run_changes_nothing(store: Store) -> N
     ).fetchone()[0]
     assert events_left < len(before["link_events"]) / 2
     assert pruned_before(store.conn, store.site_id(SITE)) == day(50)
+
+
+def test_maintenance_keeps_what_the_rules_read_further_back_than_keep(store: Store) -> None:
+    long_history(store, days=60)
+    done = store.maintain(10 * DAY, day(60), reach=30 * DAY)
+    assert done.retention.horizon == day(30)
+    assert pruned_before(store.conn, store.site_id(SITE)) == day(30)
+
+
+def test_the_daily_run_vacuums_only_when_asked_or_worth_it(store: Store) -> None:
+    long_history(store, days=60)
+
+    def free_pages() -> int:
+        return int(store.conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    kept = store.maintain(10 * DAY, day(60), vacuum_now=False)
+    pages = int(store.conn.execute("PRAGMA page_count").fetchone()[0])
+    # The free pages retention left are there, and measured as the share they are.
+    assert free_pages() > 0 and not kept.vacuumed
+    assert (
+        abs(store.maintain(None, day(60), vacuum_now=False).free_before - free_pages() / pages)
+        < 1e-9
+    )
+    done = store.maintain(None, day(60), vacuum_now=True)
+    assert done.vacuumed and free_pages() == 0
 
 
 def test_a_rule_that_reads_further_back_moves_the_horizon(tmp_path: Path) -> None:
