@@ -45,6 +45,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+# The ingest benchmark's hash and vocabulary (this script's folder is on sys.path).
+from ingest_bench import LANGS, SECTIONS, mix
+
 REPO = Path(__file__).resolve().parent.parent
 SITE = "example.com"
 SOURCE = "api"
@@ -66,16 +69,6 @@ DROP_EVERY = 200
 ADD_SHARE = 200
 CHANGE_EVERY = 2000
 N_TARGETS = 500
-
-_M64 = (1 << 64) - 1
-
-
-def _mix(x: int) -> int:
-    """splitmix64: a cheap, well-spread 64-bit hash of an integer."""
-    z = (x + 0x9E3779B97F4A7C15) & _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
 
 
 # --- the profile and its items ---------------------------------------------------------
@@ -100,9 +93,7 @@ TITLES = [_j(t) for t in [
 ]]  # fmt: skip
 TEXT_PRE = [_j(t) for t in ["As shown by", "We recommend", "According to", "See also:", ""]]
 TEXT_POST = [_j(t) for t in ["for details.", "(2024).", "— worth a read.", "and more.", ""]]
-SECTIONS = ["blog", "news", "posts", "articles", "wiki", "forum/thread", "reviews"]
 TLDS = ["com", "com", "com", "org", "net", "io", "de", "co.uk"]
-LANGS = ["en", "en", "en", "en", "de", "fr", "es", "it"]
 COUNTRIES = ["US", "US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "AU"]
 PLATFORMS = ['["cms","blogs"]', '["news"]', '["ecommerce"]', '["unknown"]', '["forum"]']
 LOCATIONS = ["article", "article", "article", "footer", "aside", "header", "section"]
@@ -164,23 +155,23 @@ class Profile:
             )
 
     def is_dropped(self, link: int) -> bool:
-        return self.snapshot > 0 and link < self.n_links and _mix(link ^ 0x5A5A) % DROP_EVERY == 0
+        return self.snapshot > 0 and link < self.n_links and mix(link ^ 0x5A5A) % DROP_EVERY == 0
 
     def anchor_changed(self, link: int) -> bool:
         """True if the link's anchor differs in this snapshot (never an image link's)."""
         return (
             self.snapshot > 0
             and link < self.n_links
-            and _mix(link ^ 0xC3C3) % CHANGE_EVERY == 0
-            and (_mix(SEED * 1_000_003 + link) >> 44) % 25 != 0
+            and mix(link ^ 0xC3C3) % CHANGE_EVERY == 0
+            and (mix(SEED * 1_000_003 + link) >> 44) % 25 != 0
         )
 
     def item(self, link: int) -> str:
         """One item of the answer, as the API renders it (compact JSON)."""
-        h = _mix(SEED * 1_000_003 + link)
-        g = _mix(h)
+        h = mix(SEED * 1_000_003 + link)
+        g = mix(h)
         dom = h % self.n_domains
-        dh = _mix(dom + 17)
+        dh = mix(dom + 17)
         tld = TLDS[dh % 8]
         sub = (g >> 2) % 4
         host = (

@@ -85,7 +85,7 @@ RIGHT = ["for details.", "(2024).", "— worth a read.", ", among others.", "and
 _M64 = (1 << 64) - 1
 
 
-def _mix(x: int) -> int:
+def mix(x: int) -> int:
     """splitmix64: a cheap, well-spread 64-bit hash of an integer."""
     z = (x + 0x9E3779B97F4A7C15) & _M64
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
@@ -115,10 +115,10 @@ class RowMaker:
 
     def row(self, link: int, anchor_version: int, last_seen: str) -> list[str]:
         """The 37 cells of link `link`."""
-        h = _mix(self.seed * 1_000_003 + link)
-        g = _mix(h)
+        h = mix(self.seed * 1_000_003 + link)
+        g = mix(h)
         host, dom = self.host(h % self.n_hosts)
-        dh = _mix(dom + 17)
+        dh = mix(dom + 17)
         dr = dh % 101
         # Skewed towards the first target pages, as real profiles are.
         target = min((h >> 20) % N_TARGETS, (h >> 32) % N_TARGETS)

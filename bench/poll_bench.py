@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from ingest_bench import SEED, Generated, generate, verdict
 
 REPO = Path(__file__).resolve().parent.parent
