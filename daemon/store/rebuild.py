@@ -329,19 +329,30 @@ def _replay_links(conn: sqlite3.Connection, site_id: int) -> int:
     snapshots = _accepted(conn, link_series, (site_id,))
     for snapshot_id, series_id, taken, status, guards in snapshots:
         _stage_links_of(conn, int(series_id), int(snapshot_id))
-        series = load_series(conn, int(series_id))
-        prev = latest_accepted(conn, series.id, before_id=int(snapshot_id))
-        counts = apply_snapshot(
-            conn,
-            series,
-            int(snapshot_id),
-            str(taken),
-            prev,
-            str(status),
-            GuardSettings.from_json(str(guards)),
-        )
-        record_counts(conn, int(snapshot_id), counts, None)
+        _reapply(conn, load_series(conn, int(series_id)), snapshot_id, taken, status, guards)
     return len(snapshots)
+
+
+def _reapply(
+    conn: sqlite3.Connection,
+    series: Series,
+    snapshot_id: int,
+    taken: str,
+    status: str,
+    guards: str | None,
+) -> None:
+    """Apply a staged accepted snapshot again, as its ingest did, and store its counts."""
+    prev = latest_accepted(conn, series.id, before_id=int(snapshot_id))
+    counts = apply_snapshot(
+        conn,
+        series,
+        int(snapshot_id),
+        str(taken),
+        prev,
+        str(status),
+        GuardSettings() if guards is None else GuardSettings.from_json(str(guards)),
+    )
+    record_counts(conn, int(snapshot_id), counts, None)
 
 
 def _stage_links_of(conn: sqlite3.Connection, series_id: int, snapshot_id: int) -> None:
@@ -399,15 +410,5 @@ def _replay_domains(conn: sqlite3.Connection, series: Series) -> int:
         )
         for statement in DOMAIN_INDEX_AND_DEDUPE:
             x(statement)
-        prev = latest_accepted(conn, series.id, before_id=int(snapshot_id))
-        counts = apply_snapshot(
-            conn,
-            series,
-            int(snapshot_id),
-            str(taken),
-            prev,
-            str(status),
-            GuardSettings() if guards is None else GuardSettings.from_json(str(guards)),
-        )
-        record_counts(conn, int(snapshot_id), counts, None)
+        _reapply(conn, series, snapshot_id, taken, status, guards)
     return len(snapshots)
