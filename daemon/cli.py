@@ -23,16 +23,18 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from daemon.logs import configure_logging
 from daemon.textsafe import one_line
 from daemon.timefmt import format_duration, parse_instant
-from sources.formats import FORMATS
 from sources.model import FormatError, SnapshotResult, SourceError
 
 # Only what every command needs is imported here: `status`, `metrics` and `links` must
 # start fast (issue 9), so rules, notifiers, sources, the scheduler and the doctor are
 # imported by the commands that use them, and tests/test_cli_startup.py checks it.
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
     from alerts.engine import Transition
     from daemon.service import Linkwatch
     from daemon.settings import Settings
+    from daemon.settings_core import CoreSettings
     from daemon.store import Store
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -52,7 +54,7 @@ def utcnow() -> datetime:
 
 def _config_file(ctx: click.Context) -> Path:
     """The settings file to read; exit 2 naming the places looked at when there is none."""
-    from daemon.settings import ConfigError, config_path
+    from daemon.settings_core import ConfigError, config_path
 
     try:
         return config_path(ctx.obj["config"])
@@ -70,7 +72,7 @@ def _settings(ctx: click.Context) -> Settings:
         _fail(str(exc), EXIT_USAGE)
 
 
-def _site(settings: Settings, given: str) -> str:
+def _site(settings: CoreSettings, given: str) -> str:
     """The configured domain `--site` names, in any letter case; else exit 2 listing them."""
     domains = [s.domain for s in settings.sites]
     if given in domains:
@@ -97,13 +99,18 @@ def _app(ctx: click.Context) -> Linkwatch:
         _fail(str(exc), EXIT_RUNTIME)
 
 
-def _reading(ctx: click.Context) -> tuple[Settings, Store]:
+def _reading(ctx: click.Context) -> tuple[CoreSettings, Store]:
     """The settings and the database for a command that only reads (status, metrics,
     links): the database is created or upgraded and the configured sites recorded, as at
-    any start, but no rule, source or notifier is loaded, so they start fast (issue 9)."""
+    any start, but no rule, source or notifier is loaded, nor their settings blocks read,
+    so they start fast (issue 9); `check` reads those."""
+    from daemon.settings_core import ConfigError, load_core_settings
     from daemon.store import Store, StoreError
 
-    settings = _settings(ctx)
+    try:
+        settings = load_core_settings(_config_file(ctx))
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
     try:
         store = Store(settings.storage.path, settings.storage.busy_timeout.total_seconds())
     except StoreError as exc:
@@ -303,11 +310,32 @@ def poll(ctx: click.Context, site: str | None) -> None:
         app.close()
 
 
+class _FormatKind(click.ParamType[str]):
+    """An export format's kind, as `click.Choice` of them; the formats are loaded only when
+    `import` reads the option or prints its help, not at every command's start."""
+
+    name = "format"
+
+    def _choice(self) -> click.Choice[str]:
+        from sources.formats import FORMATS
+
+        return click.Choice(sorted(FORMATS))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self._choice().get_metavar(param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return self._choice().convert(value, param, ctx)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return self._choice().shell_complete(ctx, param, incomplete)
+
+
 @main.command("import")
 @click.option("--site", required=True, help="the site these exports are of")
-@click.option(
-    "--format", "format_kind", type=click.Choice(sorted(FORMATS)), help="force an export format"
-)
+@click.option("--format", "format_kind", type=_FormatKind(), help="force an export format")
 @click.option(
     "--taken-at",
     callback=_instant,

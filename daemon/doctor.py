@@ -32,10 +32,10 @@ from daemon.settings import SECRET_STAND_IN, Settings
 from daemon.store.check import check_database
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db
-from sources import build_source
 from sources.api import ApiAuthError, ApiSource
 from sources.csv_dir import CsvDirSource
 from sources.model import SourceError
+from sources.registry import build_source
 
 Status = Literal["ok", "warn", "FAIL"]
 

@@ -27,10 +27,10 @@ from daemon.store import (
     database_problem,
 )
 from daemon.store.retention import reach_of
-from sources import Source, build_source
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
 from sources.model import Backlink, SnapshotResult, SourceError
+from sources.registry import Source, build_source
 
 log = logging.getLogger(__name__)
 

@@ -94,7 +94,7 @@ def states(app: Linkwatch) -> dict[str, int]:
 
 
 def test_every_kind_has_a_stand_in() -> None:
-    from sources import SOURCE_KINDS
+    from sources.registry import SOURCE_KINDS
 
     api_kinds = {k for k, cls in SOURCE_KINDS.items() if issubclass(cls, ApiSource)}
     assert api_kinds == set(KINDS)

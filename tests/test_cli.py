@@ -118,7 +118,7 @@ def test_bad_settings_exit_2_with_file_and_key(tmp_path: Path) -> None:
         notifiers='[notifiers.mail]\nkind = "email"\nhost = "h"\nport = "x"\n'
         'sender = "a@b.c"\nrecipients = []\n',
     )
-    code, out = _run(settings, "status")
+    code, out = _run(settings, "check")
     assert code == 2
     assert f"{settings}: notifiers.mail.port: Input should be a valid integer" in out
     assert f"{settings}: notifiers.mail.recipients: List should have at least 1 item" in out

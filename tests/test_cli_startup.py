@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Libraries (and linkwatch's own heavy parts) no reading command needs: HTTP clients,
 # Slack's SDK, the Public Suffix List, sqlite-utils (only migrations need it), the
-# scheduler, the SMTP test server, rule loading, the alert engine, the doctor.
+# scheduler, the SMTP test server, rule loading, the alert engine, the doctor; the source,
+# notifier and export-format plugins (and the full settings model that validates their
+# blocks); the ledger and the rebuild of a deleted snapshot.
 HEAVY = (
     "requests",
     "urllib3",
@@ -43,10 +45,18 @@ HEAVY = (
     "daemon.service",
     "daemon.scheduler",
     "daemon.doctor",
+    "daemon.settings",
+    "sources.registry",
+    "sources.api",
+    "sources.csv_dir",
+    "sources.formats",
+    "alerts.notifiers",
+    "daemon.store.ledger",
+    "daemon.store.rebuild",
 )
 
 # Every kind of notifier and an API source configured, with their secrets in the
-# environment: their settings are parsed, their clients never built.
+# environment: a reading command does not read their blocks (`check` does).
 NOTIFIERS = (
     '[notifiers.console]\nkind = "console"\n'
     '[notifiers.seo-slack]\nkind = "slack"\nchannel = "#seo-alerts"\n'
@@ -116,7 +126,25 @@ def test_a_reading_command_loads_nothing_heavy(settings: Path, verb: list[str]) 
     assert code == 0, output
     assert _loaded(modules) == []
     # It did read: the settings, through pydantic, and the database.
-    assert {"daemon.settings", "daemon.store", "pydantic"} <= modules
+    assert {"daemon.settings_core", "daemon.store", "pydantic"} <= modules
+
+
+def test_a_reading_command_leaves_the_plugin_blocks_to_check(settings: Path) -> None:
+    # A notifier block the daemon would refuse: `status` still answers, as it does with a
+    # broken rule file; `check` (and every command that builds plugins) names the key.
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace('host = "smtp.example.com"', "port = 0"), encoding="utf-8")
+    code, output, _ = _probe("-c", str(settings), "status")
+    assert code == 0 and "example.com (own)" in output, output
+    for verb in ("check", "poll"):
+        code, output, _ = _probe("-c", str(settings), verb)
+        assert code == 2, output
+        assert f"{settings}: notifiers.mail.host: Field required" in output, output
+        assert f"{settings}: notifiers.mail.port: Input should be greater than" in output
+    # The blocks must still be tables, and the sites name defined sources.
+    settings.write_text(text + "[notifiers]\nloose = 3\n", encoding="utf-8")
+    code, output, _ = _probe("-c", str(settings), "status")
+    assert code == 2 and "notifiers: 'loose' is not a table" in output, output
 
 
 def test_the_probe_would_see_a_heavy_import(settings: Path) -> None:

@@ -303,7 +303,7 @@ def test_out_of_range_source_settings_exit_2(tmp_path: Path, setting: str, messa
     settings = write_settings(tmp_path)
     keep = "" if setting.startswith("settle") else 'settle = "0s"\n'
     settings.write_text(settings.read_text().replace('settle = "0s"\n', f"{keep}{setting}\n"))
-    code, out = run(settings, "status")
+    code, out = run(settings, "check")
     assert code == 2 and message in out, out
 
 

@@ -168,7 +168,7 @@ def test_source_path_with_domain_or_no_placeholder_is_allowed(
 
 def test_bad_source_path_exits_2_through_the_cli(tmp_path: Path) -> None:
     path = _with_path(tmp_path, "exports/{site}")
-    result = CliRunner().invoke(main, ["-c", str(path), "status"])
+    result = CliRunner().invoke(main, ["-c", str(path), "check"])
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
     assert (

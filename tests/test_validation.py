@@ -134,7 +134,7 @@ SOURCE_CASES = [
 @pytest.mark.parametrize(("line", "message"), SOURCE_CASES)
 def test_source_settings_are_bounded(tmp_path: Path, line: str, message: str) -> None:
     settings = source_setting(tmp_path, line)
-    code, out = run(settings, "status")
+    code, out = run(settings, "check")
     assert code == 2, out
     assert f"{settings}: sources.exports.{message}" in out
 
@@ -161,7 +161,7 @@ def test_source_path_template_is_refused_through_the_cli(
     settings = write_settings(tmp_path)
     text = settings.read_text().replace('path = "exports/{domain}"', f"path = '{template}'")
     settings.write_text(text)
-    for verb in ("status", "check", "run"):
+    for verb in ("poll", "check", "run"):
         code, out = run(settings, verb)
         assert code == 2, out
         assert f"{settings}: sources.exports.path: " in out and message in out
@@ -205,7 +205,7 @@ NOTIFIER_CASES = [
 @pytest.mark.parametrize(("block", "message"), NOTIFIER_CASES)
 def test_notifier_numbers_are_bounded(tmp_path: Path, block: str, message: str) -> None:
     settings = write_settings(tmp_path, notifiers='[notifiers.console]\nkind = "console"\n' + block)
-    code, out = run(settings, "status")
+    code, out = run(settings, "check")
     assert code == 2, out
     assert f"{settings}: notifiers.{message}" in out
 
@@ -569,7 +569,7 @@ def test_check_and_rules_check_do_not_need_secrets(
     ) in out
     assert run(settings, "rules", "check")[0] == 0
     # The daemon itself still needs it.
-    code, out = run(settings, "status")
+    code, out = run(settings, "poll")
     assert code == 2 and f"{settings}: notifiers.seo-slack.token: Field required" in out
     monkeypatch.setenv("LINKWATCH_NOTIFIERS__seo-slack__TOKEN", "xoxb-from-env")
     code, out = run(settings, "check")
@@ -620,7 +620,7 @@ def test_the_configuration_page_lists_every_key() -> None:
         ThresholdRuleConfig,
         SourceHealthRuleConfig,
     )
-    from sources import SOURCE_KINDS
+    from sources.registry import SOURCE_KINDS
 
     models += tuple(cls.Settings for cls in SOURCE_KINDS.values())
     missing = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sqlite3
@@ -10,34 +11,55 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.store import alerts as alerts_db
-from daemon.store import reads, retention
+from daemon.store import reads
 from daemon.store.alerts import AlertState, Silence, Tell
-from daemon.store.ledger import (
-    OF_LINK_SERIES,
-    FutureSnapshotError,
-    GuardSettings,
-    IngestOutcome,
-    OtherSiteError,
-    OutOfOrderError,
-    ingest,
-    ingest_problems,
-    record_failure,
-)
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
-from daemon.store.rebuild import (
-    DeleteOutcome,
-    DeleteRefusedError,
-    Rejudged,
-    UnknownSnapshotError,
-    delete_snapshot,
-)
-from daemon.store.retention import MaintenanceReport, RetentionReport
-from daemon.store.schema import MIGRATIONS
+from daemon.store.schema import MIGRATIONS, OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult
+
+# The ledger, the rebuild of a deleted snapshot and retention are loaded by what uses
+# them: reading commands never do, and start faster (issue 9).
+if TYPE_CHECKING:
+    from daemon.store.ledger import (
+        FutureSnapshotError,
+        GuardSettings,
+        IngestOutcome,
+        OtherSiteError,
+        OutOfOrderError,
+    )
+    from daemon.store.rebuild import (
+        DeleteOutcome,
+        DeleteRefusedError,
+        Rejudged,
+        UnknownSnapshotError,
+    )
+    from daemon.store.retention import MaintenanceReport, RetentionReport
+
+_LAZY = {
+    "FutureSnapshotError": "ledger",
+    "GuardSettings": "ledger",
+    "IngestOutcome": "ledger",
+    "OtherSiteError": "ledger",
+    "OutOfOrderError": "ledger",
+    "DeleteOutcome": "rebuild",
+    "DeleteRefusedError": "rebuild",
+    "Rejudged": "rebuild",
+    "UnknownSnapshotError": "rebuild",
+    "MaintenanceReport": "retention",
+    "RetentionReport": "retention",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +251,8 @@ class Store:
             try:
                 # Never wait for another process's lock to do it: the next close will.
                 self.conn.execute("PRAGMA busy_timeout = 0")
+                from daemon.store import retention
+
                 retention.optimize(self.conn)
             except sqlite3.Error:
                 pass  # busy or mid-transaction: nothing is lost by skipping it
@@ -245,6 +269,8 @@ class Store:
     ) -> MaintenanceReport:
         """Prune history past `keep` (never what `reach` of rules reads), ANALYZE, and
         VACUUM when worth it (see daemon.store.retention and docs/storage.md)."""
+        from daemon.store import retention
+
         return retention.maintain(
             self.conn, self.path, keep, now, reach=reach, dry_run=dry_run, vacuum_now=vacuum_now
         )
@@ -296,6 +322,8 @@ class Store:
         now: datetime,
     ) -> IngestOutcome:
         """Store one snapshot and apply it to the link ledger (see daemon.store.ledger)."""
+        from daemon.store.ledger import ingest
+
         return ingest(
             self.conn,
             site_id=self.site_id(site),
@@ -315,6 +343,8 @@ class Store:
     ) -> list[ValueError]:
         """Why each snapshot of a batch, ingested in the order given, would be refused;
         checked before any is stored (see daemon.store.ledger.ingest_problems)."""
+        from daemon.store.ledger import ingest_problems
+
         return ingest_problems(
             self.conn,
             site_id=self.site_id(site),
@@ -335,6 +365,8 @@ class Store:
         origin_stamp: str | None = None,
     ) -> int:
         """Record a failed poll: it changes no link and feeds source health."""
+        from daemon.store.ledger import record_failure
+
         return record_failure(
             self.conn,
             site_id=self.site_id(site),
@@ -533,6 +565,8 @@ class Store:
         transaction (see daemon.store.rebuild); UnknownSnapshotError or DeleteRefusedError
         (nothing changed) when it cannot be done, or when `site` is given and the snapshot
         is another site's."""
+        from daemon.store.rebuild import delete_snapshot
+
         return delete_snapshot(self.conn, snapshot_id, now, site)
 
     def domain_listing(self, site: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult, SourceError
 from sources.urls import (
@@ -28,11 +29,6 @@ from sources.urls import (
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
 COMPLETE, SAMPLE, DOMAINS = "complete", "sample", "domains"
-# SQL: the snapshot row is of a series that tracks links (not a domain-level one).
-OF_LINK_SERIES = (
-    "NOT EXISTS (SELECT 1 FROM series se WHERE se.id = snapshots.series_id"
-    " AND se.coverage = 'domains')"
-)
 
 
 class OutOfOrderError(ValueError):

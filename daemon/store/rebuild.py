@@ -23,7 +23,6 @@ from daemon.store.ledger import (
     DOMAINS,
     DROP_STAGING,
     INDEX_AND_DEDUPE,
-    OF_LINK_SERIES,
     STAGING,
     GuardSettings,
     Judged,
@@ -37,6 +36,7 @@ from daemon.store.ledger import (
     record_counts,
 )
 from daemon.store.retention import pruned_before
+from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
 
 

@@ -13,6 +13,11 @@ if TYPE_CHECKING:
 
 # sqlite-utils is loaded only when a migration must run (daemon.store.migrate).
 MIGRATIONS = LazyMigrations("linkwatch")
+# SQL: the snapshot row is of a series that tracks links (not a domain-level one).
+OF_LINK_SERIES = (
+    "NOT EXISTS (SELECT 1 FROM series se WHERE se.id = snapshots.series_id"
+    " AND se.coverage = 'domains')"
+)
 
 
 @MIGRATIONS()
