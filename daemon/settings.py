@@ -23,6 +23,7 @@ from daemon.settings_core import (
     DaemonSettings,
     SiteSettings,
     StorageSettings,
+    build,
     config_path,
     hostname_problem,
     name_key,
@@ -43,10 +44,12 @@ SECRET_STAND_IN = "(not set: checked without secrets)"
 class Settings(CoreSettings):
     """Everything linkwatch reads from its settings file."""
 
-    sources: dict[str, Annotated[SourceSettings, Field(discriminator="kind")]] = Field(
+    # Narrower than CoreSettings' tables (a dict is invariant, hence the ignores): each
+    # block validated by its plugin's model.
+    sources: dict[str, Annotated[SourceSettings, Field(discriminator="kind")]] = Field(  # type: ignore[assignment]
         default_factory=dict
     )
-    notifiers: dict[str, Annotated[NotifierSettings, Field(discriminator="kind")]] = Field(
+    notifiers: dict[str, Annotated[NotifierSettings, Field(discriminator="kind")]] = Field(  # type: ignore[assignment]
         default_factory=dict
     )
 
@@ -111,7 +114,7 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
         raw = _secret_placeholders(raw)
     problems: list[str] = []
     try:
-        settings: Settings | None = _resolve_paths(Settings(**raw), path)
+        settings: Settings | None = _resolve_paths(build(Settings, raw), path)
     except ValidationError as exc:
         settings = None
         problems.append(format_validation_error(path, exc))

@@ -10,21 +10,25 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from daemon.types import Duration, KeepDuration, PositiveDuration
 from sources.urls import idna_host
@@ -252,9 +256,11 @@ class CoreSettings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     sites: list[SiteSettings] = Field(default_factory=list)
-    # Each block a table; what is in it is the plugin's to validate (daemon.settings).
-    sources: Mapping[str, object] = Field(default_factory=dict)
-    notifiers: Mapping[str, object] = Field(default_factory=dict)
+    # Each block a table; what is in it is the plugin's to validate (daemon.settings). A
+    # table type also makes pydantic-settings decode a block given whole as JSON by an
+    # environment variable, as it does for Settings.
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Where the file was read from; relative paths in it resolve against its folder.
     config_path: Path | None = Field(default=None, exclude=True)
 
@@ -337,18 +343,8 @@ class CoreSettings(BaseSettings):
                 return s
         raise KeyError(domain)
 
-    @field_validator("sources", "notifiers", mode="before")
-    @classmethod
-    def _tables(cls, v: Any, info: ValidationInfo) -> Any:
-        if not isinstance(v, Mapping):
-            return v  # the field's type says what was expected
-        for name, block in v.items():
-            if not isinstance(block, Mapping):
-                raise ValueError(
-                    f"{name!r} is not a table: expected [{info.field_name}.{name}] with "
-                    f"its keys, got {block!r}"
-                )
-        return v
+
+_S = TypeVar("_S", bound=CoreSettings)
 
 
 def config_path(explicit: str | Path | None) -> Path:
@@ -444,13 +440,28 @@ def storage_problems(settings: CoreSettings | None, raw: dict[str, Any], path: P
     return [f"{path}: storage.path: {problem}"] if problem is not None else []
 
 
+def build(model: type[_S], raw: dict[str, Any]) -> _S:
+    """`model` validated from the file's table `raw`, the environment and credentials; a
+    value the environment gives that is not JSON where a table is expected is a
+    ConfigError naming the variables to look at, not a traceback."""
+    try:
+        return model(**raw)
+    except SettingsError as exc:
+        found = re.search(r'field "(\w+)"', str(exc))
+        var = f"{ENV_PREFIX}{found.group(1).upper()}" if found else f"{ENV_PREFIX}…"
+        raise ConfigError(
+            f"environment: {var} or a {var}__… variable holds a value that is not valid JSON"
+            " where a table or list is expected (set one key per variable instead)"
+        ) from exc
+
+
 def load_core_settings(path: Path) -> CoreSettings:
     """Read and validate a settings file but for its source and notifier blocks (reading
     commands); raise ConfigError naming file, key and problem."""
     raw = read_settings_file(path)
     problems: list[str] = []
     try:
-        settings: CoreSettings | None = resolve_core_paths(CoreSettings(**raw), path)
+        settings: CoreSettings | None = resolve_core_paths(build(CoreSettings, raw), path)
     except ValidationError as exc:
         settings = None
         problems.append(format_validation_error(path, exc))

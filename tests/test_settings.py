@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from daemon.cli import main
 from daemon.service import Linkwatch
 from daemon.settings import ConfigError, config_path, load_settings
+from daemon.settings_core import load_core_settings
 from tests.helpers import write_ahrefs, write_settings
 
 SLACK = '[notifiers.seo-slack]\nkind = "slack"\ntoken = "xoxb-from-file"\nchannel = "#seo-alerts"\n'
@@ -211,3 +212,104 @@ def test_every_reference_error_is_reported_at_once(tmp_path: Path) -> None:
         f"{path}: sites[1].domain: '../etc' is not a hostname "
         "(label '': use letters, digits and inner hyphens, no scheme, path or port)",
     ]
+
+
+def _cli(path: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["-c", str(path), *args])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_a_block_given_whole_as_json_reads_alike_in_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reading command leaves the block's keys to the plugin, yet takes the block as the
+    # daemon does: a JSON table, never a string quoted back (it holds a token).
+    path = write_settings(tmp_path, notifiers=SLACK)
+    (tmp_path / "exports" / "example.com").mkdir(parents=True)
+    block = '{"kind": "slack", "channel": "#x", "token": "xoxb-SECRET-123"}'
+    monkeypatch.setenv("LINKWATCH_NOTIFIERS__SEO_SLACK", block)
+    for verb in ("status", "check"):
+        code, out = _cli(path, verb)
+        assert code == 0, out
+    token = load_settings(path).notifiers["seo-slack"].token  # type: ignore[union-attr]
+    assert token.get_secret_value() == "xoxb-SECRET-123"
+    # A list is no table, in every command alike, and the value is not quoted.
+    monkeypatch.setenv("LINKWATCH_NOTIFIERS__SEO_SLACK", '["xoxb-SECRET-123"]')
+    for verb in ("status", "check"):
+        code, out = _cli(path, verb)
+        assert code == 2 and "notifiers.seo-slack: Input should be a valid dictionary" in out
+        assert "SECRET" not in out
+
+
+def test_an_environment_value_that_is_not_json_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path)
+    for var in ("LINKWATCH_SOURCES", "LINKWATCH_STORAGE"):
+        monkeypatch.setenv(var, "{not json")
+        for verb in ("status", "check", "poll"):
+            code, out = _cli(path, verb)
+            assert code == 2, out
+            assert f"environment: {var} or a {var}__… variable holds a value that is not" in out
+        monkeypatch.delenv(var)
+
+
+def test_every_block_that_is_no_table_is_named_at_once(tmp_path: Path) -> None:
+    path = write_settings(tmp_path, notifiers='[notifiers]\nseo-slack = "xoxb-TYPO-SECRET"\n')
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("[sources.exports]", "[sources]\nx = 3\n[sources.exports]"))
+    for verb, more in (("status", ""), ("check", " or object to extract fields from")):
+        code, out = _cli(path, verb)
+        assert code == 2, out
+        assert f"{path}: sources.x: Input should be a valid dictionary{more}" in out
+        assert f"{path}: notifiers.seo-slack: Input should be a valid dictionary{more}" in out
+        assert "SECRET" not in out
+
+
+def test_the_reading_commands_settings_resolve_as_the_daemons(tmp_path: Path) -> None:
+    path = write_settings(tmp_path)
+    core, full = load_core_settings(path), load_settings(path)
+    assert core.storage.path == full.storage.path == tmp_path / "linkwatch.db"
+    assert core.daemon.rules_dir == full.daemon.rules_dir == tmp_path / "rules.d"
+    assert core.config_path == full.config_path == path
+    assert list(core.sources) == ["exports"] and list(core.notifiers) == ["console"]
+
+
+def test_the_database_path_the_environment_gives_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path)
+    (tmp_path / "a-folder").mkdir()
+    monkeypatch.setenv("LINKWATCH_STORAGE__PATH", str(tmp_path / "a-folder"))
+    for verb in ("status", "check"):
+        code, out = _cli(path, verb)
+        assert code == 2 and f"storage.path: {tmp_path / 'a-folder'} is a folder" in out, out
+
+
+def test_a_reading_command_names_every_problem_on_its_own_line(tmp_path: Path) -> None:
+    (tmp_path / "db-folder").mkdir()
+    path = write_settings(
+        tmp_path, sites='[[sites]]\ndomain = "bad domain"\nsources = ["exports"]\n'
+    )
+    path.write_text(path.read_text().replace('"linkwatch.db"', '"db-folder"'))
+    code, out = _cli(path, "status")
+    assert code == 2
+    assert out.splitlines() == [
+        f"linkwatch: {path}: sites[0].domain: 'bad domain' is not a hostname (label"
+        " 'bad domain': use letters, digits and inner hyphens, no scheme, path or port)",
+        f"{path}: storage.path: {tmp_path / 'db-folder'} is a folder; name the database"
+        f" file inside it, e.g. {tmp_path / 'db-folder' / 'linkwatch.db'}",
+    ]
+
+
+def test_a_settings_file_that_cannot_be_read_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "settings.toml"
+    binary.write_bytes(b"\xff\xfe[storage]\n")
+    monkeypatch.setenv("LINKWATCH_CONFIG", str(tmp_path))  # a folder
+    for path, code_given in ((binary, ["-c", str(binary)]), (tmp_path, [])):
+        result = CliRunner().invoke(main, [*code_given, "status"])
+        assert result.exit_code == 2, result.output
+        assert f"{path}: cannot read: " in result.output
