@@ -251,7 +251,10 @@ def test_an_environment_value_that_is_not_json_is_named(
         for verb in ("status", "check", "poll"):
             code, out = _cli(path, verb)
             assert code == 2, out
-            assert f"environment: {var} or a {var}__… variable holds a value that is not" in out
+            assert (
+                f"environment: {var} or a {var}__… variable holds a value that is not valid"
+                " JSON where a table or list is expected (set one key per variable instead)"
+            ) in out
         monkeypatch.delenv(var)
 
 
