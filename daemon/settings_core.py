@@ -130,7 +130,7 @@ class SiteSettings(BaseModel):
     sources: list[str] = Field(min_length=1)
     # Sites whose pace competitor_pace rules compare with this one's: configured sites.
     competitors: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=list, max_length=50
+        default=[], max_length=50
     )
 
 
@@ -253,14 +253,16 @@ class CoreSettings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
     )
 
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
-    sites: list[SiteSettings] = Field(default_factory=list)
+    # Plain defaults, which pydantic copies for each instance: a factory such as `list`
+    # costs a reading command milliseconds (pydantic inspects its signature by parsing).
+    storage: StorageSettings = StorageSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    sites: list[SiteSettings] = []
     # Each block a table; what is in it is the plugin's to validate (daemon.settings). A
     # table type also makes pydantic-settings decode a block given whole as JSON by an
     # environment variable, as it does for Settings.
-    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = {}
+    notifiers: dict[str, dict[str, Any]] = {}
     # Where the file was read from; relative paths in it resolve against its folder.
     config_path: Path | None = Field(default=None, exclude=True)
 
