@@ -453,7 +453,13 @@ def build(model: type[_S], raw: dict[str, Any]) -> _S:
         var = f"{ENV_PREFIX}{found.group(1).upper()}" if found else f"{ENV_PREFIX}…"
         raise ConfigError(
             f"environment: {var} or a {var}__… variable holds a value that is not valid JSON"
-            " where a table or list is expected (set one key per variable instead)"
+            ' where a table or list is expected (write a list as JSON, like ["a", "b"], or'
+            " set a table's keys one per variable)"
+        ) from exc
+    except RecursionError as exc:
+        # pydantic-settings decodes JSON it wraps only ValueErrors of.
+        raise ConfigError(
+            f"environment: a {ENV_PREFIX}… variable holds JSON nested too deeply"
         ) from exc
 
 

@@ -253,9 +253,15 @@ def test_an_environment_value_that_is_not_json_is_named(
             assert code == 2, out
             assert (
                 f"environment: {var} or a {var}__… variable holds a value that is not valid"
-                " JSON where a table or list is expected (set one key per variable instead)"
+                ' JSON where a table or list is expected (write a list as JSON, like ["a",'
+                ' "b"], or set a table\'s keys one per variable)'
             ) in out
         monkeypatch.delenv(var)
+    # JSON nested past Python's recursion limit: refused as well, never a traceback.
+    monkeypatch.setenv("LINKWATCH_SITES", "[" * 5000)
+    for verb in ("status", "check"):
+        code, out = _cli(path, verb)
+        assert code == 2 and "LINKWATCH_… variable holds JSON nested too deeply" in out, out
 
 
 def test_every_block_that_is_no_table_is_named_at_once(tmp_path: Path) -> None:
