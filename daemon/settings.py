@@ -72,9 +72,12 @@ def _is_secret(loc: tuple[int | str, ...]) -> bool:
     return field is not None and field.annotation is SecretStr
 
 
-def format_validation_error(path: Path, exc: ValidationError) -> str:
-    """One `file: key: message` line per error."""
-    return format_core_error(path, exc, kinds=_KINDS, is_secret=_is_secret)
+def format_validation_error(
+    path: Path, exc: ValidationError, raw: dict[str, Any] | None = None
+) -> str:
+    """One `file: key: message` line per error; with the settings file's table `raw`, a
+    value the environment or a credential gave is named as theirs."""
+    return format_core_error(path, exc, kinds=_KINDS, is_secret=_is_secret, raw=raw)
 
 
 def _secret_placeholders(raw: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
         settings: Settings | None = _resolve_paths(build(Settings, raw), path)
     except ValidationError as exc:
         settings = None
-        problems.append(format_validation_error(path, exc))
+        problems.append(format_validation_error(path, exc, raw))
     problems.extend(storage_problems(settings, raw, path))
     for name, source in settings.sources.items() if settings is not None else ():
         # Checked again once relative to the settings folder (a path may grow too long).

@@ -373,17 +373,21 @@ def format_validation_error(
     *,
     kinds: frozenset[str] = frozenset(),
     is_secret: Callable[[tuple[int | str, ...]], bool] = lambda loc: False,
+    raw: dict[str, Any] | None = None,
 ) -> str:
     """One `file: key: message` line per error; `kinds` are the plugin kinds whose tag
-    pydantic puts in a location, `is_secret` tells a plugin's secret by its location."""
+    pydantic puts in a location, `is_secret` tells a plugin's secret by its location.
+    Given the settings file's table `raw`, a value an environment variable or credential
+    gave is named as theirs (see `given_outside`)."""
     lines: list[str] = []
     for err in exc.errors():
-        # List items (int positions) as the cross-checks name them, sites[0]; keys as a.b.
-        parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]]
+        where = list(err["loc"])
         # Drop the discriminator tag pydantic puts in the path (notifiers.NAME.slack.port).
-        if len(parts) >= 3 and parts[0] in (".notifiers", ".sources") and parts[2][1:] in kinds:
-            del parts[2]
-        loc = "".join(parts).removeprefix(".")
+        if len(where) >= 3 and where[0] in NAMED_BLOCKS and where[2] in kinds:
+            del where[2]
+        # List items (int positions) as the cross-checks name them, sites[0]; keys as a.b.
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
+        loc = loc.removeprefix(".")
         msg = err["msg"].removeprefix("Value error, ")
         if not loc:
             # A whole-file check reports each problem on its own line, each with the file.
@@ -398,8 +402,50 @@ def format_validation_error(
                 f" (or set {ENV_PREFIX}{block.upper()}__{name_key(name).upper()}__{key.upper()}"
                 f" or the systemd credential {block}__{name}__{key})"
             )
-        lines.append(f"{path}: {loc}: {msg}")
+        # A value the environment or a credential gave is theirs to fix, not the file's.
+        origin = given_outside(where, raw) if raw is not None else None
+        lines.append(f"{origin or path}: {loc}: {msg}")
     return "\n".join(lines)
+
+
+def given_outside(where: list[int | str], raw: dict[str, Any]) -> str | None:
+    """The environment variable or systemd credential that set the value at `where` (or a
+    table holding it, when the file `raw` does not set that value), if one did: the file
+    is then not where to look."""
+    if not where or any(isinstance(p, int) for p in where):
+        return None  # list items are not addressable by variables or credentials
+    keys = [name_key(str(p)) for p in where]
+    variables = {
+        tuple(name_key(k) for k in var[len(ENV_PREFIX) :].split("__")): var
+        for var in os.environ
+        if var.upper().startswith(ENV_PREFIX)
+    }
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    try:
+        names = [p.name for p in Path(folder).iterdir()] if folder else []
+    except OSError:
+        names = []
+    credentials = {tuple(name_key(k) for k in name.split("__")): name for name in names}
+    # The deepest first: a variable for the key itself, then for a table holding it,
+    # which gave the value only if the file leaves it out.
+    for n in range(len(keys), 0, -1):
+        if n < len(keys) and _file_sets(raw, where):
+            return None
+        if tuple(keys[:n]) in variables:
+            return f"environment variable {variables[tuple(keys[:n])]}"
+        if tuple(keys[:n]) in credentials:
+            return f"credential file {folder}/{credentials[tuple(keys[:n])]}"
+    return None
+
+
+def _file_sets(raw: dict[str, Any], where: list[int | str]) -> bool:
+    """Whether the file's table sets the value at `where`."""
+    node: Any = raw
+    for key in where:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def storage_path_problem(db: Path) -> str | None:
@@ -472,7 +518,7 @@ def load_core_settings(path: Path) -> CoreSettings:
         settings: CoreSettings | None = resolve_core_paths(build(CoreSettings, raw), path)
     except ValidationError as exc:
         settings = None
-        problems.append(format_validation_error(path, exc))
+        problems.append(format_validation_error(path, exc, raw=raw))
     problems.extend(storage_problems(settings, raw, path))
     if problems or settings is None:
         raise ConfigError("\n".join(problems))

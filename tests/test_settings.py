@@ -322,3 +322,68 @@ def test_a_settings_file_that_cannot_be_read_is_named(
         result = CliRunner().invoke(main, [*code_given, "status"])
         assert result.exit_code == 2, result.output
         assert f"{path}: cannot read: " in result.output
+
+
+MAIL = (
+    '[notifiers.mail]\nkind = "email"\nhost = "smtp.example.com"\nsender = "a@example.com"\n'
+    'recipients = ["b@example.com"]\n'
+)
+
+
+def test_a_bad_value_from_the_environment_is_named_as_its(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path, notifiers=MAIL)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("LINKWATCH_STORAGE__MAINTENANCE_AT", "25:00")
+    monkeypatch.setenv("linkwatch_notifiers__MAIL__port", "0")
+    code, out = _cli(path, "check")
+    assert code == 2
+    assert out.splitlines() == [
+        "environment variable LINKWATCH_STORAGE__MAINTENANCE_AT: storage.maintenance_at:"
+        " expected a time of day in UTC like 03:30 (HH:MM), got '25:00'",
+        "environment variable linkwatch_notifiers__MAIL__port: notifiers.mail.port: Input"
+        " should be greater than or equal to 1",
+    ]
+    # A whole table from the environment: its keys are its, the file's keys the file's.
+    monkeypatch.delenv("LINKWATCH_STORAGE__MAINTENANCE_AT")
+    monkeypatch.delenv("linkwatch_notifiers__MAIL__port")
+    monkeypatch.setenv("LINKWATCH_DAEMON", '{"group_wait": "5h"}')
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace('rules_dir = "rules.d"\n', 'rules_dir = "rules.d"\nevaluate_every = "0s"\n')
+    )
+    code, out = _cli(path, "status")
+    assert code == 2
+    assert "environment variable LINKWATCH_DAEMON: daemon.group_wait: expected a duration" in out
+    assert f"{path}: daemon.evaluate_every: " in out
+
+
+def test_a_bad_value_from_a_credential_is_named_as_its(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path, notifiers=MAIL)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "notifiers__mail__timeout").write_text("0\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    code, out = _cli(path, "check")
+    assert code == 2
+    assert (
+        f"credential file {creds}/notifiers__mail__timeout: notifiers.mail.timeout: Input"
+        " should be greater than 0"
+    ) in out
+
+
+def test_a_rule_file_error_is_never_put_on_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path)
+    rule = tmp_path / "rules.d" / "loss.toml"
+    rule.write_text(
+        'kind = "threshold"\nmetric = "lost_links"\nwindow = "7d"\nop = ">="\n'
+        'value = 1\nseverity = "warning"\nnotify = ["console"]\nwindoww = 3\n'
+    )
+    monkeypatch.setenv("LINKWATCH_WINDOWW", "3")
+    code, out = _cli(path, "rules", "check")
+    assert code == 2 and f"{rule}: windoww: unknown key" in out, out
