@@ -412,8 +412,6 @@ def given_outside(where: list[int | str], raw: dict[str, Any]) -> str | None:
     """The environment variable or systemd credential that set the value at `where` (or a
     table holding it, when the file `raw` does not set that value), if one did: the file
     is then not where to look."""
-    if not where or any(isinstance(p, int) for p in where):
-        return None  # list items are not addressable by variables or credentials
     keys = [name_key(str(p)) for p in where]
     variables = {
         tuple(name_key(k) for k in var[len(ENV_PREFIX) :].split("__")): var

@@ -333,8 +333,10 @@ MAIL = (
 def test_a_bad_value_from_the_environment_is_named_as_its(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write_settings(tmp_path, notifiers=MAIL)
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = write_settings(tmp_path, notifiers=MAIL, extra='[storage]\nmaintenance_at = "03:30"\n')
+    path.write_text(path.read_text().replace('[storage]\npath = "linkwatch.db"\n', "", 1))
+    # No credentials folder where one is said to be: nothing from it, and no crash.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "no-such-folder"))
     monkeypatch.setenv("LINKWATCH_STORAGE__MAINTENANCE_AT", "25:00")
     monkeypatch.setenv("linkwatch_notifiers__MAIL__port", "0")
     code, out = _cli(path, "check")
