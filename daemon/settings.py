@@ -23,14 +23,13 @@ from daemon.settings_core import (
     DaemonSettings,
     SiteSettings,
     StorageSettings,
-    build,
     config_path,
     hostname_problem,
     name_key,
     read_settings_file,
     relative_to,
     resolve_core_paths,
-    storage_problems,
+    validate_file,
 )
 from daemon.settings_core import format_validation_error as format_core_error
 from sources.csv_dir import CsvDirSettings
@@ -115,13 +114,7 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
     raw = read_settings_file(path)
     if not require_secrets:
         raw = _secret_placeholders(raw)
-    problems: list[str] = []
-    try:
-        settings: Settings | None = _resolve_paths(build(Settings, raw), path)
-    except ValidationError as exc:
-        settings = None
-        problems.append(format_validation_error(path, exc, raw))
-    problems.extend(storage_problems(settings, raw, path))
+    settings, problems = validate_file(Settings, raw, path, _resolve_paths, format_validation_error)
     for name, source in settings.sources.items() if settings is not None else ():
         # Checked again once relative to the settings folder (a path may grow too long).
         try:

@@ -507,17 +507,33 @@ def build(model: type[_S], raw: dict[str, Any]) -> _S:
         ) from exc
 
 
+def validate_file(
+    model: type[_S],
+    raw: dict[str, Any],
+    path: Path,
+    resolve: Callable[[_S, Path], _S],
+    format_error: Callable[..., str],
+) -> tuple[_S | None, list[str]]:
+    """The settings file `path` (its table `raw`) validated as `model`, its paths resolved
+    by `resolve` (None when it is not valid), and every problem found, each formatted by
+    `format_error(path, exc, raw=raw)`; the database path is checked either way."""
+    problems: list[str] = []
+    try:
+        settings: _S | None = resolve(build(model, raw), path)
+    except ValidationError as exc:
+        settings = None
+        problems.append(format_error(path, exc, raw=raw))
+    problems.extend(storage_problems(settings, raw, path))
+    return settings, problems
+
+
 def load_core_settings(path: Path) -> CoreSettings:
     """Read and validate a settings file but for its source and notifier blocks (reading
     commands); raise ConfigError naming file, key and problem."""
     raw = read_settings_file(path)
-    problems: list[str] = []
-    try:
-        settings: CoreSettings | None = resolve_core_paths(build(CoreSettings, raw), path)
-    except ValidationError as exc:
-        settings = None
-        problems.append(format_validation_error(path, exc, raw=raw))
-    problems.extend(storage_problems(settings, raw, path))
+    settings, problems = validate_file(
+        CoreSettings, raw, path, resolve_core_paths, format_validation_error
+    )
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings
