@@ -686,16 +686,11 @@ def silence_expire(ctx: click.Context, silence_id: int) -> None:
 def _warn_stopped(site: str, stopped: list[tuple[str, str, datetime, int]]) -> None:
     """Warn (on stderr: listings stay machine-readable) about each series whose files now
     file elsewhere (after an upgrade) and so holds its links live for ever."""
-    for series, later, began, held in stopped:
-        fmt = series.split("/", 1)[1]
-        click.echo(
-            f"linkwatch: warning: series {series} has had no snapshot since {later} began"
-            f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
-            f" live until it lists them again. If its exports now file under {later} (after"
-            f" an upgrade: docs/evidence.md), import the latest two of them again with"
-            f" `linkwatch import --site {site} --format {fmt}`",
-            err=True,
-        )
+    from daemon.store.reads import stopped_series_note
+
+    for stop in stopped:
+        found, fix = stopped_series_note(site, *stop)
+        click.echo(f"linkwatch: warning: {found}. {fix[0].upper()}{fix[1:]}", err=True)
 
 
 @main.command()

@@ -30,6 +30,7 @@ from alerts.notifiers.slack import CHANNEL_ID, SlackSettings
 from alerts.rules import RulesError, load_rules
 from daemon.settings import SECRET_STAND_IN, Settings
 from daemon.store.check import check_database
+from daemon.store.reads import stopped_series, stopped_series_note
 from daemon.store.schema import MIGRATIONS
 from daemon.timefmt import from_db
 from sources.api import ApiAuthError, ApiSource
@@ -171,6 +172,8 @@ def diagnose(path: Path, settings: Settings, now: datetime) -> Iterator[Finding]
     except Exception as exc:
         db = _DatabaseReport((_crashed(f"database {database}", exc),), readable=False)
     yield from db.findings
+    if db.readable and database.exists():
+        yield from _guarded("series", partial(_series, database, settings))
     for name, notifier in settings.notifiers.items():
         subject = f"notifier {name} ({notifier.kind})"
         yield from _guarded(subject, partial(_notifier, name, notifier, subject, settings))
@@ -359,6 +362,24 @@ def _read_contents(path: Path) -> _Contents:
             if row is not None and row[0] is not None:
                 latest = from_db(str(row[0]))
         return _Contents(applied, pending, latest)
+    finally:
+        conn.close()
+
+
+def _series(path: Path, settings: Settings) -> list[Finding]:
+    """Each configured site's series that stopped while a later one of its source goes on,
+    still keeping links live (as `status` and `snapshots` warn)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'series'").fetchone() is None:
+            return []  # not set up, or older than series: the database check says so
+        found: list[Finding] = []
+        for site in settings.sites:
+            row = conn.execute("SELECT id FROM sites WHERE domain = ?", (site.domain,)).fetchone()
+            for stop in stopped_series(conn, int(row[0])) if row is not None else []:
+                detail, fix = stopped_series_note(site.domain, *stop)
+                found.append(Finding("warn", f"site {site.domain}", detail, fix))
+        return found or [Finding("ok", "series", "no series stopped while holding live links")]
     finally:
         conn.close()
 

@@ -246,6 +246,14 @@ def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_pat
     res = CliRunner().invoke(main, ["-c", str(settings), "status"])
     assert res.exit_code == 0 and "warning: series exports/ahrefs" in res.stderr
     assert "warning" not in res.stdout
+    # `doctor` says so too, among its findings (a warning: exit 0).
+    (tmp_path / "exports" / SITE).mkdir(parents=True, exist_ok=True)
+    res = CliRunner().invoke(main, ["-c", str(settings), "doctor"])
+    assert (
+        f"warn site {SITE}: series exports/ahrefs has had no snapshot since exports/generic"
+        " began (2026-02-03T00:00:00+00:00); 1 live links only it sees stay live until it"
+        " lists them again; fix: if its exports now file under exports/generic"
+    ) in res.output, res.output
     # The remedy: the old series lists what it sees now, twice; its link is lost.
     write_ahrefs(tmp_path / "4.csv", links(range(1, 10)))
     write_ahrefs(tmp_path / "5.csv", links(range(1, 10)))
@@ -256,6 +264,8 @@ def test_a_series_that_stopped_while_a_later_one_goes_on_is_warned_about(tmp_pat
     assert res.exit_code == 0 and "warning" not in res.output
     res = CliRunner().invoke(main, ["-c", str(settings), "status"])
     assert res.exit_code == 0 and "warning" not in res.output
+    res = CliRunner().invoke(main, ["-c", str(settings), "doctor"])
+    assert "ok   series: no series stopped while holding live links" in res.output, res.output
 
 
 def test_a_rebuild_over_sightings_without_digests_keeps_one_interval_per_link(

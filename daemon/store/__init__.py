@@ -506,31 +506,9 @@ class Store:
             yield row
 
     def stopped_series(self, site: str) -> list[tuple[str, str, datetime, int]]:
-        """Complete series of a site that have had no accepted snapshot since a later
-        complete series of the same source began, and still hold live links no other
-        series sees: (series, the later series, when it began, links held). After an
-        upgrade that files a format's files under a new series (Semrush Backlink Audit:
-        `semrush` -> `semrush_audit`), the old series would keep its links live forever."""
-        site_id = self.site_id(site)
-        rows = self.conn.execute(
-            """WITH acc AS (
-                   SELECT se.id, se.source, se.format, se.bit, min(sn.taken_at) AS first_at,
-                          max(sn.taken_at) AS last_at
-                   FROM series se JOIN snapshots sn ON sn.series_id = se.id
-                   WHERE se.site_id = :site AND se.coverage = 'complete'
-                     AND sn.status IN ('baseline', 'complete')
-                   GROUP BY se.id)
-            SELECT x.source || '/' || x.format, y.source || '/' || y.format, y.first_at,
-                   (SELECT count(*) FROM links l WHERE l.site_id = :site AND l.state = 'live'
-                      AND l.seen_by = x.bit)
-            FROM acc x JOIN acc y ON y.source = x.source AND y.id != x.id
-                AND y.first_at > x.last_at
-            WHERE y.first_at = (SELECT min(z.first_at) FROM acc z WHERE z.source = x.source
-                                AND z.id != x.id AND z.first_at > x.last_at)
-            ORDER BY x.id""",
-            {"site": site_id},
-        ).fetchall()
-        return [(str(a), str(b), from_db(c), int(n)) for a, b, c, n in rows if n]
+        """Complete series of a site that stopped while a later one of the same source goes
+        on, still holding live links no other series sees (see reads.stopped_series)."""
+        return reads.stopped_series(self.conn, self.site_id(site))
 
     def snapshot_listing(self, site: str) -> list[SnapshotRow]:
         """Every snapshot of a site in the order it was stored, with its series and counts."""

@@ -738,6 +738,48 @@ class SourceHealth:
     has_links: bool = True
 
 
+def stopped_series(conn: sqlite3.Connection, site_id: int) -> list[tuple[str, str, datetime, int]]:
+    """Complete series of a site that have had no accepted snapshot since a later
+    complete series of the same source began, and still hold live links no other
+    series sees: (series, the later series, when it began, links held). After an
+    upgrade that files a format's files under a new series (Semrush Backlink Audit:
+    `semrush` -> `semrush_audit`), the old series would keep its links live forever."""
+    rows = conn.execute(
+        """WITH acc AS (
+               SELECT se.id, se.source, se.format, se.bit, min(sn.taken_at) AS first_at,
+                      max(sn.taken_at) AS last_at
+               FROM series se JOIN snapshots sn ON sn.series_id = se.id
+               WHERE se.site_id = :site AND se.coverage = 'complete'
+                 AND sn.status IN ('baseline', 'complete')
+               GROUP BY se.id)
+        SELECT x.source || '/' || x.format, y.source || '/' || y.format, y.first_at,
+               (SELECT count(*) FROM links l WHERE l.site_id = :site AND l.state = 'live'
+                  AND l.seen_by = x.bit)
+        FROM acc x JOIN acc y ON y.source = x.source AND y.id != x.id
+            AND y.first_at > x.last_at
+        WHERE y.first_at = (SELECT min(z.first_at) FROM acc z WHERE z.source = x.source
+                            AND z.id != x.id AND z.first_at > x.last_at)
+        ORDER BY x.id""",
+        {"site": site_id},
+    ).fetchall()
+    return [(str(a), str(b), from_db(c), int(n)) for a, b, c, n in rows if n]
+
+
+def stopped_series_note(
+    site: str, series: str, later: str, began: datetime, held: int
+) -> tuple[str, str]:
+    """What to tell a user about one stopped series (`stopped_series`): what was found,
+    and what to do about it."""
+    fmt = series.split("/", 1)[1]
+    return (
+        f"series {series} has had no snapshot since {later} began"
+        f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
+        " live until it lists them again",
+        f"if its exports now file under {later} (after an upgrade: docs/evidence.md), import"
+        f" the latest two of them again with `linkwatch import --site {site} --format {fmt}`",
+    )
+
+
 def source_health(conn: sqlite3.Connection, site_id: int, at: datetime) -> list[SourceHealth]:
     """Each source of a site that had polled by `at`: its latest outcome and freshness,
     from its link snapshots, and apart from its referring-domains snapshots if any."""
