@@ -29,6 +29,7 @@ from daemon.settings_core import (
     read_settings_file,
     relative_to,
     resolve_core_paths,
+    unusable_path,
     validate_file,
 )
 from daemon.settings_core import format_validation_error as format_core_error
@@ -121,6 +122,11 @@ def load_settings(path: Path, *, require_secrets: bool = True) -> Settings:
             build_source(name, source)
         except ValueError as exc:
             problems.append(f"{path}: sources.{name}.path: {exc}")
+    for name, notifier in settings.notifiers.items() if settings is not None else ():
+        ca_file = getattr(notifier, "ca_file", None)
+        problem = unusable_path(ca_file) if ca_file is not None else None
+        if problem is not None:
+            problems.append(f"{path}: notifiers.{name}.ca_file: {problem}")
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings

@@ -479,6 +479,16 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
 
 
+def unusable_path(p: Path) -> str | None:
+    """Why the system cannot even look at path `p` (a name too long, a loop of links…),
+    or None: a missing path is fine here, what is at it is checked where it is used."""
+    try:
+        p.exists()
+    except (OSError, ValueError) as exc:
+        return f"{p} cannot be checked: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
 def storage_problems(settings: CoreSettings | None, raw: dict[str, Any], path: Path) -> list[str]:
     """Why the database path the file names (validated or as written) cannot hold it."""
     db = _storage_path(settings, raw, path)
@@ -524,6 +534,10 @@ def validate_file(
         settings = None
         problems.append(format_error(path, exc, raw=raw))
     problems.extend(storage_problems(settings, raw, path))
+    if settings is not None:
+        problem = unusable_path(settings.daemon.rules_dir)
+        if problem is not None:
+            problems.append(f"{path}: daemon.rules_dir: {problem}")
     return settings, problems
 
 

@@ -389,3 +389,23 @@ def test_a_rule_file_error_is_never_put_on_the_environment(
     monkeypatch.setenv("LINKWATCH_WINDOWW", "3")
     code, out = _cli(path, "rules", "check")
     assert code == 2 and f"{rule}: windoww: unknown key" in out, out
+
+
+def test_a_path_the_system_cannot_even_look_at_is_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name longer than the file system allows: every command says so, none crashes
+    # where it first looks at the folder or file.
+    path = write_settings(tmp_path, notifiers=MAIL)
+    long = "a" * 300
+    monkeypatch.setenv("LINKWATCH_DAEMON__RULES_DIR", long)
+    for verb in (["check"], ["rules", "check"], ["evaluate"], ["status"]):
+        code, out = _cli(path, *verb)
+        assert code == 2, out
+        assert f"{path}: daemon.rules_dir: {tmp_path / long} cannot be checked: " in out
+    monkeypatch.delenv("LINKWATCH_DAEMON__RULES_DIR")
+    monkeypatch.setenv("LINKWATCH_NOTIFIERS__MAIL__CA_FILE", long)
+    for verb in (["check"], ["poll"]):
+        code, out = _cli(path, *verb)
+        assert code == 2, out
+        assert f"{path}: notifiers.mail.ca_file: {tmp_path / long} cannot be checked: " in out
