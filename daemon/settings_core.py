@@ -424,11 +424,10 @@ def given_outside(where: list[int | str], raw: dict[str, Any]) -> str | None:
     except OSError:
         names = []
     credentials = {tuple(name_key(k) for k in name.split("__")): name for name in names}
-    # The deepest first: a variable for the key itself, then for a table holding it,
+    # A variable for the key itself, then, deepest first, one for each table holding it,
     # which gave the value only if the file leaves it out.
-    for n in range(len(keys), 0, -1):
-        if n < len(keys) and _file_sets(raw, where):
-            return None
+    tables = range(0) if _file_sets(raw, where) else range(len(keys) - 1, 0, -1)
+    for n in (len(keys), *tables):
         if tuple(keys[:n]) in variables:
             return f"environment variable {variables[tuple(keys[:n])]}"
         if tuple(keys[:n]) in credentials:
@@ -463,7 +462,7 @@ def storage_path_problem(db: Path) -> str | None:
                     return f"{db} lies under {parent}, which is a file, not a folder"
                 break
     except OSError as exc:
-        return f"{db} cannot be checked: {exc.strerror or exc}"
+        return _cannot_check(db, exc)
     return None
 
 
@@ -483,10 +482,14 @@ def unusable_path(p: Path) -> str | None:
     """Why the system cannot even look at path `p` (a name too long, a loop of links…),
     or None: a missing path is fine here, what is at it is checked where it is used."""
     try:
-        p.exists()
-    except (OSError, ValueError) as exc:
-        return f"{p} cannot be checked: {getattr(exc, 'strerror', None) or exc}"
+        p.exists()  # False, not an error, for a name the OS cannot hold (a NUL)
+    except OSError as exc:
+        return _cannot_check(p, exc)
     return None
+
+
+def _cannot_check(p: Path, exc: OSError) -> str:
+    return f"{p} cannot be checked: {exc.strerror or exc}"
 
 
 def storage_problems(settings: CoreSettings | None, raw: dict[str, Any], path: Path) -> list[str]:

@@ -12,6 +12,7 @@ from daemon.cli import main
 from daemon.service import Linkwatch
 from daemon.settings import ConfigError, config_path, load_settings
 from daemon.settings_core import load_core_settings
+from daemon.store.reads import stopped_series_note
 from tests.helpers import write_ahrefs, write_settings
 
 SLACK = '[notifiers.seo-slack]\nkind = "slack"\ntoken = "xoxb-from-file"\nchannel = "#seo-alerts"\n'
@@ -359,6 +360,15 @@ def test_a_bad_value_from_the_environment_is_named_as_its(
     assert code == 2
     assert "environment variable LINKWATCH_DAEMON: daemon.group_wait: expected a duration" in out
     assert f"{path}: daemon.evaluate_every: " in out
+    # A whole section holding a table holding the key.
+    monkeypatch.delenv("LINKWATCH_DAEMON")
+    path.write_text(text)
+    monkeypatch.setenv("LINKWATCH_NOTIFIERS", '{"mail": {"port": 0}}')
+    code, out = _cli(path, "check")
+    assert code == 2 and out.splitlines() == [
+        "environment variable LINKWATCH_NOTIFIERS: notifiers.mail.port: Input should be"
+        " greater than or equal to 1"
+    ], out
 
 
 def test_a_bad_value_from_a_credential_is_named_as_its(
@@ -402,10 +412,49 @@ def test_a_path_the_system_cannot_even_look_at_is_a_settings_error(
     for verb in (["check"], ["rules", "check"], ["evaluate"], ["status"]):
         code, out = _cli(path, *verb)
         assert code == 2, out
-        assert f"{path}: daemon.rules_dir: {tmp_path / long} cannot be checked: " in out
+        assert (
+            f"{path}: daemon.rules_dir: {tmp_path / long} cannot be checked: File name too long"
+        ) in out
     monkeypatch.delenv("LINKWATCH_DAEMON__RULES_DIR")
     monkeypatch.setenv("LINKWATCH_NOTIFIERS__MAIL__CA_FILE", long)
     for verb in (["check"], ["poll"]):
         code, out = _cli(path, *verb)
         assert code == 2, out
         assert f"{path}: notifiers.mail.ca_file: {tmp_path / long} cannot be checked: " in out
+
+
+def test_a_database_path_that_cannot_be_used_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_settings(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('"linkwatch.db"', '"link\\u0000watch.db"'), encoding="utf-8")
+    code, out = _cli(path, "status")
+    assert code == 2 and out.splitlines() == [
+        f"linkwatch: {path}: storage.path: contains a NUL character"
+    ], out
+    path.write_text(text, encoding="utf-8")
+    monkeypatch.setenv("LINKWATCH_STORAGE__PATH", "d" * 300 + "/linkwatch.db")
+    code, out = _cli(path, "status")
+    assert code == 2 and out.splitlines() == [
+        f"linkwatch: {path}: storage.path: {tmp_path / ('d' * 300) / 'linkwatch.db'} cannot be"
+        " checked: File name too long"
+    ], out
+
+
+def test_the_advice_for_a_stopped_series_names_its_format() -> None:
+    # A source's name may hold a slash; the format is what follows the last one.
+    began = datetime(2026, 2, 3, tzinfo=UTC)
+    found, fix = stopped_series_note(
+        "example.com", "my/exports/ahrefs", "my/exports/generic", began, 3
+    )
+    assert found == (
+        "series my/exports/ahrefs has had no snapshot since my/exports/generic began"
+        " (2026-02-03T00:00:00+00:00); 3 live links only it sees stay live until it lists"
+        " them again"
+    )
+    assert fix == (
+        "if its exports now file under my/exports/generic (after an upgrade:"
+        " docs/evidence.md), import the latest two of them again with"
+        " `linkwatch import --site example.com --format ahrefs`"
+    )

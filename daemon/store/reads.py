@@ -770,7 +770,7 @@ def stopped_series_note(
 ) -> tuple[str, str]:
     """What to tell a user about one stopped series (`stopped_series`): what was found,
     and what to do about it."""
-    fmt = series.split("/", 1)[1]
+    fmt = series.rsplit("/", 1)[1]  # a source's name may hold a slash, a format never
     return (
         f"series {series} has had no snapshot since {later} began"
         f" ({began.isoformat(timespec='seconds')}); {held} live links only it sees stay"
