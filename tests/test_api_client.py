@@ -158,3 +158,35 @@ def test_the_budget_asks_for_at_least_one_row_and_never_more_than_is_left() -> N
     assert Budget(1500, used=1000).cap(1000) == 500
     assert Budget(1500, used=1500).cap(1000) == 1
     assert Budget(1500, used=1499).cap(1000) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            '{"rank": 12.5, "n": 123456789012345678901234567890, "t": "Caf\\u00e9 \\ud83d\\ude00"}',
+            "application/json",
+        ),
+        # What msgspec refuses and the standard library reads: read as it always was.
+        ('{"rank": NaN, "spam": Infinity, "big": 1e400}', "application/json"),
+        ('{"anchor": "\\ud800 lone surrogate"}', "application/json"),
+        ('{"anchor": "Caf\u00e9"}', "application/json; charset=latin-1"),
+    ],
+)
+def test_answers_decode_as_the_standard_library_reads_them(
+    httpserver: HTTPServer, body: str, content_type: str
+) -> None:
+    import json
+
+    raw = body.encode("latin-1" if "latin-1" in content_type else "utf-8")
+    answers(httpserver, Response(raw, content_type=content_type))
+    got = client(FakeTime()).call("GET", httpserver.url_for("/data"), auth_hint="")
+    expected = json.loads(raw.decode("latin-1" if "latin-1" in content_type else "utf-8"))
+    # repr: NaN is never equal to itself, but prints the same.
+    assert repr(got) == repr(expected)
+
+
+def test_an_answer_neither_decoder_reads_names_the_problem(httpserver: HTTPServer) -> None:
+    answers(httpserver, Response('{"items": [1, 2,]}', content_type="application/json"))
+    with pytest.raises(ApiError, match=r"not JSON \(Expecting value: line 1 column 17"):
+        client(FakeTime()).call("GET", httpserver.url_for("/data"), auth_hint="")
