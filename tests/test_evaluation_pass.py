@@ -166,6 +166,31 @@ def reference_rows(store: Store, site_id: int, link_filter: LinkFilter | None) -
     return rows
 
 
+def reference_lost_list(
+    store: Store, site_id: int, spec: WindowSpec, wholly: frozenset[str]
+) -> list[tuple[str, bool, float | None, str]]:
+    """docs/evidence.md, "The lost-domain list", literally: every (matching) link lost in
+    the window; per domain its strongest (then first page); wholly lost domains first."""
+    cond, params = ("", {}) if spec.link_filter is None else spec.link_filter.condition("l")
+    if cond:
+        register_functions(store.conn)
+    best: dict[str, tuple[float | None, str]] = {}
+    for domain, rating, url_from, when in store.conn.execute(
+        f"""SELECT l.refdomain, l.domain_rating, l.url_from, e.at FROM links l
+        JOIN link_events e ON e.link_id = l.id
+        WHERE l.site_id = :site AND e.kind = 'lost'{cond}""",
+        {"site": site_id, **params},
+    ).fetchall():
+        if not to_db(spec.start) < when <= to_db(spec.end):
+            continue
+        rank = (rating is None, -(rating or 0), url_from)
+        held = best.get(domain)
+        if held is None or rank < (held[0] is None, -(held[0] or 0), held[1]):
+            best[domain] = (rating, url_from)
+    listed = [(d, d in wholly, rating, url) for d, (rating, url) in best.items()]
+    return sorted(listed, key=lambda x: (not x[1], x[2] is None, -(x[2] or 0), x[0]))
+
+
 def reference_state(row: Row, t: str) -> str | None:
     """docs/evidence.md, "Link states": not there before it was added; else the state its
     latest state event up to `t` left; live without one."""
@@ -279,6 +304,11 @@ def test_one_pass_equals_each_window_by_the_definition(
                     if kind == "lost" and to_db(spec.start) < when <= to_db(spec.end)
                 }
                 assert {d.refdomain for d in listed} == with_losses
+                # Each domain shown by its strongest lost link, then its first page; the
+                # wholly lost first, then strongest first, then by name.
+                assert [
+                    (d.refdomain, d.domain_lost, d.domain_rating, d.url_from) for d in listed
+                ] == reference_lost_list(store, site_id, spec, want.domains_lost)[:100]
                 # A short list is the head of the long one (the read stops early).
                 short = lost_domains(
                     store.conn,

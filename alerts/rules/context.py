@@ -12,9 +12,10 @@ from daemon.store import Store
 from daemon.store.reads import (
     LinkFilter,
     LostDomain,
-    LostRow,
+    LostRating,
     WindowCounts,
-    lost_rows,
+    lost_links_of,
+    lost_ratings,
     rank_lost_domains,
 )
 
@@ -66,7 +67,7 @@ class EvaluationContext:
     _counts: dict[tuple[str, Wanted], WindowCounts | None] = field(default_factory=dict)
     _metrics: dict[tuple[str, Wanted], Metrics | None] = field(default_factory=dict)
     _reach: dict[tuple[str, LinkFilter | None], timedelta] = field(default_factory=dict)
-    _lost: dict[tuple[str, LinkFilter | None], tuple[timedelta, list[LostRow]]] = field(
+    _lost: dict[tuple[str, LinkFilter | None], tuple[timedelta, list[LostRating]]] = field(
         default_factory=dict
     )
     _unhealthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -143,11 +144,15 @@ class EvaluationContext:
         known = self._lost.get((site, link_filter))
         if known is None or known[0] < window:
             reach = max(window, self._reach.get((site, link_filter), window))
-            rows = lost_rows(
+            ratings = lost_ratings(
                 self.store.conn, self.store.site_id(site), self.at - reach, self.at, link_filter
             )
-            known = self._lost[(site, link_filter)] = (reach, rows)
-        return rank_lost_domains(known[1], self.at - window, self.at, whole, limit)
+            known = self._lost[(site, link_filter)] = (reach, ratings)
+        start = self.at - window
+        ranked = rank_lost_domains(known[1], start, self.at, whole, limit)
+        return lost_links_of(
+            self.store.conn, self.store.site_id(site), start, self.at, ranked, whole, link_filter
+        )
 
     def unhealthy_sources(self, site: str) -> tuple[str, ...]:
         """The site's sources whose latest link poll by `at` failed, was partial or

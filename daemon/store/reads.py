@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 from collections import defaultdict
@@ -599,57 +600,85 @@ def _pairs_by_domain(
     return out
 
 
-# A loss as a lost-domain list reads it: refdomain, rating, pages, anchor, reason, when.
-LostRow = tuple[str, float | None, str, str, str | None, str | None, str]
+# Per referring domain and instant, the best rating among its (matching) links lost then
+# (None: none of them is rated): what ranks a domain in a window's lost-domain list.
+LostRating = tuple[str, str, float | None]
 
 
-def lost_rows(
+def lost_ratings(
     conn: sqlite3.Connection,
     site_id: int,
     start: datetime,
     end: datetime,
     link_filter: LinkFilter | None = None,
-) -> list[LostRow]:
-    """The (matching) links' `lost` events in (start, end], strongest domain first (rating
-    high to low, unknown last), then by domain and page."""
+) -> list[LostRating]:
+    """(refdomain, instant, best rating) of the (matching) links' `lost` events in (start,
+    end]: one small row per domain and snapshot, whatever the number of links lost."""
     cond, fparams = _condition(conn, link_filter, "l")
     return conn.execute(
-        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason, e.at
+        f"""SELECT l.refdomain, e.at, max(l.domain_rating)
         FROM link_events e JOIN links l ON l.id = e.link_id
         WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
-        ORDER BY l.domain_rating IS NULL, l.domain_rating DESC, l.refdomain, l.url_from""",
+        GROUP BY l.refdomain, e.at""",
         {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
     ).fetchall()
 
 
 def rank_lost_domains(
-    rows: Sequence[LostRow],
+    ratings: Sequence[LostRating],
     start: datetime,
     end: datetime,
     domains_lost: frozenset[str],
     limit: int,
-) -> list[LostDomain]:
-    """Domains with losses in (start, end] among `rows` (as `lost_rows` orders them), each
-    by its first loss there; the wholly lost ones (`domains_lost`, as the window's counts
-    name them) first, then strongest first."""
+) -> list[tuple[str, float | None]]:
+    """The `limit` first domains with losses in (start, end] among `ratings`, each with its
+    best rating there: the wholly lost ones (`domains_lost`, as the window's counts name
+    them) first, then strongest first (unknown last), then by name."""
     t0, t1 = to_db(start), to_db(end)
-    by_domain: dict[str, LostDomain] = {}
-    whole = partly = 0
-    for refdomain, dr, url_from, url_to, anchor, reason, at in rows:
-        if refdomain in by_domain or not t0 < at <= t1:
+    best: dict[str, float | None] = {}
+    for refdomain, at, rating in ratings:
+        if not t0 < at <= t1:
             continue
-        lost = refdomain in domains_lost
-        by_domain[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
-        whole, partly = whole + lost, partly + (not lost)
-        if partly >= limit and whole >= len(domains_lost):
-            # The strongest `limit` partly lost domains and every wholly lost one are in:
-            # a 90-day window of a large site has tens of thousands of losses to skip.
-            break
-    ranked = sorted(
-        by_domain.values(),
-        key=lambda d: (not d.domain_lost, d.domain_rating is None, -(d.domain_rating or 0)),
+        known = best.get(refdomain, rating)
+        best[refdomain] = (
+            rating if known is None or (rating is not None and rating > known) else known
+        )
+    return heapq.nsmallest(
+        limit,
+        best.items(),
+        key=lambda d: (d[0] not in domains_lost, d[1] is None, -(d[1] or 0.0), d[0]),
     )
-    return ranked[:limit]
+
+
+def lost_links_of(
+    conn: sqlite3.Connection,
+    site_id: int,
+    start: datetime,
+    end: datetime,
+    ranked: Sequence[tuple[str, float | None]],
+    domains_lost: frozenset[str],
+    link_filter: LinkFilter | None = None,
+) -> list[LostDomain]:
+    """The ranked domains as a list shows them, each by its strongest (matching) link lost
+    in (start, end], then by page: only those domains' links are read."""
+    cond, fparams = _condition(conn, link_filter, "l")
+    shown: dict[str, LostDomain] = {}
+    domains = [d for d, _ in ranked]
+    for c in range(0, len(domains), 500):
+        names = {f"ld{n}": d for n, d in enumerate(domains[c : c + 500])}
+        marks = ",".join(f":{name}" for name in names)
+        for refdomain, dr, url_from, url_to, anchor, reason in conn.execute(
+            f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
+            FROM links l JOIN link_events e ON e.link_id = l.id
+            WHERE l.site_id = :site AND l.refdomain IN ({marks})
+              AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
+            ORDER BY l.refdomain, l.domain_rating IS NULL, l.domain_rating DESC, l.url_from""",
+            {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams, **names},
+        ):
+            if refdomain not in shown:
+                lost = refdomain in domains_lost
+                shown[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
+    return [shown[d] for d in domains if d in shown]
 
 
 def lost_domains(
@@ -664,8 +693,9 @@ def lost_domains(
     """Domains with (matching) links lost in (start, end], each by its strongest lost link
     (then its first page); the wholly lost ones (`domains_lost`, as the window's counts
     name them) first, then strongest first."""
-    rows = lost_rows(conn, site_id, start, end, link_filter)
-    return rank_lost_domains(rows, start, end, domains_lost, limit)
+    ratings = lost_ratings(conn, site_id, start, end, link_filter)
+    ranked = rank_lost_domains(ratings, start, end, domains_lost, limit)
+    return lost_links_of(conn, site_id, start, end, ranked, domains_lost, link_filter)
 
 
 @dataclass(frozen=True)
