@@ -29,6 +29,7 @@ from alerts.notifiers.email import EmailSettings
 from alerts.notifiers.slack import CHANNEL_ID, SlackSettings
 from alerts.rules import RulesError, load_rules
 from daemon.settings import SECRET_STAND_IN, Settings
+from daemon.store import dialect
 from daemon.store.check import check_database
 from daemon.store.reads import stopped_series, stopped_series_note
 from daemon.store.schema import MIGRATIONS
@@ -371,7 +372,7 @@ def _series(path: Path, settings: Settings) -> list[Finding]:
     still keeping links live (as `status` and `snapshots` warn)."""
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'series'").fetchone() is None:
+        if not dialect.has_table(conn, "series"):
             return []  # not set up, or older than series: the database check says so
         found: list[Finding] = []
         for site in settings.sites:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from daemon.store import alerts as alerts_db
-from daemon.store import reads
+from daemon.store import dialect, reads
 from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
 from daemon.store.schema import MIGRATIONS, OF_LINK_SERIES
@@ -210,14 +210,7 @@ class Store:
             conn = sqlite3.connect(
                 path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA cache_size = -65536")
-            # A log grown by a VACUUM (or a 1M-link baseline) while someone read is cut
-            # back to this size at the next checkpoint, not kept at its largest.
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-            conn.execute("PRAGMA temp_store = FILE")
-            conn.execute("PRAGMA temp.cache_size = -32768")
+            dialect.tune(conn)
             MIGRATIONS.upgrade(conn)
         except (sqlite3.Error, OSError) as exc:
             # A wrong or damaged file is the user's to fix: say which and why, not a traceback.
@@ -250,10 +243,8 @@ class Store:
         if wrote:
             try:
                 # Never wait for another process's lock to do it: the next close will.
-                self.conn.execute("PRAGMA busy_timeout = 0")
-                from daemon.store import retention
-
-                retention.optimize(self.conn)
+                dialect.never_wait(self.conn)
+                dialect.optimize(self.conn)
             except sqlite3.Error:
                 pass  # busy or mid-transaction: nothing is lost by skipping it
         self.conn.close()

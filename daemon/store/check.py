@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from daemon.store import dialect
 from daemon.store.schema import MIGRATIONS
 
 # `check` runs as systemd's ExecReload: an integrity check of a huge file is cut short
@@ -25,7 +26,7 @@ class DatabaseCheck:
 
 
 def check_database(path: Path, budget_s: float = CHECK_BUDGET_S) -> DatabaseCheck:
-    """Open `path` read-only and run `PRAGMA quick_check`; a missing file is fine."""
+    """Open `path` read-only and run SQLite's quick integrity check; a missing file is fine."""
     if not path.exists():
         return DatabaseCheck(None, f"{path} does not exist yet; it will be created")
     try:
@@ -57,9 +58,7 @@ def _problem(path: Path, exc: sqlite3.Error) -> str:
 
 
 def _inspect(conn: sqlite3.Connection, path: Path) -> DatabaseCheck:
-    tables = {
-        str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
+    tables = dialect.table_names(conn)
     if not tables:
         return DatabaseCheck(None, f"{path} is empty; linkwatch will set it up")
     db = Database(conn)
@@ -69,7 +68,7 @@ def _inspect(conn: sqlite3.Connection, path: Path) -> DatabaseCheck:
             f"{path}: not a linkwatch database (an SQLite file with other tables: {shown})", ""
         )
     # One line per problem: SQLite's findings can hold newlines.
-    findings = [" ".join(str(row[0]).split()) for row in conn.execute("PRAGMA quick_check(10)")]
+    findings = [" ".join(finding.split()) for finding in dialect.quick_check(conn, 10)]
     if findings != ["ok"]:
         return DatabaseCheck(f"{path}: the database is damaged: {'; '.join(findings)}", "")
     pending = len(MIGRATIONS.pending(db))

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
+from daemon.store import dialect
 from daemon.timefmt import from_db, to_db
 
 # Where the horizon a site's history was pruned at is kept (table meta, one key per site):
@@ -325,40 +326,12 @@ def file_size(path: Path) -> int:
     return total
 
 
-def free_fraction(conn: sqlite3.Connection) -> float:
-    """The share of the file's pages that are free (what VACUUM would give back)."""
-    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
-    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    return free / pages if pages else 0.0
-
-
 def vacuum(conn: sqlite3.Connection) -> bool:
     """Rewrite the file without its free pages, and give the log's space back; False when
-    another connection's read kept the log (see `checkpoint`)."""
-    conn.execute("VACUUM")
+    another connection's read kept the log (see `dialect.checkpoint`)."""
+    dialect.vacuum(conn)
     # In WAL mode the rewritten pages sit in the log until a checkpoint copies them back.
-    return checkpoint(conn)
-
-
-def checkpoint(conn: sqlite3.Connection) -> bool:
-    """Copy the log into the file and empty it; False when another connection, reading,
-    still needs the log (its space comes back at a later checkpoint)."""
-    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    return not busy
-
-
-def analyze(conn: sqlite3.Connection) -> None:
-    """Refresh the query planner's statistics of every table and index."""
-    # analysis_limit samples each index instead of reading it whole: seconds, not minutes,
-    # on a database of millions of links, and as good for choosing plans.
-    conn.execute("PRAGMA analysis_limit = 1000")
-    conn.execute("ANALYZE")
-
-
-def optimize(conn: sqlite3.Connection) -> None:
-    """What SQLite recommends before a connection closes: re-analyse what looks stale."""
-    conn.execute("PRAGMA analysis_limit = 1000")
-    conn.execute("PRAGMA optimize")
+    return dialect.checkpoint(conn)
 
 
 def reach_of(rules: Iterable[object]) -> timedelta:
@@ -408,11 +381,11 @@ def maintain(
     (`vacuum_now`: always with True, never with False); a dry run changes nothing."""
     size_before = file_size(path)
     report = apply_retention(conn, keep, now, reach=reach, dry_run=dry_run)
-    free = free_fraction(conn)
+    free = dialect.free_fraction(conn)
     if dry_run:
         return MaintenanceReport(report, size_before, size_before, free, False, False)
-    analyze(conn)
+    dialect.analyze(conn)
     wanted = free >= VACUUM_ABOVE if vacuum_now is None else vacuum_now
     # Pages freed by retention and not vacuumed are reused by later ingests.
-    emptied = vacuum(conn) if wanted else checkpoint(conn)
+    emptied = vacuum(conn) if wanted else dialect.checkpoint(conn)
     return MaintenanceReport(report, size_before, file_size(path), free, wanted, True, emptied)

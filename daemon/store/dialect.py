@@ -1,0 +1,96 @@
+"""The store's SQLite-only spellings, in one place (the schema's DDL, per dialect anyway, aside)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# The connection's settings and maintenance first; the spellings inside statements follow.
+# Not gathered: the schema's migrations (daemon/store/schema.py) are historical DDL, and
+# DDL is per dialect anyway: a port writes its own schema.
+
+
+def tune(conn: sqlite3.Connection) -> None:
+    """Set a freshly opened connection up for linkwatch: WAL, caches, temp storage."""
+    # PostgreSQL: server settings (postgresql.conf), nothing per connection.
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA cache_size = -65536")
+    # A log grown by a VACUUM (or a 1M-link baseline) while someone read is cut
+    # back to this size at the next checkpoint, not kept at its largest.
+    conn.execute("PRAGMA journal_size_limit = 67108864")
+    conn.execute("PRAGMA temp_store = FILE")
+    conn.execute("PRAGMA temp.cache_size = -32768")
+
+
+def never_wait(conn: sqlite3.Connection) -> None:
+    """Make the connection's next statements give up at once on another's lock."""
+    # PostgreSQL: SET lock_timeout = '1ms' (there 0 means wait for ever)
+    conn.execute("PRAGMA busy_timeout = 0")
+
+
+def analyze(conn: sqlite3.Connection) -> None:
+    """Refresh the query planner's statistics of every table and index."""
+    # analysis_limit samples each index instead of reading it whole: seconds, not minutes,
+    # on a database of millions of links, and as good for choosing plans.
+    conn.execute("PRAGMA analysis_limit = 1000")
+    conn.execute("ANALYZE")  # PostgreSQL: ANALYZE (autovacuum does it too)
+
+
+def optimize(conn: sqlite3.Connection) -> None:
+    """What SQLite recommends before a connection closes: re-analyse what looks stale."""
+    conn.execute("PRAGMA analysis_limit = 1000")
+    conn.execute("PRAGMA optimize")  # PostgreSQL: nothing (autovacuum's ANALYZE)
+
+
+def vacuum(conn: sqlite3.Connection) -> None:
+    """Rewrite the file without its free pages (into the log, in WAL mode)."""
+    conn.execute("VACUUM")  # PostgreSQL: autovacuum; VACUUM FULL to give space back
+
+
+def checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the log into the file and empty it; False when another connection, reading,
+    still needs the log (its space comes back at a later checkpoint)."""
+    busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return not busy  # PostgreSQL: CHECKPOINT (the server's own business)
+
+
+def free_fraction(conn: sqlite3.Connection) -> float:
+    """The share of the file's pages that are free (what VACUUM would give back)."""
+    # PostgreSQL: pgstattuple's free_percent, or the autovacuum statistics.
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    return free / pages if pages else 0.0
+
+
+def quick_check(conn: sqlite3.Connection, limit: int) -> list[str]:
+    """The integrity check's findings, at most `limit`; ["ok"] for a sound file."""
+    # PostgreSQL: amcheck's verify_heapam and bt_index_check.
+    return [str(row[0]) for row in conn.execute(f"PRAGMA quick_check({int(limit)})")]
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """The names of the database's stored tables."""
+    # PostgreSQL: SELECT table_name FROM information_schema.tables WHERE table_schema = ...
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {str(row[0]) for row in rows}
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """True when the database holds a table (or index, view, trigger) named `name`."""
+    # PostgreSQL: to_regclass(name) IS NOT NULL
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    return row is not None
+
+
+__all__ = [
+    "analyze",
+    "checkpoint",
+    "free_fraction",
+    "has_table",
+    "never_wait",
+    "optimize",
+    "quick_check",
+    "table_names",
+    "tune",
+    "vacuum",
+]
