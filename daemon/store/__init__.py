@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from daemon.store import alerts as alerts_db
 from daemon.store import dialect, reads
 from daemon.store.alerts import AlertState, Silence, Tell
+from daemon.store.dialect import JSON_AGG, JSON_ARRAY
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
 from daemon.store.schema import MIGRATIONS, OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
@@ -224,7 +225,7 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once so readers never block it halfway."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(dialect.BEGIN_WRITE)
         try:
             yield self.conn
         except BaseException:
@@ -453,7 +454,7 @@ class Store:
             (site_id,),
         ).fetchone()
         sql = f"""SELECT l.*, (
-                SELECT json_group_array(json_array(g.series_id, g.first_at, g.last_at, g.open,
+                SELECT {JSON_AGG}({JSON_ARRAY}(g.series_id, g.first_at, g.last_at, g.open,
                            li.domain_rating, li.rating_metric, li.toxicity))
                 FROM (SELECT series_id, min(first_at) AS first_at, max(last_at) AS last_at,
                              max(ended_snapshot_id IS NULL) AS open, max(id) AS latest

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from daemon.store.dialect import REPLACE_INTO
 from daemon.timefmt import from_db, to_db
 
 ACTIVE = ("pending", "firing")
@@ -144,7 +145,7 @@ def same_version(current: AlertState | None, expected: AlertState | None) -> boo
 def write_alert(conn: sqlite3.Connection, a: AlertState) -> None:
     """Insert or replace one alert row."""
     conn.execute(
-        f"INSERT OR REPLACE INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+        f"{REPLACE_INTO} alerts ({_COLUMNS}) VALUES ({', '.join('?' * 18)})",
         (
             a.fingerprint,
             a.rule,
@@ -306,8 +307,7 @@ def save_thread(
 ) -> None:
     """Remember what a notifier answered when it told an alert fired."""
     conn.execute(
-        "INSERT OR REPLACE INTO alert_threads (notifier, fingerprint, fired_at, ref)"
-        " VALUES (?, ?, ?, ?)",
+        f"{REPLACE_INTO} alert_threads (notifier, fingerprint, fired_at, ref) VALUES (?, ?, ?, ?)",
         (notifier, fingerprint, fired_at, ref),
     )
 

@@ -4,9 +4,57 @@ from __future__ import annotations
 
 import sqlite3
 
-# The connection's settings and maintenance first; the spellings inside statements follow.
-# Not gathered: the schema's migrations (daemon/store/schema.py) are historical DDL, and
-# DDL is per dialect anyway: a port writes its own schema.
+# Everything else the store says is SQL PostgreSQL reads as it is (docs/scale-out.md lists
+# what still differs in meaning, not spelling); tests/test_dialect.py keeps these spellings
+# here. Not gathered: the schema's migrations (daemon/store/schema.py) are historical DDL,
+# and DDL is per dialect anyway: a port writes its own schema.
+
+BEGIN_WRITE = "BEGIN IMMEDIATE"  # PostgreSQL: BEGIN, then the per-site advisory lock
+"""Start a write transaction holding the write lock from its first statement."""
+# Taken at BEGIN, the lock cannot be refused halfway through a transaction that has read.
+
+BEGIN_READ = "BEGIN DEFERRED"  # PostgreSQL: BEGIN
+"""Start a transaction that locks nothing until it writes a stored table."""
+# Staging writes temp tables only: it must never hold up another process's writer.
+
+ROWID = "rowid"  # PostgreSQL: an identity column in the staging table
+"""The implicit row number staging rows are told apart by."""
+
+REPLACE_INTO = "INSERT OR REPLACE INTO"  # PostgreSQL: ON CONFLICT (key) DO UPDATE SET all
+"""Insert a row, replacing whole the one with the same primary key."""
+
+JSON_EACH = "json_each"  # PostgreSQL: json_array_elements_text (its column is `value` too)
+"""The table function listing a JSON array's elements, in a column named `value`."""
+
+JSON_ARRAY = "json_array"  # PostgreSQL: json_build_array
+"""The function making a JSON array of its arguments."""
+
+JSON_AGG = "json_group_array"  # PostgreSQL: json_agg
+"""The aggregate making a JSON array of a group's values."""
+# The JSON functions are named here, not wrapped: both dialects call them alike.
+
+
+def temp(name: str) -> str:
+    """A temp table or temp index name, in the connection's own schema."""
+    # Qualified, a DROP can only ever reach the temp table, never a stored one so named.
+    return f"temp.{name}"  # PostgreSQL: pg_temp.name (or no prefix)
+
+
+def indexed_by(index: str) -> str:
+    """A planner hint: read the table through `index` only."""
+    # Without it SQLite may build a Bloom filter by scanning every site's rows.
+    return f"INDEXED BY {index}"  # PostgreSQL: nothing (or a pg_hint_plan comment)
+
+
+def greatest(a: str, b: str) -> str:
+    """The larger of two SQL expressions (NULL if either is)."""
+    return f"max({a}, {b})"  # PostgreSQL: GREATEST(a, b), which skips a NULL instead
+
+
+def epoch_to_iso(expr: str) -> str:
+    """Unix seconds as ISO 8601 text to the second, UTC, without zone."""
+    # PostgreSQL: to_char(to_timestamp(expr) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    return f"strftime('%Y-%m-%dT%H:%M:%S', {expr}, 'unixepoch')"
 
 
 def tune(conn: sqlite3.Connection) -> None:
@@ -83,14 +131,25 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
 
 
 __all__ = [
+    "BEGIN_READ",
+    "BEGIN_WRITE",
+    "JSON_AGG",
+    "JSON_ARRAY",
+    "JSON_EACH",
+    "REPLACE_INTO",
+    "ROWID",
     "analyze",
     "checkpoint",
+    "epoch_to_iso",
     "free_fraction",
+    "greatest",
     "has_table",
+    "indexed_by",
     "never_wait",
     "optimize",
     "quick_check",
     "table_names",
+    "temp",
     "tune",
     "vacuum",
 ]

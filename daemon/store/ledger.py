@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from daemon.store import dialect
+from daemon.store.dialect import ROWID, epoch_to_iso, greatest, indexed_by, temp
 from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult, SourceError
@@ -137,13 +139,13 @@ _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
 # table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
 INDEX_AND_DEDUPE = (
-    "CREATE INDEX temp.staging_key ON staging(link_key, digest)",
-    """DELETE FROM staging WHERE rowid IN (
-        SELECT s.rowid FROM staging s
+    f"CREATE INDEX {temp('staging_key')} ON staging(link_key, digest)",
+    f"""DELETE FROM staging WHERE {ROWID} IN (
+        SELECT s.{ROWID} FROM staging s
         JOIN (SELECT link_key FROM staging GROUP BY link_key HAVING count(*) > 1) d
           ON d.link_key = s.link_key
-        WHERE s.rowid != (SELECT min(s2.rowid) FROM staging s2 WHERE s2.link_key = s.link_key))""",
-    "CREATE INDEX temp.staging_lost_key ON staging_lost(link_key)",
+        WHERE s.{ROWID} != (SELECT min(s2.{ROWID}) FROM staging s2 WHERE s2.link_key = s.link_key))""",  # noqa: E501 (the SQL's text as before)
+    f"CREATE INDEX {temp('staging_lost_key')} ON staging_lost(link_key)",
 )
 DOMAIN_STAGING = (
     """CREATE TEMP TABLE staging_domains (
@@ -153,16 +155,14 @@ DOMAIN_STAGING = (
     "CREATE TEMP TABLE staging_domains_lost (domain TEXT NOT NULL)",
 )
 DOMAIN_INDEX_AND_DEDUPE = (
-    "CREATE INDEX temp.staging_domains_key ON staging_domains(domain, digest)",
-    """DELETE FROM staging_domains WHERE rowid NOT IN (
-        SELECT min(rowid) FROM staging_domains GROUP BY domain)""",
-    "CREATE INDEX temp.staging_domains_lost_key ON staging_domains_lost(domain)",
+    f"CREATE INDEX {temp('staging_domains_key')} ON staging_domains(domain, digest)",
+    f"""DELETE FROM staging_domains WHERE {ROWID} NOT IN (
+        SELECT min({ROWID}) FROM staging_domains GROUP BY domain)""",
+    f"CREATE INDEX {temp('staging_domains_lost_key')} ON staging_domains_lost(domain)",
 )
-DROP_STAGING = (
-    "DROP TABLE IF EXISTS temp.staging",
-    "DROP TABLE IF EXISTS temp.staging_lost",
-    "DROP TABLE IF EXISTS temp.staging_domains",
-    "DROP TABLE IF EXISTS temp.staging_domains_lost",
+DROP_STAGING = tuple(
+    f"DROP TABLE IF EXISTS {temp(name)}"
+    for name in ("staging", "staging_lost", "staging_domains", "staging_domains_lost")
 )
 # Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
 _CHANGED = """(
@@ -734,7 +734,7 @@ def ingest(
             "a snapshot from the future would date every later event of the site after it"
         )
     # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
-    conn.execute("BEGIN DEFERRED")
+    conn.execute(dialect.BEGIN_READ)
     staged = False
     seen = listed = read = 0
     try:
@@ -756,7 +756,7 @@ def ingest(
     locked = time.monotonic()
     counts: dict[str, int] = {}
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(dialect.BEGIN_WRITE)
     except BaseException:
         _drop_staging(conn)
         raise
@@ -952,14 +952,14 @@ def _listing_delta(step: Step) -> None:
     sighting they end and the link they name. Only the series' open sightings are probed,
     from their own index: an unchanged row costs one index probe and no write."""
     x = step.conn.execute
-    x("DROP TABLE IF EXISTS temp.delta")
+    x(f"DROP TABLE IF EXISTS {temp('delta')}")
     # Probes, never a join: joined, the planner may build a Bloom filter over the stored
     # table, and building one reads every row of it, every site's (EXPLAIN shows it as
     # "BLOOM FILTER ON", tests/test_query_plans.py).
     x(
-        """CREATE TEMP TABLE delta AS
-        SELECT s.rowid AS srow,
-               (SELECT o.id FROM sightings o INDEXED BY sightings_open
+        f"""CREATE TEMP TABLE delta AS
+        SELECT s.{ROWID} AS srow,
+               (SELECT o.id FROM sightings o {indexed_by("sightings_open")}
                 WHERE o.series_id = :series AND o.link_key = s.link_key
                   AND o.ended_snapshot_id IS NULL) AS open_id,
                (SELECT l.id FROM links l WHERE l.site_id = :site AND l.link_key = s.link_key)
@@ -968,7 +968,7 @@ def _listing_delta(step: Step) -> None:
                    AS prev_state
         FROM staging s
         WHERE NOT EXISTS (
-            SELECT 1 FROM sightings o INDEXED BY sightings_open
+            SELECT 1 FROM sightings o {indexed_by("sightings_open")}
             WHERE o.series_id = :series AND o.link_key = s.link_key
               AND o.ended_snapshot_id IS NULL AND o.digest IS s.digest)
         -- In key order (the staging index's): every later step that probes or extends an
@@ -990,12 +990,12 @@ def _record_sightings(step: Step) -> None:
         p,
     )
     x(
-        """INSERT INTO sightings (site_id, series_id, link_key, first_snapshot_id, first_at,
+        f"""INSERT INTO sightings (site_id, series_id, link_key, first_snapshot_id, first_at,
                digest, anchor, nofollow, ugc, sponsored, domain_rating, rating_metric,
                toxicity, first_seen)
         SELECT :site, :series, s.link_key, :snap, :taken, s.digest, s.anchor, s.nofollow,
                s.ugc, s.sponsored, s.domain_rating, s.rating_metric, s.toxicity, s.first_seen
-        FROM delta d JOIN staging s ON s.rowid = d.srow""",
+        FROM delta d JOIN staging s ON s.{ROWID} = d.srow""",
         p,
     )
 
@@ -1004,13 +1004,13 @@ def _end_absent_sightings(step: Step) -> None:
     """`temp.gone`: the keys the series listed last time and not now; their sightings end."""
     x = step.conn.execute
     p = step.params
-    x("DROP TABLE IF EXISTS temp.gone")
+    x(f"DROP TABLE IF EXISTS {temp('gone')}")
     x(
-        """CREATE TEMP TABLE gone AS
+        f"""CREATE TEMP TABLE gone AS
         SELECT o.id AS sighting_id, o.link_key AS link_key,
                (SELECT l.id FROM links l WHERE l.site_id = :site AND l.link_key = o.link_key)
                    AS link_id
-        FROM sightings o INDEXED BY sightings_open
+        FROM sightings o {indexed_by("sightings_open")}
         WHERE o.series_id = :series AND o.ended_snapshot_id IS NULL
           AND NOT EXISTS (SELECT 1 FROM staging s WHERE s.link_key = o.link_key)""",
         p,
@@ -1043,7 +1043,7 @@ def _insert_links(step: Step, sql_from: str) -> None:
                s.ugc, s.sponsored, s.digest, s.refdomain, s.domain_rating,
                CASE WHEN s.domain_rating IS NOT NULL THEN s.rating_metric END, s.toxicity,
                CASE WHEN s.first_seen IS NULL THEN :at
-                    ELSE strftime('%Y-%m-%dT%H:%M:%S', s.first_seen, 'unixepoch') || '.000000Z'
+                    ELSE {epoch_to_iso("s.first_seen")} || '.000000Z'
                END,
                :added, 'live', {"0" if sampled else ":bit"}, :until
         {sql_from}""",
@@ -1077,11 +1077,11 @@ def _complete_sightings(step: Step) -> None:
     _listing_delta(step)
     if _empty(step, "delta"):
         # The series lists every link as it did last time: nothing to add, restore or note.
-        x("DROP TABLE temp.delta")
+        x(f"DROP TABLE {temp('delta')}")
         return
     _insert_links(
         step,
-        "FROM delta d JOIN staging s ON s.rowid = d.srow WHERE d.link_id IS NULL",
+        f"FROM delta d JOIN staging s ON s.{ROWID} = d.srow WHERE d.link_id IS NULL",
     )
     step.add(
         "restored",
@@ -1101,23 +1101,23 @@ def _complete_sightings(step: Step) -> None:
     # A metric the row does not give (NULL) never erases the one known; a rating comes
     # with the name of its metric, or none when the source does not say which it is.
     x(
-        """UPDATE links SET seen_by = links.seen_by | :bit, attrs = s.digest,
+        f"""UPDATE links SET seen_by = links.seen_by | :bit, attrs = s.digest,
                domain_rating = coalesce(s.domain_rating, links.domain_rating),
                rating_metric = CASE WHEN s.domain_rating IS NOT NULL THEN s.rating_metric
                                     ELSE links.rating_metric END,
                toxicity = coalesce(s.toxicity, links.toxicity)
-        FROM delta d JOIN staging s ON s.rowid = d.srow
+        FROM delta d JOIN staging s ON s.{ROWID} = d.srow
         WHERE links.id = d.link_id""",
         p,
     )
     _record_sightings(step)
-    x("DROP TABLE temp.delta")
+    x(f"DROP TABLE {temp('delta')}")
 
 
 def _attribute_changes(step: Step) -> None:
     """Anchor or rel changes of known links: a `changed` event and the new values."""
     x = step.conn.execute
-    x("DROP TABLE IF EXISTS temp.changes")
+    x(f"DROP TABLE IF EXISTS {temp('changes')}")
     x(
         f"""CREATE TEMP TABLE changes AS
         SELECT d.link_id AS link_id, d.srow AS srow, trim(
@@ -1127,7 +1127,7 @@ def _attribute_changes(step: Step) -> None:
                         OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
                         OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
                       THEN 'rel' ELSE '' END) AS what
-        FROM delta d JOIN staging s ON s.rowid = d.srow JOIN links l ON l.id = d.link_id
+        FROM delta d JOIN staging s ON s.{ROWID} = d.srow JOIN links l ON l.id = d.link_id
         WHERE {_CHANGED}"""
     )
     step.add(
@@ -1139,14 +1139,14 @@ def _attribute_changes(step: Step) -> None:
         ).rowcount,
     )
     x(
-        """UPDATE links SET anchor = coalesce(s.anchor, links.anchor),
+        f"""UPDATE links SET anchor = coalesce(s.anchor, links.anchor),
                nofollow = coalesce(s.nofollow, links.nofollow),
                ugc = coalesce(s.ugc, links.ugc),
                sponsored = coalesce(s.sponsored, links.sponsored)
-        FROM changes c JOIN staging s ON s.rowid = c.srow
+        FROM changes c JOIN staging s ON s.{ROWID} = c.srow
         WHERE links.id = c.link_id"""
     )
-    x("DROP TABLE temp.changes")
+    x(f"DROP TABLE {temp('changes')}")
 
 
 def _sample_sightings(step: Step) -> None:
@@ -1158,11 +1158,11 @@ def _sample_sightings(step: Step) -> None:
     # key): which series saw what, and what a rebuild replays.
     _listing_delta(step)
     _record_sightings(step)
-    x("DROP TABLE temp.delta")
+    x(f"DROP TABLE {temp('delta')}")
     _end_absent_sightings(step)
-    x("DROP TABLE temp.gone")
-    x("CREATE INDEX temp.staging_from ON staging(from_key, url_to)")
-    x("DROP TABLE IF EXISTS temp.sighted")
+    x(f"DROP TABLE {temp('gone')}")
+    x(f"CREATE INDEX {temp('staging_from')} ON staging(from_key, url_to)")
+    x(f"DROP TABLE IF EXISTS {temp('sighted')}")
     # A row with a target names one link. A page-only row (no target) vouches for the
     # page's live links; with none live, for its placeholder link of unknown target.
     x(
@@ -1216,11 +1216,11 @@ def _sample_sightings(step: Step) -> None:
         p,
     )
     x(
-        """UPDATE links SET sample_until = max(coalesce(sample_until, ''), :until)
+        f"""UPDATE links SET sample_until = {greatest("coalesce(sample_until, '')", ":until")}
         WHERE id IN (SELECT link_id FROM sighted)""",
         p,
     )
-    x("DROP TABLE temp.sighted")
+    x(f"DROP TABLE {temp('sighted')}")
 
 
 def _empty(step: Step, table: str) -> bool:
@@ -1251,7 +1251,7 @@ def _record_lost_marks(step: Step) -> None:
         ).fetchone()[0]
     ):
         return  # no row marked lost, now or in the series' last snapshot
-    x("DROP TABLE IF EXISTS temp.marks")
+    x(f"DROP TABLE IF EXISTS {temp('marks')}")
     x(
         """CREATE TEMP TABLE marks AS
         SELECT sl.link_key AS link_key, min(sl.reason) AS reason FROM staging_lost sl
@@ -1275,7 +1275,7 @@ def _record_lost_marks(step: Step) -> None:
                           AND o.link_key = m.link_key AND o.ended_snapshot_id IS NULL)""",
         p,
     )
-    x("DROP TABLE temp.marks")
+    x(f"DROP TABLE {temp('marks')}")
 
 
 def _provider_lost(step: Step) -> None:
@@ -1286,7 +1286,7 @@ def _provider_lost(step: Step) -> None:
     _record_lost_marks(step)
     if _empty(step, "staging_lost"):
         return
-    x("DROP TABLE IF EXISTS temp.plost")
+    x(f"DROP TABLE IF EXISTS {temp('plost')}")
     x(
         """CREATE TEMP TABLE plost AS
         SELECT link_id, coalesce(min(reason), 'unknown') AS reason FROM (
@@ -1301,7 +1301,7 @@ def _provider_lost(step: Step) -> None:
         GROUP BY link_id""",
         p,
     )
-    x("CREATE INDEX temp.plost_link ON plost(link_id)")
+    x(f"CREATE INDEX {temp('plost_link')} ON plost(link_id)")
     _drop(step, "plost")
     step.add(
         "lost",
@@ -1319,7 +1319,7 @@ def _provider_lost(step: Step) -> None:
         WHERE id IN (SELECT link_id FROM plost) AND seen_by = 0""",
         p,
     )
-    x("DROP TABLE temp.plost")
+    x(f"DROP TABLE {temp('plost')}")
 
 
 def _absent(step: Step) -> None:
@@ -1330,7 +1330,7 @@ def _absent(step: Step) -> None:
     _end_absent_sightings(step)
     if not _empty(step, "gone"):
         _went_missing(step)
-    x("DROP TABLE temp.gone")
+    x(f"DROP TABLE {temp('gone')}")
     # Links missing since an earlier snapshot count this one too, whatever it dropped.
     x(
         """UPDATE links SET missing_count = missing_count + 1
@@ -1404,16 +1404,16 @@ def _domain_sightings(step: Step) -> None:
     longer lists *missing*; these count referring domains, never links."""
     x = step.conn.execute
     p = step.params
-    x("DROP TABLE IF EXISTS temp.ddelta")
+    x(f"DROP TABLE IF EXISTS {temp('ddelta')}")
     x(
-        """CREATE TEMP TABLE ddelta AS
-        SELECT s.rowid AS srow, s.domain AS domain,
-               (SELECT o.id FROM domain_sightings o INDEXED BY domain_sightings_open
+        f"""CREATE TEMP TABLE ddelta AS
+        SELECT s.{ROWID} AS srow, s.domain AS domain,
+               (SELECT o.id FROM domain_sightings o {indexed_by("domain_sightings_open")}
                 WHERE o.series_id = :series AND o.domain = s.domain
                   AND o.ended_snapshot_id IS NULL) AS open_id
         FROM staging_domains s
         WHERE NOT EXISTS (
-            SELECT 1 FROM domain_sightings o INDEXED BY domain_sightings_open
+            SELECT 1 FROM domain_sightings o {indexed_by("domain_sightings_open")}
             WHERE o.series_id = :series AND o.domain = s.domain
               AND o.ended_snapshot_id IS NULL AND o.digest IS s.digest)""",
         p,
@@ -1431,14 +1431,14 @@ def _domain_sightings(step: Step) -> None:
         p,
     )
     x(
-        """INSERT INTO domain_sightings (site_id, series_id, domain, first_snapshot_id,
+        f"""INSERT INTO domain_sightings (site_id, series_id, domain, first_snapshot_id,
                first_at, digest, links, domain_rating, rating_metric, first_seen)
         SELECT :site, :series, s.domain, :snap, :taken, s.digest, s.links, s.domain_rating,
                s.rating_metric, s.first_seen
-        FROM ddelta d JOIN staging_domains s ON s.rowid = d.srow""",
+        FROM ddelta d JOIN staging_domains s ON s.{ROWID} = d.srow""",
         p,
     )
-    x("DROP TABLE temp.ddelta")
+    x(f"DROP TABLE {temp('ddelta')}")
     step.add(
         "missing",
         x(

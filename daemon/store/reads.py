@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from daemon.store.dialect import JSON_EACH
 from daemon.timefmt import from_db, to_db
 from sources.urls import host_name, normalize_target, split_url
 
@@ -516,8 +517,8 @@ def _moved_test(
         host, hp = link_filter.host_condition("l", p)
         params |= hp
         domain = (
-            f" AND (l.refdomain IN (SELECT value FROM json_each(:{p}all))"
-            f" OR (l.refdomain IN (SELECT value FROM json_each(:{p}below)){host}))"
+            f" AND (l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}all))"
+            f" OR (l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}below)){host}))"
         )
     # The target test last: it runs Python per row, the others narrow the rows first.
     return f"(1{row}{domain}{target})"

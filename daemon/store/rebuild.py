@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from daemon.store import dialect
+from daemon.store.dialect import temp
 from daemon.store.ledger import (
     ACCEPTED,
     COUNTED,
@@ -80,7 +82,7 @@ def delete_snapshot(
 ) -> DeleteOutcome:
     """Delete one snapshot and rebuild what it changed, all in one transaction; `site`:
     refuse (DeleteRefusedError, nothing changed) a snapshot of another site."""
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(dialect.BEGIN_WRITE)
     try:
         outcome = _delete(conn, snapshot_id, now, site)
         _drop_temp(conn)
@@ -113,7 +115,7 @@ _TEMP = (
 
 def _drop_temp(conn: sqlite3.Connection) -> None:
     for name in _TEMP:
-        conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.execute(f"DROP TABLE IF EXISTS {temp(name)}")
 
 
 def _row(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -312,16 +314,16 @@ def _replay_links(conn: sqlite3.Connection, site_id: int) -> int:
         " FROM links WHERE site_id = ?",
         (site_id,),
     )
-    x("CREATE INDEX temp.old_links_key ON old_links(link_key)")
-    x("CREATE INDEX temp.old_links_from ON old_links(from_key)")
+    x(f"CREATE INDEX {temp('old_links_key')} ON old_links(link_key)")
+    x(f"CREATE INDEX {temp('old_links_from')} ON old_links(from_key)")
     x(
         "CREATE TEMP TABLE old_sightings AS SELECT * FROM sightings"
         " WHERE site_id = ? AND first_snapshot_id IS NOT NULL",
         (site_id,),
     )
-    x("CREATE INDEX temp.old_sightings_at ON old_sightings(series_id, first_snapshot_id)")
+    x(f"CREATE INDEX {temp('old_sightings_at')} ON old_sightings(series_id, first_snapshot_id)")
     x("CREATE TEMP TABLE old_marks AS SELECT * FROM lost_marks WHERE site_id = ?", (site_id,))
-    x("CREATE INDEX temp.old_marks_at ON old_marks(series_id, first_snapshot_id)")
+    x(f"CREATE INDEX {temp('old_marks_at')} ON old_marks(series_id, first_snapshot_id)")
     for table in ("link_events", "links", "sightings", "lost_marks"):
         x(f"DELETE FROM {table} WHERE site_id = ?", (site_id,))
     link_series = f"site_id = ? AND {OF_LINK_SERIES}"

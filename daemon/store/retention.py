@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from daemon.store import dialect
+from daemon.store.dialect import greatest, temp
 from daemon.timefmt import from_db, to_db
 
 # Where the horizon a site's history was pruned at is kept (table meta, one key per site):
@@ -105,7 +106,7 @@ def apply_retention(
 def _in_transaction(
     conn: sqlite3.Connection, dry_run: bool, work: Callable[[], dict[str, int]]
 ) -> dict[str, int]:
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(dialect.BEGIN_WRITE)
     try:
         done = work()
     except BaseException:
@@ -122,7 +123,7 @@ _TEMP = ("retired_links", "merged_sightings", "merged_domain_sightings", "kept_s
 
 def _drop_temp(conn: sqlite3.Connection) -> None:
     for name in _TEMP:
-        conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        conn.execute(f"DROP TABLE IF EXISTS {temp(name)}")
 
 
 def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -> dict[str, int]:
@@ -139,7 +140,7 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
           AND NOT EXISTS (SELECT 1 FROM link_events e WHERE e.link_id = l.id AND e.at >= :h)""",
         p,
     )
-    x("CREATE INDEX temp.retired_links_key ON retired_links(link_key)")
+    x(f"CREATE INDEX {temp('retired_links_key')} ON retired_links(link_key)")
     n["link_events"] = x(
         "DELETE FROM link_events WHERE link_id IN (SELECT id FROM retired_links)"
     ).rowcount
@@ -179,7 +180,7 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
     if sum(n.values()):
         x(
             "INSERT INTO meta (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            f" ON CONFLICT(key) DO UPDATE SET value = {greatest('value', 'excluded.value')}",
             (PRUNED_KEY.format(site_id=site_id), h),
         )
     return n
@@ -192,7 +193,7 @@ def _merge_intervals(conn: sqlite3.Connection, table: str, key: str, p: dict[str
     a key (a domain listed again is restored, not new) stay as they were."""
     x = conn.execute
     closed = "site_id = :site AND ended_snapshot_id IS NOT NULL AND last_at < :h"
-    x(f"DROP TABLE IF EXISTS temp.merged_{table}")
+    x(f"DROP TABLE IF EXISTS {temp('merged_' + table)}")
     x(
         f"""CREATE TEMP TABLE merged_{table} AS
         SELECT series_id, {key} AS k, max(id) AS keep_id, min(first_at) AS first_at
@@ -215,7 +216,7 @@ def _merge_intervals(conn: sqlite3.Connection, table: str, key: str, p: dict[str
                     WHERE m.series_id = {table}.series_id AND m.k = {table}.{key})""",
         p,
     ).rowcount
-    x(f"DROP TABLE temp.merged_{table}")
+    x(f"DROP TABLE {temp('merged_' + table)}")
     return int(gone)
 
 
@@ -224,7 +225,7 @@ def _prune_snapshots(conn: sqlite3.Connection, site_id: int, h: str, now: dateti
     source health or a listing still reads (docs/storage.md); their files stay known."""
     x = conn.execute
     p = {"site": site_id, "h": h, "now": to_db(now)}
-    x("DROP TABLE IF EXISTS temp.kept_snapshots")
+    x(f"DROP TABLE IF EXISTS {temp('kept_snapshots')}")
     x(
         """CREATE TEMP TABLE kept_snapshots AS
         WITH s AS (SELECT * FROM snapshots WHERE site_id = :site),
@@ -281,7 +282,7 @@ def _prune_snapshots(conn: sqlite3.Connection, site_id: int, h: str, now: dateti
         p,
     )
     gone = x(f"DELETE FROM snapshots WHERE {doomed}", p).rowcount
-    x("DROP TABLE temp.kept_snapshots")
+    x(f"DROP TABLE {temp('kept_snapshots')}")
     return int(gone)
 
 
