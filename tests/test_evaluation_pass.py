@@ -355,6 +355,22 @@ def test_a_weak_wholly_lost_domain_heads_a_short_list(store: Store) -> None:
     assert [d.refdomain for d in listed] == ["gamma.co.uk", "alpha.com"]
 
 
+def test_a_filtered_list_ranks_domains_by_their_matching_losses_alone(store: Store) -> None:
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        # alpha.com loses only a nofollow link, rated highest; beta.org a followed one.
+        LinkHistory(0, False, 0, 0, True, 90.0, None, lost),
+        LinkHistory(1, False, 0, 0, False, 20.0, None, lost),
+        LinkHistory(1, False, 1, 0, False, 10.0, None, ()),
+    ]
+    site_id = write_ledger(store, links)
+    follow = LinkFilter(dofollow_only=True)
+    spec = WindowSpec(at(0), at(72), follow)
+    counts = window_counts_batch(store.conn, site_id, [spec])[spec]
+    listed = lost_domains(store.conn, site_id, at(0), at(72), counts.domains_lost, 1, follow)
+    assert [(d.refdomain, d.domain_rating) for d in listed] == [("beta.org", 20.0)]
+
+
 def _rules(n: int) -> list[ThresholdRule]:
     """n threshold rules over four windows and four filters, every one firing."""
     filters: list[dict[str, object]] = [
