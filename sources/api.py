@@ -384,10 +384,11 @@ def decode_json(response: requests.Response) -> Any:
     if response.encoding is None or response.encoding.lower().replace("_", "-") in _UTF8:
         try:
             return msgspec.json.decode(response.content)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             # What msgspec refuses but the standard library reads (NaN, an out-of-range
-            # number as infinity, a lone surrogate) reads as it always did; what neither
-            # reads gets the standard library's message.
+            # number as infinity, a lone surrogate, bytes that are not UTF-8 as U+FFFD)
+            # reads as it always did; what neither reads gets the standard library's
+            # message.
             pass
     return response.json()
 
