@@ -32,6 +32,12 @@ TOKENS = {
     "temp. prefix": r"\btemp\.",
     "rowid": r"\b(?:rowid|_rowid_|oid)\b",
     "json_each(": r"\bjson_(?:each|tree|group_array|group_object|array|object|extract)\s*\(",
+    "REPLACE INTO": r"\bREPLACE\s+INTO\b",
+    "LIMIT -1": r"\bLIMIT\s+-\s*1\b",
+    # Two arguments: SQLite's scalar max/min (one is the aggregate, the same in both).
+    "max(a, b)": r"\b(?:max|min)\s*\([^()]*,[^()]*\)",
+    "SQLite functions": r"\b(?:julianday|datetime|ifnull|iif|group_concat|printf|instr"
+    r"|total_changes|last_insert_rowid|unixepoch)\s*\(",
 }
 _PATTERN = re.compile("|".join(f"(?P<t{i}>{p})" for i, p in enumerate(TOKENS.values())), re.I)
 _NAMES = list(TOKENS)

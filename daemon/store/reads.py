@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from daemon.store.dialect import JSON_EACH
+from daemon.store.dialect import FENCE, JSON_EACH
 from daemon.timefmt import from_db, to_db
 from sources.urls import host_name, normalize_target, split_url
 
@@ -424,8 +424,8 @@ def window_counts_batch(
                    {mask if joined else 1} AS mask
             FROM link_events e{" JOIN links l ON l.id = e.link_id" if joined else ""}
             WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
-            -- LIMIT keeps the subquery apart: each filter is tested once per event.
-            LIMIT -1)
+            -- The fence keeps the subquery apart: each filter is tested once per event.
+            {FENCE})
         GROUP BY at, mask""",
         base_params,
     ).fetchall()
