@@ -140,6 +140,8 @@ def _timeline(site: str) -> Iterator[tuple[str, SnapshotResult]]:
 
 def _ingest_site(store: Store, conn: sqlite3.Connection, site: str) -> None:
     site_id = store.ensure_site(site, "own")
+    # A key retention forgot: the ingest then looks for forgotten links coming back.
+    conn.execute("INSERT INTO forgotten_links (site_id, link_key) VALUES (?, 12345)", (site_id,))
     for n, (source, result) in enumerate(_timeline(site)):
         ingest(
             conn,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daemon.cli import main
@@ -54,7 +54,13 @@ PAGES = (
 )
 TARGETS = ("https://example.com/", "https://example.com/pricing")
 LINKS = [(p, t) for p in PAGES for t in TARGETS]
-SERIES = (("ahrefs", "ahrefs"), ("semrush", "semrush"), ("ahrefs", "ahrefs_refdomains"))
+SERIES = (
+    ("ahrefs", "ahrefs"),
+    ("semrush", "semrush"),
+    ("ahrefs", "ahrefs_refdomains"),
+    # Search Console's sample of the links: it can add or restore links, never miss them.
+    ("gsc", "gsc"),
+)
 
 
 def day(n: float) -> datetime:
@@ -76,7 +82,7 @@ class Snap:
 
 snaps = st.builds(
     Snap,
-    series=st.sampled_from([0, 0, 0, 1, 2]),
+    series=st.sampled_from([0, 0, 0, 1, 2, 3]),
     links=st.frozensets(st.integers(0, len(LINKS) - 1), min_size=1),
     marked_lost=st.frozensets(st.integers(0, len(LINKS) - 1), max_size=3),
     failed=st.sampled_from([False] * 8 + [True]),
@@ -104,6 +110,7 @@ def result(s: Snap, when: datetime, n: int) -> SnapshotResult:
         digest=digest,
         origin_stamp=f"stamp-{n}",
     )
+    out.sample = fmt == "gsc"
     if fmt == "ahrefs_refdomains":
         # A referring-domains export: the hosts of the listed pages, with their counts.
         hosts: dict[str, int] = {}
@@ -221,12 +228,20 @@ def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
 
 
+def _snap(series: int, links: set[int]) -> Snap:
+    return Snap(series, frozenset(links), frozenset(), failed=False, repeat=False, anchor="a")
+
+
 @given(
     history=st.lists(snaps, min_size=2, max_size=24),
     later=st.lists(snaps, min_size=1, max_size=3),
     keep_days=st.integers(1, 12),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A link lost and forgotten, then listed again by a new series' baseline or by a sample:
+# a gain, as its restore would have been (found by Hypothesis).
+@example(history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4], later=[_snap(1, {0, 1})], keep_days=1)
+@example(history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4], later=[_snap(3, {0, 1})], keep_days=1)
 def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
     history: list[Snap], later: list[Snap], keep_days: int
 ) -> None:
@@ -280,7 +295,16 @@ def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
                 for f, t, kind, reason, at in later_events(kept, last_id)
                 if (f, t, at) not in back or kind == "restored"
             ]
-            assert later_events(pruned, last_id) == sorted(expected, key=_event_order)
+            # Its anchor and rel are those it came back with: whether a later listing
+            # changes them can differ (as for a link never seen before), all else cannot.
+            returned = {(f, t) for f, t, _ in back}
+
+            def comparable(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+                return [e for e in events if e[2] != "changed" or (e[0], e[1]) not in returned]
+
+            assert comparable(later_events(pruned, last_id)) == comparable(
+                sorted(expected, key=_event_order)
+            )
             # Judged alike (guards, duplicates, domains new or listed again), counted alike
             # (a forgotten link back is new rather than restored; changes: the events).
             assert later_snapshots(pruned, last_id) == later_snapshots(kept, last_id)
@@ -538,12 +562,13 @@ def test_closing_a_read_only_store_does_not_fail(tmp_path: Path) -> None:
 
 
 def test_the_daily_run_vacuums_only_when_a_quarter_of_the_file_is_free(store: Store) -> None:
-    long_history(store, days=60)
-    first = store.maintain(5 * DAY, day(60))
-    # Most of the history went: the pages it held are free, and given back.
+    long_history(store, days=120)
+    first = store.maintain(5 * DAY, day(120))
+    # Most of the history went (the keys of forgotten links stay): the pages it held are
+    # free, and given back.
     assert first.free_before >= 0.25 and first.vacuumed and first.analyzed
     assert first.size_after < first.size_before
-    second = store.maintain(5 * DAY, day(60))
+    second = store.maintain(5 * DAY, day(120))
     assert second.free_before < 0.25 and not second.vacuumed and second.analyzed
 
 

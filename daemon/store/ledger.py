@@ -1067,6 +1067,39 @@ def _insert_links(step: Step, sql_from: str) -> None:
         )
         if kind == "new":
             step.add("new", int(added))
+    _remember_forgotten(step, max_before)
+
+
+def _remember_forgotten(step: Step, max_before: int) -> None:
+    """Links just added that retention had forgotten are known again. Where a remembered
+    lost link would have been restored (a baseline of a complete series; a fresh sample
+    taken after it was dropped), they are gains, *new*: retention changes nothing an
+    ingest does (docs/storage.md)."""
+    x = step.conn.execute
+    p = {**step.params, "max_before": max_before}
+    if x("SELECT 1 FROM forgotten_links WHERE site_id = :site LIMIT 1", p).fetchone() is None:
+        return
+    sampled = step.series.coverage == SAMPLE
+    # Driven by the links just added (ids above max_before): the cost follows the snapshot's
+    # change, never the number of links ever forgotten.
+    back = "SELECT 1 FROM forgotten_links f WHERE f.site_id = :site AND f.link_key = l.link_key"
+    if sampled:
+        back += " AND (f.dropped_at IS NULL OR f.dropped_at < :taken) AND :until > :at"
+    if step.dated and (step.baseline or sampled):
+        step.add(
+            "new",
+            x(
+                f"""UPDATE link_events SET kind = 'new'
+                WHERE snapshot_id = :snap AND kind = 'appeared' AND link_id IN (
+                    SELECT l.id FROM links l WHERE l.id > :max_before AND EXISTS ({back}))""",
+                p,
+            ).rowcount,
+        )
+    x(
+        """DELETE FROM forgotten_links WHERE site_id = :site AND link_key IN (
+            SELECT l.link_key FROM links l WHERE l.id > :max_before)""",
+        p,
+    )
 
 
 def _complete_sightings(step: Step) -> None:

@@ -135,7 +135,7 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
     # them (not alive at its start, no event in it), so they go with all they left behind.
     x(
         """CREATE TEMP TABLE retired_links AS
-        SELECT id, link_key FROM links l
+        SELECT id, link_key, dropped_at FROM links l
         WHERE l.site_id = :site AND l.state = 'lost' AND l.lost_at < :h AND l.seen_by = 0
           AND NOT EXISTS (SELECT 1 FROM link_events e WHERE e.link_id = l.id AND e.at >= :h)""",
         p,
@@ -155,6 +155,14 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
         p,
     ).rowcount
     n["links"] = x("DELETE FROM links WHERE id IN (SELECT id FROM retired_links)").rowcount
+    # Their keys stay: one listed again by a later baseline or sample is then a gain where
+    # its restore would have been, not a silent arrival.
+    x(
+        """INSERT INTO forgotten_links (site_id, link_key, dropped_at)
+        SELECT :site, link_key, dropped_at FROM retired_links WHERE true
+        ON CONFLICT (site_id, link_key) DO UPDATE SET dropped_at = excluded.dropped_at""",
+        p,
+    )
     # Events before the horizon: a link's state at any instant from the horizon on is its
     # latest state event up to then, else live. So of the events before the horizon only
     # each link's latest state event is kept, and only when it left the link not live.

@@ -547,3 +547,21 @@ def m007_pruned_digests(db: Database) -> None:
             WHERE digest IS NOT NULL;
         """
     )
+
+
+@MIGRATIONS()
+def m008_forgotten_links(db: Database) -> None:
+    """The keys of the lost links retention forgot: a forgotten link that a later baseline
+    or sample lists again is a gain (*new*) where the restore of a remembered lost link
+    would be, never a silent arrival (docs/storage.md, "What is pruned")."""
+    db.executescript(
+        """
+        CREATE TABLE forgotten_links (
+            site_id INTEGER NOT NULL REFERENCES sites(id),
+            link_key INTEGER NOT NULL,
+            -- When it was last dropped: whether a sample listing it again restores it.
+            dropped_at TEXT,
+            PRIMARY KEY (site_id, link_key)
+        );
+        """
+    )
