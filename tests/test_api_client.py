@@ -174,6 +174,8 @@ def test_the_budget_asks_for_at_least_one_row_and_never_more_than_is_left() -> N
         # Not UTF-8 although declared so: the bad byte reads as U+FFFD, as it always did.
         (b'{"anchor": "caf\xe9"}', "application/json; charset=utf-8"),
         (b'{"anchor": "Caf\xe9"}', "application/json; charset=latin-1"),
+        # Declared Latin-1, though the bytes would read as UTF-8 too: read as Latin-1.
+        (b'{"anchor": "Caf\xc3\xa9"}', "application/json; charset=latin-1"),
     ],
 )
 def test_answers_decode_as_the_standard_library_reads_them(

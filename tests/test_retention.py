@@ -27,6 +27,7 @@ from daemon.scheduler import MAINTENANCE_JOB, build_scheduler
 from daemon.service import Linkwatch
 from daemon.settings import ConfigError, load_settings
 from daemon.store import DeleteRefusedError, GuardSettings, Store
+from daemon.store.reads import LinkFilter
 from daemon.store.retention import (
     apply_retention,
     horizon_for,
@@ -78,6 +79,9 @@ class Snap:
     failed: bool = False
     repeat: bool = False
     anchor: str = "a"
+    # The rel the poll reports (None: not given) and whether it rates the links.
+    nofollow: bool | None = False
+    rated: bool = True
 
 
 snaps = st.builds(
@@ -88,6 +92,8 @@ snaps = st.builds(
     failed=st.sampled_from([False] * 8 + [True]),
     repeat=st.sampled_from([False] * 6 + [True]),
     anchor=st.sampled_from(["a", "a", "b"]),
+    nofollow=st.sampled_from([False, False, True, None]),
+    rated=st.sampled_from([True, True, False]),
 )
 
 
@@ -95,7 +101,13 @@ def result(s: Snap, when: datetime, n: int) -> SnapshotResult:
     """The export of a generated poll: every link listed, the marked ones as lost rows."""
     source, fmt = SERIES[s.series]
     records = [
-        Backlink(LINKS[i][0], LINKS[i][1], anchor=s.anchor, domain_rating=float(i))
+        Backlink(
+            LINKS[i][0],
+            LINKS[i][1],
+            anchor=s.anchor,
+            nofollow=s.nofollow,
+            domain_rating=float(i) if s.rated else None,
+        )
         for i in sorted(s.links)
     ] + [
         Backlink(LINKS[i][0], LINKS[i][1], lost=True, lost_reason="removed")
@@ -163,6 +175,10 @@ def instants(horizon: datetime, now: datetime) -> list[datetime]:
     return [*out, now]
 
 
+# Link filters read the links' rel and rating: a link that comes back must keep them.
+FILTERS = (LinkFilter(dofollow_only=True), LinkFilter(min_domain_rating=5.0))
+
+
 def rule_view(store: Store, horizon: datetime, now: datetime) -> dict[str, Any]:
     """Every number a rule or an alert message reads, over windows from the horizon on."""
     view: dict[str, Any] = {}
@@ -174,6 +190,9 @@ def rule_view(store: Store, horizon: datetime, now: datetime) -> dict[str, Any]:
             if start < end <= now:
                 view[f"counts {start} {end}"] = store.window_counts(SITE, start, end)
                 view[f"lost {start} {end}"] = store.lost_domains(SITE, start, end, 100)
+                for f in FILTERS:
+                    view[f"counts {start} {end} {f}"] = store.window_counts(SITE, start, end, f)
+                    view[f"lost {start} {end} {f}"] = store.lost_domains(SITE, start, end, 100, f)
     view["status"] = [(s.live_links, s.live_refdomains, s.missing_links) for s in store.status()]
     view["known"] = {src: store.known_exports(SITE, src) for src, _ in SERIES}
     view["domains"] = store.domain_listing(SITE)
@@ -242,6 +261,17 @@ def _snap(series: int, links: set[int]) -> Snap:
 # a gain, as its restore would have been (found by Hypothesis).
 @example(history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4], later=[_snap(1, {0, 1})], keep_days=1)
 @example(history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4], later=[_snap(3, {0, 1})], keep_days=1)
+# ... with the rel and rating it had where the listing does not replace them.
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[Snap(1, frozenset({0, 1}), nofollow=True)],
+    keep_days=1,
+)
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[Snap(3, frozenset({0, 1}), rated=False), Snap(0, frozenset({0, 1}), rated=False)],
+    keep_days=1,
+)
 def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
     history: list[Snap], later: list[Snap], keep_days: int
 ) -> None:
@@ -283,37 +313,53 @@ def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
             ingest_all(pruned, future, first=len(past))
             end = day(future[-1][0]) + timedelta(hours=1)
             assert rule_view(pruned, horizon, end) == rule_view(kept, horizon, end)
-            # A forgotten link that comes back is new (a gain, as restored-from-lost is),
-            # not restored and changed: its old anchor and rel are forgotten with it.
-            back = {
-                (f, t, at)
-                for f, t, kind, reason, at in later_events(kept, last_id)
-                if (f, t) in lost_early and kind == "restored" and reason == "lost"
-            }
-            expected = [
-                (f, t, "new", None, at) if (f, t, at) in back else (f, t, kind, reason, at)
-                for f, t, kind, reason, at in later_events(kept, last_id)
-                if (f, t, at) not in back or kind == "restored"
-            ]
-            # Its anchor and rel are those it came back with: whether a later listing
-            # changes them can differ (as for a link never seen before), all else cannot.
-            returned = {(f, t) for f, t, _ in back}
-
-            def comparable(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-                return [e for e in events if e[2] != "changed" or (e[0], e[1]) not in returned]
-
-            assert comparable(later_events(pruned, last_id)) == comparable(
-                sorted(expected, key=_event_order)
-            )
-            # Judged alike (guards, duplicates, domains new or listed again), counted alike
-            # (a forgotten link back is new rather than restored; changes: the events).
+            # A forgotten link that comes back is restored, as a kept one would be, with
+            # the anchor, rel and rating it had where the listing does not replace them.
+            assert later_events(pruned, last_id) == later_events(kept, last_id)
             assert later_snapshots(pruned, last_id) == later_snapshots(kept, last_id)
-            assert {k: v for k, v in states(pruned).items() if k not in lost_early} == {
-                k: v for k, v in states(kept).items() if k not in lost_early
+            assert states(pruned) == {
+                k: v for k, v in states(kept).items() if k not in lost_early or v != "lost"
+            }
+            # Its sightings start afresh (the older ones went with it); all else is alike.
+            returned = {k for k in lost_early if states(kept)[k] != "lost"}
+            shown = {k: v[:2] for k, v in alive_links(kept).items()}
+            assert {k: v[:2] for k, v in alive_links(pruned).items()} == shown
+            assert {k: v for k, v in alive_links(pruned).items() if k not in returned} == {
+                k: v for k, v in alive_links(kept).items() if k not in returned
             }
         finally:
             kept.close()
             pruned.close()
+
+
+@pytest.mark.parametrize("taken", [0.25, 1.0], ids=["taken before the drop", "expired"])
+def test_a_sample_that_could_not_restore_a_link_leaves_it_forgotten(
+    tmp_path: Path, taken: float
+) -> None:
+    # Link 1 is dropped at day 0.5 and lost; keep = 1 day forgets it. A Search Console
+    # sample then lists it: taken before the drop, or no longer vouching by the time it
+    # is read (a one-day sample_ttl), it restores nothing in the kept ledger.
+    guards = GuardSettings(confirm_after=2, sample_ttl=DAY)
+    past = timeline([_snap(0, {0, 1}), *[_snap(0, {0})] * 10])
+    now = day(past[-1][0]) + timedelta(hours=1)
+    kept = open_store(tmp_path / "kept.db")
+    for n, (when, snap) in enumerate(past):
+        kept.ingest(SITE, "ahrefs", result(snap, day(when), n), guards, day(when))
+    pruned = copy_store(kept, tmp_path / "pruned.db")
+    try:
+        apply_retention(pruned.conn, DAY, now)
+        assert pruned.conn.execute("SELECT count(*) FROM forgotten_links").fetchone()[0] == 1
+        last_id = int(kept.conn.execute("SELECT max(id) FROM snapshots").fetchone()[0])
+        for store in (kept, pruned):
+            sample = result(_snap(3, {0, 1}), day(taken), len(past))
+            store.ingest(SITE, "gsc", sample, guards, now + timedelta(minutes=1))
+        assert later_events(kept, last_id) == later_events(pruned, last_id) == []
+        assert later_snapshots(pruned, last_id) == later_snapshots(kept, last_id)
+        assert [s.live_links for s in pruned.status()] == [s.live_links for s in kept.status()]
+        assert pruned.conn.execute("SELECT count(*) FROM forgotten_links").fetchone()[0] == 1
+    finally:
+        kept.close()
+        pruned.close()
 
 
 def _event_order(e: tuple[str, str, str, str | None, str]) -> tuple[str, str, str, str]:

@@ -165,6 +165,13 @@ DROP_STAGING = tuple(
     for name in ("staging", "staging_lost", "staging_domains", "staging_domains_lost")
 )
 # Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
+# Whether the rel a row `s` reports differs from the one known in `l` (a value not given
+# is no change).
+_REL_CHANGED = (
+    "(({s}.nofollow IS NOT NULL AND {s}.nofollow IS NOT {l}.nofollow)"
+    " OR ({s}.ugc IS NOT NULL AND {s}.ugc IS NOT {l}.ugc)"
+    " OR ({s}.sponsored IS NOT NULL AND {s}.sponsored IS NOT {l}.sponsored))"
+)
 _CHANGED = """(
     (s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor)
     OR (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
@@ -1071,35 +1078,87 @@ def _insert_links(step: Step, sql_from: str) -> None:
 
 
 def _remember_forgotten(step: Step, max_before: int) -> None:
-    """Links just added that retention had forgotten are known again. Where a remembered
-    lost link would have been restored (a baseline of a complete series; a fresh sample
-    taken after it was dropped), they are gains, *new*: retention changes nothing an
-    ingest does (docs/storage.md)."""
+    """Links just added that retention had forgotten come back as a kept lost link would
+    have: *restored* from *lost*, with the attributes it had where this listing does not
+    replace them, and a *changed* event where it would have had one (docs/storage.md)."""
     x = step.conn.execute
     p = {**step.params, "max_before": max_before}
     if x("SELECT 1 FROM forgotten_links WHERE site_id = :site LIMIT 1", p).fetchone() is None:
         return
-    sampled = step.series.coverage == SAMPLE
-    # Driven by the links just added (ids above max_before): the cost follows the snapshot's
-    # change, never the number of links ever forgotten.
-    back = "SELECT 1 FROM forgotten_links f WHERE f.site_id = :site AND f.link_key = l.link_key"
-    if sampled:
-        back += " AND (f.dropped_at IS NULL OR f.dropped_at < :taken) AND :until > :at"
-    if step.dated and (step.baseline or sampled):
-        step.add(
-            "new",
-            x(
-                f"""UPDATE link_events SET kind = 'new'
-                WHERE snapshot_id = :snap AND kind = 'appeared' AND link_id IN (
-                    SELECT l.id FROM links l WHERE l.id > :max_before AND EXISTS ({back}))""",
-                p,
-            ).rowcount,
-        )
+    x(f"DROP TABLE IF EXISTS {temp('returned')}")
+    # Driven by the links just added (ids above max_before): the cost follows the
+    # snapshot's change, never the number of links ever forgotten.
     x(
-        """DELETE FROM forgotten_links WHERE site_id = :site AND link_key IN (
-            SELECT l.link_key FROM links l WHERE l.id > :max_before)""",
+        f"""CREATE TEMP TABLE returned AS
+        SELECT l.id AS link_id, f.* FROM links l
+        JOIN forgotten_links f {indexed_by("forgotten_links_key")}
+            ON f.site_id = :site AND f.link_key = l.link_key
+        WHERE l.id > :max_before""",
         p,
     )
+    if _empty(step, "returned"):
+        x(f"DROP TABLE {temp('returned')}")
+        return
+    sampled = step.series.coverage == SAMPLE
+    # A later snapshot of a complete series reports anchor and rel changes; a baseline and a
+    # sample leave the kept values as they were.
+    attributed = not sampled and not step.baseline
+    if step.dated:
+        back = x(
+            """UPDATE link_events SET kind = 'restored', reason = 'lost'
+            WHERE snapshot_id = :snap AND kind IN ('new', 'appeared')
+              AND link_id IN (SELECT link_id FROM returned)""",
+            p,
+        ).rowcount
+        step.add("restored", back)
+        if attributed:
+            step.add("new", -back)
+            step.add(
+                "changed",
+                x(
+                    f"""INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+                    SELECT :snap, :site, r.link_id, 'changed', trim(
+                             CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT r.anchor
+                                  THEN 'anchor ' ELSE '' END ||
+                             CASE WHEN {_REL_CHANGED.format(s="s", l="r")}
+                                  THEN 'rel' ELSE '' END), :at
+                    FROM returned r JOIN links s ON s.id = r.link_id
+                    WHERE (s.anchor IS NOT NULL AND s.anchor IS NOT r.anchor)
+                       OR {_REL_CHANGED.format(s="s", l="r")}""",
+                    p,
+                ).rowcount,
+            )
+
+    # The values it had, unless this listing replaces them as it would a kept link's: a
+    # complete series its rating (and a later snapshot its anchor and rel) where it gives
+    # one; a sample nothing.
+    def had(column: str, replaced: bool) -> str:
+        return f"coalesce(links.{column}, r.{column})" if replaced else f"r.{column}"
+
+    rated = not sampled
+    until = greatest("coalesce(r.sample_until, '')", "links.sample_until")
+    x(
+        f"""UPDATE links SET
+               anchor = {had("anchor", attributed)},
+               nofollow = {had("nofollow", attributed)},
+               ugc = {had("ugc", attributed)},
+               sponsored = {had("sponsored", attributed)},
+               domain_rating = {had("domain_rating", rated)},
+               rating_metric = CASE WHEN {"links.domain_rating IS NOT NULL" if rated else "0"}
+                                    THEN links.rating_metric ELSE r.rating_metric END,
+               toxicity = {had("toxicity", rated)},
+               attrs = {"links.attrs" if rated else "r.attrs"},
+               sample_until = {until if sampled else "r.sample_until"},
+               first_seen_at = coalesce(r.first_seen_at, links.first_seen_at),
+               dropped_at = r.dropped_at
+        FROM returned r WHERE links.id = r.link_id"""
+    )
+    x(
+        """DELETE FROM forgotten_links WHERE site_id = :site
+        AND link_key IN (SELECT link_key FROM returned)""",
+        p,
+    )
+    x(f"DROP TABLE {temp('returned')}")
 
 
 def _complete_sightings(step: Step) -> None:
@@ -1219,12 +1278,24 @@ def _sample_sightings(step: Step) -> None:
           AND l.id NOT IN (SELECT link_id FROM sighted)""",
         p,
     )
+    # A forgotten link the sample could not restore (taken before it was dropped, or no
+    # longer vouching) stays forgotten, as a kept one would stay lost; it is vouched for.
+    x(
+        f"""UPDATE forgotten_links
+        SET sample_until = {greatest("coalesce(sample_until, '')", ":until")}
+        WHERE site_id = :site AND link_key IN (SELECT link_key FROM staging)""",
+        p,
+    )
     # A placeholder is added only when nothing else from the page is live or named.
     _insert_links(
         step,
         """FROM staging s
         WHERE NOT EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
                           AND l.link_key = s.link_key)
+          AND NOT EXISTS (SELECT 1 FROM forgotten_links f WHERE f.site_id = :site
+                          AND f.link_key = s.link_key AND NOT (
+                              (f.dropped_at IS NULL OR f.dropped_at < :taken)
+                              AND :until > :at))
           AND NOT (s.url_to = '' AND (
                 EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
                         AND l.from_key = s.from_key AND l.state = 'live')

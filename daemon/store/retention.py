@@ -3,8 +3,8 @@
 The rules are in docs/storage.md. In short, for a horizon H (now - keep, moved back to
 cover the longest reach of the rules in force): every number a metric over a window
 (start, end] with start >= H reads stays the same, and an ingest after the pruning makes
-the same link states and events as without it, except for links lost before H (they are
-forgotten: if they come back, they come back as new links).
+the same link states and events as without it. Links lost before H are forgotten but for
+their key and attributes: listed again, they are restored as they would have been.
 """
 
 from __future__ import annotations
@@ -126,6 +126,13 @@ def _drop_temp(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {temp(name)}")
 
 
+# The columns of a forgotten link kept in forgotten_links.
+_FORGOTTEN = (
+    "anchor, nofollow, ugc, sponsored, attrs, domain_rating, rating_metric, toxicity,"
+    " first_seen_at, dropped_at, sample_until"
+)
+
+
 def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -> dict[str, int]:
     """One site's pruning; the counts of what went, table by table."""
     x = conn.execute
@@ -135,7 +142,7 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
     # them (not alive at its start, no event in it), so they go with all they left behind.
     x(
         """CREATE TEMP TABLE retired_links AS
-        SELECT id, link_key, dropped_at FROM links l
+        SELECT id, link_key FROM links l
         WHERE l.site_id = :site AND l.state = 'lost' AND l.lost_at < :h AND l.seen_by = 0
           AND NOT EXISTS (SELECT 1 FROM link_events e WHERE e.link_id = l.id AND e.at >= :h)""",
         p,
@@ -154,15 +161,17 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
         AND link_key IN (SELECT link_key FROM retired_links)""",
         p,
     ).rowcount
-    n["links"] = x("DELETE FROM links WHERE id IN (SELECT id FROM retired_links)").rowcount
-    # Their keys stay: one listed again by a later baseline or sample is then a gain where
-    # its restore would have been, not a silent arrival.
+    # What a link listed again comes back with: the attributes it had (and when a series
+    # last dropped it: whether a sample may restore it), as if it had been kept.
     x(
-        """INSERT INTO forgotten_links (site_id, link_key, dropped_at)
-        SELECT :site, link_key, dropped_at FROM retired_links WHERE true
-        ON CONFLICT (site_id, link_key) DO UPDATE SET dropped_at = excluded.dropped_at""",
+        f"""INSERT INTO forgotten_links (site_id, link_key, {_FORGOTTEN})
+        SELECT :site, link_key, {_FORGOTTEN} FROM links
+        WHERE id IN (SELECT id FROM retired_links)
+        ON CONFLICT (site_id, link_key) DO UPDATE SET
+            {", ".join(f"{c} = excluded.{c}" for c in _FORGOTTEN.split(", "))}""",
         p,
     )
+    n["links"] = x("DELETE FROM links WHERE id IN (SELECT id FROM retired_links)").rowcount
     # Events before the horizon: a link's state at any instant from the horizon on is its
     # latest state event up to then, else live. So of the events before the horizon only
     # each link's latest state event is kept, and only when it left the link not live.

@@ -551,17 +551,26 @@ def m007_pruned_digests(db: Database) -> None:
 
 @MIGRATIONS()
 def m008_forgotten_links(db: Database) -> None:
-    """The keys of the lost links retention forgot: a forgotten link that a later baseline
-    or sample lists again is a gain (*new*) where the restore of a remembered lost link
-    would be, never a silent arrival (docs/storage.md, "What is pruned")."""
+    """The lost links retention forgot, without their URLs, events or sightings: a link
+    listed again comes back as it would have been restored, with the attributes it had
+    (docs/storage.md, "What is pruned")."""
     db.executescript(
         """
         CREATE TABLE forgotten_links (
             site_id INTEGER NOT NULL REFERENCES sites(id),
             link_key INTEGER NOT NULL,
-            -- When it was last dropped: whether a sample listing it again restores it.
+            anchor TEXT,
+            nofollow INTEGER,
+            ugc INTEGER,
+            sponsored INTEGER,
+            attrs INTEGER,
+            domain_rating REAL,
+            rating_metric TEXT,
+            toxicity REAL,
+            first_seen_at TEXT,
             dropped_at TEXT,
-            PRIMARY KEY (site_id, link_key)
+            sample_until TEXT
         );
+        CREATE UNIQUE INDEX forgotten_links_key ON forgotten_links(site_id, link_key);
         """
     )
