@@ -362,6 +362,45 @@ def test_a_sample_that_could_not_restore_a_link_leaves_it_forgotten(
         pruned.close()
 
 
+def test_a_forgotten_link_comes_back_under_the_urls_it_was_first_seen_with(
+    tmp_path: Path,
+) -> None:
+    first = ("https://alpha.com/p1", "https://example.com/")
+    # The same link (the same key) as another export spells it.
+    again = ("https://ALPHA.com:443/p1#x", "https://example.com/")
+    other = ("https://beta.org/links", "https://example.com/")
+
+    def export(n: int, links: list[tuple[str, str]]) -> SnapshotResult:
+        rows = [Backlink(f, t, anchor="a") for f, t in links]
+        at = day(n * 0.5)
+        return SnapshotResult(
+            taken_at=at,
+            records=iter(rows),
+            origin=f"ahrefs-{n}.csv",
+            format="ahrefs",
+            digest=f"d{n}",
+            origin_stamp=f"s{n}",
+        )
+
+    kept = open_store(tmp_path / "kept.db")
+    for n, links in enumerate([[first, other], *[[other]] * 10]):
+        snap = export(n, links)
+        kept.ingest(SITE, "ahrefs", snap, GUARDS, snap.taken_at + timedelta(minutes=1))
+    pruned = copy_store(kept, tmp_path / "pruned.db")
+    try:
+        apply_retention(pruned.conn, DAY, day(5.5))
+        assert pruned.conn.execute("SELECT count(*) FROM forgotten_links").fetchone()[0] == 1
+        for store in (kept, pruned):
+            snap = export(13, [again, other])
+            store.ingest(SITE, "ahrefs", snap, GUARDS, snap.taken_at + timedelta(minutes=1))
+        urls = {(r["url_from"], r["url_to"]): r["state"] for r in pruned.link_listing(SITE)}
+        assert urls == {first: "live", other: "live"}
+        assert later_events(pruned, 11) == later_events(kept, 11) != []
+    finally:
+        kept.close()
+        pruned.close()
+
+
 def _event_order(e: tuple[str, str, str, str | None, str]) -> tuple[str, str, str, str]:
     return (e[0], e[1], e[2], e[4])
 

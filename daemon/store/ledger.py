@@ -164,20 +164,25 @@ DROP_STAGING = tuple(
     f"DROP TABLE IF EXISTS {temp(name)}"
     for name in ("staging", "staging_lost", "staging_domains", "staging_domains_lost")
 )
-# Exact attribute comparison; a source that does not give a field (NULL) changes nothing.
-# Whether the rel a row `s` reports differs from the one known in `l` (a value not given
-# is no change).
-_REL_CHANGED = (
-    "(({s}.nofollow IS NOT NULL AND {s}.nofollow IS NOT {l}.nofollow)"
-    " OR ({s}.ugc IS NOT NULL AND {s}.ugc IS NOT {l}.ugc)"
-    " OR ({s}.sponsored IS NOT NULL AND {s}.sponsored IS NOT {l}.sponsored))"
-)
-_CHANGED = """(
-    (s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor)
-    OR (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
-    OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
-    OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
-)"""
+
+
+def _changes(row: str, known: str) -> tuple[str, str]:
+    """(what changed, as a `changed` event's reason; whether anything did) when `row`
+    reports a link whose known values are in `known`. Exact comparison; a source that does
+    not give a field (NULL) changes nothing."""
+    r, k = row, known
+    anchor = f"({r}.anchor IS NOT NULL AND {r}.anchor IS NOT {k}.anchor)"
+    rel = " OR ".join(
+        f"({r}.{c} IS NOT NULL AND {r}.{c} IS NOT {k}.{c})"
+        for c in ("nofollow", "ugc", "sponsored")
+    )
+    what = (
+        f"trim(CASE WHEN {anchor} THEN 'anchor ' ELSE '' END"
+        f" || CASE WHEN {rel} THEN 'rel' ELSE '' END)"
+    )
+    return what, f"({anchor} OR {rel})"
+
+
 # Setting a link live again forgets what its absence had counted.
 _BACK_TO_LIVE = (
     "state = 'live', missing_count = 0, dropped_by = 0, lost_at = NULL, lost_reason = NULL,"
@@ -1112,45 +1117,44 @@ def _remember_forgotten(step: Step, max_before: int) -> None:
         ).rowcount
         step.add("restored", back)
         if attributed:
+            # The listing against the values the link had, as for a kept one.
+            what, changed = _changes("s", "r")
             step.add("new", -back)
             step.add(
                 "changed",
                 x(
                     f"""INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
-                    SELECT :snap, :site, r.link_id, 'changed', trim(
-                             CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT r.anchor
-                                  THEN 'anchor ' ELSE '' END ||
-                             CASE WHEN {_REL_CHANGED.format(s="s", l="r")}
-                                  THEN 'rel' ELSE '' END), :at
+                    SELECT :snap, :site, r.link_id, 'changed', {what}, :at
                     FROM returned r JOIN links s ON s.id = r.link_id
-                    WHERE (s.anchor IS NOT NULL AND s.anchor IS NOT r.anchor)
-                       OR {_REL_CHANGED.format(s="s", l="r")}""",
+                    WHERE {changed}""",
                     p,
                 ).rowcount,
             )
 
     # The values it had, unless this listing replaces them as it would a kept link's: a
     # complete series its rating (and a later snapshot its anchor and rel) where it gives
-    # one; a sample nothing.
-    def had(column: str, replaced: bool) -> str:
-        return f"coalesce(links.{column}, r.{column})" if replaced else f"r.{column}"
+    # one; a sample nothing. Its URLs as first reported, as a kept link keeps them.
+    def kept_unless(column: str, listing_replaces: bool) -> str:
+        return f"coalesce(links.{column}, r.{column})" if listing_replaces else f"r.{column}"
 
     rated = not sampled
     until = greatest("coalesce(r.sample_until, '')", "links.sample_until")
     x(
         f"""UPDATE links SET
-               anchor = {had("anchor", attributed)},
-               nofollow = {had("nofollow", attributed)},
-               ugc = {had("ugc", attributed)},
-               sponsored = {had("sponsored", attributed)},
-               domain_rating = {had("domain_rating", rated)},
+               anchor = {kept_unless("anchor", attributed)},
+               nofollow = {kept_unless("nofollow", attributed)},
+               ugc = {kept_unless("ugc", attributed)},
+               sponsored = {kept_unless("sponsored", attributed)},
+               domain_rating = {kept_unless("domain_rating", rated)},
                rating_metric = CASE WHEN {"links.domain_rating IS NOT NULL" if rated else "0"}
                                     THEN links.rating_metric ELSE r.rating_metric END,
-               toxicity = {had("toxicity", rated)},
+               toxicity = {kept_unless("toxicity", rated)},
                attrs = {"links.attrs" if rated else "r.attrs"},
                sample_until = {until if sampled else "r.sample_until"},
                first_seen_at = coalesce(r.first_seen_at, links.first_seen_at),
-               dropped_at = r.dropped_at
+               dropped_at = r.dropped_at,
+               url_from = coalesce(r.url_from, links.url_from),
+               url_to = coalesce(r.url_to, links.url_to)
         FROM returned r WHERE links.id = r.link_id"""
     )
     x(
@@ -1210,17 +1214,12 @@ def _attribute_changes(step: Step) -> None:
     """Anchor or rel changes of known links: a `changed` event and the new values."""
     x = step.conn.execute
     x(f"DROP TABLE IF EXISTS {temp('changes')}")
+    what, changed = _changes("s", "l")
     x(
         f"""CREATE TEMP TABLE changes AS
-        SELECT d.link_id AS link_id, d.srow AS srow, trim(
-                 CASE WHEN s.anchor IS NOT NULL AND s.anchor IS NOT l.anchor
-                      THEN 'anchor ' ELSE '' END ||
-                 CASE WHEN (s.nofollow IS NOT NULL AND s.nofollow IS NOT l.nofollow)
-                        OR (s.ugc IS NOT NULL AND s.ugc IS NOT l.ugc)
-                        OR (s.sponsored IS NOT NULL AND s.sponsored IS NOT l.sponsored)
-                      THEN 'rel' ELSE '' END) AS what
+        SELECT d.link_id AS link_id, d.srow AS srow, {what} AS what
         FROM delta d JOIN staging s ON s.{ROWID} = d.srow JOIN links l ON l.id = d.link_id
-        WHERE {_CHANGED}"""
+        WHERE {changed}"""
     )
     step.add(
         "changed",

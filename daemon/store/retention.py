@@ -128,8 +128,8 @@ def _drop_temp(conn: sqlite3.Connection) -> None:
 
 # The columns of a forgotten link kept in forgotten_links.
 _FORGOTTEN = (
-    "anchor, nofollow, ugc, sponsored, attrs, domain_rating, rating_metric, toxicity,"
-    " first_seen_at, dropped_at, sample_until"
+    "url_from, url_to, anchor, nofollow, ugc, sponsored, attrs, domain_rating, rating_metric,"
+    " toxicity, first_seen_at, dropped_at, sample_until"
 )
 
 

@@ -551,14 +551,16 @@ def m007_pruned_digests(db: Database) -> None:
 
 @MIGRATIONS()
 def m008_forgotten_links(db: Database) -> None:
-    """The lost links retention forgot, without their URLs, events or sightings: a link
-    listed again comes back as it would have been restored, with the attributes it had
+    """The lost links retention forgot, without their events or sightings: a link listed
+    again comes back as it would have been restored, with the URLs and attributes it had
     (docs/storage.md, "What is pruned")."""
     db.executescript(
         """
         CREATE TABLE forgotten_links (
             site_id INTEGER NOT NULL REFERENCES sites(id),
             link_key INTEGER NOT NULL,
+            url_from TEXT,
+            url_to TEXT,
             anchor TEXT,
             nofollow INTEGER,
             ugc INTEGER,
