@@ -278,6 +278,18 @@ def _snap(series: int, links: set[int]) -> Snap:
     later=[_snap(0, {0, 1}), Snap(0, frozenset({0}), marked_lost=frozenset({1}))],
     keep_days=1,
 )
+# ... with a changed anchor in a later snapshot (a changed event, the new anchor), and a
+# sample's other rel (which a sample never changes).
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[Snap(0, frozenset({0, 1}), anchor="b")],
+    keep_days=1,
+)
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[_snap(3, {0}), Snap(3, frozenset({0, 1}), nofollow=True)],
+    keep_days=1,
+)
 def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
     history: list[Snap], later: list[Snap], keep_days: int
 ) -> None:
