@@ -79,9 +79,10 @@ class Snap:
     failed: bool = False
     repeat: bool = False
     anchor: str = "a"
-    # The rel the poll reports (None: not given) and whether it rates the links.
+    # The rel the poll reports (None: not given), and what it adds to each link's rating
+    # (None: it rates no link).
     nofollow: bool | None = False
-    rated: bool = True
+    rating: float | None = 0.0
 
 
 snaps = st.builds(
@@ -93,7 +94,7 @@ snaps = st.builds(
     repeat=st.sampled_from([False] * 6 + [True]),
     anchor=st.sampled_from(["a", "a", "b"]),
     nofollow=st.sampled_from([False, False, True, None]),
-    rated=st.sampled_from([True, True, False]),
+    rating=st.sampled_from([0.0, 0.0, 10.0, None]),
 )
 
 
@@ -106,7 +107,7 @@ def result(s: Snap, when: datetime, n: int) -> SnapshotResult:
             LINKS[i][1],
             anchor=s.anchor,
             nofollow=s.nofollow,
-            domain_rating=float(i) if s.rated else None,
+            domain_rating=None if s.rating is None else float(i) + s.rating,
         )
         for i in sorted(s.links)
     ] + [
@@ -269,7 +270,7 @@ def _snap(series: int, links: set[int]) -> Snap:
 )
 @example(
     history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
-    later=[Snap(3, frozenset({0, 1}), rated=False), Snap(0, frozenset({0, 1}), rated=False)],
+    later=[Snap(3, frozenset({0, 1}), rating=None), Snap(0, frozenset({0, 1}), rating=None)],
     keep_days=1,
 )
 # ... and one that came back may be lost again (marked lost by the provider).
@@ -288,6 +289,17 @@ def _snap(series: int, links: set[int]) -> Snap:
 @example(
     history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
     later=[_snap(3, {0}), Snap(3, frozenset({0, 1}), nofollow=True)],
+    keep_days=1,
+)
+# ... and another rating: a complete series' replaces it, a sample's never does.
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[Snap(0, frozenset({0, 1}), rating=10.0)],
+    keep_days=1,
+)
+@example(
+    history=[_snap(0, {0, 1}), *[_snap(0, {0})] * 4],
+    later=[_snap(3, {0}), Snap(3, frozenset({0, 1}), rating=10.0)],
     keep_days=1,
 )
 def test_retention_changes_nothing_a_rule_reads_and_nothing_an_ingest_does(
