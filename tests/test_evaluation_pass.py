@@ -32,6 +32,7 @@ from daemon.store.reads import (
     WindowCounts,
     WindowSpec,
     lost_domains,
+    rank_lost_domains,
     register_functions,
     window_counts,
     window_counts_batch,
@@ -369,6 +370,40 @@ def test_a_filtered_list_ranks_domains_by_their_matching_losses_alone(store: Sto
     counts = window_counts_batch(store.conn, site_id, [spec])[spec]
     listed = lost_domains(store.conn, site_id, at(0), at(72), counts.domains_lost, 1, follow)
     assert [(d.refdomain, d.domain_rating) for d in listed] == [("beta.org", 20.0)]
+
+
+def test_a_domain_ranks_by_its_best_loss_inside_the_window() -> None:
+    # (refdomain, instant, best rating then), as read once for the longest window.
+    ratings = [
+        ("a.com", to_db(at(10)), 90.0),
+        ("a.com", to_db(at(20)), 10.0),
+        ("b.com", to_db(at(20)), 50.0),
+        ("c.com", to_db(at(5)), 99.0),
+        ("c.com", to_db(at(30)), None),
+        ("d.com", to_db(at(30)), 95.0),
+        ("d.com", to_db(at(20)), 40.0),
+        ("e.com", to_db(at(0)), 97.0),
+        ("f.com", to_db(at(24)), 60.0),
+        ("g.com", to_db(at(3)), None),
+        ("g.com", to_db(at(4)), 30.0),
+        ("h.com", to_db(at(3)), 20.0),
+        ("h.com", to_db(at(4)), None),
+        ("i.com", to_db(at(5)), None),
+    ]
+    # The window (0, 24]: e.com's loss is at its start (outside), f.com's at its end
+    # (inside); d.com's 95 is after it. d.com is wholly lost: first, however rated.
+    ranked = rank_lost_domains(ratings, at(0), at(24), frozenset({"d.com"}), 10)
+    assert ranked == [
+        ("d.com", 40.0),
+        ("c.com", 99.0),
+        ("a.com", 90.0),
+        ("f.com", 60.0),
+        ("b.com", 50.0),
+        ("g.com", 30.0),
+        ("h.com", 20.0),
+        ("i.com", None),
+    ]
+    assert rank_lost_domains(ratings, at(0), at(24), frozenset({"d.com"}), 3) == ranked[:3]
 
 
 def _rules(n: int) -> list[ThresholdRule]:

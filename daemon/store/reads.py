@@ -640,7 +640,7 @@ def rank_lost_domains(
     for refdomain, at, rating in ratings:
         if not t0 < at <= t1:
             continue
-        known = best.get(refdomain, rating)
+        known = best.get(refdomain)
         best[refdomain] = (
             rating if known is None or (rating is not None and rating > known) else known
         )
