@@ -363,6 +363,8 @@ def test_a_filtered_list_ranks_domains_by_their_matching_losses_alone(store: Sto
         LinkHistory(0, False, 0, 0, True, 90.0, None, lost),
         LinkHistory(1, False, 0, 0, False, 20.0, None, lost),
         LinkHistory(1, False, 1, 0, False, 10.0, None, ()),
+        # beta.org's nofollow loss, rated higher, is not the one its line shows.
+        LinkHistory(1, False, 2, 0, True, 70.0, None, lost),
     ]
     site_id = write_ledger(store, links)
     follow = LinkFilter(dofollow_only=True)

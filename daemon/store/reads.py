@@ -665,20 +665,23 @@ def lost_links_of(
     cond, fparams = _condition(conn, link_filter, "l")
     shown: dict[str, LostDomain] = {}
     domains = [d for d, _ in ranked]
-    for c in range(0, len(domains), 500):
-        names = {f"ld{n}": d for n, d in enumerate(domains[c : c + 500])}
-        marks = ",".join(f":{name}" for name in names)
-        for refdomain, dr, url_from, url_to, anchor, reason in conn.execute(
-            f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
-            FROM links l JOIN link_events e ON e.link_id = l.id
-            WHERE l.site_id = :site AND l.refdomain IN ({marks})
-              AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
-            ORDER BY l.refdomain, l.domain_rating IS NULL, l.domain_rating DESC, l.url_from""",
-            {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams, **names},
-        ):
-            if refdomain not in shown:
-                lost = refdomain in domains_lost
-                shown[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
+    for refdomain, dr, url_from, url_to, anchor, reason in conn.execute(
+        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
+        FROM links l JOIN link_events e ON e.link_id = l.id
+        WHERE l.site_id = :site AND l.refdomain IN (SELECT value FROM {JSON_EACH}(:domains))
+          AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
+        ORDER BY l.refdomain, l.domain_rating IS NULL, l.domain_rating DESC, l.url_from""",
+        {
+            "site": site_id,
+            "t0": to_db(start),
+            "t1": to_db(end),
+            "domains": json.dumps(domains),
+            **fparams,
+        },
+    ):
+        if refdomain not in shown:
+            lost = refdomain in domains_lost
+            shown[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
     return [shown[d] for d in domains if d in shown]
 
 
