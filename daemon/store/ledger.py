@@ -1137,7 +1137,11 @@ def _remember_forgotten(step: Step, max_before: int) -> None:
     def kept_unless(column: str, listing_replaces: bool) -> str:
         return f"coalesce(links.{column}, r.{column})" if listing_replaces else f"r.{column}"
 
-    rated = not sampled
+    complete = not sampled
+    metric = (
+        "CASE WHEN links.domain_rating IS NOT NULL THEN links.rating_metric"
+        " ELSE r.rating_metric END"
+    )
     until = greatest("coalesce(r.sample_until, '')", "links.sample_until")
     x(
         f"""UPDATE links SET
@@ -1145,11 +1149,10 @@ def _remember_forgotten(step: Step, max_before: int) -> None:
                nofollow = {kept_unless("nofollow", attributed)},
                ugc = {kept_unless("ugc", attributed)},
                sponsored = {kept_unless("sponsored", attributed)},
-               domain_rating = {kept_unless("domain_rating", rated)},
-               rating_metric = CASE WHEN {"links.domain_rating IS NOT NULL" if rated else "0"}
-                                    THEN links.rating_metric ELSE r.rating_metric END,
-               toxicity = {kept_unless("toxicity", rated)},
-               attrs = {"links.attrs" if rated else "r.attrs"},
+               domain_rating = {kept_unless("domain_rating", complete)},
+               rating_metric = {metric if complete else "r.rating_metric"},
+               toxicity = {kept_unless("toxicity", complete)},
+               attrs = {"links.attrs" if complete else "r.attrs"},
                sample_until = {until if sampled else "r.sample_until"},
                first_seen_at = coalesce(r.first_seen_at, links.first_seen_at),
                dropped_at = r.dropped_at,

@@ -128,9 +128,9 @@ def _drop_temp(conn: sqlite3.Connection) -> None:
 
 # The columns of a forgotten link kept in forgotten_links.
 _FORGOTTEN = (
-    "url_from, url_to, anchor, nofollow, ugc, sponsored, attrs, domain_rating, rating_metric,"
-    " toxicity, first_seen_at, dropped_at, sample_until"
-)
+    "url_from", "url_to", "anchor", "nofollow", "ugc", "sponsored", "attrs", "domain_rating",
+    "rating_metric", "toxicity", "first_seen_at", "dropped_at", "sample_until",
+)  # fmt: skip
 
 
 def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -> dict[str, int]:
@@ -163,12 +163,13 @@ def _prune_site(conn: sqlite3.Connection, site_id: int, h: str, now: datetime) -
     ).rowcount
     # What a link listed again comes back with: the attributes it had (and when a series
     # last dropped it: whether a sample may restore it), as if it had been kept.
+    columns = ", ".join(_FORGOTTEN)
     x(
-        f"""INSERT INTO forgotten_links (site_id, link_key, {_FORGOTTEN})
-        SELECT :site, link_key, {_FORGOTTEN} FROM links
+        f"""INSERT INTO forgotten_links (site_id, link_key, {columns})
+        SELECT :site, link_key, {columns} FROM links
         WHERE id IN (SELECT id FROM retired_links)
         ON CONFLICT (site_id, link_key) DO UPDATE SET
-            {", ".join(f"{c} = excluded.{c}" for c in _FORGOTTEN.split(", "))}""",
+            {", ".join(f"{c} = excluded.{c}" for c in _FORGOTTEN)}""",
         p,
     )
     n["links"] = x("DELETE FROM links WHERE id IN (SELECT id FROM retired_links)").rowcount
