@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +14,8 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from daemon.store import GuardSettings, Store
-from daemon.store.schema import m001_ledger, m002_alerts
+from daemon.store.migrate import upgrade_lock
+from daemon.store.schema import MIGRATIONS, m001_ledger, m002_alerts
 from sources.model import Backlink, SnapshotResult
 from sources.urls import link_key
 
@@ -333,3 +338,74 @@ def test_provenance_starts_from_what_each_series_saw_at_the_upgrade(tmp_path: Pa
         assert _states(store)["https://ref.org/%C3%BC"] == "missing"
     finally:
         store.close()
+
+
+# --- one upgrade at a time ----------------------------------------------------------------
+
+_OPEN = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from daemon.store import Store, StoreError\n"
+    "try:\n"
+    "    Store(Path(sys.argv[1]), busy_timeout=float(sys.argv[2])).close()\n"
+    "except StoreError as exc:\n"
+    "    print(exc)\n"
+    "    raise SystemExit(1)\n"
+)
+
+
+def _open_in_child(db: Path, wait: float = 30.0) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _OPEN, str(db), str(wait)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path: Path) -> None:
+    # Each process found upgrades pending and ran them: the later ones failed on tables
+    # and columns the first had just made ("table sites already exists").
+    db = tmp_path / "linkwatch.db"
+    children = [_open_in_child(db) for _ in range(4)]
+    outputs = [(c.wait(timeout=120), c.stdout.read() if c.stdout else "") for c in children]
+    assert outputs == [(0, "")] * 4
+    conn = sqlite3.connect(db)
+    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    conn.close()
+    assert applied == MIGRATIONS.names
+
+
+def test_an_upgrade_waits_for_the_one_under_way(tmp_path: Path) -> None:
+    db = tmp_path / "linkwatch.db"
+    with upgrade_lock(db).open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = _open_in_child(db)
+        time.sleep(1.0)
+        # Still waiting: it has applied nothing behind the other process's back.
+        assert child.poll() is None
+        assert not Database(sqlite3.connect(db))["_sqlite_migrations"].exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert child.wait(timeout=60) == 0
+    assert Store(db).conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)
+
+
+def test_an_upgrade_held_up_too_long_is_an_error_naming_the_lock(tmp_path: Path) -> None:
+    db = tmp_path / "linkwatch.db"
+    with upgrade_lock(db).open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = _open_in_child(db, wait=0.3)
+        output = child.stdout.read() if child.stdout else ""
+        assert child.wait(timeout=60) == 1
+    assert f"{db}: cannot open the database: another linkwatch process" in output
+    assert str(upgrade_lock(db)) in output and "try again" in output
+    assert "Traceback" not in output
+
+
+def test_an_up_to_date_database_makes_no_lock_file(tmp_path: Path) -> None:
+    db = tmp_path / "linkwatch.db"
+    Store(db).close()
+    upgrade_lock(db).unlink()
+    Store(db).close()
+    assert not upgrade_lock(db).exists()

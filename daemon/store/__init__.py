@@ -17,6 +17,7 @@ from daemon.store import alerts as alerts_db
 from daemon.store import dialect, reads
 from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.dialect import JSON_AGG, JSON_ARRAY
+from daemon.store.migrate import upgrade_lock
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
 from daemon.store.schema import MIGRATIONS, OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
@@ -212,7 +213,7 @@ class Store:
                 path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
             )
             dialect.tune(conn)
-            MIGRATIONS.upgrade(conn)
+            MIGRATIONS.upgrade(conn, upgrade_lock(path), busy_timeout)
         except (sqlite3.Error, OSError) as exc:
             # A wrong or damaged file is the user's to fix: say which and why, not a traceback.
             if conn is not None:

@@ -9,8 +9,11 @@ is pending, or when a caller asks it about a database (issue 9).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -91,10 +94,54 @@ class LazyMigrations:
             return False
         return set(self.names) <= {str(r[0]) for r in rows}
 
-    def upgrade(self, conn: sqlite3.Connection) -> None:
-        """Apply pending migrations to a database; loads sqlite-utils only if there are."""
+    def upgrade(
+        self, conn: sqlite3.Connection, lock: Path | None = None, wait: float = 30.0
+    ) -> None:
+        """Apply pending migrations to a database; loads sqlite-utils only if there are.
+
+        With `lock` (a file beside the database), one process at a time upgrades: the
+        others wait for it, up to `wait` seconds, and then find nothing left to do."""
         if self.up_to_date(conn):
             return
         from sqlite_utils import Database
 
-        self.apply(Database(conn))
+        if lock is None:
+            self.apply(Database(conn))
+            return
+        with exclusive(lock, wait):
+            # Another process may have upgraded the file while this one waited.
+            if not self.up_to_date(conn):
+                self.apply(Database(conn))
+
+
+def upgrade_lock(database: Path) -> Path:
+    """The file whose lock serialises schema upgrades of `database`."""
+    return database.with_name(database.name + "-upgrade.lock")
+
+
+@contextmanager
+def exclusive(path: Path, wait: float) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (made if need be), waiting up to `wait` seconds;
+    TimeoutError (naming the file) when another process holds it longer."""
+    # A lock of its own, not a transaction: a migration's executescript() commits
+    # whatever transaction is open, so no SQLite lock can span a whole upgrade. The file
+    # stays: unlinking it would let a waiting process and a newcomer lock two files.
+    import fcntl
+
+    with path.open("a") as fh:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"another linkwatch process has been upgrading the database's schema"
+                        f" for over {wait:g}s (it holds {path}); try again when it is done"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
