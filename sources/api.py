@@ -554,11 +554,13 @@ class ApiSource(ABC):
         count = 0
         total: int | None = None
         page = first
+        paging = PagingCheck(self.name)
         try:
             while page is not None:
                 count += 1
                 if not (math.isfinite(page.cost) and page.cost >= 0):
                     raise ApiError(f"{self.name}: the API reported a cost of {page.cost!r}")
+                paging.check(page.links, count)
                 spent += page.cost
                 if page.total is not None and total is None:
                     total = page.total
@@ -617,6 +619,39 @@ class ApiSource(ABC):
         amount = f"{cost:,.0f}" if cost >= 1000 else f"{cost:.4g}"
         spent = f", cost {amount} {self.cost_unit}" if cost else ""
         return f"{rows:,} rows in {pages} pages ({client.calls} calls{retried}){spent}"
+
+
+class PagingCheck:
+    """Refuses a page that repeats an earlier one: the API's paging went back, so rows
+    after it may never come (and reading on may never end), while the repeated rows would
+    pass for a whole listing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._previous: frozenset[Backlink] = frozenset()
+        self._pages: dict[int, int] = {}
+
+    def check(self, links: list[Backlink], number: int) -> None:
+        """ApiError when page `number` is an earlier page again, or repeats at least half of
+        the rows of the page before it (a lone row listed on both sides of a page break
+        may be the API's own duplicate; a page of them is paging)."""
+        rows = frozenset(links)
+        if not rows:
+            return
+        earlier = self._pages.setdefault(hash(rows), number)
+        if earlier != number:
+            raise ApiError(
+                f"{self.name}: page {number} repeats page {earlier}: the API's paging went"
+                " back, and rows after it may never come"
+            )
+        repeated = len(rows & self._previous)
+        if repeated * 2 >= len(rows):
+            raise ApiError(
+                f"{self.name}: page {number} repeats {repeated:,} of its {len(rows):,} rows"
+                f" from page {number - 1}: the API's paging went back, and rows after it may"
+                " never come"
+            )
+        self._previous = rows
 
 
 class _Ahead:

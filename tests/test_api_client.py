@@ -9,7 +9,16 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from sources.api import ApiAuthError, ApiClient, ApiError, CallPolicy, Pace, retry_after_seconds
+from sources.api import (
+    ApiAuthError,
+    ApiClient,
+    ApiError,
+    CallPolicy,
+    Pace,
+    PagingCheck,
+    retry_after_seconds,
+)
+from sources.model import Backlink
 
 
 class FakeTime:
@@ -195,3 +204,36 @@ def test_an_answer_neither_decoder_reads_names_the_problem(httpserver: HTTPServe
     answers(httpserver, Response('{"items": [1, 2,]}', content_type="application/json"))
     with pytest.raises(ApiError, match=r"not JSON \(Expecting value: line 1 column 17"):
         client(FakeTime()).call("GET", httpserver.url_for("/data"), auth_hint="")
+
+
+def _rows(*numbers: int) -> list[Backlink]:
+    return [Backlink(f"https://ref{n}.org/p", "https://example.com/", f"a{n}") for n in numbers]
+
+
+def test_paging_may_list_a_row_on_both_sides_of_a_page_break() -> None:
+    check = PagingCheck("api")
+    check.check(_rows(1, 2, 3, 4), 1)
+    check.check(_rows(4, 5, 6, 7, 8), 2)  # one row of five again: the API's own duplicate
+    check.check(_rows(9, 10), 3)
+    check.check([], 4)  # an empty last page repeats nothing
+
+
+def test_a_page_repeating_half_the_page_before_went_back() -> None:
+    check = PagingCheck("api")
+    check.check(_rows(1, 2, 3, 4), 1)
+    with pytest.raises(ApiError, match=r"api: page 2 repeats 2 of its 4 rows from page 1"):
+        check.check(_rows(3, 4, 5, 6), 2)
+
+
+def test_a_page_listed_again_later_went_back() -> None:
+    check = PagingCheck("api")
+    check.check(_rows(1, 2), 1)
+    check.check(_rows(3, 4), 2)
+    check.check(_rows(5, 6), 3)
+    with pytest.raises(ApiError, match=r"api: page 4 repeats page 2: the API's paging went back"):
+        check.check(_rows(4, 3), 4)
+    # Rows in another order are still the same page; one row more is another page.
+    other = PagingCheck("api")
+    other.check(_rows(1, 2), 1)
+    other.check(_rows(3, 4), 2)
+    other.check(_rows(1, 2, 7), 3)

@@ -22,6 +22,7 @@ from daemon.store import IngestOutcome
 from sources.api import ApiSource
 from tests.fakes import FakeApi, fake_kinds
 from tests.fakes.base import Fault, profile
+from tests.fakes.bing import BingFake
 from tests.helpers import write_rule
 
 KINDS = fake_kinds()
@@ -359,3 +360,44 @@ def test_a_stop_does_not_wait_for_a_hung_server(fake: FakeApi, app_for: Any) -> 
     assert app.poll_source("example.com", "api", T0) == []
     assert time.monotonic() - started < 2.5
     assert app.store.snapshots("example.com") == []  # nothing of the poll stored
+
+
+def _paged(fake: FakeApi) -> None:
+    """Five pages of links; at Bing, where each linked page's links are paged, three pages
+    of the first linked page (the profile's links point at 50 pages)."""
+    if isinstance(fake, BingFake):
+        fake.details_page = 3
+        fake.links = profile(50 * 3 * 3)
+    else:
+        fake.links = profile(5 * fake.largest_page())
+
+
+def test_a_page_that_comes_again_is_partial_and_loses_nothing(fake: FakeApi, app_for: Any) -> None:
+    # The second page answered with the first again (the cursor ignored), then paging on
+    # as asked: the rows of the real second page never came, and every link on it would
+    # have been missing, then lost.
+    _paged(fake)
+    app = app_for(fake, retries=0)
+    assert poll(app, T0).status == "baseline"
+    fake.replays.add(fake.data_calls + 3)
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    # (Ahrefs pages by a sort key, and says so in its own words.)
+    said = "paging does not advance" if fake.kind == "ahrefs" else "paging went back"
+    assert said in (outcome.note or "")
+    assert (outcome.missing, outcome.lost) == (0, 0)
+    assert states(app) == {"live": len(fake.links)}
+
+
+def test_a_listing_that_keeps_coming_back_stops_at_once(fake: FakeApi, app_for: Any) -> None:
+    # Every page after the first is the first again, each with a new cursor: without the
+    # check a poll pays for calls without end (no budget is set).
+    _paged(fake)
+    app = app_for(fake, retries=0)
+    assert poll(app, T0).status == "baseline"
+    first = fake.data_calls
+    fake.replays.update(range(first + 3, first + 1000))
+    outcome = poll(app, T0 + timedelta(days=1))
+    assert outcome.status == "partial"
+    assert fake.data_calls - first <= 3 + 1
+    assert states(app) == {"live": len(fake.links)}

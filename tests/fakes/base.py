@@ -73,6 +73,10 @@ class FakeApi:
         self.lock = threading.Lock()
         self.data_calls = 0
         self.refuse_auth = False
+        # Data calls answered with the last answer of their endpoint instead: paging that
+        # goes back (a cursor or page number the service ignored).
+        self.replays: set[int] = set()
+        self._last: dict[str, Response] = {}
 
     # --- what a provider module defines ------------------------------------------------
 
@@ -118,7 +122,12 @@ class FakeApi:
                 headers=fault.headers,
                 content_type=fault.content_type,
             )
-        return answer()
+        if number in self.replays and request.path in self._last:
+            last = self._last[request.path]
+            return Response(last.get_data(), status=last.status, headers=list(last.headers))
+        response = answer()
+        self._last[request.path] = response
+        return response
 
     @staticmethod
     def json(body: Any, status: int = 200) -> Response:
