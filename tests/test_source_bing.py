@@ -63,9 +63,13 @@ def test_the_documented_samples_map_to_links_of_each_linked_page(httpserver: HTT
 
     def url_links(request: Request) -> Response:
         details.append(dict(request.args))
-        return Response(
-            json.dumps(fixture("bing_geturllinks_response.json")), content_type="application/json"
-        )
+        answer = fixture("bing_geturllinks_response.json")
+        if request.args["page"] != "0":
+            # The sample's rows on every page, each page its own (the same rows again
+            # would be paging gone back).
+            for detail in answer["d"]["Details"]:
+                detail["Url"] += f"?page={request.args['page']}"
+        return Response(json.dumps(answer), content_type="application/json")
 
     httpserver.expect_request(API + "GetUrlLinks").respond_with_handler(url_links)
     links, result = read_all(source(httpserver))

@@ -208,10 +208,29 @@ def test_missing_or_negative_metrics_are_unknown_not_zero(httpserver: HTTPServer
 
 def test_the_same_next_token_twice_is_partial_not_a_loop(httpserver: HTTPServer) -> None:
     sample = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    httpserver.expect_request("/v2/links").respond_with_json(sample)
+    answers = 0
+
+    def links_call(request: Request) -> Response:
+        # Other rows each time, but always the sample's one next_token.
+        nonlocal answers
+        answers += 1
+        body = json.loads(json.dumps(sample))
+        for row in body["results"]:
+            row["source"]["page"] += f"?n={answers}"
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/v2/links").respond_with_handler(links_call)
     links, result = read_all(source(httpserver))
     assert len(links) == 4 and not result.complete
     assert "same next_token twice" in (result.error or "")
+
+
+def test_the_same_page_twice_is_partial_not_a_loop(httpserver: HTTPServer) -> None:
+    sample = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    httpserver.expect_request("/v2/links").respond_with_json(sample)
+    links, result = read_all(source(httpserver))
+    assert len(links) == 2 and not result.complete
+    assert "page 2 repeats page 1" in (result.error or "")
 
 
 def test_a_listing_as_long_as_moz_ever_gives_is_not_taken_as_whole(
