@@ -344,8 +344,16 @@ class SiteModel:
                 if lk.url_from == url_from and before.get(key) == "live"
             ]
             placeholder = self.links.get((url_from, ""))
+            # A complete series stopped seeing a link of the page since the sample was
+            # taken: the sample vouches for no placeholder of it.
+            outdated = any(
+                lk.url_from == url_from and lk.dropped_at is not None and lk.dropped_at >= taken
+                for lk in self.links.values()
+            )
             if live:
                 sighted.extend(live)
+            elif outdated:
+                continue
             elif placeholder is not None and (url_from, "") in before:
                 sighted.append(placeholder)
             elif placeholder is None and url_from not in named_pages:

@@ -906,3 +906,51 @@ def test_page_only_sample_rows_find_links_added_by_any_snapshot(store: Store) ->
         (url(1), "https://example.com/", True),
         (url(11), "https://example.com/", True),
     ]
+
+
+def _page_only(taken: float, *pages: int) -> SnapshotResult:
+    """A Search Console export naming only the linking pages of links `pages`."""
+    return SnapshotResult(
+        taken_at=day(taken),
+        records=iter([Backlink(url(n), "") for n in pages]),
+        format="gsc",
+        sample=True,
+        origin=f"gsc-{taken}.csv",
+    )
+
+
+def _pages(store: Store, *pages: int) -> list[tuple[str, str, str]]:
+    return sorted(
+        (r["url_from"], r["url_to"], r["state"])
+        for r in store.links(SITE)
+        if r["url_from"] in {url(n) for n in pages}
+    )
+
+
+def test_a_sample_taken_before_a_pages_links_were_dropped_vouches_for_no_placeholder(
+    store: Store,
+) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 2, [n for n in ALL if n > 2])  # links 1 and 2 go missing...
+    ingest(store, 4, [n for n in ALL if n > 2])  # ...and are lost
+    # Search Console's export of day 1, when they were still there, read on day 5: a
+    # placeholder would count their domains live again (and resolve the loss alert).
+    store.ingest(SITE, "gsc", _page_only(1, 1, 2), GUARDS, day(5))
+    lost = [(url(n), "https://example.com/", "lost") for n in (1, 2)]
+    assert _pages(store, 1, 2) == lost
+    # One taken after the drop says the page links somewhere now: its placeholder is live.
+    store.ingest(SITE, "gsc", _page_only(5, 1, 2), GUARDS, day(5) + timedelta(hours=1))
+    assert _pages(store, 1, 2) == sorted([*lost, (url(1), "", "live"), (url(2), "", "live")])
+
+
+def test_a_sample_older_than_a_forgotten_links_drop_vouches_for_no_placeholder(
+    store: Store,
+) -> None:
+    ingest(store, 0, ALL)
+    ingest(store, 2, [n for n in ALL if n > 1])  # link 1 goes missing, then is lost
+    for when in range(4, 44, 2):
+        ingest(store, when, [n for n in ALL if n > 1])
+    assert store.maintain(timedelta(days=10), day(43)).retention.deleted["links"] == 1
+    assert _pages(store, 1) == []  # forgotten
+    store.ingest(SITE, "gsc", _page_only(1, 1), GUARDS, day(43))
+    assert _pages(store, 1) == []

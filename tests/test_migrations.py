@@ -409,3 +409,23 @@ def test_an_up_to_date_database_makes_no_lock_file(tmp_path: Path) -> None:
     upgrade_lock(db).unlink()
     Store(db).close()
     assert not upgrade_lock(db).exists()
+
+
+def test_forgotten_links_get_their_pages_key_at_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "linkwatch.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS.apply(Database(conn), stop_before="m009_forgotten_pages")
+    conn.execute("INSERT INTO sites (id, domain, role) VALUES (1, 'example.com', 'own')")
+    conn.execute(
+        "INSERT INTO forgotten_links (site_id, link_key, url_from, url_to, dropped_at)"
+        " VALUES (1, 7, 'https://www.Ref.org/p', 'https://example.com/', '2026-01-01')"
+    )
+    conn.execute("INSERT INTO forgotten_links (site_id, link_key) VALUES (1, 8)")
+    conn.close()
+    store = Store(path)
+    rows = store.conn.execute(
+        "SELECT link_key, from_key FROM forgotten_links ORDER BY link_key"
+    ).fetchall()
+    store.close()
+    # The key a page-only sample row of the same page is staged under.
+    assert rows == [(7, link_key("ref.org/p", "")), (8, None)]

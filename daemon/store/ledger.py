@@ -1243,6 +1243,16 @@ def _attribute_changes(step: Step) -> None:
     x(f"DROP TABLE {temp('changes')}")
 
 
+# Staged page-only rows `s` of a page a complete series stopped seeing a link of since the
+# sample was taken (retention's forgotten links included): the sample is older than that
+# evidence and vouches for no placeholder of the page (docs/evidence.md, rule 6).
+_OUTDATED_PAGE = f"""(EXISTS (SELECT 1 FROM links d WHERE d.site_id = :site
+                             AND d.from_key = s.from_key AND d.dropped_at >= :taken)
+            OR EXISTS (SELECT 1 FROM forgotten_links g {indexed_by("forgotten_links_from")}
+                       WHERE g.site_id = :site AND g.from_key = s.from_key
+                         AND g.dropped_at >= :taken))"""
+
+
 def _sample_sightings(step: Step) -> None:
     """Links a sample lists vouch for `sample_ttl` from when it was taken; absent ones are
     restored when it was taken after the last time a complete series lost sight of them."""
@@ -1271,12 +1281,13 @@ def _sample_sightings(step: Step) -> None:
         p,
     )
     x(
-        """INSERT INTO sighted
+        f"""INSERT INTO sighted
         SELECT l.id, l.state, l.dropped_at
         FROM staging s JOIN links l ON l.site_id = :site AND l.link_key = s.link_key
         WHERE s.url_to = '' AND NOT EXISTS (
             SELECT 1 FROM links o WHERE o.site_id = :site AND o.from_key = s.from_key
               AND o.state = 'live')
+          AND NOT {_OUTDATED_PAGE}
           AND l.id NOT IN (SELECT link_id FROM sighted)""",
         p,
     )
@@ -1291,7 +1302,7 @@ def _sample_sightings(step: Step) -> None:
     # A placeholder is added only when nothing else from the page is live or named.
     _insert_links(
         step,
-        """FROM staging s
+        f"""FROM staging s
         WHERE NOT EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
                           AND l.link_key = s.link_key)
           AND NOT EXISTS (SELECT 1 FROM forgotten_links f WHERE f.site_id = :site
@@ -1302,7 +1313,8 @@ def _sample_sightings(step: Step) -> None:
                 EXISTS (SELECT 1 FROM links l WHERE l.site_id = :site
                         AND l.from_key = s.from_key AND l.state = 'live')
                 OR EXISTS (SELECT 1 FROM staging t WHERE t.from_key = s.from_key
-                           AND t.url_to != '')))""",
+                           AND t.url_to != '')
+                OR {_OUTDATED_PAGE}))""",
     )
     restorable = (
         "prev_state != 'live' AND (dropped_at IS NULL OR dropped_at < :taken) AND :until > :at"

@@ -129,7 +129,7 @@ def _drop_temp(conn: sqlite3.Connection) -> None:
 # The columns of a forgotten link kept in forgotten_links.
 _FORGOTTEN = (
     "url_from", "url_to", "anchor", "nofollow", "ugc", "sponsored", "attrs", "domain_rating",
-    "rating_metric", "toxicity", "first_seen_at", "dropped_at", "sample_until",
+    "rating_metric", "toxicity", "first_seen_at", "dropped_at", "sample_until", "from_key",
 )  # fmt: skip
 
 

@@ -576,3 +576,21 @@ def m008_forgotten_links(db: Database) -> None:
         CREATE UNIQUE INDEX forgotten_links_key ON forgotten_links(site_id, link_key);
         """
     )
+
+
+@MIGRATIONS()
+def m009_forgotten_pages(db: Database) -> None:
+    """A forgotten link keeps its page's key: a sample taken before a complete series
+    stopped seeing it vouches for no placeholder of its page (docs/evidence.md, rule 6),
+    whether or not retention has since forgotten the link."""
+    from daemon.store.ledger import page_key
+
+    db.execute("ALTER TABLE forgotten_links ADD COLUMN from_key INTEGER")
+    rows = db.execute(
+        "SELECT site_id, link_key, url_from FROM forgotten_links WHERE url_from IS NOT NULL"
+    ).fetchall()
+    db.conn.executemany(
+        "UPDATE forgotten_links SET from_key = ? WHERE site_id = ? AND link_key = ?",
+        [(page_key(url_from), site, key) for site, key, url_from in rows],
+    )
+    db.execute("CREATE INDEX forgotten_links_from ON forgotten_links(site_id, from_key)")
