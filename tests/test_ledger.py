@@ -954,3 +954,43 @@ def test_a_sample_older_than_a_forgotten_links_drop_vouches_for_no_placeholder(
     assert _pages(store, 1) == []  # forgotten
     store.ingest(SITE, "gsc", _page_only(1, 1), GUARDS, day(43))
     assert _pages(store, 1) == []
+
+
+def _to(n: int, target: str) -> Backlink:
+    return bl(n)._replace(url_to=target)
+
+
+def test_rows_pointing_at_other_sites_are_skipped_never_stored(store: Store) -> None:
+    # Two exports pasted together: rows of other.net's profile are no backlinks of the
+    # site; stored, they would go missing, then lost, at the next clean export.
+    mixed = [
+        *(bl(n) for n in ALL),
+        _to(11, "https://other.net/"),
+        _to(12, "https://www.other.net/a"),
+        _to(13, "http://blog.third.org/"),
+        _to(14, "https://shop.example.com/cart"),  # a subdomain is the site
+        _to(15, "https://EXAMPLE.com:443/x"),
+    ]
+    outcome = ingest(store, 0, mixed)
+    assert (outcome.status, outcome.seen) == ("baseline", 12)
+    assert (
+        "3 rows skipped: their targets are on other sites (other.net the most), not on"
+        " example.com" in (outcome.note or "")
+    )
+    assert sorted(states(store)) == sorted(url(n) for n in [*ALL, 14, 15])
+    later = ingest(store, 1, [*ALL, mixed[-2], mixed[-1]])
+    assert (later.status, later.missing, later.note) == ("complete", 0, None)
+
+
+def test_the_sites_links_to_itself_are_skipped(store: Store) -> None:
+    rows = [
+        *(bl(n) for n in ALL),
+        Backlink("https://example.com/blog/post", "https://example.com/"),
+        Backlink("https://www.example.com/about", "https://example.com/pricing"),
+        Backlink("https://blog.example.com:8080/x", "https://example.com/"),
+        Backlink("https://notexample.com/x", "https://example.com/"),  # another domain
+    ]
+    outcome = ingest(store, 0, rows)
+    assert outcome.seen == 11
+    assert "3 rows skipped: links of example.com to itself" in (outcome.note or "")
+    assert "https://notexample.com/x" in states(store)

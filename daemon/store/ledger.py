@@ -256,6 +256,12 @@ def _stage(
             gc.enable()
 
 
+def _on_site(host: str, home: str) -> bool:
+    """Whether a host (without its port) is the site's domain or under it."""
+    host = host[4:] if host.startswith("www.") else host
+    return host == home or host.endswith(f".{home}")
+
+
 def _stage_rows(
     conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str | None = None
 ) -> tuple[int, int, int]:
@@ -267,6 +273,11 @@ def _stage_rows(
     home = normalize_domain(site) if site else None
     on_site = home is None
     elsewhere: dict[str, int] = {}
+    # Per target host, the registrable domain it is on when not on the site ("" when on
+    # it): a row pointing elsewhere is no backlink of the site, and one stored would go
+    # missing, then lost, at the next export that rightly leaves it out.
+    away: dict[str, str] = {}
+    internal = 0
     read = 0
     for rec in result.records:
         (
@@ -284,17 +295,24 @@ def _stage_rows(
         if from_key is not None and result.sample and not url_to:
             key = from_key
         elif (norm_to := normalize_target(url_to)) is not None:
-            key = link_key(norm_from, norm_to)
-            if not on_site and (parts_to := split_url(norm_to)) is not None:
-                host = host_name(parts_to[0])
-                host = host[4:] if host.startswith("www.") else host
-                if host == home or host.endswith(f".{home}"):
-                    on_site = True
-                else:
-                    other = registrable_domain(host)
+            if home is not None:
+                # A normalised URL is its host (no `www.`), then its path.
+                to_host = norm_to.split("/", 1)[0]
+                other = away.get(to_host)
+                if other is None:
+                    host = host_name(to_host)
+                    other = away[to_host] = "" if _on_site(host, home) else registrable_domain(host)
+                if other:
                     elsewhere[other] = elsewhere.get(other, 0) + 1
+                    continue
+                on_site = True
+            key = link_key(norm_from, norm_to)
         else:
             report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
+            continue
+        if home is not None and _on_site(host_name(norm_from.split("/", 1)[0]), home):
+            # The site linking to itself: an internal link, no backlink.
+            internal += 1
             continue
         read += 1
         if lost:
@@ -324,12 +342,20 @@ def _stage_rows(
         if len(batch) >= _BATCH:
             conn.executemany(_STAGE_ROW, batch)
             batch.clear()
-    if not on_site and elsewhere:
+    if elsewhere:
         about = max(elsewhere, key=lambda d: elsewhere[d])
-        raise OtherSiteError(
-            f"{result.origin or 'the export'}: none of its {sum(elsewhere.values())} targets"
-            f" is on {site}: it is an export of {about}, not of {site} (nothing was stored)"
+        if not on_site:
+            raise OtherSiteError(
+                f"{result.origin or 'the export'}: none of its {sum(elsewhere.values())}"
+                f" targets is on {site}: it is an export of {about}, not of {site} (nothing"
+                " was stored)"
+            )
+        result.notes.append(
+            f"{sum(elsewhere.values()):,} rows skipped: their targets are on other sites"
+            f" ({about} the most), not on {site}"
         )
+    if internal:
+        result.notes.append(f"{internal:,} rows skipped: links of {site} to itself")
     if batch:
         conn.executemany(_STAGE_ROW, batch)
     if lost_batch:
