@@ -195,3 +195,29 @@ def test_an_answer_neither_decoder_reads_names_the_problem(httpserver: HTTPServe
     answers(httpserver, Response('{"items": [1, 2,]}', content_type="application/json"))
     with pytest.raises(ApiError, match=r"not JSON \(Expecting value: line 1 column 17"):
         client(FakeTime()).call("GET", httpserver.url_for("/data"), auth_hint="")
+
+
+@pytest.mark.parametrize("padding", [0, 270])
+def test_an_echoed_basic_token_is_masked_even_where_the_quote_is_cut(
+    httpserver: HTTPServer, padding: int
+) -> None:
+    import base64
+
+    # The header echoed after `padding` characters: at 270 the quote's cut (300) falls
+    # inside the token, and each half alone is no secret a whole-token mask would find.
+    httpserver.expect_request("/data").respond_with_handler(
+        lambda request: Response(
+            "x" * padding + "got " + request.headers["Authorization"], status=400
+        )
+    )
+    token = base64.b64encode(b"seo@example.com:pa55word-long-enough").decode()
+    with pytest.raises(ApiError) as caught:
+        client(FakeTime()).call(
+            "GET",
+            httpserver.url_for("/data"),
+            auth_hint="",
+            auth=("seo@example.com", "pa55word-long-enough"),
+        )
+    said = str(caught.value)
+    assert "HTTP 400" in said
+    assert not any(token[i : i + 8] in said for i in range(len(token) - 7)), said

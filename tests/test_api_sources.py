@@ -359,3 +359,80 @@ def test_a_stop_does_not_wait_for_a_hung_server(fake: FakeApi, app_for: Any) -> 
     assert app.poll_source("example.com", "api", T0) == []
     assert time.monotonic() - started < 2.5
     assert app.store.snapshots("example.com") == []  # nothing of the poll stored
+
+
+def _credential_forms(sent: list[str], secret: str) -> set[str]:
+    """Every form a credential the client sent could take in a message: the raw secret, each
+    Authorization value whole and its token alone (Basic: base64 of login:password), and
+    the token decoded, each also URL-encoded."""
+    import base64
+    import binascii
+    import contextlib
+    from urllib.parse import quote, quote_plus
+
+    forms = {secret}
+    for value in sent:
+        forms.add(value)
+        token = value.split(" ", 1)[-1]
+        forms.add(token)
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            forms.add(base64.b64decode(token, validate=True).decode())
+    return forms | {quote(f, safe="") for f in forms} | {quote_plus(f) for f in forms}
+
+
+@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize("legacy", [False, True], ids=["own-auth", "moz-basic"])
+def test_an_answer_echoing_the_credentials_never_shows_them(
+    fake: FakeApi,
+    app_for: Any,
+    tmp_path: Path,
+    status: int,
+    legacy: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import re
+
+    if legacy and fake.kind != "moz":
+        pytest.skip("the legacy Access ID + Secret Key is Moz's")
+    from tests.fakes.moz import ACCESS_ID
+
+    sent: list[str] = []
+
+    def echo(request: Any) -> Any:
+        from werkzeug import Response
+
+        # As a misconfigured proxy or API might: the request's credentials quoted back.
+        auth = request.headers.get("Authorization", "")
+        if auth:
+            sent.append(auth)
+        return Response(
+            f"rejected; you sent Authorization: {auth} x-moz-token: "
+            f"{request.headers.get('x-moz-token', '')} query: {request.query_string.decode()}",
+            status=status,
+            content_type="text/plain",
+        )
+
+    app_for(fake, retries=0, **({"access_id": ACCESS_ID} if legacy else {})).close()
+    write_rule(tmp_path, "health", HEALTH_RULE)
+    fake.server.clear()
+    fake.server.expect_request(re.compile(".*")).respond_with_handler(echo)
+    settings = tmp_path / "settings.toml"
+
+    with caplog.at_level(logging.DEBUG):
+        code, polled = _cli(settings, "poll")
+    assert code == 1 and f"HTTP {status}" in polled and "rejected" in polled, polled
+    # The source_health alert went to the console notifier: its text is in the output too.
+    assert "[FIRING" in polled and "unhealthy_sources" in polled, polled
+    app = open_app(tmp_path, fake, retries=0, **({"access_id": ACCESS_ID} if legacy else {}))
+    try:
+        notes = " ".join(s["note"] or "" for s in app.store.snapshots("example.com"))
+    finally:
+        app.close()
+    assert "rejected" in notes
+    code, doctored = _cli(settings, "doctor")
+    assert code == 1 and "FAIL source api:" in doctored and "rejected" in doctored, doctored
+    if fake.kind == "dataforseo" or legacy:
+        assert any(value.startswith("Basic ") for value in sent)
+    for form in _credential_forms(sent, fake.secret):
+        for text in (polled, notes, doctored, caplog.text):
+            assert form not in text, form
