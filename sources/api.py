@@ -128,6 +128,18 @@ class ApiSettings(BaseModel):
         description="a snapshot smaller than this share of the previous one is suspect",
     )
 
+    @field_validator("*")
+    @classmethod
+    def _secret_given(cls, value: Any) -> Any:
+        # An empty secret (`password = ""`, an empty variable, a blank credential file)
+        # would be sent as one, and an empty variable would hide the file's good value.
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            raise ValueError(
+                "is empty: give the secret, or leave the key out of the file and set it "
+                "in the environment or a systemd credential"
+            )
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:

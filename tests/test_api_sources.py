@@ -436,3 +436,38 @@ def test_an_answer_echoing_the_credentials_never_shows_them(
     for form in _credential_forms(sent, fake.secret):
         for text in (polled, notes, doctored, caplog.text):
             assert form not in text, form
+
+
+@pytest.mark.parametrize("given_by", ["file", "environment", "credential"])
+def test_an_empty_secret_is_refused_naming_the_key_and_where_it_came_from(
+    fake: FakeApi,
+    app_for: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given_by: str,
+) -> None:
+    app_for(fake).close()
+    settings = tmp_path / "settings.toml"
+    text = settings.read_text(encoding="utf-8")
+    secret_line = next(line for line in text.splitlines() if fake.secret in line)
+    key = secret_line.split("=")[0].strip()
+    if given_by == "file":
+        settings.write_text(text.replace(secret_line, f'{key} = ""'), encoding="utf-8")
+        origin = str(settings)
+    elif given_by == "environment":
+        # An empty variable would win over the file's good value, and send no secret.
+        origin = f"environment variable LINKWATCH_SOURCES__api__{key.upper()}"
+        monkeypatch.setenv(origin.split()[-1], "")
+    else:
+        settings.write_text(text.replace(secret_line + "\n", ""), encoding="utf-8")
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / f"sources__api__{key}").write_text("\n", encoding="utf-8")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+        origin = f"credential file {creds}/sources__api__{key}"
+    for command in ("check", "doctor", "poll"):
+        code, out = _cli(settings, command)
+        assert code == 2, (command, out)
+        assert f"{origin}: sources.api.{key}: " in out and "empty" in out, (command, out)
+        assert "Traceback" not in out and "secrets are set" not in out
+    assert fake.data_calls == 0 and not fake.server.log
