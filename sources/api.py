@@ -144,6 +144,14 @@ class ApiSettings(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
+        if "@" in parts.netloc or "@" in value.partition("/")[0]:
+            # Never quoted: what is before the @ is a login and perhaps a password, which
+            # `doctor` would print with the URL and requests would send as Basic auth.
+            raise ValueError(
+                "carries a user or password (user:password@host): give credentials in the "
+                "source's own keys (a secret from the environment or a systemd credential), "
+                "never in the URL"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
                 f"expected an http(s) URL like https://api.example.com/, got {value!r}"

@@ -471,3 +471,43 @@ def test_an_empty_secret_is_refused_naming_the_key_and_where_it_came_from(
         assert f"{origin}: sources.api.{key}: " in out and "empty" in out, (command, out)
         assert "Traceback" not in out and "secrets are set" not in out
     assert fake.data_calls == 0 and not fake.server.log
+
+
+def _d4s_settings(folder: Path, base_url: str) -> Path:
+    """Settings whose one source is a DataForSEO block with this `base_url`."""
+    (folder / "rules.d").mkdir(exist_ok=True)
+    path = folder / "settings.toml"
+    path.write_text(
+        '[storage]\npath = "linkwatch.db"\n[daemon]\nrules_dir = "rules.d"\n'
+        '[[sites]]\ndomain = "example.com"\nsources = ["d4s"]\n'
+        f'[sources.d4s]\nkind = "dataforseo"\nbase_url = "{base_url}"\n'
+        'login = "seo@example.com"\npassword = "s3cret-key"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _refused_at_load(settings: Path, message: str) -> None:
+    """`check`, `doctor` and `poll` each exit 2 with `message` on sources.d4s.base_url."""
+    for command in ("check", "doctor", "poll"):
+        code, out = _cli(settings, command)
+        assert code == 2, (command, out)
+        assert f"{settings}: sources.d4s.base_url: " in out and message in out, (command, out)
+        assert "hunter2" not in out and "Traceback" not in out and "InvalidURL" not in out
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://user:hunter2@127.0.0.1:18080/",
+        "http://:hunter2@127.0.0.1:18080/",
+        "https://seo%40example.com@api.example.com/",
+        # Refused for its scheme too: the message must not quote it either.
+        "ftp://user:hunter2@api.example.com/",
+        "user:hunter2@api.example.com/",
+    ],
+)
+def test_a_base_url_with_a_user_or_password_is_refused_unquoted(
+    tmp_path: Path, base_url: str
+) -> None:
+    _refused_at_load(_d4s_settings(tmp_path, base_url), "a user or password")
