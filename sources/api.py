@@ -156,6 +156,18 @@ class ApiSettings(BaseModel):
             raise ValueError(
                 f"expected an http(s) URL like https://api.example.com/, got {value!r}"
             )
+        if not parts.hostname:
+            raise ValueError(f"expected an http(s) URL with a host, got {value!r}: no host")
+        # Checked here, not at the first call: requests would refuse it there with a bare
+        # InvalidURL, after `check` had passed the settings.
+        host_port = parts.netloc.rpartition("]")[2]  # an IPv6 host's colons are in brackets
+        # `host:` with nothing after it is the scheme's port (RFC 3986), as requests reads it.
+        number = host_port.rpartition(":")[2] if ":" in host_port else ""
+        if number:
+            digits = number.isascii() and number.isdigit()
+            if not (digits and 1 <= int(number) <= 65535):
+                shown = number if digits else repr(number)
+                raise ValueError(f"port {shown}: expected a port from 1 to 65535 (or none)")
         if parts.query or parts.fragment:
             raise ValueError("the base URL carries no query or fragment")
         # urljoin drops the last path segment without a trailing slash.

@@ -511,3 +511,36 @@ def test_a_base_url_with_a_user_or_password_is_refused_unquoted(
     tmp_path: Path, base_url: str
 ) -> None:
     _refused_at_load(_d4s_settings(tmp_path, base_url), "a user or password")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://127.0.0.1:99999/", "port 99999: expected a port from 1 to 65535"),
+        ("http://127.0.0.1:0/", "port 0: expected a port from 1 to 65535"),
+        ("http://127.0.0.1:http/", "port 'http': expected a port from 1 to 65535"),
+        ("http://[::1]:70000/", "port 70000: expected a port from 1 to 65535"),
+        ("http://:8080/", "no host"),
+    ],
+)
+def test_a_base_url_with_a_bad_port_is_refused_at_load(
+    tmp_path: Path, base_url: str, message: str
+) -> None:
+    _refused_at_load(_d4s_settings(tmp_path, base_url), message)
+
+
+def test_a_base_url_with_a_port_in_range_is_kept(tmp_path: Path) -> None:
+    for host in (
+        "127.0.0.1:1",
+        "127.0.0.1:18080",
+        "127.0.0.1:65535",
+        "[::1]:443",
+        "[::1]",
+        "localhost:",
+    ):
+        settings = _d4s_settings(tmp_path, f"http://{host}/v3")
+        code, out = _cli(settings, "check")
+        assert code == 0, out
+        assert load_settings(settings).sources["d4s"].base_url == (  # type: ignore[union-attr]
+            f"http://{host}/v3/"
+        )
