@@ -544,3 +544,25 @@ def test_a_base_url_with_a_port_in_range_is_kept(tmp_path: Path) -> None:
         assert load_settings(settings).sources["d4s"].base_url == (  # type: ignore[union-attr]
             f"http://{host}/v3/"
         )
+
+
+@pytest.mark.parametrize("name", ["d4s", "seo-d4s"])
+def test_poll_doctor_and_check_name_one_variable_for_a_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    settings = _d4s_settings(tmp_path, "http://127.0.0.1:18080/")
+    text = settings.read_text(encoding="utf-8").replace('password = "s3cret-key"\n', "")
+    settings.write_text(text.replace("d4s", name), encoding="utf-8")
+    # As the file spells the name, `-` as `_`: a shell can export it, and it is README's.
+    variable = f"LINKWATCH_SOURCES__{name.replace('-', '_')}__PASSWORD"
+    code, polled = _cli(settings, "poll")
+    assert code == 2 and f"sources.{name}.password: Field required" in polled, polled
+    code, doctored = _cli(settings, "doctor")
+    assert code == 1 and f"FAIL source {name}: secret password is not set" in doctored
+    for out in (polled, doctored):
+        assert f"set {variable} " in out and f"sources__{name}__password" in out, out
+        assert out.count("LINKWATCH_SOURCES__") == 1, out
+    # And that variable is the one the loader reads.
+    monkeypatch.setenv(variable, "from-the-environment")
+    source = load_settings(settings).sources[name]
+    assert source.password.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]
