@@ -29,6 +29,7 @@ from alerts.notifiers.email import EmailSettings
 from alerts.notifiers.slack import CHANNEL_ID, SlackSettings
 from alerts.rules import RulesError, load_rules
 from daemon.settings import SECRET_STAND_IN, Settings
+from daemon.settings_core import variable_for
 from daemon.store import dialect
 from daemon.store.check import check_database
 from daemon.store.reads import stopped_series, stopped_series_note
@@ -153,7 +154,7 @@ def secret_sources(name: str, key: str, block: str = "notifiers") -> str:
     # As daemon/settings.py reads them: LINKWATCH_ + `__`-nested keys, and credential files
     # named by the same keys in $CREDENTIALS_DIRECTORY.
     return (
-        f"set LINKWATCH_{block.upper()}__{name}__{key.upper()} in the daemon's environment, "
+        f"set {variable_for(block, name, key)} in the daemon's environment, "
         f"or a systemd credential file {block}__{name}__{key} (LoadCredential=), or {key} in "
         f"[{block}.{name}]"
     )

@@ -140,6 +140,13 @@ def name_key(name: str) -> str:
     return name.lower().replace("-", "_")
 
 
+def variable_for(block: str, name: str, key: str) -> str:
+    """The environment variable every message names for a key of a notifier or source:
+    the name as the file spells it, `-` as `_` so that a shell can export it."""
+    # Any spelling name_key matches works; one in every message, README's.
+    return f"{ENV_PREFIX}{block.upper()}__{name.replace('-', '_')}__{key.upper()}"
+
+
 def _onto_file_names(
     found: dict[str, Any], file: dict[str, Any], origin: Callable[[str, str], str]
 ) -> dict[str, Any]:
@@ -399,8 +406,8 @@ def format_validation_error(
             # A missing secret: say how to give it without writing it into the file.
             block, name, key = str(err["loc"][0]), str(err["loc"][1]), str(err["loc"][-1])
             msg += (
-                f" (or set {ENV_PREFIX}{block.upper()}__{name_key(name).upper()}__{key.upper()}"
-                f" or the systemd credential {block}__{name}__{key})"
+                f" (or set {variable_for(block, name, key)} or the systemd credential"
+                f" {block}__{name}__{key})"
             )
         # A value the environment or a credential gave is theirs to fix, not the file's.
         origin = given_outside(where, raw) if raw is not None else None

@@ -7,6 +7,7 @@ announced all make the snapshot partial, and a partial snapshot changes no link.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -127,14 +128,46 @@ class ApiSettings(BaseModel):
         description="a snapshot smaller than this share of the previous one is suspect",
     )
 
+    @field_validator("*")
+    @classmethod
+    def _secret_given(cls, value: Any) -> Any:
+        # An empty secret (`password = ""`, an empty variable, a blank credential file)
+        # would be sent as one, and an empty variable would hide the file's good value.
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            raise ValueError(
+                "is empty: give the secret, or leave the key out of the file and set it "
+                "in the environment or a systemd credential"
+            )
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
+        if "@" in parts.netloc or "@" in value.partition("/")[0]:
+            # Never quoted: what is before the @ is a login and perhaps a password, which
+            # `doctor` would print with the URL and requests would send as Basic auth.
+            raise ValueError(
+                "carries a user or password (user:password@host): give credentials in the "
+                "source's own keys (a secret from the environment or a systemd credential), "
+                "never in the URL"
+            )
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
                 f"expected an http(s) URL like https://api.example.com/, got {value!r}"
             )
+        if not parts.hostname:
+            raise ValueError(f"expected an http(s) URL with a host, got {value!r}: no host")
+        # Checked here, not at the first call: requests would refuse it there with a bare
+        # InvalidURL, after `check` had passed the settings.
+        host_port = parts.netloc.rpartition("]")[2]  # an IPv6 host's colons are in brackets
+        # `host:` with nothing after it is the scheme's port (RFC 3986), as requests reads it.
+        number = host_port.rpartition(":")[2] if ":" in host_port else ""
+        if number:
+            digits = number.isascii() and number.isdigit()
+            if not (digits and 1 <= int(number) <= 65535):
+                shown = number if digits else repr(number)
+                raise ValueError(f"port {shown}: expected a port from 1 to 65535 (or none)")
         if parts.query or parts.fragment:
             raise ValueError("the base URL carries no query or fragment")
         # urljoin drops the last path segment without a trailing slash.
@@ -233,6 +266,7 @@ class ApiClient:
         looks at a decoded answer: a RetryableAnswer it raises is retried with backoff."""
         import requests
 
+        self._learn(kwargs)
         attempt = 0
         while True:
             wait: float | None = None
@@ -257,7 +291,7 @@ class ApiClient:
                     else:
                         return body
                 else:
-                    said = self.scrub(_said(response, error_text))
+                    said = _said(response, error_text, self.scrub)
                     refused: ApiError | None = None
                     if status in (401, 403):
                         refused = ApiAuthError(
@@ -307,6 +341,31 @@ class ApiClient:
             for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
                 text = text.replace(form, "***")
         return text
+
+    def _learn(self, kwargs: dict[str, Any]) -> None:
+        """Mask also the credentials a call sends in a form of their own: an answer that
+        echoes the request's `Authorization: Basic` header holds base64("login:password"),
+        in which no form of the password alone appears."""
+        tokens: list[str] = []
+        auth = kwargs.get("auth")
+        if isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth):
+            pair = f"{auth[0]}:{auth[1]}"
+            # requests encodes a str login and password as latin-1; UTF-8 is what a client
+            # that cannot (a password outside latin-1) would send instead.
+            for encoding in ("latin-1", "utf-8"):
+                try:
+                    tokens.append(base64.b64encode(pair.encode(encoding)).decode("ascii"))
+                except UnicodeEncodeError:
+                    continue
+        headers = kwargs.get("headers")
+        for name, value in headers.items() if isinstance(headers, dict) else ():
+            if str(name).lower() == "authorization" and isinstance(value, str):
+                # The value whole, and its credentials without the scheme (`Basic`, `Bearer`).
+                tokens.extend(part for part in (value, value.partition(" ")[2]) if part)
+        new = [token for token in dict.fromkeys(tokens) if token not in self.secrets]
+        if new:
+            # Longest first: a value whole is masked before the token it holds.
+            self.secrets = tuple(sorted({*self.secrets, *new}, key=len, reverse=True))
 
     def _wait(self, seconds: float) -> None:
         if self.stop is None:
@@ -365,7 +424,8 @@ class ApiClient:
         try:
             return decode_json(response)
         except (ValueError, requests.JSONDecodeError) as exc:
-            head = self.scrub(one_line(response.text[:_QUOTED]))
+            # Masked before it is cut: a secret cut in two would be masked by neither half.
+            head = one_line(self.scrub(response.text)[:_QUOTED])
             raise ApiError(
                 f"{self.source}: {method} {_path(url)}: the answer is not JSON ({exc}): {head!r}"
             ) from exc
@@ -421,8 +481,13 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _said(response: requests.Response, error_text: Callable[[Any], str | None]) -> str:
-    """What an error answer says, briefly: the API's own message if it has one."""
+def _said(
+    response: requests.Response,
+    error_text: Callable[[Any], str | None],
+    scrub: Callable[[str], str],
+) -> str:
+    """What an error answer says, briefly, its secrets masked by `scrub`: the API's own
+    message if it has one."""
     import requests
 
     try:
@@ -430,8 +495,9 @@ def _said(response: requests.Response, error_text: Callable[[Any], str | None]) 
     except (ValueError, requests.JSONDecodeError, AttributeError, TypeError, KeyError):
         said = None
     if said is None:
-        said = response.text[:_QUOTED]
-    return one_line(str(said)[:_QUOTED]).strip()
+        said = response.text
+    # Masked before it is cut: a secret cut in two would be masked by neither half.
+    return one_line(scrub(str(said))[:_QUOTED]).strip()
 
 
 @dataclass

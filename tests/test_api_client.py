@@ -237,3 +237,29 @@ def test_a_page_listed_again_later_went_back() -> None:
     other.check(_rows(1, 2), 1)
     other.check(_rows(3, 4), 2)
     other.check(_rows(1, 2, 7), 3)
+
+
+@pytest.mark.parametrize("padding", [0, 270])
+def test_an_echoed_basic_token_is_masked_even_where_the_quote_is_cut(
+    httpserver: HTTPServer, padding: int
+) -> None:
+    import base64
+
+    # The header echoed after `padding` characters: at 270 the quote's cut (300) falls
+    # inside the token, and each half alone is no secret a whole-token mask would find.
+    httpserver.expect_request("/data").respond_with_handler(
+        lambda request: Response(
+            "x" * padding + "got " + request.headers["Authorization"], status=400
+        )
+    )
+    token = base64.b64encode(b"seo@example.com:pa55word-long-enough").decode()
+    with pytest.raises(ApiError) as caught:
+        client(FakeTime()).call(
+            "GET",
+            httpserver.url_for("/data"),
+            auth_hint="",
+            auth=("seo@example.com", "pa55word-long-enough"),
+        )
+    said = str(caught.value)
+    assert "HTTP 400" in said
+    assert not any(token[i : i + 8] in said for i in range(len(token) - 7)), said

@@ -401,3 +401,210 @@ def test_a_listing_that_keeps_coming_back_stops_at_once(fake: FakeApi, app_for: 
     assert outcome.status == "partial"
     assert fake.data_calls - first <= 3 + 1
     assert states(app) == {"live": len(fake.links)}
+
+
+def _credential_forms(sent: list[str], secret: str) -> set[str]:
+    """Every form a credential the client sent could take in a message: the raw secret, each
+    Authorization value whole and its token alone (Basic: base64 of login:password), and
+    the token decoded, each also URL-encoded."""
+    import base64
+    import binascii
+    import contextlib
+    from urllib.parse import quote, quote_plus
+
+    forms = {secret}
+    for value in sent:
+        forms.add(value)
+        token = value.split(" ", 1)[-1]
+        forms.add(token)
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            forms.add(base64.b64decode(token, validate=True).decode())
+    return forms | {quote(f, safe="") for f in forms} | {quote_plus(f) for f in forms}
+
+
+@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize("legacy", [False, True], ids=["own-auth", "moz-basic"])
+def test_an_answer_echoing_the_credentials_never_shows_them(
+    fake: FakeApi,
+    app_for: Any,
+    tmp_path: Path,
+    status: int,
+    legacy: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import re
+
+    if legacy and fake.kind != "moz":
+        pytest.skip("the legacy Access ID + Secret Key is Moz's")
+    from tests.fakes.moz import ACCESS_ID
+
+    sent: list[str] = []
+
+    def echo(request: Any) -> Any:
+        from werkzeug import Response
+
+        # As a misconfigured proxy or API might: the request's credentials quoted back.
+        auth = request.headers.get("Authorization", "")
+        if auth:
+            sent.append(auth)
+        return Response(
+            f"rejected; you sent Authorization: {auth} x-moz-token: "
+            f"{request.headers.get('x-moz-token', '')} query: {request.query_string.decode()}",
+            status=status,
+            content_type="text/plain",
+        )
+
+    app_for(fake, retries=0, **({"access_id": ACCESS_ID} if legacy else {})).close()
+    write_rule(tmp_path, "health", HEALTH_RULE)
+    fake.server.clear()
+    fake.server.expect_request(re.compile(".*")).respond_with_handler(echo)
+    settings = tmp_path / "settings.toml"
+
+    with caplog.at_level(logging.DEBUG):
+        code, polled = _cli(settings, "poll")
+    assert code == 1 and f"HTTP {status}" in polled and "rejected" in polled, polled
+    # The source_health alert went to the console notifier: its text is in the output too.
+    assert "[FIRING" in polled and "unhealthy_sources" in polled, polled
+    app = open_app(tmp_path, fake, retries=0, **({"access_id": ACCESS_ID} if legacy else {}))
+    try:
+        notes = " ".join(s["note"] or "" for s in app.store.snapshots("example.com"))
+    finally:
+        app.close()
+    assert "rejected" in notes
+    code, doctored = _cli(settings, "doctor")
+    assert code == 1 and "FAIL source api:" in doctored and "rejected" in doctored, doctored
+    if fake.kind == "dataforseo" or legacy:
+        assert any(value.startswith("Basic ") for value in sent)
+    for form in _credential_forms(sent, fake.secret):
+        for text in (polled, notes, doctored, caplog.text):
+            assert form not in text, form
+
+
+@pytest.mark.parametrize("given_by", ["file", "environment", "credential"])
+def test_an_empty_secret_is_refused_naming_the_key_and_where_it_came_from(
+    fake: FakeApi,
+    app_for: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given_by: str,
+) -> None:
+    app_for(fake).close()
+    settings = tmp_path / "settings.toml"
+    text = settings.read_text(encoding="utf-8")
+    secret_line = next(line for line in text.splitlines() if fake.secret in line)
+    key = secret_line.split("=")[0].strip()
+    if given_by == "file":
+        settings.write_text(text.replace(secret_line, f'{key} = ""'), encoding="utf-8")
+        origin = str(settings)
+    elif given_by == "environment":
+        # An empty variable would win over the file's good value, and send no secret.
+        origin = f"environment variable LINKWATCH_SOURCES__api__{key.upper()}"
+        monkeypatch.setenv(origin.split()[-1], "")
+    else:
+        settings.write_text(text.replace(secret_line + "\n", ""), encoding="utf-8")
+        creds = tmp_path / "creds"
+        creds.mkdir()
+        (creds / f"sources__api__{key}").write_text("\n", encoding="utf-8")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+        origin = f"credential file {creds}/sources__api__{key}"
+    for command in ("check", "doctor", "poll"):
+        code, out = _cli(settings, command)
+        assert code == 2, (command, out)
+        assert f"{origin}: sources.api.{key}: " in out and "empty" in out, (command, out)
+        assert "Traceback" not in out and "secrets are set" not in out
+    assert fake.data_calls == 0 and not fake.server.log
+
+
+def _d4s_settings(folder: Path, base_url: str) -> Path:
+    """Settings whose one source is a DataForSEO block with this `base_url`."""
+    (folder / "rules.d").mkdir(exist_ok=True)
+    path = folder / "settings.toml"
+    path.write_text(
+        '[storage]\npath = "linkwatch.db"\n[daemon]\nrules_dir = "rules.d"\n'
+        '[[sites]]\ndomain = "example.com"\nsources = ["d4s"]\n'
+        f'[sources.d4s]\nkind = "dataforseo"\nbase_url = "{base_url}"\n'
+        'login = "seo@example.com"\npassword = "s3cret-key"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _refused_at_load(settings: Path, message: str) -> None:
+    """`check`, `doctor` and `poll` each exit 2 with `message` on sources.d4s.base_url."""
+    for command in ("check", "doctor", "poll"):
+        code, out = _cli(settings, command)
+        assert code == 2, (command, out)
+        assert f"{settings}: sources.d4s.base_url: " in out and message in out, (command, out)
+        assert "hunter2" not in out and "Traceback" not in out and "InvalidURL" not in out
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://user:hunter2@127.0.0.1:18080/",
+        "http://:hunter2@127.0.0.1:18080/",
+        "https://seo%40example.com@api.example.com/",
+        # Refused for its scheme too: the message must not quote it either.
+        "ftp://user:hunter2@api.example.com/",
+        "user:hunter2@api.example.com/",
+    ],
+)
+def test_a_base_url_with_a_user_or_password_is_refused_unquoted(
+    tmp_path: Path, base_url: str
+) -> None:
+    _refused_at_load(_d4s_settings(tmp_path, base_url), "a user or password")
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://127.0.0.1:99999/", "port 99999: expected a port from 1 to 65535"),
+        ("http://127.0.0.1:0/", "port 0: expected a port from 1 to 65535"),
+        ("http://127.0.0.1:http/", "port 'http': expected a port from 1 to 65535"),
+        ("http://[::1]:70000/", "port 70000: expected a port from 1 to 65535"),
+        ("http://:8080/", "no host"),
+    ],
+)
+def test_a_base_url_with_a_bad_port_is_refused_at_load(
+    tmp_path: Path, base_url: str, message: str
+) -> None:
+    _refused_at_load(_d4s_settings(tmp_path, base_url), message)
+
+
+def test_a_base_url_with_a_port_in_range_is_kept(tmp_path: Path) -> None:
+    for host in (
+        "127.0.0.1:1",
+        "127.0.0.1:18080",
+        "127.0.0.1:65535",
+        "[::1]:443",
+        "[::1]",
+        "localhost:",
+    ):
+        settings = _d4s_settings(tmp_path, f"http://{host}/v3")
+        code, out = _cli(settings, "check")
+        assert code == 0, out
+        assert load_settings(settings).sources["d4s"].base_url == (  # type: ignore[union-attr]
+            f"http://{host}/v3/"
+        )
+
+
+@pytest.mark.parametrize("name", ["d4s", "seo-d4s"])
+def test_poll_doctor_and_check_name_one_variable_for_a_missing_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    settings = _d4s_settings(tmp_path, "http://127.0.0.1:18080/")
+    text = settings.read_text(encoding="utf-8").replace('password = "s3cret-key"\n', "")
+    settings.write_text(text.replace("d4s", name), encoding="utf-8")
+    # As the file spells the name, `-` as `_`: a shell can export it, and it is README's.
+    variable = f"LINKWATCH_SOURCES__{name.replace('-', '_')}__PASSWORD"
+    code, polled = _cli(settings, "poll")
+    assert code == 2 and f"sources.{name}.password: Field required" in polled, polled
+    code, doctored = _cli(settings, "doctor")
+    assert code == 1 and f"FAIL source {name}: secret password is not set" in doctored
+    for out in (polled, doctored):
+        assert f"set {variable} " in out and f"sources__{name}__password" in out, out
+        assert out.count("LINKWATCH_SOURCES__") == 1, out
+    # And that variable is the one the loader reads.
+    monkeypatch.setenv(variable, "from-the-environment")
+    source = load_settings(settings).sources[name]
+    assert source.password.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]

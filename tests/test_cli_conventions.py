@@ -151,7 +151,7 @@ def test_a_shell_exportable_name_sets_a_hyphenated_notifier(
 ) -> None:
     settings = write_settings(tmp_path, notifiers=SLACK)
     (tmp_path / "exports" / SITE).mkdir(parents=True)
-    with pytest.raises(ConfigError, match="LINKWATCH_NOTIFIERS__SEO_SLACK__TOKEN"):
+    with pytest.raises(ConfigError, match="LINKWATCH_NOTIFIERS__seo_slack__TOKEN"):
         load_settings(settings)
     monkeypatch.setenv("LINKWATCH_NOTIFIERS__SEO_SLACK__TOKEN", "xoxb-from-shell")
     token = load_settings(settings).notifiers["seo-slack"].token  # type: ignore[union-attr]

@@ -166,7 +166,7 @@ def test_slack_refusing_the_token_is_a_fail_naming_the_notifier(
     assert fail.startswith(
         "FAIL notifier seo-slack (slack): auth.test answered invalid_auth; fix: "
     )
-    assert "LINKWATCH_NOTIFIERS__seo-slack__TOKEN" in fail
+    assert "LINKWATCH_NOTIFIERS__seo_slack__TOKEN" in fail
     assert lines[-1].endswith(" 1 FAIL")
 
 
@@ -234,7 +234,7 @@ def test_a_missing_secret_names_the_variable_and_the_credential(
     assert code == 1
     assert line(lines, "FAIL notifier seo-slack:") == (
         "FAIL notifier seo-slack: secret token is not set (the daemon will not start); fix: set "
-        "LINKWATCH_NOTIFIERS__seo-slack__TOKEN in the daemon's environment, or a systemd "
+        "LINKWATCH_NOTIFIERS__seo_slack__TOKEN in the daemon's environment, or a systemd "
         "credential file notifiers__seo-slack__token (LoadCredential=), or token in "
         "[notifiers.seo-slack]"
     )
