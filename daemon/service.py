@@ -27,12 +27,16 @@ from daemon.store import (
     database_problem,
 )
 from daemon.store.retention import reach_of
+from daemon.timefmt import from_db
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
 from sources.model import Backlink, SnapshotResult, SourceError
 from sources.registry import Source, build_source
 
 log = logging.getLogger(__name__)
+
+# Statuses of a poll that stored no snapshot (its outcome's snapshot_id is 0).
+SUPERSEDED = "superseded"
 
 
 def utcnow() -> datetime:
@@ -44,6 +48,9 @@ def describe(o: IngestOutcome) -> str:
     """One log line for an ingest."""
     series = o.series or o.source
     head = f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}"
+    if not o.snapshot_id:
+        # Nothing was stored: there are no counts to tell, only why.
+        return f"{head}: {o.status}: {o.note}"
     rows = f"{o.listed} rows"
     if o.read > o.listed:
         # Rows naming a link (or domain) an earlier row named were folded into it.
@@ -282,6 +289,11 @@ class Linkwatch:
         """One API poll: a refused or failed first call is an error snapshot, a failure
         after it a partial one; a stop drops the fetch (nothing stored)."""
         origin = f"{src.kind} API"
+        # A snapshot already stored that was taken after `now` (a poll that began later
+        # and finished first, or a clock set back) would refuse this one: never pay for it.
+        newer = self.store.latest_accepted_at(site, src.name, src.kind)
+        if newer is not None and newer > now:
+            return [self._superseded(site, src.name, origin, now, newer, fetched=False)]
         try:
             result = src.fetch(site, now, stop=self.stopping)
             result.records = _until(self.stopping, result.records)
@@ -293,6 +305,14 @@ class Linkwatch:
         except (Stopping, PollStopped):
             log.info("%s/%s: poll not finished: stopping (nothing of it stored)", site, src.name)
             return []
+        except OutOfOrderError as exc:
+            if isinstance(exc, FutureSnapshotError) or exc.latest is None:
+                log.error("%s/%s: %s", site, src.name, exc)
+                return [self._failure(site, src.name, now, origin, str(exc), now)]
+            # No newer snapshot was there before the fetch: another poll of this source
+            # stored one while this one was fetching.
+            newer = from_db(exc.latest.taken_at)
+            return [self._superseded(site, src.name, origin, now, newer, fetched=True)]
         except Exception as exc:
             if isinstance(exc, SourceError):
                 log.error("%s/%s: %s", site, src.name, exc)
@@ -303,6 +323,25 @@ class Linkwatch:
             return [self._failure(site, src.name, now, origin, str(exc), now)]
         log.info("%s", describe(outcome))
         return [outcome]
+
+    def _superseded(
+        self,
+        site: str,
+        source: str,
+        origin: str,
+        taken_at: datetime,
+        newer: datetime,
+        *,
+        fetched: bool,
+    ) -> IngestOutcome:
+        """A poll overtaken by a newer snapshot of its series: nothing is stored, and the
+        source is not failing, so no error snapshot (it would raise source health)."""
+        note = (
+            f"superseded by a newer snapshot taken at {newer.isoformat(timespec='seconds')};"
+            f" {'nothing stored' if fetched else 'not fetched, nothing stored'}"
+        )
+        log.warning("%s/%s: %s", site, source, note)
+        return IngestOutcome(0, site, source, origin, taken_at, status=SUPERSEDED, note=note)
 
     def _failure(
         self,

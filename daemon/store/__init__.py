@@ -404,6 +404,14 @@ class Store:
         )
         return {(str(r[0]), r[1]) for r in rows}
 
+    def latest_accepted_at(self, site: str, source: str, fmt: str) -> datetime | None:
+        """When the latest baseline or complete snapshot of a series was taken (None: none)."""
+        from daemon.store.ledger import find_series, latest_accepted
+
+        series_id = find_series(self.conn, self.site_id(site), source, fmt)
+        prev = None if series_id is None else latest_accepted(self.conn, series_id)
+        return None if prev is None else from_db(prev.taken_at)
+
     def last_poll_at(self, site: str, source: str) -> datetime | None:
         """When a (site, source) was last polled, whatever the outcome."""
         row = self.conn.execute(
