@@ -23,6 +23,7 @@ from daemon.store import (
     IngestOutcome,
     MaintenanceReport,
     OutOfOrderError,
+    PollBusyError,
     Store,
     database_problem,
 )
@@ -36,7 +37,7 @@ from sources.registry import Source, build_source
 log = logging.getLogger(__name__)
 
 # Statuses of a poll that stored no snapshot (its outcome's snapshot_id is 0).
-SUPERSEDED = "superseded"
+SUPERSEDED, BUSY = "superseded", "busy"
 
 
 def utcnow() -> datetime:
@@ -222,7 +223,18 @@ class Linkwatch:
     # --- polling -----------------------------------------------------------------------
 
     def poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
-        """Fetch and ingest what one source has for one site; failures are recorded."""
+        """Fetch and ingest what one source has for one site; failures are recorded. A
+        (site, source) another poll is polling is skipped (status `busy`)."""
+        try:
+            with self.store.poll_lock(site, source):
+                return self._poll_source(site, source, now)
+        except PollBusyError as exc:
+            # Two polls of one source would pay twice, and the one that finished last
+            # would be refused as out of time order; the running one will store it.
+            log.warning("%s/%s: %s", site, source, exc)
+            return [IngestOutcome(0, site, source, "", now, status=BUSY, note=str(exc))]
+
+    def _poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
         src = self.sources[source]
         if isinstance(src, ApiSource):
             return self._poll_api(src, site, now)

@@ -129,3 +129,37 @@ def test_a_poll_older_than_a_stored_snapshot_does_not_fetch(
     assert "0 snapshots, 0 alert changes" in run.stdout
     assert fake.data_calls == calls
     assert [s["status"] for s in first.store.snapshots("example.com")] == ["baseline"]
+
+
+def _cli_poll(settings: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "-c", str(settings), "poll"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_second_poll_of_a_source_being_polled_is_refused_before_it_fetches(
+    fake: DataForSeoFake, apps: tuple[Linkwatch, Linkwatch], tmp_path: Path
+) -> None:
+    first, second = apps
+    fake.links = profile(30)
+    with second.store.poll_lock("example.com", "api"):
+        # Another instance (the daemon, say) is polling this source right now.
+        (outcome,) = first.poll_source("example.com", "api", T0)
+        run = _cli_poll(tmp_path / "settings.toml")
+    assert (outcome.status, outcome.snapshot_id) == ("busy", 0)
+    assert outcome.note == (
+        "another poll of this source is running; this one is skipped: nothing fetched,"
+        " nothing stored"
+    )
+    assert "Traceback" not in run.stderr
+    assert run.returncode == 1, run.stderr
+    assert "example.com/api: - taken " in run.stdout
+    assert ": busy: another poll of this source is running" in run.stdout
+    assert fake.data_calls == 0
+    assert first.store.snapshots("example.com") == []
+    # Once it is done, the source is polled again as usual.
+    assert [o.status for o in first.poll_source("example.com", "api", T0)] == ["baseline"]
