@@ -10,6 +10,7 @@ import io
 import lzma
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections import deque
@@ -733,10 +734,32 @@ def _skipped(path: Path, member: str, exc: FormatError) -> str:
     return f"{path.name}:{member}: skipped: {why}"
 
 
+def refuse_if_not_regular(path: Path) -> None:
+    """FormatError for a path that is not a regular file (a symlink to one is fine)."""
+    # A device never ends (/dev/zero) and a FIFO blocks the open until a writer comes:
+    # either would hang an import, so neither is opened at all.
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(mode):
+        return
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    raise FormatError(f"{path}: {kind}, not an export file; only regular files are imported")
+
+
 def open_export_files(path: Path, site: str, format_kind: str | None = None) -> list[ExportFile]:
     """The tables of one file linkwatch can import: the file itself, or the usable members of
     a zip archive. FormatError (nothing opened) for a file in no known format or one that
     holds no links."""
+    refuse_if_not_regular(path)
     if is_zip(path):
         return open_archive(path, site, format_kind)
     export = ExportFile(path, site, format_kind)
