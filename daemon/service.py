@@ -28,6 +28,7 @@ from daemon.store import (
     database_problem,
 )
 from daemon.store.retention import reach_of
+from daemon.textsafe import shown_path
 from daemon.timefmt import from_db
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
@@ -249,12 +250,12 @@ class Linkwatch:
         for export in pending:
             if self.stopping.is_set():
                 break
+            # Stored and logged as shown: a name's bytes need not be UTF-8 or printable.
+            name = shown_path(export.path.name)
             if export.problem is not None:
                 log.error("%s/%s: %s", site, source, export.problem)
                 outcomes.append(
-                    self._failure(
-                        site, source, now, export.path.name, export.problem, now, export.stamp
-                    )
+                    self._failure(site, source, now, name, export.problem, now, export.stamp)
                 )
                 continue
             try:
@@ -263,7 +264,7 @@ class Linkwatch:
                 self._told(result)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)
             except Stopping:
-                log.info("%s/%s: %s not read to the end: stopping", site, source, export.path.name)
+                log.info("%s/%s: %s not read to the end: stopping", site, source, name)
                 break
             except Exception as exc:
                 # Whatever went wrong with this file is recorded (and so raises source
@@ -271,11 +272,9 @@ class Linkwatch:
                 if isinstance(exc, SourceError | OutOfOrderError):
                     log.error("%s/%s: %s", site, source, exc)
                 elif isinstance(exc, sqlite3.Error):
-                    log.error(
-                        "%s/%s: %s: %s", site, source, export.path.name, database_problem(exc)
-                    )
+                    log.error("%s/%s: %s: %s", site, source, name, database_problem(exc))
                 else:
-                    log.exception("%s/%s: %s failed", site, source, export.path.name)
+                    log.exception("%s/%s: %s failed", site, source, name)
                 # A file's content or place in time is judged once, until the file
                 # changes; anything else (a locked or full database, a file from the
                 # future while the clock catches up, a bug) is tried again next poll.
@@ -288,9 +287,7 @@ class Linkwatch:
                 )
                 stamp = export.stamp if final else "retry"
                 outcomes.append(
-                    self._failure(
-                        site, source, export.taken_at, export.path.name, str(exc), now, stamp
-                    )
+                    self._failure(site, source, export.taken_at, name, str(exc), now, stamp)
                 )
                 continue
             log.info("%s", describe(outcome))
