@@ -297,11 +297,18 @@ def poll(ctx: click.Context, site: str | None) -> None:
                 outcomes.extend(app.poll(now, domain))
         transitions = app.evaluate(now)
         report = app.deliver(now)
-        troubled = [o for o in outcomes if o.status in ("error", "partial", "suspect")]
-        for o in troubled:
-            click.echo(describe(o))
+        # A source another poll was polling was not polled by this one: a failure to
+        # do what was asked, as a busy database is.
+        failed = ("error", "partial", "suspect", "busy")
+        troubled = [o for o in outcomes if o.status in failed]
+        for o in outcomes:
+            # A fetch a newer poll overtook stored nothing; the source is fine, yet the
+            # user should know this poll's fetch was for nothing.
+            if o.status in failed or not o.snapshot_id:
+                click.echo(describe(o))
+        stored = sum(1 for o in outcomes if o.snapshot_id)
         click.echo(
-            f"{len(outcomes)} snapshots, {len(transitions)} alert changes, "
+            f"{stored} snapshots, {len(transitions)} alert changes, "
             f"{report.sent} notifications sent, {report.retrying} to retry, {report.dead} failed"
         )
         if troubled or report.dead or report.retrying:

@@ -66,7 +66,8 @@ def schedule_polls(sched: BaseScheduler, app: Linkwatch, now: datetime) -> None:
 
             def poll(domain: str = site.domain, name: str = source) -> None:
                 at = utcnow()
-                if app.poll_source(domain, name, at):
+                # Evaluated only when a snapshot was stored (one overtaken stores none).
+                if any(o.snapshot_id for o in app.poll_source(domain, name, at)):
                     app.evaluate(at)
                     app.wake_delivery(at)
 

@@ -23,16 +23,22 @@ from daemon.store import (
     IngestOutcome,
     MaintenanceReport,
     OutOfOrderError,
+    PollBusyError,
     Store,
     database_problem,
 )
 from daemon.store.retention import reach_of
+from daemon.textsafe import shown_path
+from daemon.timefmt import from_db
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
 from sources.model import Backlink, SnapshotResult, SourceError
 from sources.registry import Source, build_source
 
 log = logging.getLogger(__name__)
+
+# Statuses of a poll that stored no snapshot (its outcome's snapshot_id is 0).
+SUPERSEDED, BUSY = "superseded", "busy"
 
 
 def utcnow() -> datetime:
@@ -44,6 +50,9 @@ def describe(o: IngestOutcome) -> str:
     """One log line for an ingest."""
     series = o.series or o.source
     head = f"{o.site}/{series}: {o.origin or '-'} taken {o.taken_at.isoformat(timespec='seconds')}"
+    if not o.snapshot_id:
+        # Nothing was stored: there are no counts to tell, only why.
+        return f"{head}: {o.status}: {o.note}"
     rows = f"{o.listed} rows"
     if o.read > o.listed:
         # Rows naming a link (or domain) an earlier row named were folded into it.
@@ -215,7 +224,18 @@ class Linkwatch:
     # --- polling -----------------------------------------------------------------------
 
     def poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
-        """Fetch and ingest what one source has for one site; failures are recorded."""
+        """Fetch and ingest what one source has for one site; failures are recorded. A
+        (site, source) another poll is polling is skipped (status `busy`)."""
+        try:
+            with self.store.poll_lock(site, source):
+                return self._poll_source(site, source, now)
+        except PollBusyError as exc:
+            # Two polls of one source would pay twice, and the one that finished last
+            # would be refused as out of time order; the running one will store it.
+            log.warning("%s/%s: %s", site, source, exc)
+            return [IngestOutcome(0, site, source, "", now, status=BUSY, note=str(exc))]
+
+    def _poll_source(self, site: str, source: str, now: datetime) -> list[IngestOutcome]:
         src = self.sources[source]
         if isinstance(src, ApiSource):
             return self._poll_api(src, site, now)
@@ -230,12 +250,12 @@ class Linkwatch:
         for export in pending:
             if self.stopping.is_set():
                 break
+            # Stored and logged as shown: a name's bytes need not be UTF-8 or printable.
+            name = shown_path(export.path.name)
             if export.problem is not None:
                 log.error("%s/%s: %s", site, source, export.problem)
                 outcomes.append(
-                    self._failure(
-                        site, source, now, export.path.name, export.problem, now, export.stamp
-                    )
+                    self._failure(site, source, now, name, export.problem, now, export.stamp)
                 )
                 continue
             try:
@@ -244,7 +264,7 @@ class Linkwatch:
                 self._told(result)
                 outcome = self.store.ingest(site, source, result, self.guards(source), now)
             except Stopping:
-                log.info("%s/%s: %s not read to the end: stopping", site, source, export.path.name)
+                log.info("%s/%s: %s not read to the end: stopping", site, source, name)
                 break
             except Exception as exc:
                 # Whatever went wrong with this file is recorded (and so raises source
@@ -252,11 +272,9 @@ class Linkwatch:
                 if isinstance(exc, SourceError | OutOfOrderError):
                     log.error("%s/%s: %s", site, source, exc)
                 elif isinstance(exc, sqlite3.Error):
-                    log.error(
-                        "%s/%s: %s: %s", site, source, export.path.name, database_problem(exc)
-                    )
+                    log.error("%s/%s: %s: %s", site, source, name, database_problem(exc))
                 else:
-                    log.exception("%s/%s: %s failed", site, source, export.path.name)
+                    log.exception("%s/%s: %s failed", site, source, name)
                 # A file's content or place in time is judged once, until the file
                 # changes; anything else (a locked or full database, a file from the
                 # future while the clock catches up, a bug) is tried again next poll.
@@ -269,9 +287,7 @@ class Linkwatch:
                 )
                 stamp = export.stamp if final else "retry"
                 outcomes.append(
-                    self._failure(
-                        site, source, export.taken_at, export.path.name, str(exc), now, stamp
-                    )
+                    self._failure(site, source, export.taken_at, name, str(exc), now, stamp)
                 )
                 continue
             log.info("%s", describe(outcome))
@@ -282,6 +298,11 @@ class Linkwatch:
         """One API poll: a refused or failed first call is an error snapshot, a failure
         after it a partial one; a stop drops the fetch (nothing stored)."""
         origin = f"{src.kind} API"
+        # A snapshot already stored that was taken after `now` (a poll that began later
+        # and finished first, or a clock set back) would refuse this one: never pay for it.
+        newer = self.store.latest_accepted_at(site, src.name, src.kind)
+        if newer is not None and newer > now:
+            return [self._superseded(site, src.name, origin, now, newer, fetched=False)]
         try:
             result = src.fetch(site, now, stop=self.stopping)
             result.records = _until(self.stopping, result.records)
@@ -293,6 +314,14 @@ class Linkwatch:
         except (Stopping, PollStopped):
             log.info("%s/%s: poll not finished: stopping (nothing of it stored)", site, src.name)
             return []
+        except OutOfOrderError as exc:
+            if isinstance(exc, FutureSnapshotError) or exc.latest is None:
+                log.error("%s/%s: %s", site, src.name, exc)
+                return [self._failure(site, src.name, now, origin, str(exc), now)]
+            # No newer snapshot was there before the fetch: another poll of this source
+            # stored one while this one was fetching.
+            newer = from_db(exc.latest.taken_at)
+            return [self._superseded(site, src.name, origin, now, newer, fetched=True)]
         except Exception as exc:
             if isinstance(exc, SourceError):
                 log.error("%s/%s: %s", site, src.name, exc)
@@ -303,6 +332,25 @@ class Linkwatch:
             return [self._failure(site, src.name, now, origin, str(exc), now)]
         log.info("%s", describe(outcome))
         return [outcome]
+
+    def _superseded(
+        self,
+        site: str,
+        source: str,
+        origin: str,
+        taken_at: datetime,
+        newer: datetime,
+        *,
+        fetched: bool,
+    ) -> IngestOutcome:
+        """A poll overtaken by a newer snapshot of its series: nothing is stored, and the
+        source is not failing, so no error snapshot (it would raise source health)."""
+        note = (
+            f"superseded by a newer snapshot taken at {newer.isoformat(timespec='seconds')};"
+            f" {'nothing stored' if fetched else 'not fetched, nothing stored'}"
+        )
+        log.warning("%s/%s: %s", site, source, note)
+        return IngestOutcome(0, site, source, origin, taken_at, status=SUPERSEDED, note=note)
 
     def _failure(
         self,

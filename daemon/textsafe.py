@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 
 
@@ -23,3 +24,13 @@ def _shown(ch: str) -> str:
     if unicodedata.category(ch) == "Zs":
         return " "
     return repr(ch)[1:-1]
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A file name or path as one printable line that SQLite and any terminal take: bytes
+    that are not UTF-8 shown as `\\xff`, control characters (a newline) escaped as in
+    `one_line`."""
+    # Python hands a name whose bytes are not UTF-8 over as lone surrogates
+    # (surrogateescape): printing or storing those raises, and names nothing readable.
+    text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return one_line(text)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from daemon.templates import check_template, parse_template, render_template
+from daemon.textsafe import shown_path
 from daemon.types import Duration, PositiveDuration
 from sources.exports import ExportFile, export_time, file_stamp, is_zip, open_archive
 from sources.formats import FORMATS
@@ -141,7 +142,8 @@ class PendingExport:
     @property
     def origin(self) -> str:
         """The name the snapshot is stored under: the file's, or `archive.zip:member.csv`."""
-        return self.path.name if self.member is None else f"{self.path.name}:{self.member}"
+        name = self.path.name if self.member is None else f"{self.path.name}:{self.member}"
+        return shown_path(name)
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:
@@ -164,14 +166,15 @@ def _refused(path: Path, known: set[tuple[str, str | None]]) -> PendingExport | 
     if stat.S_ISREG(st.st_mode):
         return None
     stamp = file_stamp(st)
-    if (path.name, stamp) in known:
+    if (shown_path(path.name), stamp) in known:
         return None
     what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
     return PendingExport(
         path,
         datetime.fromtimestamp(int(st.st_mtime), tz=UTC),
         stamp,
-        problem=f"{path}: refused: {what}; linkwatch reads only regular files in the folder",
+        problem=f"{shown_path(path)}: refused: {what};"
+        " linkwatch reads only regular files in the folder",
     )
 
 
@@ -239,7 +242,7 @@ class CsvDirSource:
         files: dict[Path, None] = {}
         for pattern in self.settings.patterns:
             for path in folder.glob(pattern):
-                if path.name not in read_names:
+                if shown_path(path.name) not in read_names:
                     files[path] = None
         first: dict[Path, str] = {}
         refused = [r for r in (_refused(path, known) for path in files) if r is not None]
@@ -249,8 +252,8 @@ class CsvDirSource:
             if st is None:
                 continue
             stamp = file_stamp(st)
-            if (path.name, stamp) not in known and not _archive_read(
-                path.name, stamp, stored_tables, known
+            if (shown_path(path.name), stamp) not in known and not _archive_read(
+                shown_path(path.name), stamp, stored_tables, known
             ):
                 first[path] = stamp
         if not first:

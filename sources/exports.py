@@ -10,6 +10,7 @@ import io
 import lzma
 import os
 import re
+import stat
 import zipfile
 import zlib
 from collections import deque
@@ -19,6 +20,7 @@ from itertools import chain
 from pathlib import Path, PurePosixPath
 from typing import IO, TypeVar
 
+from daemon.textsafe import shown_path
 from sources.formats import (
     FORMATS,
     Detection,
@@ -346,9 +348,9 @@ class ExportFile:
         self.path = path
         self.site = site
         self.member = member
-        self.origin = path.name if member is None else f"{path.name}:{member}"
+        self.origin = shown_path(path.name if member is None else f"{path.name}:{member}")
         # How the file is named in messages: the archive's path and the member's name.
-        self.where = str(path) if member is None else f"{path}:{member}"
+        self.where = shown_path(path if member is None else f"{path}:{member}")
         # What the snapshot should tell besides its rows (members of an archive skipped).
         self.notes: list[str] = []
         self.digest: str | None = None
@@ -394,7 +396,7 @@ class ExportFile:
         try:
             archive = zipfile.ZipFile(handle)
         except zipfile.BadZipFile as exc:
-            raise SourceError(f"{path}: not a readable zip archive: {exc}") from exc
+            raise SourceError(f"{shown_path(path)}: not a readable zip archive: {exc}") from exc
         self._closers.append(archive.close)
         try:
             info = archive.getinfo(member)
@@ -635,14 +637,18 @@ def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-        raise SourceError(f"{path}: refused: member {name!r} names a path outside the archive")
+        raise SourceError(
+            f"{shown_path(path)}: refused: member {name!r} names a path outside the archive"
+        )
     if info.flag_bits & 0x1:
         raise SourceError(
-            f"{path}: refused: member {name!r} is encrypted; export it again without a password"
+            f"{shown_path(path)}: refused: member {name!r} is encrypted;"
+            " export it again without a password"
         )
     if info.file_size > _RATIO_FROM and info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1):
         raise SourceError(
-            f"{path}: refused: member {name!r} expands {info.compress_size:,} bytes into "
+            f"{shown_path(path)}: refused: member {name!r} expands"
+            f" {info.compress_size:,} bytes into "
             f"{info.file_size:,} (more than {MAX_ZIP_RATIO}x): not an export, a zip bomb"
         )
 
@@ -651,7 +657,7 @@ def _check_method(path: Path, info: zipfile.ZipInfo) -> None:
     """Refuse a member compressed with a method zipfile cannot read (Deflate64, PPMd, …)."""
     if info.compress_type not in _ZIP_METHODS:
         raise SourceError(
-            f"{path}: refused: member {info.filename!r} is compressed with method"
+            f"{shown_path(path)}: refused: member {info.filename!r} is compressed with method"
             f" {info.compress_type}, which linkwatch cannot read (it reads"
             f" {', '.join(_ZIP_METHODS.values())}; Windows uses Deflate64, method 9, for big"
             " files); zip the exports again with another tool"
@@ -665,12 +671,13 @@ def archive_members(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except zipfile.BadZipFile as exc:
-        raise SourceError(f"{path}: not a readable zip archive: {exc}") from exc
+        raise SourceError(f"{shown_path(path)}: not a readable zip archive: {exc}") from exc
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise SourceError(f"{shown_path(path)}: cannot read: {exc.strerror or exc}") from exc
     if len(infos) > MAX_ZIP_MEMBERS:
         raise SourceError(
-            f"{path}: refused: {len(infos):,} members; an archive of exports has at most "
+            f"{shown_path(path)}: refused: {len(infos):,} members;"
+            " an archive of exports has at most "
             f"{MAX_ZIP_MEMBERS}"
         )
     total = 0
@@ -680,7 +687,8 @@ def archive_members(path: Path) -> list[str]:
         total += info.file_size
         if total > MAX_ZIP_BYTES:
             raise SourceError(
-                f"{path}: refused: its members expand to more than {MAX_ZIP_BYTES:,} bytes"
+                f"{shown_path(path)}: refused: its members expand to more than"
+                f" {MAX_ZIP_BYTES:,} bytes"
             )
         # Folders, and the resource forks macOS adds to archives it makes, are no exports.
         if not info.is_dir() and not info.filename.startswith("__MACOSX/"):
@@ -700,7 +708,7 @@ def open_archive(
     try:
         for name in archive_members(path):
             if not name.lower().endswith(EXPORT_SUFFIXES):
-                notes.append(f"{path.name}:{name}: skipped: not a CSV file")
+                notes.append(f"{shown_path(f'{path.name}:{name}')}: skipped: not a CSV file")
                 continue
             try:
                 export = ExportFile(path, site, format_kind, member=name, digest=digest)
@@ -710,7 +718,9 @@ def open_archive(
             if export.format.coverage == "none":
                 export.close()
                 what = f"{export.detection.variant.name} ({export.format.kind})"
-                notes.append(f"{path.name}:{name}: skipped: {what}: {export.format.refusal}")
+                notes.append(
+                    f"{shown_path(f'{path.name}:{name}')}: skipped: {what}: {export.format.refusal}"
+                )
                 continue
             opened.append(export)
     except BaseException:
@@ -719,7 +729,7 @@ def open_archive(
         raise
     if not opened:
         raise FormatError(
-            f"{path}: no member of the archive holds links or referring domains: "
+            f"{shown_path(path)}: no member of the archive holds links or referring domains: "
             + ("; ".join(notes) or "it is empty")
         )
     opened[0].notes.extend(notes)
@@ -729,14 +739,38 @@ def open_archive(
 def _skipped(path: Path, member: str, exc: FormatError) -> str:
     """The note on an archive member that is skipped: its name and why, without the list of
     known formats (the archive as a whole was recognised)."""
-    why = str(exc).removeprefix(f"{path}:{member}: ").split("; known formats:")[0]
-    return f"{path.name}:{member}: skipped: {why}"
+    why = str(exc).removeprefix(f"{shown_path(f'{path}:{member}')}: ").split("; known formats:")[0]
+    return f"{shown_path(f'{path.name}:{member}')}: skipped: {why}"
+
+
+def refuse_if_not_regular(path: Path) -> None:
+    """FormatError for a path that is not a regular file (a symlink to one is fine)."""
+    # A device never ends (/dev/zero) and a FIFO blocks the open until a writer comes:
+    # either would hang an import, so neither is opened at all.
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise FormatError(f"{shown_path(path)}: cannot be read: {exc.strerror or exc}") from exc
+    if stat.S_ISREG(mode):
+        return
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    raise FormatError(
+        f"{shown_path(path)}: {kind}, not an export file; only regular files are imported"
+    )
 
 
 def open_export_files(path: Path, site: str, format_kind: str | None = None) -> list[ExportFile]:
     """The tables of one file linkwatch can import: the file itself, or the usable members of
     a zip archive. FormatError (nothing opened) for a file in no known format or one that
     holds no links."""
+    refuse_if_not_regular(path)
     if is_zip(path):
         return open_archive(path, site, format_kind)
     export = ExportFile(path, site, format_kind)

@@ -79,6 +79,7 @@ __all__ = [
     "OtherSiteError",
     "OutOfOrderError",
     "OutboxRow",
+    "PollBusyError",
     "Rejudged",
     "RetentionReport",
     "Silence",
@@ -168,6 +169,10 @@ class OutboxRow:
 
 class StoreError(Exception):
     """The database file cannot be opened as a linkwatch database; the message names it."""
+
+
+class PollBusyError(Exception):
+    """Another poll of the same (site, source) is running, in this process or another."""
 
 
 def open_problem(path: Path, exc: sqlite3.Error | OSError) -> str:
@@ -403,6 +408,49 @@ class Store:
             {"site": self.site_id(site), "src": source},
         )
         return {(str(r[0]), r[1]) for r in rows}
+
+    @contextmanager
+    def poll_lock(self, site: str, source: str) -> Iterator[None]:
+        """Hold the lock of one (site, source)'s polls; PollBusyError at once if another
+        poll holds it."""
+        # A file lock, not a transaction: a poll's fetch takes minutes outside any
+        # transaction, and the kernel drops the lock of a process that dies (kill -9).
+        import fcntl
+        from urllib.parse import quote
+
+        folder = self.path.with_name(self.path.name + "-polls")
+        path = folder / f"{quote(site, safe='')}@{quote(source, safe='')}.lock"
+        try:
+            folder.mkdir(exist_ok=True)
+            fh = path.open("a")
+        except OSError as exc:
+            # A folder this process cannot write (another user made it): polling matters
+            # more than serialising it; the ledger still refuses a snapshot out of order.
+            log.warning("%s/%s: polls are not serialised: %s", site, source, exc)
+            fh = None
+        if fh is None:
+            yield
+            return
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise PollBusyError(
+                    "another poll of this source is running; this one is skipped:"
+                    " nothing fetched, nothing stored"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def latest_accepted_at(self, site: str, source: str, fmt: str) -> datetime | None:
+        """When the latest baseline or complete snapshot of a series was taken (None: none)."""
+        from daemon.store.ledger import find_series, latest_accepted
+
+        series_id = find_series(self.conn, self.site_id(site), source, fmt)
+        prev = None if series_id is None else latest_accepted(self.conn, series_id)
+        return None if prev is None else from_db(prev.taken_at)
 
     def last_poll_at(self, site: str, source: str) -> datetime | None:
         """When a (site, source) was last polled, whatever the outcome."""

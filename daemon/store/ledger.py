@@ -36,6 +36,12 @@ COMPLETE, SAMPLE, DOMAINS = "complete", "sample", "domains"
 class OutOfOrderError(ValueError):
     """A snapshot older than the latest accepted one of its series."""
 
+    def __init__(self, message: str, latest: Previous | None = None) -> None:
+        super().__init__(message)
+        # The snapshot it came too late for (when known): a poll tells from its id whether
+        # a newer poll stored it while this one was fetching.
+        self.latest = latest
+
 
 class FutureSnapshotError(OutOfOrderError):
     """A snapshot taken after now: it would date every later event of its site after it."""
@@ -673,7 +679,8 @@ def _order_problem(
     return prev, None
 
 
-def _find_series(conn: sqlite3.Connection, site_id: int, source: str, fmt: str) -> int | None:
+def find_series(conn: sqlite3.Connection, site_id: int, source: str, fmt: str) -> int | None:
+    """The id of a (site, source, format) series, None if it has no snapshot yet."""
     row = conn.execute(
         "SELECT id FROM series WHERE site_id = ? AND source = ? AND format = ?",
         (site_id, source, fmt),
@@ -776,12 +783,12 @@ def ingest(
     staged = False
     seen = listed = read = 0
     try:
-        series_id = _find_series(conn, site_id, source, result.format)
+        series_id = find_series(conn, site_id, source, result.format)
         prev = None
         if series_id is not None:
             prev, problem = _order_problem(conn, series_id, taken, origin, where)
             if problem is not None:
-                raise OutOfOrderError(problem)
+                raise OutOfOrderError(problem, prev)
         if series_id is None or not is_duplicate(
             conn, series_id, result.digest, taken, result.origin
         ):
@@ -803,7 +810,7 @@ def ingest(
         series = series_for(conn, site_id, source, result.format, coverage)
         prev, problem = _order_problem(conn, series.id, taken, origin, where)
         if problem is not None:
-            raise OutOfOrderError(problem)
+            raise OutOfOrderError(problem, prev)
         # A duplicate stays one (snapshots never change); one may have appeared meanwhile.
         if is_duplicate(conn, series.id, result.digest, taken, result.origin):
             result.close()  # never read (or read for nothing): release the file now
