@@ -29,7 +29,7 @@ from daemon.store import (
 )
 from daemon.store.retention import reach_of
 from daemon.textsafe import shown_path
-from daemon.timefmt import from_db
+from daemon.timefmt import format_duration, from_db
 from sources.api import ApiSource, PollStopped
 from sources.exports import ExportFile, export_time, open_export_files
 from sources.model import Backlink, SnapshotResult, SourceError
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Statuses of a poll that stored no snapshot (its outcome's snapshot_id is 0).
 SUPERSEDED, BUSY = "superseded", "busy"
+# Two polls of a source overlap by at most a poll's length (a `poll` of many sites reads
+# its clock once); a stored snapshot further ahead of now means the clock went back.
+CLOCK_SET_BACK = timedelta(days=1)
 
 
 def utcnow() -> datetime:
@@ -302,7 +305,7 @@ class Linkwatch:
         # and finished first, or a clock set back) would refuse this one: never pay for it.
         newer = self.store.latest_accepted_at(site, src.name, src.kind)
         if newer is not None and newer > now:
-            return [self._superseded(site, src.name, origin, now, newer, fetched=False)]
+            return [self._overtaken(site, src.name, origin, now, newer, fetched=False)]
         try:
             result = src.fetch(site, now, stop=self.stopping)
             result.records = _until(self.stopping, result.records)
@@ -321,7 +324,7 @@ class Linkwatch:
             # No newer snapshot was there before the fetch: another poll of this source
             # stored one while this one was fetching.
             newer = from_db(exc.latest.taken_at)
-            return [self._superseded(site, src.name, origin, now, newer, fetched=True)]
+            return [self._overtaken(site, src.name, origin, now, newer, fetched=True)]
         except Exception as exc:
             if isinstance(exc, SourceError):
                 log.error("%s/%s: %s", site, src.name, exc)
@@ -332,6 +335,31 @@ class Linkwatch:
             return [self._failure(site, src.name, now, origin, str(exc), now)]
         log.info("%s", describe(outcome))
         return [outcome]
+
+    def _overtaken(
+        self,
+        site: str,
+        source: str,
+        origin: str,
+        now: datetime,
+        newer: datetime,
+        *,
+        fetched: bool,
+    ) -> IngestOutcome:
+        """A poll that comes after a newer snapshot of its series: superseded, unless that
+        snapshot is further ahead than any poll lasts — then the clock went back, and
+        every poll would be skipped until it caught up: an error, so source health tells."""
+        if newer - now <= CLOCK_SET_BACK:
+            return self._superseded(site, source, origin, now, newer, fetched=fetched)
+        problem = (
+            f"the latest snapshot of this source was taken at"
+            f" {newer.isoformat(timespec='seconds')}, more than"
+            f" {format_duration(CLOCK_SET_BACK)} after now ({now.isoformat(timespec='seconds')}):"
+            f" was the clock set back? {'Nothing stored' if fetched else 'Not fetched'}; polls"
+            " resume once the clock passes it"
+        )
+        log.error("%s/%s: %s", site, source, problem)
+        return self._failure(site, source, now, origin, problem, now)
 
     def _superseded(
         self,

@@ -163,3 +163,26 @@ def test_a_second_poll_of_a_source_being_polled_is_refused_before_it_fetches(
     assert first.store.snapshots("example.com") == []
     # Once it is done, the source is polled again as usual.
     assert [o.status for o in first.poll_source("example.com", "api", T0)] == ["baseline"]
+
+
+def test_a_clock_set_back_is_an_error_not_a_superseded_poll(
+    fake: DataForSeoFake, apps: tuple[Linkwatch, Linkwatch]
+) -> None:
+    first, _ = apps
+    fake.links = profile(30)
+    # Snapshots taken before the machine's clock went back three days: skipped quietly,
+    # every poll for three days would store nothing and tell no one.
+    _newer_snapshot(first, T0 + timedelta(days=3))
+    calls = fake.data_calls
+    (outcome,) = first.poll_source("example.com", "api", T0)
+    assert outcome.status == "error"
+    assert outcome.note == (
+        "the latest snapshot of this source was taken at 2026-03-04T00:00:00+00:00, more than"
+        " 1d after now (2026-03-01T00:00:00+00:00): was the clock set back? Not fetched;"
+        " polls resume once the clock passes it"
+    )
+    assert fake.data_calls == calls
+    assert [(t.rule, t.state) for t in first.evaluate(T0)] == [("health", "firing")]
+    # Within a day it is a poll overtaken, as two overlapping polls are.
+    (later,) = first.poll_source("example.com", "api", T0 + timedelta(days=2, hours=1))
+    assert later.status == "superseded"
