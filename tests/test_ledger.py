@@ -994,3 +994,34 @@ def test_the_sites_links_to_itself_are_skipped(store: Store) -> None:
     assert outcome.seen == 11
     assert "3 rows skipped: links of example.com to itself" in (outcome.note or "")
     assert "https://notexample.com/x" in states(store)
+
+
+def test_links_stored_before_rows_were_set_aside_are_followed_as_before(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An older linkwatch stored every row. Skipped now, the links it stored from other
+    # sites' rows and the site's own pages would all go missing, then lost, at once.
+    old = [
+        *(bl(n) for n in ALL),
+        _to(11, "https://other.net/"),
+        Backlink("https://blog.example.com/x", "https://example.com/"),
+    ]
+    with monkeypatch.context() as m:
+        m.setattr("daemon.store.ledger.normalize_domain", lambda site: None)
+        assert ingest(store, 0, old).seen == 12
+    new = [
+        _to(12, "https://other.net/b"),
+        Backlink("https://example.com/y", "https://example.com/"),
+    ]
+    outcome = ingest(store, 1, [*old, *new])
+    assert (outcome.status, outcome.seen, outcome.new, outcome.missing) == ("complete", 12, 0, 0)
+    assert "1 rows skipped: their targets are on other sites (other.net the most)" in (
+        outcome.note or ""
+    )
+    assert "1 rows skipped: links of example.com to itself" in (outcome.note or "")
+    # Marked lost by the provider, a known one is lost as before.
+    gone = ingest(
+        store, 2, [*(bl(n) for n in ALL), _to(11, "https://other.net/")._replace(lost=True)]
+    )
+    assert gone.lost == 1 and states(store)[url(11)] == "lost"
+    assert states(store)["https://blog.example.com/x"] == "missing"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from daemon.store import dialect
-from daemon.store.dialect import ROWID, epoch_to_iso, greatest, indexed_by, temp
+from daemon.store.dialect import JSON_EACH, ROWID, epoch_to_iso, greatest, indexed_by, temp
 from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
 from sources.model import SnapshotResult, SourceError
@@ -281,9 +281,11 @@ def _stage_rows(
     elsewhere: dict[str, int] = {}
     # Per target host, the registrable domain it is on when not on the site ("" when on
     # it): a row pointing elsewhere is no backlink of the site, and one stored would go
-    # missing, then lost, at the next export that rightly leaves it out.
+    # missing, then lost, at the next export that rightly leaves it out. Such rows, and
+    # the site's links to itself, are set aside: only those of links already stored
+    # (before such rows were set aside) are staged, so those are followed as before.
     away: dict[str, str] = {}
-    internal = 0
+    aside: list[tuple[str, int, tuple[object, ...] | None, str | None]] = []
     read = 0
     for rec in result.records:
         (
@@ -298,6 +300,7 @@ def _stage_rows(
         # Sample rows are few; a page-only one (Search Console names only the linking
         # page) is keyed by the page alone, and every sample row can be found by its page.
         from_key = link_key(norm_from, "") if page_keys else None
+        off = ""  # where the row leads off the site's backlinks: another site, or itself
         if from_key is not None and result.sample and not url_to:
             key = from_key
         elif (norm_to := normalize_target(url_to)) is not None:
@@ -310,58 +313,59 @@ def _stage_rows(
                     other = away[to_host] = "" if _on_site(host, home) else registrable_domain(host)
                 if other:
                     elsewhere[other] = elsewhere.get(other, 0) + 1
-                    continue
-                on_site = True
+                    off = other
+                else:
+                    on_site = True
             key = link_key(norm_from, norm_to)
         else:
             report.add(result.line, f"target is not a URL: {url_to[:200]!r}")
             continue
-        if home is not None and _on_site(host_name(norm_from.split("/", 1)[0]), home):
+        if home is not None and not off and _on_site(host_name(norm_from.split("/", 1)[0]), home):
             # The site linking to itself: an internal link, no backlink.
-            internal += 1
-            continue
-        read += 1
+            off = ITSELF
         if lost:
+            if off:
+                aside.append((off, key, None, reason))
+                continue
+            read += 1
             lost_batch.append((key, reason))
             continue
         # Epoch seconds: converting only the few new links' dates in SQL is far cheaper
         # than formatting a million of them here.
         first_ts = first.timestamp() if first is not None else None
-        batch.append(
-            (
-                key,
-                from_key,
-                url_from,
-                url_to,
-                anchor,
-                nofollow,
-                ugc,
-                sponsored,
-                registrable_domain(host_name(parts_from[0])),
-                rating,
-                first_ts,
-                report_digest(anchor, nofollow, ugc, sponsored, rating, metric, toxicity, first_ts),
-                metric,
-                toxicity,
-            )
+        row = (
+            key,
+            from_key,
+            url_from,
+            url_to,
+            anchor,
+            nofollow,
+            ugc,
+            sponsored,
+            registrable_domain(host_name(parts_from[0])),
+            rating,
+            first_ts,
+            report_digest(anchor, nofollow, ugc, sponsored, rating, metric, toxicity, first_ts),
+            metric,
+            toxicity,
         )
+        if off:
+            aside.append((off, key, row, None))
+            continue
+        read += 1
+        batch.append(row)
         if len(batch) >= _BATCH:
             conn.executemany(_STAGE_ROW, batch)
             batch.clear()
-    if elsewhere:
+    if not on_site and elsewhere:
         about = max(elsewhere, key=lambda d: elsewhere[d])
-        if not on_site:
-            raise OtherSiteError(
-                f"{result.origin or 'the export'}: none of its {sum(elsewhere.values())}"
-                f" targets is on {site}: it is an export of {about}, not of {site} (nothing"
-                " was stored)"
-            )
-        result.notes.append(
-            f"{sum(elsewhere.values()):,} rows skipped: their targets are on other sites"
-            f" ({about} the most), not on {site}"
+        raise OtherSiteError(
+            f"{result.origin or 'the export'}: none of its {sum(elsewhere.values())}"
+            f" targets is on {site}: it is an export of {about}, not of {site} (nothing"
+            " was stored)"
         )
-    if internal:
-        result.notes.append(f"{internal:,} rows skipped: links of {site} to itself")
+    if aside:
+        read += _stage_aside(conn, result, site, aside, batch, lost_batch)
     if batch:
         conn.executemany(_STAGE_ROW, batch)
     if lost_batch:
@@ -369,6 +373,53 @@ def _stage_rows(
     for statement in INDEX_AND_DEDUPE:
         conn.execute(statement)
     return (*staged_counts(conn), read)
+
+
+# What `off` says of a row of the site's link to itself.
+ITSELF = "\0itself"
+
+
+def _stage_aside(
+    conn: sqlite3.Connection,
+    result: SnapshotResult,
+    site: str | None,
+    aside: list[tuple[str, int, tuple[object, ...] | None, str | None]],
+    batch: list[tuple[object, ...]],
+    lost_batch: list[tuple[int, str | None]],
+) -> int:
+    """Of the rows set aside (another site's target, or the site's own page), add those of
+    links the ledger already holds to the batches; note how many of the rest were skipped.
+    The number added."""
+    known = {
+        int(r[0])
+        for r in conn.execute(
+            f"""SELECT l.link_key FROM links l
+            WHERE l.site_id = (SELECT id FROM sites WHERE domain = :site)
+              AND l.link_key IN (SELECT value FROM {JSON_EACH}(:keys))""",
+            {"site": site, "keys": json.dumps([key for _, key, _, _ in aside])},
+        )
+    }
+    elsewhere: dict[str, int] = {}
+    itself = 0
+    for off, key, row, reason in aside:
+        if key in known:
+            if row is None:
+                lost_batch.append((key, reason))
+            else:
+                batch.append(row)
+        elif off == ITSELF:
+            itself += 1
+        else:
+            elsewhere[off] = elsewhere.get(off, 0) + 1
+    if elsewhere:
+        about = max(elsewhere, key=lambda d: elsewhere[d])
+        result.notes.append(
+            f"{sum(elsewhere.values()):,} rows skipped: their targets are on other sites"
+            f" ({about} the most), not on {site}"
+        )
+    if itself:
+        result.notes.append(f"{itself:,} rows skipped: links of {site} to itself")
+    return sum(1 for _, key, _, _ in aside if key in known)
 
 
 def staged_counts(conn: sqlite3.Connection) -> tuple[int, int]:
