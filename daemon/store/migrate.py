@@ -94,20 +94,15 @@ class LazyMigrations:
             return False
         return set(self.names) <= {str(r[0]) for r in rows}
 
-    def upgrade(
-        self, conn: sqlite3.Connection, lock: Path | None = None, wait: float = 30.0
-    ) -> None:
+    def upgrade(self, conn: sqlite3.Connection, lock: Path, wait: float) -> None:
         """Apply pending migrations to a database; loads sqlite-utils only if there are.
 
-        With `lock` (a file beside the database), one process at a time upgrades: the
+        One process at a time upgrades, holding `lock` (a file beside the database): the
         others wait for it, up to `wait` seconds, and then find nothing left to do."""
         if self.up_to_date(conn):
             return
         from sqlite_utils import Database
 
-        if lock is None:
-            self.apply(Database(conn))
-            return
         with exclusive(lock, wait):
             # Another process may have upgraded the file while this one waited.
             if not self.up_to_date(conn):
