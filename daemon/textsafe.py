@@ -33,4 +33,8 @@ def shown_path(path: str | os.PathLike[str]) -> str:
     # Python hands a name whose bytes are not UTF-8 over as lone surrogates
     # (surrogateescape): printing or storing those raises, and names nothing readable.
     text = os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return one_line(text)
+    if text.isprintable():
+        return text
+    # Spaces stay as they are (macOS puts U+202F before "AM" in names): a name is shown
+    # as close to itself as a line allows, and two names never show alike.
+    return "".join(c if unicodedata.category(c) == "Zs" else _shown(c) for c in text)

@@ -156,6 +156,13 @@ def _regular_stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
+def _names(path: Path) -> tuple[str, ...]:
+    """The names a file's reads are stored under: as shown, and as it is, which is how
+    versions before names were shown stored them (a tab, a bidi mark, a newline)."""
+    shown = shown_path(path.name)
+    return (shown,) if shown == path.name else (shown, path.name)
+
+
 def _refused(path: Path, known: set[tuple[str, str | None]]) -> PendingExport | None:
     """A name in the folder that is not a regular file: refused once, never followed
     (a symlink to /etc/passwd must not end up in an alert)."""
@@ -166,7 +173,7 @@ def _refused(path: Path, known: set[tuple[str, str | None]]) -> PendingExport | 
     if stat.S_ISREG(st.st_mode):
         return None
     stamp = file_stamp(st)
-    if (shown_path(path.name), stamp) in known:
+    if any((name, stamp) in known for name in _names(path)):
         return None
     what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
     return PendingExport(
@@ -242,7 +249,7 @@ class CsvDirSource:
         files: dict[Path, None] = {}
         for pattern in self.settings.patterns:
             for path in folder.glob(pattern):
-                if shown_path(path.name) not in read_names:
+                if read_names.isdisjoint(_names(path)):
                     files[path] = None
         first: dict[Path, str] = {}
         refused = [r for r in (_refused(path, known) for path in files) if r is not None]
@@ -252,8 +259,9 @@ class CsvDirSource:
             if st is None:
                 continue
             stamp = file_stamp(st)
-            if (shown_path(path.name), stamp) not in known and not _archive_read(
-                shown_path(path.name), stamp, stored_tables, known
+            if not any(
+                (name, stamp) in known or _archive_read(name, stamp, stored_tables, known)
+                for name in _names(path)
             ):
                 first[path] = stamp
         if not first:

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from daemon.textsafe import shown_path
 from sources.csv_dir import CsvDirSettings, CsvDirSource, PendingExport
 from tests.helpers import write_ahrefs
 
@@ -87,6 +90,31 @@ def test_a_known_name_and_stamp_is_not_returned(tmp_path: Path) -> None:
     sleeps = Sleeps()
     assert src.pending(SITE, {(export.name, stamp_of(export))}, NOW, sleep=sleeps) == []
     assert sleeps.calls == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ahrefs 2026-04-01 10.41\u202fAM.csv",  # macOS's narrow no-break space
+        "ahrefs\u00a02026-04-01.csv",
+        "ahrefs\t2026-04-01.csv",  # shown escaped now, stored as it was before
+        "ahrefs \u200f2026-04-01.csv",
+    ],
+)
+def test_a_name_read_before_names_were_shown_is_not_read_again(tmp_path: Path, name: str) -> None:
+    # Read again, an older export is out of time order: an error snapshot, and a
+    # source-health alert about a file read long ago.
+    src = source(tmp_path)
+    export = write_ahrefs(tmp_path / SITE / name, LINKS)
+    assert src.pending(SITE, {(name, stamp_of(export))}, NOW, sleep=Sleeps()) == []
+    assert src.pending(SITE, {(name, None)}, NOW, sleep=Sleeps()) == []
+    assert names(src.pending(SITE, set(), NOW, sleep=Sleeps())) == [name]
+
+
+def test_a_shown_name_keeps_its_spaces_and_escapes_what_a_line_cannot_hold() -> None:
+    assert shown_path("a\u00a0b\u202fc d.csv") == "a\u00a0b\u202fc d.csv"
+    assert shown_path("a\tb\nc\u200f.csv") == "a\\tb\\nc\\u200f.csv"
+    assert shown_path(os.fsdecode(b"\xff.csv")) == "\\xff.csv"
 
 
 def test_a_file_rewritten_after_it_was_read_is_read_again(tmp_path: Path) -> None:
