@@ -336,9 +336,15 @@ class ApiClient:
             self._wait(wait)
 
     def scrub(self, text: str) -> str:
-        """`text` with every secret of the source (also URL-encoded) masked."""
+        """`text` with every secret of the source (also URL-encoded, or escaped in a JSON
+        string) masked."""
         for secret in self.secrets:
-            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            # A JSON answer may escape `/` as `\/` (PHP's json_encode does), and a
+            # base64 token holds `/`.
+            escaped = json.dumps(secret)[1:-1]
+            forms = {secret, quote(secret, safe=""), quote_plus(secret), escaped}
+            forms |= {form.replace("/", "\\/") for form in (secret, escaped)}
+            for form in sorted(forms, key=len, reverse=True):
                 text = text.replace(form, "***")
         return text
 

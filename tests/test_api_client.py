@@ -270,3 +270,35 @@ def test_an_echoed_basic_token_is_masked_even_where_the_quote_is_cut(
     said = str(caught.value)
     assert "HTTP 400" in said
     assert not any(token[i : i + 8] in said for i in range(len(token) - 7)), said
+
+
+@pytest.mark.parametrize(
+    ("login", "password"),
+    [("me@x.com", "p?>?>?secret"), ("seo", 'a/b"c\\d-é')],
+)
+def test_a_secret_echoed_in_a_json_string_is_masked_as_escaped(
+    httpserver: HTTPServer, login: str, password: str
+) -> None:
+    import base64
+    import json
+
+    # JSON may escape `/` as `\/` (PHP's json_encode does), a quote and a backslash, and
+    # write é as \u00e9: the token or the password in any of these forms is masked.
+    token = base64.b64encode(f"{login}:{password}".encode()).decode()
+    said = {
+        "echo": f"Authorization: Basic {token}".replace("/", "\\/"),
+        "password": json.dumps(password)[1:-1].replace("/", "\\/"),
+        "again": json.dumps(password)[1:-1],
+    }
+    body = "{" + ", ".join(f'"{k}": "{v}"' for k, v in said.items()) + "}"
+    httpserver.expect_request("/data").respond_with_handler(
+        lambda request: Response(body, status=400, content_type="text/plain")
+    )
+    api = client(FakeTime())
+    api.secrets = (password,)  # as a source's settings give it
+    with pytest.raises(ApiError) as caught:
+        api.call("GET", httpserver.url_for("/data"), auth_hint="", auth=(login, password))
+    text = str(caught.value)
+    assert "HTTP 400" in text and text.count("***") == 3, text
+    for value in (token, password, *said.values()):
+        assert value.replace("Authorization: Basic ", "") not in text
