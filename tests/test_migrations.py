@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -429,3 +433,46 @@ def test_forgotten_links_get_their_pages_key_at_the_upgrade(tmp_path: Path) -> N
     store.close()
     # The key a page-only sample row of the same page is staged under.
     assert rows == [(7, link_key("ref.org/p", "")), (8, None)]
+
+
+def _as_another_user(db: Path) -> list[str]:
+    """The command that opens `db` in a process of a user other than the lock file's
+    owner (nobody, when the tests run as root); skips where there is none to be."""
+    if os.geteuid() != 0:
+        return [sys.executable, "-c", _OPEN, str(db), "5"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no other user to be")
+    os.chmod(db.parent, 0o777)
+    os.chmod(db, 0o666)
+    return [
+        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+        sys.executable, "-c", _OPEN, str(db), "5",
+    ]  # fmt: skip
+
+
+def test_a_lock_file_another_user_left_does_not_block_the_upgrade() -> None:
+    # Not under tmp_path: another user cannot enter it.
+    folder = Path(tempfile.mkdtemp(prefix="linkwatch-lock-"))
+    try:
+        _open_as_another_user(folder / "linkwatch.db")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _open_as_another_user(db: Path) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    MIGRATIONS.apply(Database(conn), stop_before="m009_forgotten_pages")
+    conn.close()
+    # Left by a `sudo linkwatch` once: readable by all, writable by its owner only.
+    upgrade_lock(db).touch()
+    os.chmod(upgrade_lock(db), 0o444)
+    run = subprocess.run(
+        _as_another_user(db),
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    assert Store(db).conn.execute("SELECT count(*) FROM forgotten_links").fetchone() == (0,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -422,7 +423,9 @@ class Store:
         path = folder / f"{quote(site, safe='')}@{quote(source, safe='')}.lock"
         try:
             folder.mkdir(exist_ok=True)
-            fh = path.open("a")
+            # Opened for reading, all flock needs: a lock file another user made must not
+            # keep this one from polling.
+            fh = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
         except OSError as exc:
             # A folder this process cannot write (another user made it): polling matters
             # more than serialising it; the ledger still refuses a snapshot out of order.

@@ -8,6 +8,7 @@ is pending, or when a caller asks it about a database (issue 9).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -123,11 +124,14 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
     # stays: unlinking it would let a waiting process and a newcomer lock two files.
     import fcntl
 
-    with path.open("a") as fh:
+    # Opened for reading, which is all flock needs: a lock file another user made (a
+    # `sudo linkwatch` once) must not keep the service's user from upgrading.
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -139,4 +143,6 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
