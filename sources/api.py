@@ -704,9 +704,10 @@ class PagingCheck:
         self._pages: dict[int, int] = {}
 
     def check(self, links: list[Backlink], number: int) -> None:
-        """ApiError when page `number` is an earlier page again, or repeats at least half of
-        the rows of the page before it (a lone row listed on both sides of a page break
-        may be the API's own duplicate; a page of them is paging)."""
+        """ApiError when page `number` is an earlier page again, or repeats two or more rows
+        of the page before it, at least half of its own (a lone row listed on both sides
+        of a page break may be the API's duplicate or a list shifted by one row, even on a
+        last page of one row; a page of them is paging)."""
         rows = frozenset(links)
         if not rows:
             return
@@ -717,7 +718,7 @@ class PagingCheck:
                 " back, and rows after it may never come"
             )
         repeated = len(rows & self._previous)
-        if repeated * 2 >= len(rows):
+        if repeated > 1 and repeated * 2 >= len(rows):
             raise ApiError(
                 f"{self.name}: page {number} repeats {repeated:,} of its {len(rows):,} rows"
                 f" from page {number - 1}: the API's paging went back, and rows after it may"

@@ -215,7 +215,8 @@ def test_paging_may_list_a_row_on_both_sides_of_a_page_break() -> None:
     check.check(_rows(1, 2, 3, 4), 1)
     check.check(_rows(4, 5, 6, 7, 8), 2)  # one row of five again: the API's own duplicate
     check.check(_rows(8, 9, 10), 3)  # one of three, still less than half
-    check.check([], 4)  # an empty last page repeats nothing
+    check.check(_rows(10), 4)  # a list shifted by one: its last page, the row again
+    check.check([], 5)  # an empty last page repeats nothing
 
 
 def test_a_page_repeating_half_the_page_before_went_back() -> None:
@@ -223,6 +224,10 @@ def test_a_page_repeating_half_the_page_before_went_back() -> None:
     check.check(_rows(1, 2, 3, 4), 1)
     with pytest.raises(ApiError) as raised:
         check.check(_rows(3, 4, 5, 6), 2)
+    short = PagingCheck("api")
+    short.check(_rows(1, 2, 3), 1)
+    with pytest.raises(ApiError, match="page 2 repeats 2 of its 2 rows"):
+        short.check(_rows(2, 3), 2)
     assert str(raised.value) == (
         "api: page 2 repeats 2 of its 4 rows from page 1: the API's paging went back, and"
         " rows after it may never come"
