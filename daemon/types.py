@@ -7,7 +7,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, SecretStr
 
 from daemon.timefmt import format_duration, parse_duration
 
@@ -97,3 +97,14 @@ KeepDuration = Annotated[
     BeforeValidator(to_keep),
     PlainSerializer(lambda v: "all" if v is None else format_duration(v), return_type=str),
 ]
+
+
+def given_secret(value: Any) -> Any:
+    """`value`, refused (ValueError) when it is an empty or blank secret: it would be sent
+    as one, and an empty variable would hide the file's good value."""
+    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+        raise ValueError(
+            "is empty: give the secret, or leave the key out of the file and set it "
+            "in the environment or a systemd credential"
+        )
+    return value

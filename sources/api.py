@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus, urljoin, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from daemon.textsafe import one_line
-from daemon.types import Duration, PositiveDuration
+from daemon.types import Duration, PositiveDuration, given_secret
 from sources.formats.values import parse_datetime
 from sources.model import Backlink, SnapshotResult, SourceError
 
@@ -131,14 +131,7 @@ class ApiSettings(BaseModel):
     @field_validator("*")
     @classmethod
     def _secret_given(cls, value: Any) -> Any:
-        # An empty secret (`password = ""`, an empty variable, a blank credential file)
-        # would be sent as one, and an empty variable would hide the file's good value.
-        if isinstance(value, SecretStr) and not value.get_secret_value():
-            raise ValueError(
-                "is empty: give the secret, or leave the key out of the file and set it "
-                "in the environment or a systemd credential"
-            )
-        return value
+        return given_secret(value)
 
     @field_validator("base_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -458,3 +459,20 @@ def test_the_advice_for_a_stopped_series_names_its_format() -> None:
         " docs/evidence.md), import the latest two of them again with"
         " `linkwatch import --site example.com --format ahrefs`"
     )
+
+
+@pytest.mark.parametrize(
+    ("notifier", "key"),
+    [
+        (SLACK.replace('"xoxb-from-file"', '" "'), "notifiers.seo-slack.token"),
+        (MAIL + 'username = "u"\npassword = ""\n', "notifiers.mail.password"),
+    ],
+)
+def test_an_empty_or_blank_notifier_secret_is_refused(
+    tmp_path: Path, notifier: str, key: str
+) -> None:
+    # Slack would answer not_authed at the first alert, a mail server refuse the login:
+    # said at load, naming the key, the setting is fixed before anything is missed.
+    path = write_settings(tmp_path, notifiers=notifier)
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: is empty: give the secret"):
+        load_settings(path)

@@ -9,11 +9,12 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alerts.message import DeliveryError, Notification
+from daemon.types import given_secret
 
 # A Message-ID as linkwatch makes them; a stored reference of any other shape is ignored
 # rather than written into a header.
@@ -39,6 +40,11 @@ class EmailSettings(BaseModel):
         default=15.0, gt=0, le=60, allow_inf_nan=False, description="seconds, at most 60"
     )
     ca_file: Path | None = Field(default=None, description="extra CA bundle to trust")
+
+    @field_validator("*")
+    @classmethod
+    def _secret_given(cls, value: Any) -> Any:
+        return given_secret(value)
 
     @model_validator(mode="after")
     def _login_needs_tls(self) -> EmailSettings:

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.error import URLError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from alerts.message import AlertMessage, DeliveryError, Notification
+from daemon.types import given_secret
 
 if TYPE_CHECKING:
     # slack_sdk is imported where a client is made or its errors are caught: loading the
@@ -125,6 +126,11 @@ class SlackSettings(BaseModel):
     timeout: float = Field(
         default=10.0, gt=0, le=60, allow_inf_nan=False, description="seconds, at most 60"
     )
+
+    @field_validator("*")
+    @classmethod
+    def _secret_given(cls, value: Any) -> Any:
+        return given_secret(value)
 
 
 class SlackNotifier:
