@@ -970,15 +970,16 @@ def test_rows_pointing_at_other_sites_are_skipped_never_stored(store: Store) -> 
         _to(13, "http://blog.third.org/"),
         _to(14, "https://shop.example.com/cart"),  # a subdomain is the site
         _to(15, "https://EXAMPLE.com:443/x"),
+        _to(16, "https://www.example.com/blog/2026/post"),
     ]
     outcome = ingest(store, 0, mixed)
-    assert (outcome.status, outcome.seen) == ("baseline", 12)
+    assert (outcome.status, outcome.seen) == ("baseline", 13)
     assert (
         "3 rows skipped: their targets are on other sites (other.net the most), not on"
         " example.com" in (outcome.note or "")
     )
-    assert sorted(states(store)) == sorted(url(n) for n in [*ALL, 14, 15])
-    later = ingest(store, 1, [*ALL, mixed[-2], mixed[-1]])
+    assert sorted(states(store)) == sorted(url(n) for n in [*ALL, 14, 15, 16])
+    later = ingest(store, 1, [*ALL, *mixed[-3:]])
     assert (later.status, later.missing, later.note) == ("complete", 0, None)
 
 
@@ -1015,6 +1016,7 @@ def test_links_stored_before_rows_were_set_aside_are_followed_as_before(
     ]
     outcome = ingest(store, 1, [*old, *new])
     assert (outcome.status, outcome.seen, outcome.new, outcome.missing) == ("complete", 12, 0, 0)
+    assert outcome.read == 12  # the rows of known links, not the two skipped
     assert "1 rows skipped: their targets are on other sites (other.net the most)" in (
         outcome.note or ""
     )

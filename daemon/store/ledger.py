@@ -239,7 +239,7 @@ def normalize_domain(text: str) -> str | None:
 
 
 def _stage(
-    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str | None = None
+    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str
 ) -> tuple[int, int, int]:
     """Stream the snapshot's records into the staging tables; (live rows, rows listed,
     rows parsed before duplicate keys were folded).
@@ -263,21 +263,20 @@ def _stage(
 
 
 def _on_site(host: str, home: str) -> bool:
-    """Whether a host (without its port) is the site's domain or under it."""
-    host = host[4:] if host.startswith("www.") else host
+    """Whether a normalised host (no port, no `www.`) is the site's domain or under it."""
     return host == home or host.endswith(f".{home}")
 
 
 def _stage_rows(
-    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str | None = None
+    conn: sqlite3.Connection, result: SnapshotResult, *, page_keys: bool, site: str
 ) -> tuple[int, int, int]:
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
     # Whether any target is on the site (or a subdomain); until one is, the registrable
     # domains the targets are on (OtherSiteError). Rows without a target say nothing.
-    home = normalize_domain(site) if site else None
-    on_site = home is None
+    home = normalize_domain(site)
+    on_site = False
     elsewhere: dict[str, int] = {}
     # Per target host, the registrable domain it is on when not on the site ("" when on
     # it): a row pointing elsewhere is no backlink of the site, and one stored would go
@@ -382,7 +381,7 @@ ITSELF = "\0itself"
 def _stage_aside(
     conn: sqlite3.Connection,
     result: SnapshotResult,
-    site: str | None,
+    site: str,
     aside: list[tuple[str, int, tuple[object, ...] | None, str | None]],
     batch: list[tuple[object, ...]],
     lost_batch: list[tuple[int, str | None]],
