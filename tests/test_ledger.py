@@ -964,6 +964,7 @@ def test_rows_pointing_at_other_sites_are_skipped_never_stored(store: Store) -> 
     # Two exports pasted together: rows of other.net's profile are no backlinks of the
     # site; stored, they would go missing, then lost, at the next clean export.
     mixed = [
+        _to(17, "https://other.net/x")._replace(lost=True),  # set aside, and read on
         *(bl(n) for n in ALL),
         _to(11, "https://other.net/"),
         _to(12, "https://www.other.net/a"),
@@ -971,15 +972,16 @@ def test_rows_pointing_at_other_sites_are_skipped_never_stored(store: Store) -> 
         _to(14, "https://shop.example.com/cart"),  # a subdomain is the site
         _to(15, "https://EXAMPLE.com:443/x"),
         _to(16, "https://www.example.com/blog/2026/post"),
+        bl(18, lost=True),  # a row marked lost counts as read
     ]
     outcome = ingest(store, 0, mixed)
-    assert (outcome.status, outcome.seen) == ("baseline", 13)
+    assert (outcome.status, outcome.seen, outcome.read) == ("baseline", 13, 14)
     assert (
-        "3 rows skipped: their targets are on other sites (other.net the most), not on"
+        "4 rows skipped: their targets are on other sites (other.net the most), not on"
         " example.com" in (outcome.note or "")
     )
     assert sorted(states(store)) == sorted(url(n) for n in [*ALL, 14, 15, 16])
-    later = ingest(store, 1, [*ALL, *mixed[-3:]])
+    later = ingest(store, 1, [*ALL, *mixed[-4:-1]])
     assert (later.status, later.missing, later.note) == ("complete", 0, None)
 
 
