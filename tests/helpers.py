@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -148,3 +149,8 @@ def queue_alert(
     return store.apply_alert(
         expected, state, [("firing", None)], [Tell(n, message) for n in notifiers], at
     )
+
+
+def cli_command(settings: Path, *args: str | bytes) -> list[str | bytes]:
+    """The argv of a `linkwatch` command run in a process of its own, with `settings`."""
+    return [sys.executable, "-m", "daemon.cli", "-c", str(settings), *args]

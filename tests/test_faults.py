@@ -5,13 +5,12 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_ahrefs, write_settings
+from tests.helpers import cli_command, write_ahrefs, write_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,17 +24,7 @@ def _links(n: int, start: int = 0) -> list[tuple[str, str, str, int]]:
 
 def _import(settings: Path, export: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daemon.cli",
-            "-c",
-            str(settings),
-            "import",
-            "--site",
-            "example.com",
-            str(export),
-        ],
+        cli_command(settings, "import", "--site", "example.com", str(export)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 from daemon.cli import main
 from daemon.service import Linkwatch
 from daemon.settings import load_settings
-from tests.helpers import write_ahrefs, write_settings
+from tests.helpers import cli_command, write_ahrefs, write_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LINKS = [
@@ -27,17 +26,7 @@ LINKS = [
 def _import(settings: Path, *files: str | bytes) -> subprocess.CompletedProcess[bytes]:
     """`linkwatch import` in a process of its own: a hang fails the test, never the run."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "daemon.cli",
-            "-c",
-            str(settings),
-            "import",
-            "--site",
-            "example.com",
-            *files,
-        ],
+        cli_command(settings, "import", "--site", "example.com", *files),
         cwd=ROOT,
         capture_output=True,
         timeout=20,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import write_ahrefs, write_settings
+from tests.helpers import cli_command, write_ahrefs, write_settings
 
 LINKS = [(f"https://ref{i}.org/p", "https://example.com/", "a", i) for i in range(3)]
 
@@ -16,19 +15,9 @@ def _import(tmp_path: Path, env: dict[str, str]) -> list[str]:
     settings = write_settings(tmp_path)
     path = write_ahrefs(tmp_path / "links.csv", LINKS)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "daemon.cli",
-            "-c",
-            str(settings),
-            "import",
-            "--site",
-            "example.com",
-            "--taken-at",
-            "2026-01-01",
-            str(path),
-        ],
+        cli_command(
+            settings, "import", "--site", "example.com", "--taken-at", "2026-01-01", str(path)
+        ),
         capture_output=True,
         text=True,
         timeout=60,

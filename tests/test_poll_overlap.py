@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ from sources.api import ApiSource
 from sources.model import Backlink, SnapshotResult
 from tests.fakes.base import profile
 from tests.fakes.dataforseo import DataForSeoFake
-from tests.helpers import write_rule
+from tests.helpers import cli_command, write_rule
 from tests.test_api_sources import HEALTH_RULE, open_app, states
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,7 +113,7 @@ def test_a_poll_older_than_a_stored_snapshot_does_not_fetch(
     _newer_snapshot(first, newer)
     calls = fake.data_calls
     run = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "-c", str(tmp_path / "settings.toml"), "poll"],
+        cli_command(tmp_path / "settings.toml", "poll"),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -133,7 +132,7 @@ def test_a_poll_older_than_a_stored_snapshot_does_not_fetch(
 
 def _cli_poll(settings: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "-c", str(settings), "poll"],
+        cli_command(settings, "poll"),
         cwd=ROOT,
         capture_output=True,
         text=True,
