@@ -1036,10 +1036,10 @@ def test_links_stored_before_rows_were_set_aside_are_followed_as_before(
     outcome = ingest(store, 1, [*old, *new])
     assert (outcome.status, outcome.seen, outcome.new, outcome.missing) == ("complete", 12, 0, 0)
     assert outcome.read == 12  # the rows of known links, not the two skipped
-    assert "1 rows skipped: their targets are on other sites (other.net the most)" in (
+    assert "1 row skipped: their targets are on other sites (other.net the most)" in (
         outcome.note or ""
     )
-    assert "1 rows skipped: links of example.com to itself" in (outcome.note or "")
+    assert "1 row skipped: links of example.com to itself" in (outcome.note or "")
     # Marked lost by the provider, a known one is lost as before.
     gone = ingest(
         store, 2, [*(bl(n) for n in ALL), _to(11, "https://other.net/")._replace(lost=True)]

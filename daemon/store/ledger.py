@@ -423,12 +423,16 @@ def _stage_aside(
     if elsewhere:
         about = max(elsewhere, key=lambda d: elsewhere[d])
         result.notes.append(
-            f"{sum(elsewhere.values()):,} rows skipped: their targets are on other sites"
+            f"{_rows_skipped(sum(elsewhere.values()))}: their targets are on other sites"
             f" ({about} the most), not on {site}"
         )
     if itself:
-        result.notes.append(f"{itself:,} rows skipped: links of {site} to itself")
+        result.notes.append(f"{_rows_skipped(itself)}: links of {site} to itself")
     return sum(1 for _, key, _, _ in aside if key in known)
+
+
+def _rows_skipped(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'} skipped"
 
 
 def staged_counts(conn: sqlite3.Connection) -> tuple[int, int]:
