@@ -270,6 +270,10 @@ class ApiClient:
                 problem = f"no answer within {self.policy.read_timeout:g}s"
             except requests.ConnectionError as exc:
                 problem = f"cannot connect: {_reason(exc)}"
+            except requests.exceptions.ChunkedEncodingError as exc:
+                # The connection dropped while the answer came: a network error like any
+                # other, retried (a truncated JSON body would fail to decode anyway).
+                problem = f"the answer was cut short: {_reason(exc)}"
             except requests.RequestException as exc:
                 raise ApiError(f"{self.source}: {method} {_path(url)}: {_reason(exc)}") from exc
             else:

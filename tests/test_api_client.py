@@ -307,3 +307,36 @@ def test_a_secret_echoed_in_a_json_string_is_masked_as_escaped(
     assert "HTTP 400" in text and text.count("***") == 3, text
     for value in (token, password, *said.values()):
         assert value.replace("Authorization: Basic ", "") not in text
+
+
+def test_an_answer_cut_short_is_retried_as_a_network_error() -> None:
+    import socket
+    import threading
+
+    # A server that announces 40 bytes of JSON, sends 10 and hangs up; then answers whole.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    body = b'{"ok": 1, "padding": "xxxxxxxxxxxxxxxx"}'
+
+    def serve() -> None:
+        for whole in (False, True):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n"
+                head += "Content-Type: application/json\r\nConnection: close\r\n\r\n"
+                conn.sendall(head.encode() + (body if whole else body[:10]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    time = FakeTime()
+    api = client(time)
+    try:
+        assert api.call("GET", f"http://127.0.0.1:{port}/data", auth_hint="") == {
+            "ok": 1,
+            "padding": "xxxxxxxxxxxxxxxx",
+        }
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+    assert api.retried == 1 and len(time.slept) == 1
