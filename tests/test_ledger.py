@@ -1046,3 +1046,20 @@ def test_links_stored_before_rows_were_set_aside_are_followed_as_before(
     )
     assert gone.lost == 1 and states(store)[url(11)] == "lost"
     assert states(store)["https://blog.example.com/x"] == "missing"
+
+
+def test_a_placeholder_fades_when_a_complete_series_drops_its_pages_links(store: Store) -> None:
+    # Search Console named page 1 before any complete series knew its link: a placeholder.
+    store.ingest(SITE, "gsc", _page_only(0, 1), GUARDS, day(0) + timedelta(hours=1))
+    ingest(store, 1, ALL)  # then the page's real link is known
+    assert _pages(store, 1) == [(url(1), "", "live"), (url(1), "https://example.com/", "live")]
+    # The link goes: the sample of day 0 is older than that, and no longer keeps the page
+    # (and its domain) live through the placeholder.
+    ingest(store, 2, [n for n in ALL if n > 1])
+    assert _pages(store, 1) == [
+        (url(1), "", "unconfirmed"),
+        (url(1), "https://example.com/", "missing"),
+    ]
+    # A sample taken since says the page links somewhere again.
+    store.ingest(SITE, "gsc", _page_only(3, 1), GUARDS, day(3) + timedelta(hours=1))
+    assert _pages(store, 1) == [(url(1), "", "live"), (url(1), "https://example.com/", "missing")]

@@ -1444,12 +1444,23 @@ def _empty(step: Step, table: str) -> bool:
 
 
 def _drop(step: Step, table: str) -> None:
-    """The series stops seeing the links in `table`: older samples no longer vouch."""
+    """The series stops seeing the links in `table`: older samples no longer vouch, for
+    them nor for their pages' placeholders."""
     step.conn.execute(
         f"""UPDATE links SET seen_by = seen_by & ~:bit, dropped_by = dropped_by | :bit,
                dropped_at = :at
         WHERE id IN (SELECT link_id FROM {table})""",
         step.params,
+    )
+    # A placeholder vouched for only by samples taken no later than this drop (its
+    # vouching ends within sample_ttl of it) fades to unconfirmed now (docs/evidence.md,
+    # rule 6): those samples are older than the evidence that the page's links went.
+    step.conn.execute(
+        f"""UPDATE links SET sample_until = :at WHERE id IN (
+            SELECT p.id FROM links d JOIN links p ON p.site_id = :site AND p.from_key = d.from_key
+            WHERE d.id IN (SELECT link_id FROM {table}) AND p.url_to = '' AND p.state = 'live'
+              AND p.seen_by = 0 AND p.sample_until > :at AND p.sample_until <= :vouched)""",
+        {**step.params, "vouched": to_db(from_db(step.at) + step.guards.sample_ttl)},
     )
 
 
