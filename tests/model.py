@@ -177,7 +177,7 @@ class SiteModel:
                 self._complete(name, live_keys, at, dated, baseline)
                 self._list(self.sightings, name, listed_keys, taken, last)
                 if not baseline:
-                    self._provider_lost(name, lost_rows, at, guards)
+                    self._provider_lost(name, lost_rows, at)
                     self._absent(name, live_keys, at, guards)
             self._expire(at)
         return status
@@ -373,12 +373,12 @@ class SiteModel:
         for link in added:
             link.sample_until = until
 
-    def _drop(self, name: str, link: Link, at: datetime, guards: Guards) -> None:
+    def _drop(self, name: str, link: Link, at: datetime) -> None:
         link.seen_by.discard(name)
         link.dropped_by.add(name)
         link.dropped_at = at
-        # Samples taken no later than this drop of a link of the page no longer vouch for
-        # the page's placeholder: it fades to unconfirmed now.
+        # The samples read so far (none taken after `at`) no longer vouch for the page's
+        # placeholder: it fades to unconfirmed now.
         placeholder = self.links.get((link.url_from, ""))
         if (
             placeholder is not None
@@ -386,18 +386,18 @@ class SiteModel:
             and placeholder.state == "live"
             and not placeholder.seen_by
             and placeholder.sample_until is not None
-            and at < placeholder.sample_until <= at + guards.sample_ttl
+            and placeholder.sample_until > at
         ):
             placeholder.sample_until = at
 
     def _provider_lost(
-        self, name: str, rows: dict[tuple[str, str | None], Row], at: datetime, guards: Guards
+        self, name: str, rows: dict[tuple[str, str | None], Row], at: datetime
     ) -> None:
         for (url_from, url_to), row in rows.items():
             link = self.links.get((url_from, url_to or ""))
             if link is None or link.state not in ALIVE:
                 continue
-            self._drop(name, link, at, guards)
+            self._drop(name, link, at)
             if not link.seen_by:
                 link.lost_reason = row.reason
                 self._event(link, "lost", at, row.reason)
@@ -408,7 +408,7 @@ class SiteModel:
         present = {(f, t or "") for f, t in rows}
         for key, link in self.links.items():
             if name in link.seen_by and key not in present:
-                self._drop(name, link, at, guards)
+                self._drop(name, link, at)
                 if not link.seen_by and link.state == "live":
                     self._event(link, "missing", at)
                     link.missing_count = 0

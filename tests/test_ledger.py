@@ -1063,3 +1063,22 @@ def test_a_placeholder_fades_when_a_complete_series_drops_its_pages_links(store:
     # A sample taken since says the page links somewhere again.
     store.ingest(SITE, "gsc", _page_only(3, 1), GUARDS, day(3) + timedelta(hours=1))
     assert _pages(store, 1) == [(url(1), "", "live"), (url(1), "https://example.com/", "missing")]
+
+
+def test_a_drop_read_after_a_later_sample_ends_its_vouching_as_for_the_link(
+    store: Store,
+) -> None:
+    store.ingest(SITE, "gsc", _page_only(0, 1), GUARDS, day(0) + timedelta(hours=1))
+    ingest(store, 1, ALL)
+    # Search Console's export of day 5 is read first, the complete export of day 3 (no
+    # longer listing the page's link) after it: the drop is dated at day 5, its effective
+    # time, and no sample read before it is later. The link goes missing, and the
+    # placeholder fades with it, even when sample_ttl was cut meanwhile (a sample read
+    # before vouches past the new ttl).
+    store.ingest(SITE, "gsc", _page_only(5, 1), GUARDS, day(5) + timedelta(hours=1))
+    shorter = GuardSettings(confirm_after=2, suspect_below=0.5, sample_ttl=timedelta(days=1))
+    ingest(store, 3, [n for n in ALL if n > 1], guards=shorter)
+    assert _pages(store, 1) == [
+        (url(1), "", "unconfirmed"),
+        (url(1), "https://example.com/", "missing"),
+    ]

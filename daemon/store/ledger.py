@@ -1452,15 +1452,15 @@ def _drop(step: Step, table: str) -> None:
         WHERE id IN (SELECT link_id FROM {table})""",
         step.params,
     )
-    # A placeholder vouched for only by samples taken no later than this drop (its
-    # vouching ends within sample_ttl of it) fades to unconfirmed now (docs/evidence.md,
-    # rule 6): those samples are older than the evidence that the page's links went.
+    # A placeholder of the page of a link dropped here fades to unconfirmed now
+    # (docs/evidence.md, rule 6): every sample that vouched for it was read before, so
+    # taken no later than this drop's effective time, and is older than its evidence.
     step.conn.execute(
         f"""UPDATE links SET sample_until = :at WHERE id IN (
             SELECT p.id FROM links d JOIN links p ON p.site_id = :site AND p.from_key = d.from_key
             WHERE d.id IN (SELECT link_id FROM {table}) AND p.url_to = '' AND p.state = 'live'
-              AND p.seen_by = 0 AND p.sample_until > :at AND p.sample_until <= :vouched)""",
-        {**step.params, "vouched": to_db(from_db(step.at) + step.guards.sample_ttl)},
+              AND p.seen_by = 0 AND p.sample_until > :at)""",
+        step.params,
     )
 
 
