@@ -423,7 +423,14 @@ def _credential_forms(sent: list[str], secret: str) -> set[str]:
 
 
 @pytest.mark.parametrize("status", [400, 500])
-@pytest.mark.parametrize("legacy", [False, True], ids=["own-auth", "moz-basic"])
+@pytest.mark.parametrize(
+    ("fake", "legacy"),
+    # Every kind with its own credentials; Moz also with the legacy Access ID + Secret Key
+    # (HTTP Basic), which only Moz has.
+    [*((kind, False) for kind in sorted(KINDS)), ("moz", True)],
+    ids=[*sorted(KINDS), "moz-basic"],
+    indirect=["fake"],
+)
 def test_an_answer_echoing_the_credentials_never_shows_them(
     fake: FakeApi,
     app_for: Any,
@@ -434,8 +441,6 @@ def test_an_answer_echoing_the_credentials_never_shows_them(
 ) -> None:
     import re
 
-    if legacy and fake.kind != "moz":
-        pytest.skip("the legacy Access ID + Secret Key is Moz's")
     from tests.fakes.moz import ACCESS_ID
 
     sent: list[str] = []

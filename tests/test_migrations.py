@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -435,44 +434,44 @@ def test_forgotten_links_get_their_pages_key_at_the_upgrade(tmp_path: Path) -> N
     assert rows == [(7, link_key("ref.org/p", "")), (8, None)]
 
 
-def _as_another_user(db: Path) -> list[str]:
-    """The command that opens `db` in a process of a user other than the lock file's
-    owner (nobody, when the tests run as root); skips where there is none to be."""
-    if os.geteuid() != 0:
-        return [sys.executable, "-c", _OPEN, str(db), "5"]
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root without setpriv: no other user to be")
-    os.chmod(db.parent, 0o777)
-    os.chmod(db, 0o666)
-    return [
-        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-        sys.executable, "-c", _OPEN, str(db), "5",
-    ]  # fmt: skip
-
-
 def test_a_lock_file_another_user_left_does_not_block_the_upgrade() -> None:
     # Not under tmp_path: another user cannot enter it.
     folder = Path(tempfile.mkdtemp(prefix="linkwatch-lock-"))
     try:
-        _open_as_another_user(folder / "linkwatch.db")
+        db = folder / "linkwatch.db"
+        conn = sqlite3.connect(db, isolation_level=None)
+        MIGRATIONS.apply(Database(conn), stop_before="m009_forgotten_pages")
+        conn.close()
+        # Left by a `sudo linkwatch` once: readable by all, writable by its owner only.
+        upgrade_lock(db).touch()
+        os.chmod(upgrade_lock(db), 0o444)
+        os.chmod(folder, 0o777)
+        os.chmod(db, 0o666)
+        assert _open_as_another_user(db) == 0
+        assert Store(db).conn.execute("SELECT count(*) FROM forgotten_links").fetchone() == (0,)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _open_as_another_user(db: Path) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
-    MIGRATIONS.apply(Database(conn), stop_before="m009_forgotten_pages")
-    conn.close()
-    # Left by a `sudo linkwatch` once: readable by all, writable by its owner only.
-    upgrade_lock(db).touch()
-    os.chmod(upgrade_lock(db), 0o444)
-    run = subprocess.run(
-        _as_another_user(db),
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
-    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
-    assert Store(db).conn.execute("SELECT count(*) FROM forgotten_links").fetchone() == (0,)
+def _open_as_another_user(db: Path) -> int:
+    """Open `db` in a forked process that cannot write the lock file: as nobody when the
+    tests run as root (who may write any file), else as the file's owner, whom its mode
+    keeps out; the exit status (0: opened and upgraded)."""
+    # Loaded before the fork: the child reads no code a user other than root may not read.
+    import sqlite_utils.migrations  # noqa: F401
+
+    import daemon.store.ledger  # noqa: F401 - the upgrade imports it
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            Store(db, busy_timeout=5).close()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
