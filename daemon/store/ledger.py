@@ -399,19 +399,12 @@ def _stage_aside(
     """Of the rows set aside (another site's target, or the site's own page), add those of
     links the ledger already holds to the batches; note how many of the rest were skipped.
     The number added."""
-    known = {
-        int(r[0])
-        for r in conn.execute(
-            f"""SELECT l.link_key FROM links l
-            WHERE l.site_id = (SELECT id FROM sites WHERE domain = :site)
-              AND l.link_key IN (SELECT value FROM {JSON_EACH}(:keys))""",
-            {"site": site, "keys": json.dumps([key for _, key, _, _ in aside])},
-        )
-    }
+    known = _stored_keys(conn, site, [key for _, key, _, _ in aside])
     elsewhere: dict[str, int] = {}
-    itself = 0
+    itself = added = 0
     for off, key, row, reason in aside:
         if key in known:
+            added += 1
             if row is None:
                 lost_batch.append((key, reason))
             else:
@@ -428,7 +421,20 @@ def _stage_aside(
         )
     if itself:
         result.notes.append(f"{_rows_skipped(itself)}: links of {site} to itself")
-    return sum(1 for _, key, _, _ in aside if key in known)
+    return added
+
+
+def _stored_keys(conn: sqlite3.Connection, site: str, keys: list[int]) -> set[int]:
+    """Which of `keys` name links the ledger holds for `site`."""
+    return {
+        int(r[0])
+        for r in conn.execute(
+            f"""SELECT l.link_key FROM links l
+            WHERE l.site_id = (SELECT id FROM sites WHERE domain = :site)
+              AND l.link_key IN (SELECT value FROM {JSON_EACH}(:keys))""",
+            {"site": site, "keys": json.dumps(keys)},
+        )
+    }
 
 
 def _rows_skipped(n: int) -> str:
