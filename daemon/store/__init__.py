@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from daemon.store import alerts as alerts_db
 from daemon.store import dialect, reads
 from daemon.store.alerts import AlertState, Silence, Tell
 from daemon.store.dialect import JSON_AGG, JSON_ARRAY
-from daemon.store.migrate import upgrade_lock
+from daemon.store.migrate import exclusive, upgrade_lock
 from daemon.store.reads import LostDomain, SourceHealth, WindowCounts
 from daemon.store.schema import MIGRATIONS, OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
@@ -415,37 +414,26 @@ class Store:
         """Hold the lock of one (site, source)'s polls; PollBusyError at once if another
         poll holds it."""
         # A file lock, not a transaction: a poll's fetch takes minutes outside any
-        # transaction, and the kernel drops the lock of a process that dies (kill -9).
-        import fcntl
+        # transaction.
         from urllib.parse import quote
 
         folder = self.path.with_name(self.path.name + "-polls")
         path = folder / f"{quote(site, safe='')}@{quote(source, safe='')}.lock"
-        try:
-            folder.mkdir(exist_ok=True)
-            # Opened for reading, all flock needs: a lock file another user made must not
-            # keep this one from polling.
-            fh = os.fdopen(os.open(path, os.O_RDONLY | os.O_CREAT, 0o644), "rb")
-        except OSError as exc:
-            # A folder this process cannot write (another user made it): polling matters
-            # more than serialising it; the ledger still refuses a snapshot out of order.
-            log.warning("%s/%s: polls are not serialised: %s", site, source, exc)
-            fh = None
-        if fh is None:
-            yield
-            return
-        with fh:
+        with ExitStack() as held:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                folder.mkdir(exist_ok=True)
+                held.enter_context(exclusive(path, 0.0))
+            except TimeoutError:
                 raise PollBusyError(
                     "another poll of this source is running; this one is skipped:"
                     " nothing fetched, nothing stored"
                 ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            except OSError as exc:
+                # A folder this process cannot write (another user made it): polling
+                # matters more than serialising it; the ledger still refuses a snapshot
+                # out of order.
+                log.warning("%s/%s: polls are not serialised: %s", site, source, exc)
+            yield
 
     def latest_accepted_at(self, site: str, source: str, fmt: str) -> datetime | None:
         """When the latest baseline or complete snapshot of a series was taken (None: none)."""

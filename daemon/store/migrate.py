@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,7 +104,16 @@ class LazyMigrations:
             return
         from sqlite_utils import Database
 
-        with exclusive(lock, wait):
+        # A lock of its own, not a transaction: a migration's executescript() commits
+        # whatever transaction is open, so no SQLite lock can span a whole upgrade.
+        with ExitStack() as held:
+            try:
+                held.enter_context(exclusive(lock, wait))
+            except TimeoutError:
+                raise TimeoutError(
+                    f"another linkwatch process has been upgrading the database's schema"
+                    f" for over {wait:g}s (it holds {lock}); try again when it is done"
+                ) from None
             # Another process may have upgraded the file while this one waited.
             if not self.up_to_date(conn):
                 self.apply(Database(conn))
@@ -118,14 +127,13 @@ def upgrade_lock(database: Path) -> Path:
 @contextmanager
 def exclusive(path: Path, wait: float) -> Iterator[None]:
     """Hold an exclusive lock on `path` (made if need be), waiting up to `wait` seconds;
-    TimeoutError (naming the file) when another process holds it longer."""
-    # A lock of its own, not a transaction: a migration's executescript() commits
-    # whatever transaction is open, so no SQLite lock can span a whole upgrade. The file
-    # stays: unlinking it would let a waiting process and a newcomer lock two files.
+    TimeoutError when another process holds it longer. The kernel drops the lock of a
+    process that dies (kill -9)."""
+    # The file stays: unlinking it would let a waiting process and a newcomer lock two.
     import fcntl
 
     # Opened for reading, which is all flock needs: a lock file another user made (a
-    # `sudo linkwatch` once) must not keep the service's user from upgrading.
+    # `sudo linkwatch` once) must not keep this one out.
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait
@@ -135,10 +143,7 @@ def exclusive(path: Path, wait: float) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"another linkwatch process has been upgrading the database's schema"
-                        f" for over {wait:g}s (it holds {path}); try again when it is done"
-                    ) from None
+                    raise TimeoutError(f"{path} is locked by another process") from None
                 time.sleep(0.05)
         try:
             yield
