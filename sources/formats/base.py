@@ -219,8 +219,9 @@ def build_row_parser(
     header: Mapping[str, int],
     width: int,
     issues: RowIssues | None = None,
-) -> RowParser:
-    """Resolve column names to indexes once, then parse rows by index into Backlinks."""
+) -> tuple[RowParser, tuple[int, ...]]:
+    """Resolve column names to indexes once, then parse rows by index into Backlinks; the
+    parser, and the indexes of every cell it reads (what a row fingerprint covers)."""
     i_from = _find(header, cols.url_from)
     if i_from is None:
         raise ValueError(f"{fmt.kind}: no referring page column ({', '.join(cols.url_from)})")
@@ -241,8 +242,12 @@ def build_row_parser(
     rating_metric = metric if i_dr is not None else None
     toxicity_scale = cols.toxicity_scale or parse_number
     add_scheme = cols.add_scheme
-    nofollow = _nofollow_reader(header, cols)
+    nofollow, i_nofollow = _nofollow_reader(header, cols)
     rated = (issues or RowIssues()).rating
+    read = (
+        i_from, i_to, i_anchor, i_nofollow, i_ugc, i_sponsored, i_dr, i_first, i_lost_date,
+        i_lost_bool, i_status, i_toxic, *reason_cols,
+    )  # fmt: skip
 
     def parse(row: list[str]) -> Backlink:
         if len(row) != width:
@@ -281,20 +286,21 @@ def build_row_parser(
             toxicity_scale(row[i_toxic]) if i_toxic is not None else None,
         )
 
-    return parse
+    return parse, tuple(sorted({i for i in read if i is not None}))
 
 
 def _nofollow_reader(
     header: Mapping[str, int], cols: ColumnMap
-) -> Callable[[list[str]], bool | None] | None:
-    """How a row says whether the link is nofollow: a flag, a link kind, or a followed flag."""
+) -> tuple[Callable[[list[str]], bool | None] | None, int | None]:
+    """How a row says whether the link is nofollow (a flag, a link kind, or a followed
+    flag), and the index of the cell it reads."""
     if (i := _find(header, cols.nofollow)) is not None:
-        return _flag_at(i, cols.flags_nonempty_true)
+        return _flag_at(i, cols.flags_nonempty_true), i
     if (i := _find(header, cols.follow_kind)) is not None:
-        return _kind_at(i)
+        return _kind_at(i), i
     if (i := _find(header, cols.followed)) is not None:
-        return _followed_at(i)
-    return None
+        return _followed_at(i), i
+    return None, None
 
 
 def _flag_at(i: int, nonempty: bool) -> Callable[[list[str]], bool | None]:
