@@ -18,6 +18,7 @@ from alerts.rules import ConfigHealthRule, Rule, RuleBook, RulesError, load_rule
 from alerts.rules.context import EvaluationContext
 from daemon.settings import ConfigError, Settings, load_settings
 from daemon.store import (
+    ChangedMeanwhileError,
     FutureSnapshotError,
     GuardSettings,
     IngestOutcome,
@@ -283,7 +284,7 @@ class Linkwatch:
                 # future while the clock catches up, a bug) is tried again next poll.
                 final = (
                     isinstance(exc, SourceError | OutOfOrderError)
-                    and not isinstance(exc, FutureSnapshotError)
+                    and not isinstance(exc, FutureSnapshotError | ChangedMeanwhileError)
                     # A file that could not be opened (permissions) may be readable later
                     # without changing its size or mtime.
                     and not isinstance(exc.__cause__, OSError)

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TypeVar
 
 from daemon.textsafe import shown_path
+from sources.fingerprint import RowFingerprint, row_fingerprint, stable_repr
 from sources.formats import (
     FORMATS,
     Detection,
@@ -38,6 +39,7 @@ from sources.formats.base import (
 )
 from sources.formats.shape import SHAPE_ROWS, ShapeMatch, detect_by_shape
 from sources.model import (
+    KNOWN_ROW,
     Backlink,
     FormatError,
     ParseReport,
@@ -456,9 +458,19 @@ class ExportFile:
         width = len(cells)
         self._issues = RowIssues()
         self._metric = columns.rating_metric if columns is not None else None
+        self._fingerprint: RowFingerprint | None = None
+        self.fingerprinted: tuple[int, ...] = ()
         if isinstance(columns, ColumnMap):
-            self._parse_link = build_row_parser(
+            self._parse_link, read = build_row_parser(
                 self.format, columns, self._row_header, width, self._issues
+            )
+            # The cells a row's fingerprint covers: every one its parser reads.
+            self.fingerprinted = read
+            names = {i: name for name, i in self._row_header.items()}
+            self._fingerprint = row_fingerprint(
+                f"{self.format.kind}:{stable_repr(columns)}",
+                width,
+                [(i, names.get(i, "")) for i in read],
             )
         elif columns is not None:
             self._parse_domain = build_domain_parser(
@@ -558,8 +570,34 @@ class ExportFile:
         if self.format.domains:
             result.domain_records = self._rows(result, self._parse_domain)
         else:
-            result.records = self._rows(result, self._parse_link)
+            result.records = self._link_rows(result)
         return result
+
+    def _link_rows(self, result: SnapshotResult) -> Iterator[Backlink]:
+        """The file's links; with `result.known_rows` set, fingerprinted (SnapshotResult)."""
+        known = result.known_rows
+        fingerprint = self._fingerprint
+        if known is None or fingerprint is None:
+            yield from self._rows(result, self._parse_link)
+            return
+        issues = self._issues
+        parse = self._parse_link
+        unknown = known.get
+
+        def read(row: list[str]) -> Backlink:
+            fp = fingerprint(row)
+            if fp is not None:
+                packed = unknown(fp)
+                if packed is not None:
+                    result.known = packed
+                    return KNOWN_ROW
+            before = issues.bad_ratings
+            record = parse(row)
+            # A row with a rating out of scale is counted each time it is read.
+            result.fingerprint = fp if issues.bad_ratings == before else None
+            return record
+
+        yield from self._rows(result, read)
 
     def _rows(self, result: SnapshotResult, parse: Callable[[list[str]], T]) -> Iterator[T]:
         report: ParseReport = result.report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -46,6 +46,12 @@ class Backlink(NamedTuple):
     rating_metric: str | None = None
     # The provider's toxicity or spam score of the link or its domain, normalised to 0 to 100.
     toxicity: float | None = None
+
+
+# Yielded by an export's records in place of a row recognised by its fingerprint as one the
+# series listed last time with the same values (`SnapshotResult.known_rows`): the row's
+# link key and digest are in `SnapshotResult.known`, and the row was not parsed.
+KNOWN_ROW = Backlink("", "")
 
 
 class RefDomain(NamedTuple):
@@ -114,6 +120,14 @@ class SnapshotResult:
     # What the fetch wants told with the snapshot (an API's cost, pages read); stored in
     # the snapshot's note.
     notes: list[str] = field(default_factory=list)
+    # Set by the ledger before reading a complete series' records: the row fingerprints
+    # of the links it lists now, each with `pack_known(link_key, digest)`. A source that
+    # fingerprints its rows (an export) sets `fingerprint` with each record (None for a
+    # row it could not fingerprint), and yields KNOWN_ROW, with its value in `known`, for
+    # a row found here. None: rows are not fingerprinted.
+    known_rows: Mapping[int, int] | None = None
+    fingerprint: int | None = None
+    known: int = 0
 
     def close(self) -> None:
         """Release the source of the records without reading them."""
@@ -124,3 +138,17 @@ class SnapshotResult:
     def complete(self) -> bool:
         """True when every row was read and understood."""
         return self.error is None and self.report.malformed == 0
+
+
+_DIGEST_BITS = 32
+
+
+def pack_known(link_key: int, digest: int) -> int:
+    """One int for a known row's 64-bit link key and 32-bit digest (half the memory of a
+    pair, for a million rows)."""
+    return (link_key << _DIGEST_BITS) | digest
+
+
+def unpack_known(packed: int) -> tuple[int, int]:
+    """The link key and digest `pack_known` packed."""
+    return packed >> _DIGEST_BITS, packed & 0xFFFF_FFFF

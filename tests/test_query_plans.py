@@ -20,7 +20,7 @@ import pytest
 
 from daemon.store import GuardSettings, Store
 from daemon.store.ledger import ingest
-from sources.model import Backlink, RefDomain, SnapshotResult
+from sources.model import KNOWN_ROW, Backlink, RefDomain, SnapshotResult, pack_known
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 GUARDS = GuardSettings(confirm_after=2)
@@ -138,11 +138,43 @@ def _timeline(site: str) -> Iterator[tuple[str, SnapshotResult]]:
     yield "ahrefs", _result(day, [_link(site, i) for i in range(120, 304)], "ahrefs")
 
 
+def _recognised_before_a_change(
+    conn: sqlite3.Connection, site: str, site_id: int, at: datetime
+) -> SnapshotResult:
+    """Links 0-39 recognised by their fingerprints against values the series has since
+    changed (as when another process stores a snapshot meanwhile): they are read back from
+    the sightings that had them. The other links are listed as they are."""
+    result = _result(at, [], "ahrefs")
+
+    def records() -> Iterator[Backlink]:
+        yield from (_link(site, i) for i in range(40, 304))
+        # Read when the snapshot is (after the timeline before it), and not explained.
+        older = sqlite3.Connection.execute(
+            conn,
+            """SELECT link_key, digest FROM sightings WHERE site_id = ? AND digest IS NOT NULL
+            AND ended_snapshot_id IS NOT NULL AND series_id = (SELECT id FROM series
+                WHERE site_id = ? AND format = 'ahrefs')
+            GROUP BY link_key""",
+            (site_id, site_id),
+        ).fetchall()
+        assert older
+        for key, digest in older:
+            result.known = pack_known(key, digest)
+            yield KNOWN_ROW
+
+    result.records = records()
+    return result
+
+
 def _ingest_site(store: Store, conn: sqlite3.Connection, site: str) -> None:
     site_id = store.ensure_site(site, "own")
     # A key retention forgot: the ingest then looks for forgotten links coming back.
     conn.execute("INSERT INTO forgotten_links (site_id, link_key) VALUES (?, 12345)", (site_id,))
-    for n, (source, result) in enumerate(_timeline(site)):
+    timeline = list(_timeline(site))
+    timeline.append(
+        ("ahrefs", _recognised_before_a_change(conn, site, site_id, T0 + timedelta(days=6)))
+    )
+    for n, (source, result) in enumerate(timeline):
         ingest(
             conn,
             site_id=site_id,
@@ -192,6 +224,8 @@ def test_no_ingest_statement_reads_a_stored_table_whole(tmp_path: Path, analyzed
         conn.close()
         store.close()
     assert len(explained) > 100  # the statements were seen (and explained)
+    # Rows recognised against older values were read back from their sightings.
+    assert any(e.sql.lstrip().startswith("UPDATE staging SET url_from") for e in explained)
     scans = {e.sql.strip(): bad for e in explained if (bad := whole_scans(e, stored))}
     assert not scans, "\n\n".join(f"{sql}\n  -> {bad}" for sql, bad in scans.items())
 

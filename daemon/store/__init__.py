@@ -27,6 +27,7 @@ from sources.model import SnapshotResult
 # them: reading commands never do, and start faster (issue 9).
 if TYPE_CHECKING:
     from daemon.store.ledger import (
+        ChangedMeanwhileError,
         FutureSnapshotError,
         GuardSettings,
         IngestOutcome,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from daemon.store.retention import MaintenanceReport, RetentionReport
 
 _LAZY = {
+    "ChangedMeanwhileError": "ledger",
     "FutureSnapshotError": "ledger",
     "GuardSettings": "ledger",
     "IngestOutcome": "ledger",
@@ -69,6 +71,7 @@ __all__ = [
     "CLAIM_LEASE",
     "UNSURE_SINCE",
     "AlertState",
+    "ChangedMeanwhileError",
     "DeleteOutcome",
     "DeleteRefusedError",
     "FutureSnapshotError",

@@ -73,6 +73,12 @@ def tune(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA temp.cache_size = -32768")
 
 
+def release_cache(conn: sqlite3.Connection) -> None:
+    """Give back the memory of the pages this connection has cached (they are read again
+    from the file when needed)."""
+    conn.execute("PRAGMA shrink_memory")  # PostgreSQL: nothing (the server's buffers)
+
+
 def never_wait(conn: sqlite3.Connection) -> None:
     """Make the connection's next statements give up at once on another's lock."""
     # PostgreSQL: SET lock_timeout = '1ms' (there 0 means wait for ever)

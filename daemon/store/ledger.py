@@ -17,7 +17,7 @@ from daemon.store import dialect
 from daemon.store.dialect import JSON_EACH, ROWID, epoch_to_iso, greatest, indexed_by, temp
 from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
-from sources.model import SnapshotResult, SourceError
+from sources.model import KNOWN_ROW, SnapshotResult, SourceError, pack_known, unpack_known
 from sources.urls import (
     host_name,
     join_normalized,
@@ -49,6 +49,11 @@ class FutureSnapshotError(OutOfOrderError):
 
 class OtherSiteError(SourceError):
     """A link export none of whose targets is on the site: another site's profile."""
+
+
+class ChangedMeanwhileError(SourceError):
+    """The series changed between reading a file and storing it, so that rows recognised
+    as seen before cannot be told: nothing is stored, and the file is read again."""
 
 
 class CoverageMismatchError(ValueError):
@@ -136,11 +141,14 @@ STAGING = (
         url_from TEXT, url_to TEXT, anchor TEXT,
         nofollow INTEGER, ugc INTEGER, sponsored INTEGER,
         refdomain TEXT, domain_rating REAL, first_seen REAL, digest INTEGER,
-        rating_metric TEXT, toxicity REAL
+        rating_metric TEXT, toxicity REAL, raw INTEGER
     )""",
     "CREATE TEMP TABLE staging_lost (link_key INTEGER NOT NULL, reason TEXT)",
 )
-_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# A row recognised by its fingerprint (sources/fingerprint.py) is staged with its link key
+# and digest only: no other row has no target (a page-only sample row's is '').
+_KNOWN = "s.url_to IS NULL"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
 # table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
@@ -258,6 +266,8 @@ def _stage(
     try:
         return _stage_rows(conn, result, page_keys=page_keys, site=site)
     finally:
+        # The rows seen before are recognised: the mapping's memory is free for the diff.
+        result.known_rows = None
         if collecting:
             gc.enable()
 
@@ -290,6 +300,17 @@ def _stage_rows(
     home_path, home_domain = f"{home}/", registrable_domain(home)
     read = 0
     for rec in result.records:
+        if rec is KNOWN_ROW:
+            # A link the series lists now, with these values: it is on the site, or
+            # followed as a link already stored.
+            key, digest = unpack_known(result.known)
+            on_site = True
+            read += 1
+            batch.append((key, *_NOT_READ, digest, None, None, None))
+            if len(batch) >= _BATCH:
+                conn.executemany(_STAGE_ROW, batch)
+                batch.clear()
+            continue
         (
             url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason,
             metric, toxicity,
@@ -357,6 +378,7 @@ def _stage_rows(
             report_digest(anchor, nofollow, ugc, sponsored, rating, metric, toxicity, first_ts),
             metric,
             toxicity,
+            result.fingerprint,
         )
         if off:
             aside.append((off, key, row, None))
@@ -383,6 +405,9 @@ def _stage_rows(
         conn.execute(statement)
     return (*staged_counts(conn), read)
 
+
+# The staged columns between a known row's key and its digest.
+_NOT_READ = (None,) * 10
 
 # What `off` says of a row of the site's link to itself.
 ITSELF = "\0itself"
@@ -862,6 +887,7 @@ def ingest(
         if series_id is None or not is_duplicate(
             conn, series_id, result.digest, taken, result.origin
         ):
+            _ask_known_rows(conn, result, coverage, series_id)
             seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             staged = True
         conn.execute("COMMIT")
@@ -890,6 +916,7 @@ def ingest(
         else:
             if not staged:
                 # The snapshot it duplicated was deleted meanwhile: read it after all.
+                _ask_known_rows(conn, result, coverage, series.id)
                 seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
             status, note = judge(conn, series, judged, prev, guards)
@@ -925,6 +952,27 @@ def ingest(
         coverage=coverage,
         **counts,
     )
+
+
+def _ask_known_rows(
+    conn: sqlite3.Connection, result: SnapshotResult, coverage: str, series_id: int | None
+) -> None:
+    """Have a complete series' rows fingerprinted, and those it lists now recognised."""
+    if coverage != COMPLETE or result.sample:
+        return
+    known: dict[int, int] = {}
+    if series_id is not None:
+        rows = conn.execute(
+            f"""SELECT raw, link_key, digest FROM sightings {indexed_by("sightings_open")}
+            WHERE series_id = ? AND ended_snapshot_id IS NULL AND raw IS NOT NULL
+              AND digest BETWEEN 0 AND 4294967295""",
+            (series_id,),
+        )
+        known = {raw: pack_known(key, digest) for raw, key, digest in rows}
+        # Reading them filled the page cache with index pages staging never reads again:
+        # held with the mapping, they would double the memory the mapping takes.
+        dialect.release_cache(conn)
+    result.known_rows = known
 
 
 def _stage_any(
@@ -1107,9 +1155,10 @@ def _record_sightings(step: Step) -> None:
     x(
         f"""INSERT INTO sightings (site_id, series_id, link_key, first_snapshot_id, first_at,
                digest, anchor, nofollow, ugc, sponsored, domain_rating, rating_metric,
-               toxicity, first_seen)
+               toxicity, first_seen, raw)
         SELECT :site, :series, s.link_key, :snap, :taken, s.digest, s.anchor, s.nofollow,
-               s.ugc, s.sponsored, s.domain_rating, s.rating_metric, s.toxicity, s.first_seen
+               s.ugc, s.sponsored, s.domain_rating, s.rating_metric, s.toxicity, s.first_seen,
+               s.raw
         FROM delta d JOIN staging s ON s.{ROWID} = d.srow""",
         p,
     )
@@ -1281,6 +1330,7 @@ def _complete_sightings(step: Step) -> None:
         # The series lists every link as it did last time: nothing to add, restore or note.
         x(f"DROP TABLE {temp('delta')}")
         return
+    _read_known_rows(step)
     _insert_links(
         step,
         f"FROM delta d JOIN staging s ON s.{ROWID} = d.srow WHERE d.link_id IS NULL",
@@ -1314,6 +1364,37 @@ def _complete_sightings(step: Step) -> None:
     )
     _record_sightings(step)
     x(f"DROP TABLE {temp('delta')}")
+
+
+def _read_known_rows(step: Step) -> None:
+    """Rows recognised as seen before that are not (another process stored a snapshot of
+    the series after they were recognised) take their values back from the sighting
+    that had them and their URLs from their link; ChangedMeanwhileError when either is
+    gone (docs/exports.md, "Rows seen before")."""
+    x = step.conn.execute
+    known_in_delta = f"""SELECT 1 FROM delta d JOIN staging s ON s.{ROWID} = d.srow
+        WHERE {_KNOWN}"""
+    if x(f"{known_in_delta} LIMIT 1").fetchone() is None:
+        return
+    x(
+        f"""UPDATE staging SET url_from = l.url_from, url_to = l.url_to,
+               refdomain = l.refdomain, anchor = o.anchor,
+               nofollow = o.nofollow, ugc = o.ugc, sponsored = o.sponsored,
+               domain_rating = o.domain_rating, first_seen = o.first_seen,
+               rating_metric = o.rating_metric, toxicity = o.toxicity, raw = o.raw
+        FROM links l, sightings o
+        WHERE staging.url_to IS NULL AND staging.{ROWID} IN (SELECT srow FROM delta)
+          AND l.site_id = :site AND l.link_key = staging.link_key
+          AND o.id = (SELECT max(g.id) FROM sightings g
+                      WHERE g.site_id = :site AND g.link_key = staging.link_key
+                        AND g.series_id = :series AND g.digest = staging.digest)""",
+        step.params,
+    )
+    if x(f"{known_in_delta} LIMIT 1").fetchone() is not None:
+        raise ChangedMeanwhileError(
+            "the links this file lists were changed by another process while it was read"
+            " (a snapshot deleted meanwhile); nothing was stored: import it again"
+        )
 
 
 def _attribute_changes(step: Step) -> None:

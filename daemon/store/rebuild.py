@@ -371,12 +371,13 @@ def _stage_links_of(conn: sqlite3.Connection, series_id: int, snapshot_id: int) 
     page = "(SELECT p.{} FROM old_links p WHERE p.from_key = o.link_key LIMIT 1)"
     conn.execute(
         f"""INSERT INTO staging (link_key, from_key, url_from, url_to, anchor, nofollow, ugc,
-               sponsored, refdomain, domain_rating, first_seen, digest, rating_metric, toxicity)
+               sponsored, refdomain, domain_rating, first_seen, digest, rating_metric, toxicity,
+               raw)
         SELECT o.link_key, coalesce(ol.from_key, o.link_key),
                coalesce(ol.url_from, {page.format("url_from")}), coalesce(ol.url_to, ''),
                o.anchor, o.nofollow, o.ugc, o.sponsored,
                coalesce(ol.refdomain, {page.format("refdomain")}),
-               o.domain_rating, o.first_seen, o.digest, o.rating_metric, o.toxicity
+               o.domain_rating, o.first_seen, o.digest, o.rating_metric, o.toxicity, o.raw
         FROM old_sightings o LEFT JOIN old_links ol ON ol.link_key = o.link_key
         WHERE {during} ORDER BY o.id""",
         {"series": series_id, "snap": snapshot_id},

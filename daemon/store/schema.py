@@ -594,3 +594,19 @@ def m009_forgotten_pages(db: Database) -> None:
         [(page_key(url_from), site, key) for site, key, url_from in rows],
     )
     db.execute("CREATE INDEX forgotten_links_from ON forgotten_links(site_id, from_key)")
+
+
+@MIGRATIONS()
+def m010_row_fingerprints(db: Database) -> None:
+    """A sighting keeps the fingerprint of the export row it came from: a row listed again
+    with the same cells is recognised before it is parsed (docs/exports.md, "Rows seen
+    before"). The open sightings' index covers it, so a series' fingerprints are read from
+    the index alone."""
+    db.executescript(
+        """
+        ALTER TABLE sightings ADD COLUMN raw INTEGER;
+        DROP INDEX sightings_open;
+        CREATE INDEX sightings_open ON sightings(series_id, link_key, digest, raw)
+            WHERE ended_snapshot_id IS NULL;
+        """
+    )

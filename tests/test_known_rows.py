@@ -1,0 +1,437 @@
+"""Rows seen before (docs/exports.md): an export row recognised by its fingerprint is not
+read again, and the ledger ends up exactly as if every row had been read."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon.store import ChangedMeanwhileError, GuardSettings, IngestOutcome, Store
+from sources.exports import ExportFile
+from sources.model import KNOWN_ROW, Backlink, SnapshotResult, SourceError
+
+SITE = "example.com"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+GUARDS = GuardSettings(confirm_after=2, suspect_below=0.0)
+HEADER = [
+    "Referring page title",
+    "Referring page URL",
+    "Language",
+    "Domain rating",
+    "Target URL",
+    "Anchor",
+    "Nofollow",
+    "UGC",
+    "Sponsored",
+    "Lost status",
+    "First seen",
+    "Last seen",
+    "Lost",
+]
+# Cells of one row, as a tool writes them: (page, target, anchor, dr, nofollow, lost).
+Row = tuple[str, str, str, str, str, str]
+
+
+def day(n: int) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def write(path: Path, rows: list[Row], *, stamp: int = 0, extra: set[int] | None = None) -> Path:
+    """An Ahrefs export; `Last seen` changes with `stamp` (as it does every day), the rows
+    numbered in `extra` get one field too many."""
+    lines: list[list[str]] = [HEADER]
+    for i, (page, target, anchor, dr, nofollow, lost) in enumerate(rows):
+        line = [
+            f"Title {i}",
+            page,
+            "en",
+            dr,
+            target,
+            anchor,
+            nofollow,
+            "false",
+            "false",
+            "lost" if lost else "",
+            "2025-01-01 00:00:00",
+            f"2026-01-{1 + stamp % 28:02d} 00:00:00",
+            "2026-01-20 00:00:00" if lost else "",
+        ]
+        if extra and i in extra:
+            line.append("surplus")
+        lines.append(line)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f, quoting=csv.QUOTE_ALL).writerows(lines)
+    return path
+
+
+def snapshot_of(path: Path, taken_at: datetime) -> SnapshotResult:
+    return ExportFile(path, SITE).snapshot(taken_at)
+
+
+def counted(records: Iterator[Backlink], tally: list[int]) -> Iterator[Backlink]:
+    """The records unchanged; `tally[0]` counts those recognised as seen before."""
+    for rec in records:
+        if rec is KNOWN_ROW:
+            tally[0] += 1
+        yield rec
+
+
+def then(records: Iterator[Backlink], action: Callable[[], object]) -> Iterator[Backlink]:
+    """The records, then `action` run once they are all read (before the write)."""
+    yield from records
+    action()
+
+
+def ingest(
+    store: Store, path: Path, n: int, tally: list[int] | None = None, slow: bool = False
+) -> IngestOutcome:
+    result = snapshot_of(path, day(n))
+    if tally is not None:
+        result.records = counted(result.records, tally)
+    outcome = store.ingest(SITE, "ahrefs", result, GUARDS, day(n) + timedelta(hours=1))
+    if slow:
+        # No row is ever recognised: every one is read in full, as before fingerprints.
+        with store.conn:
+            store.conn.execute("UPDATE sightings SET raw = NULL")
+    return outcome
+
+
+# Columns that say how long an ingest took or how it was read, not what it stored.
+_NOT_COMPARED = {"duration_s", "raw"}
+
+
+def ledger(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored row of every table but the fingerprints and timings."""
+    tables = [
+        name
+        for (name,) in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name NOT IN ('meta', '_sqlite_migrations') ORDER BY name"
+        )
+    ]
+    out = {}
+    for table in tables:
+        cols = [
+            c[1]
+            for c in store.conn.execute(f"PRAGMA table_info({table})")
+            if c[1] not in _NOT_COMPARED
+        ]
+        out[table] = store.conn.execute(
+            f"SELECT {', '.join(cols)} FROM {table} ORDER BY rowid"
+        ).fetchall()
+    return out
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    fast, slow = Store(tmp_path / "fast.db"), Store(tmp_path / "slow.db")
+    for s in (fast, slow):
+        s.ensure_site(SITE, "own")
+    yield fast, slow
+    fast.close()
+    slow.close()
+
+
+# --- examples ------------------------------------------------------------------------------
+
+
+def profile(n: int, anchor: str = "a") -> list[Row]:
+    return [
+        (f"https://ref{i}.net/p{i}", "https://example.com/", anchor, "40", "false", "")
+        for i in range(n)
+    ]
+
+
+def test_rows_listed_again_are_recognised_and_change_nothing(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    fast, slow = stores
+    rows = profile(50)
+    changed = list(rows)
+    changed[3] = (*changed[3][:2], "new anchor", *changed[3][3:])
+    files = [
+        write(tmp_path / "d1.csv", rows, stamp=1),
+        write(tmp_path / "d2.csv", rows, stamp=2),
+        write(tmp_path / "d3.csv", [*changed[1:], profile(51)[50]], stamp=3),
+    ]
+    tallies = []
+    for n, path in enumerate(files, 1):
+        tally = [0]
+        ingest(fast, path, n, tally)
+        ingest(slow, path, n, slow=True)
+        tallies.append(tally[0])
+    # The baseline is read in full; the next day's rows are all known (only `Last seen`
+    # changed); on day 3 a changed anchor and a new link are read.
+    assert tallies == [0, 50, 48]
+    assert ledger(fast) == ledger(slow)
+    assert [e[0] for e in fast.conn.execute("SELECT kind FROM link_events ORDER BY id")] == [
+        "new",
+        "changed",
+        "missing",
+    ]
+
+
+def test_a_row_with_the_same_cells_but_a_field_too_many_is_malformed_again(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    fast, _ = stores
+    rows = profile(10)
+    ingest(fast, write(tmp_path / "d1.csv", rows, stamp=1), 1)
+    tally = [0]
+    out = ingest(fast, write(tmp_path / "d2.csv", rows, stamp=2, extra={4}), 2, tally)
+    assert (out.status, out.malformed, tally[0]) == ("partial", 1, 9)
+
+
+def test_a_rating_out_of_scale_is_noted_every_time_it_is_read(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    fast, _ = stores
+    rows = profile(10)
+    rows[2] = (*rows[2][:3], "150", *rows[2][4:])
+    notes = []
+    for n in (1, 2, 3):
+        tally = [0]
+        out = ingest(fast, write(tmp_path / f"d{n}.csv", rows, stamp=n), n, tally)
+        notes.append((out.note or "", tally[0]))
+    assert all("1 rows: Ahrefs DR outside 0-100, ignored" in note for note, _ in notes)
+    assert [t for _, t in notes] == [0, 9, 9]
+
+
+def test_cells_that_spell_the_same_text_together_are_told_apart(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """Target `…/x` with anchor `a`, then target `…/xa` with no anchor: the cells run
+    together alike, and are two links."""
+    fast, _ = stores
+    rows = profile(5)
+    one = ("https://ref9.net/p", "https://example.com/x", "a", "40", "false", "")
+    two = ("https://ref9.net/p", "https://example.com/xa", "", "40", "false", "")
+    ingest(fast, write(tmp_path / "d1.csv", [*rows, one], stamp=1), 1)
+    tally = [0]
+    out = ingest(fast, write(tmp_path / "d2.csv", [*rows, two], stamp=2), 2, tally)
+    assert (tally[0], out.new, out.missing) == (5, 1, 1)
+
+
+def test_a_row_holding_the_separator_is_not_fingerprinted(tmp_path: Path) -> None:
+    path = write(tmp_path / "d1.csv", profile(1), stamp=1)
+    export = ExportFile(path, SITE)
+    export.close()
+    assert export._fingerprint is not None
+    good = list(csv.reader(path.open(newline="")))[1]
+    assert export._fingerprint(good) is not None
+    bad = [f"{cell}\x1f" if i == 5 else cell for i, cell in enumerate(good)]
+    assert export._fingerprint(bad) is None
+
+
+def test_fingerprints_are_the_same_in_another_process(tmp_path: Path) -> None:
+    """They are stored: one made by another process (the daemon, tomorrow) must match."""
+    path = write(tmp_path / "d1.csv", profile(3), stamp=1)
+    script = (
+        "import sys, csv\n"
+        "from sources.exports import ExportFile\n"
+        f"f = ExportFile(__import__('pathlib').Path({str(path)!r}), 'example.com')\n"
+        "rows = list(csv.reader(open(sys.argv[1], newline='')))[1:]\n"
+        "print([f._fingerprint(r) for r in rows])\n"
+    )
+    here = ExportFile(path, SITE)
+    assert here._fingerprint is not None
+    rows = list(csv.reader(path.open(newline="")))[1:]
+    mine = [here._fingerprint(r) for r in rows]
+    here.close()
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout.strip()
+    assert other == str(mine)
+    assert len(set(mine)) == 3 and None not in mine
+
+
+def test_known_rows_an_older_export_changed_meanwhile_are_read_as_before(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """Day 5 is read while day 4 (another anchor, one link gone) is stored by another
+    process: day 5's rows recognised against day 3's values are still day 3's values."""
+    fast, slow = stores
+    rows = profile(20)
+    other = [(*r[:2], "b", *r[3:]) for r in rows[:10]] + rows[11:]
+    d1 = write(tmp_path / "d1.csv", rows, stamp=1)
+    d3 = write(tmp_path / "d3.csv", rows, stamp=3)
+    d4 = write(tmp_path / "d4.csv", other, stamp=4)
+    d5 = write(tmp_path / "d5.csv", rows, stamp=5)
+    for store in stores:
+        ingest(store, d1, 1)
+        ingest(store, d3, 3)
+    meanwhile = Store(fast.path)
+    try:
+        result = snapshot_of(d5, day(5))
+        tally = [0]
+        result.records = then(counted(result.records, tally), lambda: ingest(meanwhile, d4, 4))
+        out = fast.ingest(SITE, "ahrefs", result, GUARDS, day(5) + timedelta(hours=1))
+    finally:
+        meanwhile.close()
+    ingest(slow, d4, 4, slow=True)
+    ingest(slow, d5, 5, slow=True)
+    assert tally[0] == 20
+    assert (out.status, out.changed, out.restored) == ("complete", 10, 1)
+    assert ledger(fast) == ledger(slow)
+
+
+def test_known_rows_whose_link_was_deleted_meanwhile_store_nothing(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    fast, _ = stores
+    rows = profile(10)
+    ingest(fast, write(tmp_path / "d1.csv", rows[:9], stamp=1), 1)
+    added = ingest(fast, write(tmp_path / "d2.csv", rows, stamp=2), 2)
+    d3 = write(tmp_path / "d3.csv", rows, stamp=3)
+    before = ledger(fast)
+    meanwhile = Store(fast.path)
+    try:
+        result = snapshot_of(d3, day(3))
+        result.records = then(
+            result.records, lambda: meanwhile.delete_snapshot(added.snapshot_id, day(3))
+        )
+        with pytest.raises(ChangedMeanwhileError, match="import it again"):
+            fast.ingest(SITE, "ahrefs", result, GUARDS, day(3) + timedelta(hours=1))
+    finally:
+        meanwhile.close()
+    after = ledger(fast)
+    assert after != before  # the deletion stood
+    assert len(after["snapshots"]) == 1
+    # Read again, the file is read in full: the link deleted with day 2 is new again.
+    again = ingest(fast, d3, 3)
+    assert (again.status, again.new) == ("complete", 1)
+
+
+# --- the property: fingerprints never change what the ledger stores -------------------------
+
+_PAGES = ["https://ref{}.net/p", "http://www.ref{}.net/p", "https://blog.ref{}.net/p"]
+# What each field of a row (link, spelling, target, anchor, dr, nofollow, marked lost) can
+# be; a later day's row is the day before's with one of them changed.
+_FIELDS: list[st.SearchStrategy[Any]] = [
+    st.integers(0, 7),
+    st.sampled_from(range(len(_PAGES))),
+    st.sampled_from(["https://example.com/", "https://example.com/x", "https://other.org/"]),
+    st.sampled_from(["a", "b", ""]),
+    st.sampled_from(["40", "41", "150", ""]),
+    st.sampled_from(["false", "true", "FALSE"]),
+    st.booleans(),
+]
+_ROW = st.tuples(*_FIELDS)
+# One edit of the day before: change field f of row r, drop row r, or add a row.
+_EDIT = st.one_of(
+    st.tuples(st.just("change"), st.integers(0, 11), st.integers(0, len(_FIELDS) - 1), st.data()),
+    st.tuples(st.just("drop"), st.integers(0, 11)),
+    st.tuples(st.just("add"), _ROW),
+)
+
+
+@st.composite
+def timelines(draw: st.DrawFn) -> list[tuple[list[tuple[Any, ...]], set[int]]]:
+    """Days of rows, each mostly the day before's: (rows, rows with a field too many)."""
+    rows = draw(st.lists(_ROW, max_size=10))
+    days = []
+    for _ in range(draw(st.integers(2, 6))):
+        for edit in draw(st.lists(_EDIT, max_size=4)):
+            if edit[0] == "add":
+                rows.append(edit[1])
+            elif rows and edit[0] == "drop":
+                rows.pop(edit[1] % len(rows))
+            elif rows:
+                at, field = edit[1] % len(rows), edit[2]
+                value = edit[3].draw(_FIELDS[field])
+                rows[at] = (*rows[at][:field], value, *rows[at][field + 1 :])
+        days.append((list(rows), draw(st.sets(st.integers(0, 11), max_size=1))))
+    return days
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(days=timelines())
+def test_recognised_rows_store_what_reading_them_would(
+    tmp_path_factory: pytest.TempPathFactory, days: list[tuple[list[Any], set[int]]]
+) -> None:
+    folder = tmp_path_factory.mktemp("timeline")
+    fast, slow = Store(folder / "fast.db"), Store(folder / "slow.db")
+    try:
+        for s in (fast, slow):
+            s.ensure_site(SITE, "own")
+        for n, (cells, extra) in enumerate(days, 1):
+            rows: list[Row] = [
+                (_PAGES[spelling].format(link) + str(link), target, anchor, dr, nofollow,
+                 "lost" if lost else "")
+                for link, spelling, target, anchor, dr, nofollow, lost in cells
+            ]  # fmt: skip
+            path = write(folder / f"d{n}.csv", rows, stamp=n, extra=extra)
+            outcomes = []
+            for store, is_slow in ((fast, False), (slow, True)):
+                try:
+                    out = ingest(store, path, n, slow=is_slow)
+                    outcomes.append((out.status, out.new, out.missing, out.lost, out.changed))
+                except (ValueError, SourceError) as exc:
+                    outcomes.append((type(exc).__name__, str(exc)))
+            assert outcomes[0] == outcomes[1]
+            assert ledger(fast) == ledger(slow)
+    finally:
+        fast.close()
+        slow.close()
+
+
+_EXPORTS = Path(__file__).parent / "fixtures" / "exports"
+
+
+def _fingerprinted(path: Path) -> bool:
+    try:
+        export = ExportFile(path, SITE, digest=False)
+    except SourceError:  # a table of no links
+        return False
+    export.close()
+    return bool(export.fingerprinted)
+
+
+_LINK_EXPORTS = sorted(p.name for p in _EXPORTS.glob("*.csv") if _fingerprinted(p))
+
+
+@pytest.mark.parametrize("name", _LINK_EXPORTS)
+def test_cells_outside_the_fingerprint_never_change_what_a_row_reads_as(name: str) -> None:
+    """Every cell a format's parser reads is covered: rewriting any other cell of any row
+    (with text every kind of cell could mean something by) leaves the row as it read."""
+    export = ExportFile(_EXPORTS / name, SITE)
+    covered = set(export.fingerprinted)
+    parse = export._parse_link
+    rows = [r for r in csv.reader(export._lines.lines, delimiter=export.delimiter) if r]
+    export.close()
+    assert rows and covered
+    checked = 0
+    for row in rows:
+        try:
+            expected: object = parse(row)
+        except (ValueError, IndexError) as exc:
+            expected = type(exc)
+        for i in range(len(row)):
+            if i in covered:
+                continue
+            for junk in ("", "true", "lost", "150", "2020-01-01", "https://other.org/x"):
+                changed = [*row[:i], junk, *row[i + 1 :]]
+                try:
+                    got: object = parse(changed)
+                except (ValueError, IndexError) as exc:
+                    got = type(exc)
+                assert got == expected, (name, i, junk)
+                checked += 1
+    assert checked or covered == set(range(len(rows[0])))  # or every cell is read
