@@ -571,6 +571,7 @@ class ExportFile:
             result.domain_records = self._rows(result, self._parse_domain)
         else:
             result.records = self._link_rows(result)
+            result.fingerprints = self._fingerprint is not None
         return result
 
     def _link_rows(self, result: SnapshotResult) -> Iterator[Backlink]:

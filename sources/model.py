@@ -120,11 +120,12 @@ class SnapshotResult:
     # What the fetch wants told with the snapshot (an API's cost, pages read); stored in
     # the snapshot's note.
     notes: list[str] = field(default_factory=list)
-    # Set by the ledger before reading a complete series' records: the row fingerprints
-    # of the links it lists now, each with `pack_known(link_key, digest)`. A source that
-    # fingerprints its rows (an export) sets `fingerprint` with each record (None for a
-    # row it could not fingerprint), and yields KNOWN_ROW, with its value in `known`, for
-    # a row found here. None: rows are not fingerprinted.
+    # Whether the records can be fingerprinted (an export's link rows). If so, the ledger
+    # sets `known_rows` before reading a complete series' records: the row fingerprints
+    # of the links it lists now, each with `pack_known(link_key, digest)`; the source then
+    # sets `fingerprint` with each record (None for a row it could not fingerprint), and
+    # yields KNOWN_ROW, with its value in `known`, for a row found there.
+    fingerprints: bool = False
     known_rows: Mapping[int, int] | None = None
     fingerprint: int | None = None
     known: int = 0

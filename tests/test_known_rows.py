@@ -435,3 +435,25 @@ def test_cells_outside_the_fingerprint_never_change_what_a_row_reads_as(name: st
                 assert got == expected, (name, i, junk)
                 checked += 1
     assert checked or covered == set(range(len(rows[0])))  # or every cell is read
+
+
+def test_records_no_source_fingerprints_are_never_looked_up(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """An API's records are not rows: the series' fingerprints are not even read."""
+    fast, _ = stores
+    ingest(fast, write(tmp_path / "d1.csv", profile(3), stamp=1), 1)
+    statements: list[str] = []
+    fast.conn.set_trace_callback(statements.append)
+    try:
+        links = [
+            Backlink(f"https://ref{i}.net/p{i}", "https://example.com/", "a") for i in range(3)
+        ]
+        result = SnapshotResult(taken_at=day(2), records=iter(links), format="ahrefs")
+        fast.ingest(SITE, "ahrefs", result, GUARDS, day(2) + timedelta(hours=1))
+        export = snapshot_of(write(tmp_path / "d3.csv", profile(3), stamp=3), day(3))
+        fast.ingest(SITE, "ahrefs", export, GUARDS, day(3) + timedelta(hours=1))
+    finally:
+        fast.conn.set_trace_callback(None)
+    reads = [s for s in statements if s.lstrip().startswith("SELECT raw, link_key")]
+    assert len(reads) == 1  # the export's

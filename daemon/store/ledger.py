@@ -958,7 +958,7 @@ def _ask_known_rows(
     conn: sqlite3.Connection, result: SnapshotResult, coverage: str, series_id: int | None
 ) -> None:
     """Have a complete series' rows fingerprinted, and those it lists now recognised."""
-    if coverage != COMPLETE or result.sample:
+    if coverage != COMPLETE or result.sample or not result.fingerprints:
         return
     known: dict[int, int] = {}
     if series_id is not None:
