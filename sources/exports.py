@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TypeVar
 
 from daemon.textsafe import shown_path
-from sources.fingerprint import RowFingerprint, row_fingerprint, stable_repr
+from sources.fingerprint import RowFingerprint, note_code, row_fingerprint, stable_repr
 from sources.formats import (
     FORMATS,
     Detection,
@@ -458,7 +458,7 @@ class ExportFile:
         width = len(cells)
         self._issues = RowIssues()
         self._metric = columns.rating_metric if columns is not None else None
-        self._fingerprint: RowFingerprint | None = None
+        self._fingerprint_spec: tuple[str, int, list[tuple[int, str]]] | None = None
         self.fingerprinted: tuple[int, ...] = ()
         if isinstance(columns, ColumnMap):
             self._parse_link, read = build_row_parser(
@@ -467,7 +467,7 @@ class ExportFile:
             # The cells a row's fingerprint covers: every one its parser reads.
             self.fingerprinted = read
             names = {i: name for name, i in self._row_header.items()}
-            self._fingerprint = row_fingerprint(
+            self._fingerprint_spec = (
                 f"{self.format.kind}:{stable_repr(columns)}",
                 width,
                 [(i, names.get(i, "")) for i in read],
@@ -571,13 +571,20 @@ class ExportFile:
             result.domain_records = self._rows(result, self._parse_domain)
         else:
             result.records = self._link_rows(result)
-            result.fingerprints = self._fingerprint is not None
+            result.fingerprints = self._fingerprint_spec is not None
         return result
+
+    def row_fingerprint(self, secret: bytes = b"") -> RowFingerprint | None:
+        """How this file's link rows are fingerprinted under a database's `secret`; None
+        for a file of no link rows."""
+        if self._fingerprint_spec is None:
+            return None
+        return row_fingerprint(*self._fingerprint_spec, secret)
 
     def _link_rows(self, result: SnapshotResult) -> Iterator[Backlink]:
         """The file's links; with `result.known_rows` set, fingerprinted (SnapshotResult)."""
         known = result.known_rows
-        fingerprint = self._fingerprint
+        fingerprint = self.row_fingerprint(result.fingerprint_secret)
         if known is None or fingerprint is None:
             yield from self._rows(result, self._parse_link)
             return
@@ -819,3 +826,7 @@ def open_export_files(path: Path, site: str, format_kind: str | None = None) -> 
         export.close()
         raise
     return [export]
+
+
+# Fingerprints are salted with this code as it runs (sources/fingerprint.py).
+note_code(__file__)

@@ -127,6 +127,8 @@ class SnapshotResult:
     # yields KNOWN_ROW, with its value in `known`, for a row found there.
     fingerprints: bool = False
     known_rows: Mapping[int, int] | None = None
+    # The database's own secret the fingerprints are keyed with.
+    fingerprint_secret: bytes = b""
     fingerprint: int | None = None
     known: int = 0
 

@@ -7,6 +7,8 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from sources.fingerprint import note_code
+
 if TYPE_CHECKING:
     import tldextract
 
@@ -185,3 +187,7 @@ def _registrable_plain(host: str) -> str:
 def host_name(host: str) -> str:
     """A host without its port."""
     return host.rsplit(":", 1)[0] if ":" in host and not host.endswith("]") else host
+
+
+# Fingerprints are salted with this code as it runs (sources/fingerprint.py).
+note_code(__file__)

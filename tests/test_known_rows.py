@@ -4,6 +4,8 @@ read again, and the ledger ends up exactly as if every row had been read."""
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -225,11 +227,12 @@ def test_a_row_holding_the_separator_is_not_fingerprinted(tmp_path: Path) -> Non
     path = write(tmp_path / "d1.csv", profile(1), stamp=1)
     export = ExportFile(path, SITE)
     export.close()
-    assert export._fingerprint is not None
+    fingerprint = export.row_fingerprint()
+    assert fingerprint is not None
     good = list(csv.reader(path.open(newline="")))[1]
-    assert export._fingerprint(good) is not None
+    assert fingerprint(good) is not None
     bad = [f"{cell}\x1f" if i == 5 else cell for i, cell in enumerate(good)]
-    assert export._fingerprint(bad) is None
+    assert fingerprint(bad) is None
 
 
 def test_fingerprints_are_the_same_in_another_process(tmp_path: Path) -> None:
@@ -240,12 +243,13 @@ def test_fingerprints_are_the_same_in_another_process(tmp_path: Path) -> None:
         "from sources.exports import ExportFile\n"
         f"f = ExportFile(__import__('pathlib').Path({str(path)!r}), 'example.com')\n"
         "rows = list(csv.reader(open(sys.argv[1], newline='')))[1:]\n"
-        "print([f._fingerprint(r) for r in rows])\n"
+        "print([f.row_fingerprint(b'db')(r) for r in rows])\n"
     )
     here = ExportFile(path, SITE)
-    assert here._fingerprint is not None
+    fingerprint = here.row_fingerprint(b"db")
+    assert fingerprint is not None
     rows = list(csv.reader(path.open(newline="")))[1:]
-    mine = [here._fingerprint(r) for r in rows]
+    mine = [fingerprint(r) for r in rows]
     here.close()
     other = subprocess.run(
         [sys.executable, "-c", script, str(path)],
@@ -457,3 +461,103 @@ def test_records_no_source_fingerprints_are_never_looked_up(
         fast.conn.set_trace_callback(None)
     reads = [s for s in statements if s.lstrip().startswith("SELECT raw, link_key")]
     assert len(reads) == 1  # the export's
+
+
+# --- upgrades, and rows set aside ----------------------------------------------------------
+
+
+def test_a_database_from_before_fingerprints_recognises_rows_after_one_import(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    """Sightings stored before fingerprints (or under other code) get the fingerprint of
+    the row that lists them at the next import, whether or not their values change."""
+    fast, _ = stores
+    rows = profile(30)
+    ingest(fast, write(tmp_path / "d1.csv", rows, stamp=1), 1, slow=True)  # no fingerprints
+    tallies = []
+    for n in (2, 3, 4):
+        tally = [0]
+        ingest(fast, write(tmp_path / f"d{n}.csv", rows, stamp=n), n, tally)
+        tallies.append(tally[0])
+    assert tallies == [0, 30, 30]
+
+
+def test_every_database_keys_its_fingerprints_with_its_own_secret(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    path = write(tmp_path / "d1.csv", profile(3), stamp=1)
+    raws = []
+    for store in stores:
+        ingest(store, path, 1)
+        raws.append({r for (r,) in store.conn.execute("SELECT raw FROM sightings")})
+    assert len(raws[0]) == 3 and None not in raws[0]
+    assert not raws[0] & raws[1]
+
+
+def test_the_salt_is_the_code_imported_not_the_code_on_disk_later(tmp_path: Path) -> None:
+    """A daemon running while linkwatch is upgraded in place parses with the code it
+    imported: its fingerprints must not claim the new code's salt."""
+    repo = Path(__file__).parent.parent
+    for package in ("sources", "daemon"):
+        shutil.copytree(repo / package, tmp_path / package)
+    salt = "from sources.fingerprint import code_salt; print(code_salt().hex())"
+    upgrade_then_salt = (
+        "import sources.exports, daemon.store.ledger\n"
+        "from pathlib import Path\n"
+        "p = Path('sources/urls.py'); p.write_text(p.read_text() + '\\n# upgraded\\n')\n" + salt
+    )
+
+    def run(script: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+        ).stdout.strip()
+
+    before = run(salt)
+    assert run(upgrade_then_salt) == before
+    assert run(salt) != before  # the next process runs the new code
+
+
+_OFF = [(f"https://off{i}.net/p", "https://other.net/", "a", "40", "false", "") for i in range(5)]
+
+
+def _stored_by_an_older_version(
+    store: Store, path: Path, n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a linkwatch from before rows pointing elsewhere were set aside stored them."""
+    with monkeypatch.context() as m:
+        m.setattr("daemon.store.ledger._stored_keys", lambda conn, site, keys: set(keys))
+        ingest(store, path, n, slow=True)
+
+
+def _outcome(store: Store, path: Path, n: int, slow: bool) -> object:
+    try:
+        out = ingest(store, path, n, slow=slow)
+    except SourceError as exc:
+        return type(exc).__name__
+    return (out.status, out.new, out.missing, out.changed)
+
+
+def test_rows_set_aside_are_never_recognised(
+    stores: tuple[Store, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Known links of another site's targets are followed, but whether a file is another
+    site's export, and which of a key's rows counts, is decided as when every row is read."""
+    b = [(*r[:2], "b", *r[3:]) for r in _OFF]
+    c = (*_OFF[0][:2], "c", *_OFF[0][3:])
+    d1 = write(tmp_path / "d1.csv", profile(5) + _OFF, stamp=1)
+    d2 = write(tmp_path / "d2.csv", profile(5) + b, stamp=2)
+    d3 = write(tmp_path / "d3.csv", [*profile(5), c, *b], stamp=3)  # one key listed twice
+    d4 = write(tmp_path / "d4.csv", b, stamp=4)  # other.net's links only
+    got = []
+    for store, slow in zip(stores, (False, True), strict=True):
+        _stored_by_an_older_version(store, d1, 1, monkeypatch)
+        got.append([_outcome(store, d, n, slow) for n, d in ((2, d2), (3, d3), (4, d4))])
+    assert got[0] == got[1]
+    assert got[0][1][3] == 1  # the first row of the key, "c", is a change
+    assert got[0][2] == "OtherSiteError"
+    assert ledger(stores[0]) == ledger(stores[1])

@@ -17,6 +17,7 @@ from daemon.store import dialect
 from daemon.store.dialect import JSON_EACH, ROWID, epoch_to_iso, greatest, indexed_by, temp
 from daemon.store.schema import OF_LINK_SERIES
 from daemon.timefmt import from_db, to_db
+from sources.fingerprint import note_code
 from sources.model import KNOWN_ROW, SnapshotResult, SourceError, pack_known, unpack_known
 from sources.urls import (
     host_name,
@@ -381,7 +382,8 @@ def _stage_rows(
             result.fingerprint,
         )
         if off:
-            aside.append((off, key, row, None))
+            # Never fingerprinted: whether it is staged depends on the links stored.
+            aside.append((off, key, (*row[:-1], None), None))
             continue
         read += 1
         batch.append(row)
@@ -960,6 +962,8 @@ def _ask_known_rows(
     """Have a complete series' rows fingerprinted, and those it lists now recognised."""
     if coverage != COMPLETE or result.sample or not result.fingerprints:
         return
+    secret = conn.execute("SELECT value FROM meta WHERE key = 'row_fingerprint_secret'").fetchone()
+    result.fingerprint_secret = bytes.fromhex(secret[0]) if secret is not None else b""
     known: dict[int, int] = {}
     if series_id is not None:
         rows = conn.execute(
@@ -1326,6 +1330,18 @@ def _complete_sightings(step: Step) -> None:
     x = step.conn.execute
     p = step.params
     _listing_delta(step)
+    # Open sightings whose fingerprint is missing or stale (made before m010, or by other
+    # code, columns or format) take the fingerprint of the row that lists them now.
+    x(
+        f"""UPDATE sightings SET raw = (
+            SELECT s.raw FROM staging s WHERE s.link_key = sightings.link_key)
+        WHERE id IN (
+            SELECT o.id FROM staging s, sightings o {indexed_by("sightings_open")}
+            WHERE s.raw IS NOT NULL AND o.series_id = :series AND o.link_key = s.link_key
+              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest
+              AND o.raw IS NOT s.raw)""",
+        p,
+    )
     if _empty(step, "delta"):
         # The series lists every link as it did last time: nothing to add, restore or note.
         x(f"DROP TABLE {temp('delta')}")
@@ -1763,3 +1779,7 @@ def _domain_sightings(step: Step) -> None:
             p,
         ).rowcount,
     )
+
+
+# Fingerprints are salted with this code as it runs (sources/fingerprint.py).
+note_code(__file__)

@@ -601,7 +601,14 @@ def m010_row_fingerprints(db: Database) -> None:
     """A sighting keeps the fingerprint of the export row it came from: a row listed again
     with the same cells is recognised before it is parsed (docs/exports.md, "Rows seen
     before"). The open sightings' index covers it, so a series' fingerprints are read from
-    the index alone."""
+    the index alone. Fingerprints are keyed with a secret of the database's own: no one
+    who writes a linking page can make two rows that collide."""
+    import secrets
+
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('row_fingerprint_secret', ?)",
+        [secrets.token_hex(16)],
+    )
     db.executescript(
         """
         ALTER TABLE sightings ADD COLUMN raw INTEGER;

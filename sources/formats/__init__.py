@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
+from sources.fingerprint import note_code
 from sources.formats.ahrefs import AHREFS, AHREFS_BROKEN, AHREFS_DOMAINS
 from sources.formats.base import Detection, ExportFormat, Recognised, Variant, normalize_header
 from sources.formats.bing import BING, BING_ANCHORS, BING_DOMAINS
@@ -81,3 +83,6 @@ __all__ = [
     "known_formats",
     "normalize_header",
 ]
+
+# Fingerprints are salted with these formats as they run (sources/fingerprint.py).
+note_code(*sorted(Path(__file__).parent.glob("*.py")))
