@@ -145,12 +145,16 @@ STAGING = (
         rating_metric TEXT, toxicity REAL, raw INTEGER
     )""",
     "CREATE TEMP TABLE staging_lost (link_key INTEGER NOT NULL, reason TEXT)",
+    # The rows read in full that have a fingerprint: it goes to their open sighting if that
+    # has the same values under another fingerprint, or none (docs/exports.md).
+    "CREATE TEMP TABLE staging_read (link_key INTEGER NOT NULL, digest INTEGER, raw INTEGER)",
 )
 _STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # A row recognised by its fingerprint (sources/fingerprint.py) is staged with its link key
 # and digest only: no other row has no target (a page-only sample row's is '').
 _KNOWN = "s.url_to IS NULL"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
+_STAGE_READ = "INSERT INTO staging_read VALUES (?,?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
 # table at random positions. Duplicate keys are rare; a key listed twice keeps its first row.
 INDEX_AND_DEDUPE = (
@@ -177,7 +181,13 @@ DOMAIN_INDEX_AND_DEDUPE = (
 )
 DROP_STAGING = tuple(
     f"DROP TABLE IF EXISTS {temp(name)}"
-    for name in ("staging", "staging_lost", "staging_domains", "staging_domains_lost")
+    for name in (
+        "staging",
+        "staging_lost",
+        "staging_read",
+        "staging_domains",
+        "staging_domains_lost",
+    )
 )
 
 
@@ -284,6 +294,7 @@ def _stage_rows(
     report = result.report
     batch: list[tuple[object, ...]] = []
     lost_batch: list[tuple[int, str | None]] = []
+    read_batch: list[tuple[int, int, int]] = []
     # Whether any target is on the site (or a subdomain); until one is, the registrable
     # domains the targets are on (OtherSiteError). Rows without a target say nothing.
     home = normalize_domain(site) or site
@@ -387,9 +398,13 @@ def _stage_rows(
             continue
         read += 1
         batch.append(row)
+        if result.fingerprint is not None:
+            read_batch.append((key, row[11], result.fingerprint))
         if len(batch) >= _BATCH:
             conn.executemany(_STAGE_ROW, batch)
             batch.clear()
+            conn.executemany(_STAGE_READ, read_batch)
+            read_batch.clear()
     if not on_site and elsewhere:
         about = max(elsewhere, key=lambda d: elsewhere[d])
         raise OtherSiteError(
@@ -403,6 +418,8 @@ def _stage_rows(
         conn.executemany(_STAGE_ROW, batch)
     if lost_batch:
         conn.executemany(_STAGE_LOST, lost_batch)
+    if read_batch:
+        conn.executemany(_STAGE_READ, read_batch)
     for statement in INDEX_AND_DEDUPE:
         conn.execute(statement)
     return (*staged_counts(conn), read)
@@ -1332,14 +1349,15 @@ def _complete_sightings(step: Step) -> None:
     _listing_delta(step)
     # Open sightings whose fingerprint is missing or stale (made before m010, or by other
     # code, columns or format) take the fingerprint of the row that lists them now.
+    # Driven by the rows read in full, few but after an upgrade: the ones recognised have
+    # their fingerprint already.
     x(
-        f"""UPDATE sightings SET raw = (
-            SELECT s.raw FROM staging s WHERE s.link_key = sightings.link_key)
-        WHERE id IN (
-            SELECT o.id FROM staging s, sightings o {indexed_by("sightings_open")}
-            WHERE s.raw IS NOT NULL AND o.series_id = :series AND o.link_key = s.link_key
-              AND o.ended_snapshot_id IS NULL AND o.digest = s.digest
-              AND o.raw IS NOT s.raw)""",
+        f"""UPDATE sightings SET raw = r.raw FROM staging_read r
+        WHERE sightings.id = (
+            SELECT o.id FROM sightings o {indexed_by("sightings_open")}
+            WHERE o.series_id = :series AND o.link_key = r.link_key
+              AND o.ended_snapshot_id IS NULL AND o.digest = r.digest)
+          AND sightings.raw IS NOT r.raw""",
         p,
     )
     if _empty(step, "delta"):

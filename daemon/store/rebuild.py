@@ -97,6 +97,7 @@ def delete_snapshot(
 _TEMP = (
     "staging",
     "staging_lost",
+    "staging_read",
     "staging_domains",
     "staging_domains_lost",
     "old_links",
