@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from daemon.store import ChangedMeanwhileError, GuardSettings, IngestOutcome, Store
 from sources.exports import ExportFile
+from sources.fingerprint import row_fingerprint
 from sources.model import KNOWN_ROW, Backlink, SnapshotResult, SourceError
 
 SITE = "example.com"
@@ -561,3 +562,67 @@ def test_rows_set_aside_are_never_recognised(
     assert got[0][1][3] == 1  # the first row of the key, "c", is a change
     assert got[0][2] == "OtherSiteError"
     assert ledger(stores[0]) == ledger(stores[1])
+
+
+# --- the fingerprint itself ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("covered", [(0,), (0, 2), (0, 1, 3)])
+def test_a_fingerprint_changes_with_every_cell_it_covers_and_no_other(
+    covered: tuple[int, ...],
+) -> None:
+    fingerprint = row_fingerprint("kind", 4, [(i, f"col {i}") for i in covered])
+    row = ["a", "b", "c", "d"]
+    base = fingerprint(row)
+    assert base is not None
+    for i in range(4):
+        changed = fingerprint([*row[:i], row[i] + "x", *row[i + 1 :]])
+        assert (changed != base) == (i in covered), i
+    # Cells moved from one covered column to the next are another row.
+    if len(covered) > 1:
+        a, b = covered[:2]
+        moved = list(row)
+        moved[a], moved[b] = row[a] + row[b], ""
+        assert fingerprint(moved) != base
+    assert fingerprint(row[:3]) is None  # a field short: read in full, to be reported
+
+
+def test_a_fingerprint_is_keyed_by_format_columns_secret_and_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    row = ["a", "b", "c"]
+    cols = [(0, "from"), (1, "to")]
+    base = row_fingerprint("ahrefs", 3, cols)(row)
+    others = [
+        row_fingerprint("semrush", 3, cols)(row),
+        row_fingerprint("ahrefs", 3, [(0, "from"), (1, "target")])(row),
+        row_fingerprint("ahrefs", 3, cols, b"another database")(row),
+    ]
+    monkeypatch.setattr("sources.fingerprint.code_salt", lambda: b"other code" * 3)
+    others.append(row_fingerprint("ahrefs", 3, cols)(row))
+    assert base is not None and base not in others and len(set(others)) == 4
+
+
+def test_samples_are_read_in_full_and_never_fingerprinted(
+    stores: tuple[Store, Store], tmp_path: Path
+) -> None:
+    fast, _ = stores
+    ingest(fast, write(tmp_path / "d1.csv", profile(3), stamp=1), 1)
+    sample = _EXPORTS / "gsc_latest_links.csv"
+    tally = [0]
+    result = ExportFile(sample, SITE).snapshot(day(2))
+    assert result.sample and result.fingerprints
+    result.records = counted(result.records, tally)
+    out = fast.ingest(SITE, "gsc", result, GUARDS, day(2) + timedelta(hours=1))
+    assert (out.status, out.malformed, tally[0]) == ("baseline", 0, 0) and out.seen > 0
+    assert fast.conn.execute(
+        "SELECT count(*) FROM sightings s JOIN series r ON r.id = s.series_id"
+        " WHERE r.source = 'gsc' AND s.raw IS NOT NULL"
+    ).fetchone() == (0,)
+
+
+def test_any_text_a_cell_can_hold_has_a_fingerprint() -> None:
+    fingerprint = row_fingerprint("kind", 2, [(0, "a"), (1, "b")])
+    for cell in ("\ud800", "é", "\x00", "😀", ""):
+        assert fingerprint([cell, "x"]) is not None
+    assert fingerprint(["\ud800", "x"]) != fingerprint(["\udc00", "x"])
