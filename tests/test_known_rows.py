@@ -626,3 +626,17 @@ def test_any_text_a_cell_can_hold_has_a_fingerprint() -> None:
     for cell in ("\ud800", "é", "\x00", "😀", ""):
         assert fingerprint([cell, "x"]) is not None
     assert fingerprint(["\ud800", "x"]) != fingerprint(["\udc00", "x"])
+
+
+def test_a_format_is_described_alike_in_every_process() -> None:
+    """No address of a function (a toxicity scale) in what keys the fingerprints."""
+    from sources.fingerprint import stable_repr
+    from sources.formats import FORMATS
+    from sources.formats.base import ColumnMap
+
+    maps = [v.columns for f in FORMATS.values() for v in f.variants]
+    scaled = [m for m in maps if isinstance(m, ColumnMap) and m.toxicity_scale is not None]
+    assert scaled
+    for m in maps:
+        assert " at 0x" not in stable_repr(m)
+    assert all(m.toxicity_scale.__qualname__ in stable_repr(m) for m in scaled)  # type: ignore[union-attr]
