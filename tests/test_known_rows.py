@@ -308,7 +308,11 @@ def test_known_rows_whose_link_was_deleted_meanwhile_store_nothing(
         result.records = then(
             result.records, lambda: meanwhile.delete_snapshot(added.snapshot_id, day(3))
         )
-        with pytest.raises(ChangedMeanwhileError, match="import it again"):
+        with pytest.raises(
+            ChangedMeanwhileError,
+            match=r"^the links this file lists were changed by another process while it was"
+            r" read \(a snapshot deleted meanwhile\); nothing was stored: import it again$",
+        ):
             fast.ingest(SITE, "ahrefs", result, GUARDS, day(3) + timedelta(hours=1))
     finally:
         meanwhile.close()

@@ -906,7 +906,7 @@ def ingest(
         if series_id is None or not is_duplicate(
             conn, series_id, result.digest, taken, result.origin
         ):
-            _ask_known_rows(conn, result, coverage, series_id)
+            _ask_known_rows(conn, result, series_id)
             seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             staged = True
         conn.execute("COMMIT")
@@ -935,7 +935,7 @@ def ingest(
         else:
             if not staged:
                 # The snapshot it duplicated was deleted meanwhile: read it after all.
-                _ask_known_rows(conn, result, coverage, series.id)
+                _ask_known_rows(conn, result, series.id)
                 seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
             judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
             status, note = judge(conn, series, judged, prev, guards)
@@ -974,13 +974,16 @@ def ingest(
 
 
 def _ask_known_rows(
-    conn: sqlite3.Connection, result: SnapshotResult, coverage: str, series_id: int | None
+    conn: sqlite3.Connection, result: SnapshotResult, series_id: int | None
 ) -> None:
     """Have a complete series' rows fingerprinted, and those it lists now recognised."""
-    if coverage != COMPLETE or result.sample or not result.fingerprints:
+    # A sample's rows (and a domain-level export's) are never fingerprinted.
+    if result.sample or not result.fingerprints:
         return
-    secret = conn.execute("SELECT value FROM meta WHERE key = 'row_fingerprint_secret'").fetchone()
-    result.fingerprint_secret = bytes.fromhex(secret[0]) if secret is not None else b""
+    (secret,) = conn.execute(
+        "SELECT value FROM meta WHERE key = 'row_fingerprint_secret'"
+    ).fetchone()  # written by migration m010
+    result.fingerprint_secret = bytes.fromhex(secret)
     known: dict[int, int] = {}
     if series_id is not None:
         rows = conn.execute(
