@@ -644,3 +644,18 @@ def test_a_format_is_described_alike_in_every_process() -> None:
     for m in maps:
         assert " at 0x" not in stable_repr(m)
     assert all(m.toxicity_scale.__qualname__ in stable_repr(m) for m in scaled)  # type: ignore[union-attr]
+
+
+def test_column_maps_that_read_rows_differently_are_described_differently() -> None:
+    from sources.fingerprint import stable_repr
+    from sources.formats.base import ColumnMap
+
+    plain = ColumnMap(url_from=("page",), url_to=("target",))
+    others = [
+        ColumnMap(url_from=("page",), url_to=("target",), add_scheme=True),
+        ColumnMap(url_from=("page",), url_to=("target",), flags_nonempty_true=True),
+        ColumnMap(url_from=("page",), url_to=("target",), rating_metric="Moz DA"),
+        ColumnMap(url_from=("page", "source"), url_to=("target",)),
+    ]
+    described = {stable_repr(m) for m in [plain, *others]}
+    assert len(described) == 5
