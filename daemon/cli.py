@@ -367,6 +367,7 @@ def import_(
     """Import backlink export files as snapshots of a site."""
     from daemon.progress import Progress
     from daemon.service import describe
+    from daemon.store import ChangedMeanwhileError
 
     at = taken_at
     if at is not None and len(files) > 1:
@@ -405,6 +406,9 @@ def import_(
                 )
         except FormatError as exc:
             _fail(f"{exc}\nnothing was stored", EXIT_USAGE)
+        except ChangedMeanwhileError as exc:
+            # Not the file's fault nor the command's: the same command will work.
+            _fail(str(exc), EXIT_RUNTIME)
         except (SourceError, ValueError) as exc:
             _fail(str(exc), EXIT_USAGE)
         exports = {f.origin: f for f in opened}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from daemon.cli import main
@@ -289,3 +292,44 @@ def test_rule_files_that_used_to_crash_are_refused_by_name(tmp_path: Path) -> No
     assert code == 2, out
     assert "table-kind.toml: kind: expected one of" in out
     assert "huge-window.toml: window:" in out and "long-window.toml: window:" in out
+
+
+def test_an_import_overtaken_by_a_delete_exits_1_and_a_second_try_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process deletes the snapshot that made the file's rows known while the file
+    is read: nothing is stored, exit 1 (not a usage error), and the same command works."""
+    import daemon.store.ledger as ledger
+
+    settings = write_settings(tmp_path)
+    db = load_settings(settings).storage.path
+    first = [*LINKS[:9]]
+    day1 = write_ahrefs(tmp_path / "example.com_2026-01-01.csv", first)
+    day2 = write_ahrefs(tmp_path / "example.com_2026-01-02.csv", LINKS)
+    day3 = write_ahrefs(tmp_path / "example.com_2026-01-03.csv", LINKS)
+    for day in (day1, day2):
+        assert _run(settings, "import", "--site", "example.com", str(day))[0] == 0
+    store = Store(db)
+    (added,) = store.conn.execute("SELECT max(id) FROM snapshots").fetchone()
+    store.close()
+    staged = ledger._stage_any
+
+    def stage_then_delete(*args: Any, **kwargs: Any) -> tuple[int, int, int]:
+        counts = staged(*args, **kwargs)
+        other = Store(db)
+        try:
+            other.delete_snapshot(added, datetime.now(UTC))
+        finally:
+            other.close()
+        return counts
+
+    monkeypatch.setattr(ledger, "_stage_any", stage_then_delete)
+    code, out = _run(settings, "import", "--site", "example.com", str(day3))
+    assert code == 1
+    assert "changed by another process" in out and "import it again" in out
+    assert "Traceback" not in out
+    monkeypatch.undo()
+    code, out = _run(settings, "import", "--site", "example.com", str(day3))
+    assert code == 0, out
+    [row] = _status(settings)
+    assert row["live_links"] == 10
