@@ -21,25 +21,12 @@ from daemon.store import ChangedMeanwhileError, GuardSettings, IngestOutcome, St
 from sources.exports import ExportFile
 from sources.fingerprint import row_fingerprint
 from sources.model import KNOWN_ROW, Backlink, SnapshotResult, SourceError
+from tests.helpers import AHREFS_HEADER
 
 SITE = "example.com"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GUARDS = GuardSettings(confirm_after=2, suspect_below=0.0)
-HEADER = [
-    "Referring page title",
-    "Referring page URL",
-    "Language",
-    "Domain rating",
-    "Target URL",
-    "Anchor",
-    "Nofollow",
-    "UGC",
-    "Sponsored",
-    "Lost status",
-    "First seen",
-    "Last seen",
-    "Lost",
-]
+HEADER = AHREFS_HEADER
 # Cells of one row, as a tool writes them: (page, target, anchor, dr, nofollow, lost).
 Row = tuple[str, str, str, str, str, str]
 
