@@ -152,7 +152,7 @@ STAGING = (
 _STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # A row recognised by its fingerprint (sources/fingerprint.py) is staged with its link key
 # and digest only: no other row has no target (a page-only sample row's is '').
-_KNOWN = "s.url_to IS NULL"
+_KNOWN = "{}.url_to IS NULL"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 _STAGE_READ = "INSERT INTO staging_read VALUES (?,?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
@@ -1410,7 +1410,7 @@ def _read_known_rows(step: Step) -> None:
     gone (docs/exports.md, "Rows seen before")."""
     x = step.conn.execute
     known_in_delta = f"""SELECT 1 FROM delta d JOIN staging s ON s.{ROWID} = d.srow
-        WHERE {_KNOWN}"""
+        WHERE {_KNOWN.format("s")}"""
     if x(f"{known_in_delta} LIMIT 1").fetchone() is None:
         return
     x(
@@ -1420,7 +1420,7 @@ def _read_known_rows(step: Step) -> None:
                domain_rating = o.domain_rating, first_seen = o.first_seen,
                rating_metric = o.rating_metric, toxicity = o.toxicity, raw = o.raw
         FROM links l, sightings o
-        WHERE staging.url_to IS NULL AND staging.{ROWID} IN (SELECT srow FROM delta)
+        WHERE {_KNOWN.format("staging")} AND staging.{ROWID} IN (SELECT srow FROM delta)
           AND l.site_id = :site AND l.link_key = staging.link_key
           AND o.id = (SELECT max(g.id) FROM sightings g
                       WHERE g.site_id = :site AND g.link_key = staging.link_key
