@@ -131,6 +131,9 @@ class SnapshotResult:
     fingerprint_secret: bytes = b""
     fingerprint: int | None = None
     known: int = 0
+    # How many KNOWN_ROWs the ledger staged (set by the ledger): with none, nothing
+    # recognised can have been changed meanwhile.
+    recognised: int = 0
 
     def close(self) -> None:
         """Release the source of the records without reading them."""

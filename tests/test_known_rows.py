@@ -455,6 +455,26 @@ def test_records_no_source_fingerprints_are_never_looked_up(
     assert len(reads) == 1  # the export's
 
 
+def test_rows_read_in_full_are_never_read_back(stores: tuple[Store, Store], tmp_path: Path) -> None:
+    """Only rows recognised as seen before can need reading back: a first export's, or
+    changed ones', are not looked for (the check would scan every row they add)."""
+    fast, _ = stores
+    statements: list[str] = []
+    fast.conn.set_trace_callback(statements.append)
+    try:
+        ingest(fast, write(tmp_path / "d1.csv", profile(3), stamp=1), 1)
+        ingest(fast, write(tmp_path / "d2.csv", profile(4, "b"), stamp=2), 2)
+        checks = sum("url_to IS NULL" in s for s in statements)
+        assert checks == 0
+        # Two rows seen before and a new one: the read-back is looked for, once.
+        ingest(
+            fast, write(tmp_path / "d3.csv", profile(5, "b")[:2] + profile(6, "b")[5:], stamp=3), 3
+        )
+    finally:
+        fast.conn.set_trace_callback(None)
+    assert sum("url_to IS NULL" in s for s in statements) == 1
+
+
 # --- upgrades, and rows set aside ----------------------------------------------------------
 
 

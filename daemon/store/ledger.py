@@ -318,6 +318,7 @@ def _stage_rows(
             key, digest = unpack_known(result.known)
             on_site = True
             read += 1
+            result.recognised += 1
             batch.append((key, *_NOT_READ, digest, None, None, None))
             if len(batch) >= _BATCH:
                 conn.executemany(_STAGE_ROW, batch)
@@ -757,6 +758,8 @@ class Step:
     baseline: bool
     dated: bool
     guards: GuardSettings
+    # Rows staged as seen before (KNOWN_ROW): with none, none needs reading back.
+    recognised: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -944,7 +947,9 @@ def ingest(
             conn, series, result, taken, status, seen, listed, note, fetch_note, guards, now
         )
         if status in ACCEPTED:
-            counts = apply_snapshot(conn, series, snapshot_id, taken, prev, status, guards)
+            counts = apply_snapshot(
+                conn, series, snapshot_id, taken, prev, status, guards, result.recognised
+            )
         record_counts(conn, snapshot_id, counts, time.monotonic() - started)
         _drop_staging(conn)
         conn.execute("COMMIT")
@@ -1022,8 +1027,10 @@ def apply_snapshot(
     prev: Previous | None,
     status: str,
     guards: GuardSettings,
+    recognised: int,
 ) -> dict[str, int]:
-    """Apply an accepted, staged snapshot to the ledger; its counts by event kind."""
+    """Apply an accepted, staged snapshot to the ledger (`recognised` of its rows staged as
+    seen before); its counts by event kind."""
     at, had_history = effective_time(conn, series.site_id, taken, snapshot_id)
     step = Step(
         conn,
@@ -1036,6 +1043,7 @@ def apply_snapshot(
         baseline=status == "baseline",
         dated=had_history,
         guards=guards,
+        recognised=recognised,
     )
     return _apply(step)
 
@@ -1408,6 +1416,9 @@ def _read_known_rows(step: Step) -> None:
     the series after they were recognised) take their values back from the sighting
     that had them and their URLs from their link; ChangedMeanwhileError when either is
     gone (docs/exports.md, "Rows seen before")."""
+    if not step.recognised:
+        # A first export, or one read in full: checking would scan every row it adds.
+        return
     x = step.conn.execute
     known_in_delta = f"""SELECT 1 FROM delta d JOIN staging s ON s.{ROWID} = d.srow
         WHERE {_KNOWN.format("s")}"""

@@ -354,6 +354,7 @@ def _reapply(
         prev,
         str(status),
         GuardSettings() if guards is None else GuardSettings.from_json(str(guards)),
+        recognised=0,  # restaged in full from the sightings
     )
     record_counts(conn, int(snapshot_id), counts, None)
 
