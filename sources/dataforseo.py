@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -45,6 +45,9 @@ from sources.api import (
     scaled,
 )
 from sources.model import Backlink
+
+if TYPE_CHECKING:
+    from sources.dataforseo_shape import LiveItem
 
 MAX_LIMIT = 1000
 _OK = 20000
@@ -116,7 +119,9 @@ class DataForSeoSource(ApiSource):
             raise
 
     def _post(self, client: ApiClient, path: str, task: dict[str, Any]) -> dict[str, Any]:
-        return self._task(self._call(client, "POST", path, json=[task]), path)
+        from sources.dataforseo_shape import decode_live
+
+        return self._task(self._call(client, "POST", path, json=[task], shaped=decode_live), path)
 
     def _task(self, body: Any, path: str) -> dict[str, Any]:
         """The one task of an answer, after checking the status at both levels."""
@@ -182,7 +187,7 @@ class DataForSeoSource(ApiSource):
             # DataForSEO writes an empty result as `items: null` (inferred from its answers'
             # convention; `total_count` then says 0): an empty page, unlike a missing result.
             items = require_list(data.get("items"), f"{self.name}: items", null_is_empty=True)
-            links = [self._link(require_dict(i, f"{self.name}: item"), site) for i in items]
+            links = [self._link(self._item(i), site) for i in items]
             total = self._total(data.get("total_count"))
             rows += len(items)
             # Only a short page ends the listing: `total_count` is only compared at the end
@@ -221,37 +226,46 @@ class DataForSeoSource(ApiSource):
             raise ApiError(f"{self.name}: total_count is not a count: {str(value)[:40]!r}")
         return int(number)
 
-    def _link(self, item: dict[str, Any], site: str) -> Backlink:
-        url_from = as_text(item.get("url_from"))
-        url_to = as_text(item.get("url_to"))
+    def _item(self, item: Any) -> LiveItem:
+        """An item of the answer as read by its shape (decoded so, or converted)."""
+        from sources.dataforseo_shape import LiveItem, as_live_item
+
+        if isinstance(item, LiveItem):
+            return item
+        return as_live_item(require_dict(item, f"{self.name}: item"))
+
+    def _link(self, item: LiveItem, site: str) -> Backlink:
+        url_from = as_text(item.url_from)
+        url_to = as_text(item.url_to)
         if url_from is None or url_to is None:
-            raise ApiError(f"{self.name}: an item without url_from/url_to: {str(item)[:200]}")
-        attributes = item.get("attributes") or []
+            shown = {k: v for k in item.__struct_fields__ if (v := getattr(item, k)) is not None}
+            raise ApiError(f"{self.name}: an item without url_from/url_to: {str(shown)[:200]}")
+        attributes = item.attributes or []
         if not isinstance(attributes, list):
             attributes = []
-        dofollow = item.get("dofollow")
+        dofollow = item.dofollow
         nofollow = (
             "nofollow" in attributes
             if attributes or not isinstance(dofollow, bool)
             else not dofollow
         )
-        lost = item.get("is_lost") is True
+        lost = item.is_lost is True
         return Backlink(
             url_from,
             url_to,
             # "" is an empty anchor (an image link), None a field not given.
-            anchor if isinstance(anchor := item.get("anchor"), str) else None,
+            anchor if isinstance(anchor := item.anchor, str) else None,
             nofollow,
             "ugc" in attributes,
             "sponsored" in attributes,
             # Both on 0-100 (`rank_scale: one_hundred` is asked for; the spam score is
             # always 0-100): clamped, so an odd value cannot leave the scale.
-            scaled(_finite(item.get("domain_from_rank")), 100.0),
-            as_date(item.get("first_seen")),
+            scaled(_finite(item.domain_from_rank), 100.0),
+            as_date(item.first_seen),
             lost,
             _lost_reason(item) if lost else None,
             RATING_METRIC,
-            scaled(_finite(item.get("backlink_spam_score")), 100.0),
+            scaled(_finite(item.backlink_spam_score), 100.0),
         )
 
     def check_credentials(self, client: ApiClient) -> str:
@@ -286,9 +300,9 @@ def _finite(value: Any) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-def _lost_reason(item: dict[str, Any]) -> str:
+def _lost_reason(item: LiveItem) -> str:
     """DataForSEO gives no lost reason; the linking page's status says the most."""
-    status = as_number(item.get("page_from_status_code"))
+    status = as_number(item.page_from_status_code)
     if status is not None and 200 <= status < 300:
         # The page answers and no longer links: the link was taken out of it.
         return "removed"

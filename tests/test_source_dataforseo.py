@@ -8,13 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from sources.api import ApiAuthError, ApiError
 from sources.dataforseo import DataForSeoSettings, DataForSeoSource
+from sources.dataforseo_shape import LiveItem, decode_live
 from sources.model import Backlink
 from tests.fakes.base import profile
 from tests.fakes.dataforseo import LOGIN, DataForSeoFake
@@ -370,13 +374,15 @@ def test_odd_values_are_read_as_unknown_not_as_a_failed_poll() -> None:
     )
     # A first_seen that is no date is no date (as Majestic's), not a failed poll.
     for odd in ("soon", "2025-13-45 00:00:00 +00:00", 20250102, ""):
-        assert src._link(_item(first_seen=odd), "example.com").first_seen_at is None
+        assert src._link(src._item(_item(first_seen=odd)), "example.com").first_seen_at is None
     # Rank and spam score are 0-100 (`rank_scale: one_hundred`): clamped to it.
-    link = src._link(_item(domain_from_rank=640, backlink_spam_score=-3), "example.com")
+    link = src._link(src._item(_item(domain_from_rank=640, backlink_spam_score=-3)), "example.com")
     assert (link.domain_rating, link.toxicity) == (100.0, 0.0)
-    link = src._link(_item(domain_from_rank="NaN", backlink_spam_score="x"), "example.com")
+    link = src._link(
+        src._item(_item(domain_from_rank="NaN", backlink_spam_score="x")), "example.com"
+    )
     assert (link.domain_rating, link.toxicity) == (None, None)
-    link = src._link(_item(domain_from_rank=42, backlink_spam_score=7), "example.com")
+    link = src._link(src._item(_item(domain_from_rank=42, backlink_spam_score=7)), "example.com")
     assert (link.domain_rating, link.toxicity) == (42.0, 7.0)
 
 
@@ -396,10 +402,145 @@ def test_a_lost_links_reason_comes_from_its_pages_status(status: int | None, rea
     src = DataForSeoSource(
         "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
     )
-    link = src._link(_item(is_lost=True, page_from_status_code=status), "example.com")
+    link = src._link(src._item(_item(is_lost=True, page_from_status_code=status)), "example.com")
     assert (link.lost, link.lost_reason) == (True, reason)
 
 
 def test_settings_refuse_a_page_size_over_the_documented_maximum() -> None:
     with pytest.raises(ValueError, match="less than or equal to 1000"):
         DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"), page_size=5000)
+
+
+# --- the shaped decode reads an answer as the generic decode does ----------------------
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+# The fields read, a field not read, and sometimes the odd value where a part is expected.
+_ITEM_FIELDS = st.sampled_from([*LiveItem.__struct_fields__, "last_seen", "rank"])
+_ITEMS = st.lists(
+    st.dictionaries(_ITEM_FIELDS, _JSON | st.sampled_from(["https://a.example.org/x", "nofollow"]))
+    | _JSON,
+    max_size=4,
+)
+
+
+def _odd_or(part: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(part, part, part, _JSON)
+
+
+@st.composite
+def _answers(draw: st.DrawFn) -> Any:
+    result = _odd_or(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "items": _odd_or(_ITEMS),
+                "total_count": _JSON,
+                "search_after_token": _JSON,
+                "type": _JSON,
+            },
+        )
+    )
+    task = st.fixed_dictionaries(
+        {},
+        optional={
+            "status_code": st.sampled_from([20000, 40100, 50000]) | _JSON,
+            "status_message": _JSON,
+            "result": _odd_or(st.lists(result, max_size=2)),
+            "path": _JSON,
+        },
+    )
+    return draw(
+        _odd_or(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "status_code": st.sampled_from([20000, 50301]) | _JSON,
+                    "status_message": _JSON,
+                    "cost": _JSON,
+                    "tasks": _odd_or(st.lists(_odd_or(task), max_size=2)),
+                    "version": _JSON,
+                },
+            )
+        )
+    )
+
+
+def _read(src: DataForSeoSource, item: Any) -> object:
+    """What the source makes of one item: its Backlink, or the error it raises."""
+    try:
+        return src._link(src._item(item), "example.com")
+    except ApiError as exc:
+        return ("ApiError", str(exc))
+
+
+def _as_read(src: DataForSeoSource, value: Any, path: tuple[str, ...] = ()) -> Any:
+    """An answer with each item replaced by what the source makes of it."""
+    if path[-1:] == ("items",) and isinstance(value, list):
+        return [_read(src, i) for i in value]
+    if isinstance(value, dict):
+        return {k: _as_read(src, v, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list) and path[-1:] in (("tasks",), ("result",)):
+        return [_as_read(src, v, path) for v in value]
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(answer=_answers())
+def test_the_shaped_decode_reads_every_answer_as_the_generic_decode(answer: Any) -> None:
+    """What the adapter reads from an answer decoded by its shape equals what it reads
+    from the same answer decoded generically; an answer the shape refuses is decoded
+    generically (so judged as before)."""
+    src = DataForSeoSource(
+        "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
+    )
+    content = json.dumps(answer).encode()
+    generic = msgspec.json.decode(content)
+    try:
+        shaped = decode_live(content)
+    except msgspec.ValidationError:
+        return  # decoded generically instead (sources.api.decode_json)
+    assert _as_read(src, shaped) == _as_read(src, _only_read(generic))
+
+
+def _only_read(answer: Any) -> Any:
+    """The generic answer without the fields of its parts the adapter never reads."""
+    keep = {
+        (): {"status_code", "status_message", "cost", "tasks"},
+        ("tasks",): {"status_code", "status_message", "result"},
+        ("tasks", "result"): {"items", "total_count", "search_after_token"},
+    }
+
+    def walk(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, dict) and path in keep:
+            return {
+                k: [walk(v, (*path, k)) for v in value[k]]
+                if k in ("tasks", "result") and isinstance(value[k], list)
+                else value[k]
+                for k in value
+                if k in keep[path]
+            }
+        return value
+
+    return walk(answer, ())
+
+
+def test_a_page_whose_items_are_not_all_objects_is_refused_as_before(
+    httpserver: HTTPServer,
+) -> None:
+    """An answer off the shape is read generically: the odd item is named, as before."""
+    body = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    body["tasks"][0]["result"][0]["items"].append("not an item")
+    httpserver.expect_request("/v3/backlinks/backlinks/live", method="POST").respond_with_json(body)
+    with pytest.raises(ApiError, match="item: expected a JSON object, got str"):
+        src = source(httpserver)
+        src.fetch("example.com", T0, sleep=lambda s: None)
