@@ -1066,3 +1066,27 @@ def test_a_drop_read_after_a_later_sample_ends_its_vouching_as_for_the_link(
         (url(1), "", "unconfirmed"),
         (url(1), "https://example.com/", "missing"),
     ]
+
+
+@pytest.mark.parametrize("baseline", [True, False], ids=["baseline", "later snapshot"])
+def test_a_link_listed_twice_is_stored_as_its_first_row(store: Store, baseline: bool) -> None:
+    """A baseline's rows are sorted by key before they are stored: a key listed twice
+    still keeps the row the file lists first, whichever of its rows sorts first."""
+    if not baseline:
+        ingest(store, 0, [1, 2])
+    when = 1 if not baseline else 0
+    ingest(
+        store,
+        when,
+        [
+            bl(1, anchor="zz first"),
+            bl(2, anchor="aa first"),
+            bl(3),
+            bl(2, anchor="zz second"),
+            bl(1, anchor="aa second"),
+        ],
+    )
+    anchors = {row["url_from"]: row["anchor"] for row in store.links(SITE)}
+    assert anchors[url(1)] == "zz first"
+    assert anchors[url(2)] == "aa first"
+    assert store.conn.execute("SELECT count(*) FROM links").fetchone()[0] == 3

@@ -153,6 +153,8 @@ _STAGE_ROW = "INSERT INTO staging VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 # A row recognised by its fingerprint (sources/fingerprint.py) is staged with its link key
 # and digest only: no other row has no target (a page-only sample row's is '').
 _KNOWN = "{}.url_to IS NULL"
+# Binding the other columns' NULLs would cost four times the insert (measured at 1M rows).
+_STAGE_KNOWN = "INSERT INTO staging (link_key, digest) VALUES (?, ?)"
 _STAGE_LOST = "INSERT INTO staging_lost VALUES (?,?)"
 _STAGE_READ = "INSERT INTO staging_read VALUES (?,?,?)"
 # Appending and indexing afterwards is several times faster than inserting into a keyed
@@ -165,6 +167,16 @@ INDEX_AND_DEDUPE = (
           ON d.link_key = s.link_key
         WHERE s.{ROWID} != (SELECT min(s2.{ROWID}) FROM staging s2 WHERE s2.link_key = s.link_key))""",  # noqa: E501 (the SQL's text as before)
     f"CREATE INDEX {temp('staging_lost_key')} ON staging_lost(link_key)",
+)
+# A baseline's rows are nearly all new links, copied into `links` and `sightings` in key
+# order (the order their indexes grow in): read from the staging table in file order,
+# each is a random read of a table far larger than the cache. Sorted once, before the
+# write lock, they are read in sequence (measured at 1M rows: the write 21.4 s -> 14.5 s,
+# the whole ingest 43.5 s -> 38.8 s). Duplicate keys stay in file order.
+IN_KEY_ORDER = (
+    f"CREATE TEMP TABLE staging_sorted AS SELECT * FROM staging ORDER BY link_key, {ROWID}",
+    f"DROP TABLE {temp('staging')}",
+    "ALTER TABLE staging_sorted RENAME TO staging",
 )
 DOMAIN_STAGING = (
     """CREATE TEMP TABLE staging_domains (
@@ -183,6 +195,7 @@ DROP_STAGING = tuple(
     f"DROP TABLE IF EXISTS {temp(name)}"
     for name in (
         "staging",
+        "staging_sorted",
         "staging_lost",
         "staging_read",
         "staging_domains",
@@ -293,6 +306,10 @@ def _stage_rows(
 ) -> tuple[int, int, int]:
     report = result.report
     batch: list[tuple[object, ...]] = []
+    # Rows recognised as seen before: their key and digest only. Either batch is written
+    # before the other grows, so rows are staged in file order (a key listed twice keeps
+    # its first row).
+    known_batch: list[tuple[int, int]] = []
     lost_batch: list[tuple[int, str | None]] = []
     read_batch: list[tuple[int, int, int]] = []
     # Whether any target is on the site (or a subdomain); until one is, the registrable
@@ -319,10 +336,13 @@ def _stage_rows(
             on_site = True
             read += 1
             result.recognised += 1
-            batch.append((key, *_NOT_READ, digest, None, None, None))
-            if len(batch) >= _BATCH:
+            if batch:
                 conn.executemany(_STAGE_ROW, batch)
                 batch.clear()
+            known_batch.append((key, digest))
+            if len(known_batch) >= _BATCH:
+                conn.executemany(_STAGE_KNOWN, known_batch)
+                known_batch.clear()
             continue
         (
             url_from, url_to, anchor, nofollow, ugc, sponsored, rating, first, lost, reason,
@@ -398,14 +418,18 @@ def _stage_rows(
             aside.append((off, key, (*row[:-1], None), None))
             continue
         read += 1
+        if known_batch:
+            conn.executemany(_STAGE_KNOWN, known_batch)
+            known_batch.clear()
         batch.append(row)
-        if result.fingerprint is not None:
-            read_batch.append((key, row[11], result.fingerprint))
         if len(batch) >= _BATCH:
             conn.executemany(_STAGE_ROW, batch)
             batch.clear()
-            conn.executemany(_STAGE_READ, read_batch)
-            read_batch.clear()
+        if result.fingerprint is not None:
+            read_batch.append((key, row[11], result.fingerprint))
+            if len(read_batch) >= _BATCH:
+                conn.executemany(_STAGE_READ, read_batch)
+                read_batch.clear()
     if not on_site and elsewhere:
         about = max(elsewhere, key=lambda d: elsewhere[d])
         raise OtherSiteError(
@@ -413,6 +437,8 @@ def _stage_rows(
             f" targets is on {site}: it is an export of {about}, not of {site} (nothing"
             " was stored)"
         )
+    if known_batch:
+        conn.executemany(_STAGE_KNOWN, known_batch)
     if aside:
         read += _stage_aside(conn, result, site, aside, batch, lost_batch)
     if batch:
@@ -421,13 +447,10 @@ def _stage_rows(
         conn.executemany(_STAGE_LOST, lost_batch)
     if read_batch:
         conn.executemany(_STAGE_READ, read_batch)
-    for statement in INDEX_AND_DEDUPE:
+    for statement in (*(IN_KEY_ORDER if page_keys else ()), *INDEX_AND_DEDUPE):
         conn.execute(statement)
     return (*staged_counts(conn), read)
 
-
-# The staged columns between a known row's key and its digest.
-_NOT_READ = (None,) * 10
 
 # What `off` says of a row of the site's link to itself.
 ITSELF = "\0itself"
