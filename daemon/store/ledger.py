@@ -1384,9 +1384,11 @@ def _complete_sightings(step: Step) -> None:
     # Open sightings whose fingerprint is missing or stale (made before m010, or by other
     # code, columns or format) take the fingerprint of the row that lists them now.
     # Driven by the rows read in full, few but after an upgrade: the ones recognised have
-    # their fingerprint already.
+    # their fingerprint already. In key order, the order a baseline stored the sightings
+    # in (after an upgrade, all 1M of a site: 8.4 s -> 6.2 s of the write lock).
     x(
-        f"""UPDATE sightings SET raw = r.raw FROM staging_read r
+        f"""UPDATE sightings SET raw = r.raw
+        FROM (SELECT link_key, digest, raw FROM staging_read ORDER BY link_key) r
         WHERE sightings.id = (
             SELECT o.id FROM sightings o {indexed_by("sightings_open")}
             WHERE o.series_id = :series AND o.link_key = r.link_key
