@@ -23,9 +23,6 @@ ROWID = "rowid"  # PostgreSQL: an identity column in the staging table
 REPLACE_INTO = "INSERT OR REPLACE INTO"  # PostgreSQL: ON CONFLICT (key) DO UPDATE SET all
 """Insert a row, replacing whole the one with the same primary key."""
 
-FENCE = "LIMIT -1"  # PostgreSQL: OFFSET 0
-"""Ends a subquery so the planner never merges it into the query around it."""
-
 JSON_EACH = "json_each"  # PostgreSQL: json_array_elements_text (its column is `value` too)
 """The table function listing a JSON array's elements, in a column named `value`."""
 
@@ -142,7 +139,6 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
 __all__ = [
     "BEGIN_READ",
     "BEGIN_WRITE",
-    "FENCE",
     "JSON_AGG",
     "JSON_ARRAY",
     "JSON_EACH",

@@ -6,12 +6,12 @@ import heapq
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from daemon.store.dialect import FENCE, JSON_EACH
+from daemon.store.dialect import JSON_EACH, temp
 from daemon.timefmt import from_db, to_db
 from sources.urls import host_name, normalize_target, split_url
 
@@ -137,7 +137,7 @@ class LinkFilter:
 
     def host_condition(self, alias: str, prefix: str = "lf_") -> tuple[str, dict[str, object]]:
         """` AND …`: the link's canonical host is under one of the domains (for the links of
-        a refdomain some domain is below, see `refdomain_match`)."""
+        a refdomain some domain is below, see `sort_refdomains`)."""
         tests = [
             f"linkwatch_host_under({alias}.url_from, :{prefix}d{i})"
             for i in range(len(self.domains))
@@ -145,13 +145,20 @@ class LinkFilter:
         params: dict[str, object] = {f"{prefix}d{i}": d for i, d in enumerate(self.domains)}
         return f" AND ({' OR '.join(tests)})", params
 
-    def refdomain_match(self, refdomain: str) -> bool | None:
-        """Whether the domains let a refdomain's links through: True (all of them), False
-        (none), None (those whose host is under a domain below it: `host_condition`)."""
+    def sort_refdomains(self, refdomains: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Which refdomains the domains let links through: (those whose links all pass,
+        those whose links pass when their host is under a domain below the refdomain:
+        `host_condition`); the links of the rest never pass."""
+        if not self.domains:
+            return list(refdomains), []
         exact, under, above = self._domain_sets
-        if not self.domains or refdomain in exact or refdomain.endswith(under):
-            return True
-        return None if refdomain in above else False
+        through, hosts = [], []
+        for d in refdomains:
+            if d in exact or d.endswith(under):
+                through.append(d)
+            elif d in above:
+                hosts.append(d)
+        return through, hosts
 
     @cached_property
     def _domain_sets(self) -> tuple[frozenset[str], tuple[str, ...], frozenset[str]]:
@@ -332,7 +339,8 @@ def window_counts_batch(
 
     The current state is read once (one grouped read of the site's live and missing
     links, every filter tested in it); the links with state events after the earliest
-    window start are grouped by referring domain once; only domains whose matching live
+    window start are read once, with the filters each passes (`temp.moved_links`, which
+    every later step joins instead of the links); only domains whose matching live
     links all moved can change standing, and only their links are replayed, once, for
     every window; the new and lost links of every window come from one read of the events
     after the earliest start.
@@ -340,7 +348,6 @@ def window_counts_batch(
     if not specs:
         return {}
     filters: list[LinkFilter | None] = list(dict.fromkeys(_key(s) for s in specs))
-    index = {f: i for i, f in enumerate(filters)}
     if any(f is not None for f in filters):
         register_functions(conn)
     t_min = to_db(min(s.start for s in specs))
@@ -352,41 +359,58 @@ def window_counts_batch(
     )
 
     # The current state: per domain and filter, its live-or-missing and live links.
+    now_counts, decided = _pairs_by_domain(
+        conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
+    )
+    # The links with state events after the earliest start, read once: the filters each
+    # passes go to a temp table every later read of them or their events is joined to,
+    # never the links again (a random read of the table per link).
+    _stage_moved(conn, moved_ids, base_params, filters, decided, list(now_counts))
+    try:
+        return _counts_from(conn, base_params, specs, filters, now_counts)
+    finally:
+        x(f"DROP TABLE IF EXISTS {temp('moved_links')}")
+
+
+def _counts_from(
+    conn: sqlite3.Connection,
+    base_params: dict[str, object],
+    specs: Sequence[WindowSpec],
+    filters: list[LinkFilter | None],
+    now_counts: dict[str, list[int]],
+) -> dict[WindowSpec, WindowCounts]:
+    """The rest of `window_counts_batch` (`base_params`: its site and earliest start),
+    once the moved links are in `moved_links`."""
+    x = conn.execute
     nf = len(filters)
-    now_counts = {
-        domain: [(v & _LOW, v >> 32) for v in values]
-        for domain, values in _pairs_by_domain(
-            conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
-        ).items()
-    }
+    index = {f: i for i, f in enumerate(filters)}
     live_links_now = [0] * nf
     live_domains_now = [0] * nf
     alive_domains_now = [0] * nf
     for counts in now_counts.values():
-        for i, (alive, live) in enumerate(counts):
-            live_links_now[i] += live
-            live_domains_now[i] += live > 0
-            alive_domains_now[i] += alive > 0
+        for i, pair in enumerate(counts):
+            if pair:
+                live = pair >> 32
+                live_links_now[i] += live
+                live_domains_now[i] += live > 0
+                alive_domains_now[i] += pair & _LOW > 0
 
     # Domains with moved links: only those whose every matching live link moved (none is
     # left to keep them live throughout) can read differently at a window's ends.
     fragile: set[str] = set()
-    no_pair = [(0, 0)] * nf
-    moved_pairs = _pairs_by_domain(conn, f"l.id IN ({moved_ids})", base_params, filters)
-    for domain, values in moved_pairs.items():
+    no_pair = [0] * nf
+    pair_sums = ", ".join(
+        f"sum(CASE WHEN m.mask & {1 << i} THEN 1 + (m.state = 'live') * {_PAIR} ELSE 0 END)"
+        for i in range(nf)
+    )
+    for domain, *values in x(
+        f"SELECT m.refdomain, {pair_sums} FROM moved_links m GROUP BY m.refdomain"
+    ):
         current = now_counts.get(domain, no_pair)
         for i, v in enumerate(values):
-            if v & _LOW and current[i][1] == v >> 32:
+            if v & _LOW and current[i] >> 32 == v >> 32:
                 fragile.add(domain)
                 break
-
-    # The reads below touch moved links only, whose referring domains are those just read:
-    # each filter's domain test is decided for them here, once per domain, and becomes a
-    # lookup. The mask says which filters a link passes.
-    tests: list[str] = []
-    for i, f in enumerate(filters):
-        tests.append("(1)" if f is None else _moved_test(f, i, list(moved_pairs), base_params))
-    mask = " | ".join(f"(CASE WHEN {t} THEN {1 << i} ELSE 0 END)" for i, t in enumerate(tests))
 
     # The links of those domains that moved, with their states and events: replayed once.
     links: dict[int, _Moved] = {}
@@ -395,7 +419,7 @@ def window_counts_batch(
         names = {f"rd{n}": d for n, d in enumerate(domains[c : c + 500])}
         marks = ",".join(f":{name}" for name in names)
         for lid, domain, now, added_at, lmask, base, at, kind, reason in x(
-            f"""SELECT l.id, l.refdomain, l.state, l.added_at, {mask},
+            f"""SELECT l.id, l.refdomain, l.state, l.added_at, {_MOVED_MASK},
                    coalesce((SELECT CASE b.kind {_STATE_CASE} END FROM link_events b
                              WHERE b.link_id = l.id AND b.kind IN ({_STATE_KINDS})
                                AND b.at <= :tmin
@@ -417,16 +441,14 @@ def window_counts_batch(
 
     # New and lost links of every window: one read of the events after the earliest start,
     # counted per instant (a snapshot dates all its events at one) and filters passed.
+    # Every such event's link moved: the filters it passes are in `moved_links`.
     joined = filters != [None]
     moves_at: list[tuple[str, int, int, int]] = x(
-        f"""SELECT at, mask, coalesce(sum(gain), 0), coalesce(sum(lost), 0) FROM (
-            SELECT e.at, {_GAIN.format(e="e.")} AS gain, e.kind = 'lost' AS lost,
-                   {mask if joined else 1} AS mask
-            FROM link_events e{" JOIN links l ON l.id = e.link_id" if joined else ""}
-            WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
-            -- The fence keeps the subquery apart: each filter is tested once per event.
-            {FENCE})
-        GROUP BY at, mask""",
+        f"""SELECT e.at, {"m.mask" if joined else 1},
+               coalesce(sum({_GAIN.format(e="e.")}), 0), coalesce(sum(e.kind = 'lost'), 0)
+        FROM link_events e{" JOIN moved_links m ON m.id = e.link_id" if joined else ""}
+        WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
+        GROUP BY e.at{", m.mask" if joined else ""}""",
         base_params,
     ).fetchall()
 
@@ -435,7 +457,7 @@ def window_counts_batch(
     for end in dict.fromkeys(to_db(s.end) for s in specs):
         delta = [0] * nf
         for lmask, now, then in x(
-            f"""SELECT {mask}, l.state, {_state_at(":t1")} FROM links l
+            f"""SELECT {_MOVED_MASK}, l.state, {_state_at(":t1")} FROM links l
             WHERE l.id IN (SELECT link_id FROM link_events WHERE site_id = :site AND at > :t1
                            AND kind IN ({_STATE_KINDS}))""",
             {**base_params, "t1": end},
@@ -459,7 +481,8 @@ def window_counts_batch(
             matching = [m for m in moved if m.mask & bit]
             if not matching:
                 continue
-            alive_now, live_now = now_counts.get(domain, no_pair)[i]
+            pair = now_counts.get(domain, no_pair)[i]
+            alive_now, live_now = pair & _LOW, pair >> 32
             # Links alive now that did not move are alive at both ends; none is live (the
             # domain is fragile), or it would not be replayed.
             steady = alive_now - sum(m.now in _ALIVE for m in matching)
@@ -498,30 +521,60 @@ def _key(spec: WindowSpec) -> LinkFilter | None:
     return None if f is None or f.empty else f
 
 
-def _moved_test(
-    link_filter: LinkFilter, i: int, domains: list[str], params: dict[str, object]
-) -> str:
-    """The filter as an SQL test of a link `l` whose refdomain is one of `domains`, with
-    parameters of its own (`f{i}_…`, added to `params`): one query tests several filters.
-    Its referring-domain test is decided per domain here, not per link in SQL."""
-    p = f"f{i}_"
-    row, rp = link_filter.row_condition("l", p, with_target=False)
-    target, tp = link_filter.row_condition("l", p)
-    target = target[len(row) :]
-    params |= rp | tp
-    domain = ""
-    if link_filter.domains:
-        matches = [(d, link_filter.refdomain_match(d)) for d in domains]
-        params[f"{p}all"] = json.dumps([d for d, match in matches if match])
-        params[f"{p}below"] = json.dumps([d for d, match in matches if match is None])
-        host, hp = link_filter.host_condition("l", p)
-        params |= hp
-        domain = (
-            f" AND (l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}all))"
-            f" OR (l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}below)){host}))"
-        )
-    # The target test last: it runs Python per row, the others narrow the rows first.
-    return f"(1{row}{domain}{target})"
+# The filters a moved link `l` passes (bit i: the pass's filters[i]), from `moved_links`.
+_MOVED_MASK = "(SELECT mm.mask FROM moved_links mm WHERE mm.id = l.id)"
+
+
+def _stage_moved(
+    conn: sqlite3.Connection,
+    ids: str,
+    params: dict[str, object],
+    filters: Sequence[LinkFilter | None],
+    decided: dict[int, tuple[list[str], list[str]]],
+    known: list[str],
+) -> None:
+    """`temp.moved_links`: the links the subquery `ids` selects (a few of the site's), each
+    with its referring domain, state and the filters it passes (`mask`, bit i for
+    `filters[i]`).
+
+    One read of the links, each filter tested once per link. A filter's domains were
+    decided for the `known` refdomains already (`decided`, by `_pairs_by_domain`): the
+    links of those are looked up in its decision; only the others are tested in SQL."""
+    x = conn.execute
+    x(f"DROP TABLE IF EXISTS {temp('moved_links')}")
+    qparams = dict(params) | {"known": json.dumps(known)}
+    bits = []
+    for i, f in enumerate(filters):
+        if f is None:
+            bits.append(str(1 << i))
+            continue
+        p = f"f{i}_"
+        row, rp = f.row_condition("l", p)
+        qparams |= rp
+        domain = ""
+        if f.domains:
+            through, hosts = decided[i]
+            test, tp = f.domain_condition("l", p)
+            host, hp = f.host_condition("l", p)
+            qparams |= (
+                tp | hp | {f"{p}through": json.dumps(through), f"{p}hosts": json.dumps(hosts)}
+            )
+            domain = f""" AND CASE
+                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}through)) THEN 1
+                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}hosts)) THEN (1{host})
+                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:known)) THEN 0
+                ELSE (1{test}) END"""
+        bits.append(f"(CASE WHEN (1{row}{domain}) THEN {1 << i} ELSE 0 END)")
+    # Created from its select, not filled by INSERT: a read changes no row, so closing the
+    # store after one leaves the statistics alone (Store.close).
+    x(
+        f"""CREATE TEMP TABLE moved_links AS
+        SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
+               {" | ".join(bits)} AS mask
+        FROM links l WHERE l.id IN ({ids})""",
+        qparams,
+    )
+    x(f"CREATE INDEX {temp('moved_links_id')} ON moved_links(id, mask)")
 
 
 def _row_part(link_filter: LinkFilter | None) -> LinkFilter | None:
@@ -545,14 +598,16 @@ def _pairs_by_domain(
     where: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
-) -> dict[str, list[int]]:
+) -> tuple[dict[str, list[int]], dict[int, tuple[list[str], list[str]]]]:
     """Per referring domain of the links `where` selects: each filter's (alive, live) pair
-    of counts, packed as `_PAIR` says.
+    of counts, packed as `_PAIR` says; and per filter with domains, how it sorted those
+    refdomains (`LinkFilter.sort_refdomains`).
 
-    One grouped read: the tests of a row (rating, rel, target) are made once per link for
-    each distinct set of them; the referring-domain tests once per domain, in Python. Only
-    a refdomain that a listed domain is below (`blog.alpha.com` under `alpha.com`) is read
-    again, its links' hosts tested."""
+    One read grouped by domain and state (the order of the links_filter index): each
+    distinct set of row tests (rating, rel, target) is counted once per link; the
+    referring-domain tests are made once per domain, in Python. Only a refdomain that a
+    listed domain is below (`blog.alpha.com` under `alpha.com`) is read again, its links'
+    hosts tested."""
     rows_of: dict[LinkFilter | None, int] = {}
     for f in filters:
         rows_of.setdefault(_row_part(f), len(rows_of))
@@ -560,36 +615,34 @@ def _pairs_by_domain(
     for j, rest in enumerate(rows_of):
         cond, rp = ("", {}) if rest is None else rest.row_condition("l", f"r{j}_")
         qparams |= rp
-        cols.append(
-            f"sum(CASE WHEN (1{cond}) THEN {_PAIR_OF_ROW} ELSE 0 END)"
-            if cond
-            else f"sum({_PAIR_OF_ROW})"
-        )
-    column = [1 + rows_of[_row_part(f)] for f in filters]
-    matchers = [f.refdomain_match if f is not None and f.domains else None for f in filters]
+        cols.append(f"count(CASE WHEN (1{cond}) THEN 1 END)" if cond else "count(*)")
+    column = [2 + rows_of[_row_part(f)] for f in filters]
+    nf = len(filters)
     out: dict[str, list[int]] = {}
-    below: dict[int, list[str]] = defaultdict(list)
+    decided: dict[int, tuple[list[str], list[str]]] = {}
     for row in conn.execute(
-        f"SELECT l.refdomain, {', '.join(cols)} FROM links l WHERE {where} GROUP BY l.refdomain",
+        f"""SELECT l.refdomain, l.state, {", ".join(cols)} FROM links l WHERE {where}
+        GROUP BY l.refdomain, l.state""",
         qparams,
     ):
-        domain = row[0]
-        got = [row[c] for c in column]
-        for i, matcher in enumerate(matchers):
-            if matcher is not None:
-                match = matcher(domain)
-                if match is None:
-                    below[i].append(domain)
-                if not match:
-                    got[i] = 0
-        out[domain] = got
-    for i, domains in below.items():
-        f = filters[i]
-        assert f is not None
+        got = out.get(row[0])
+        if got is None:
+            got = out[row[0]] = [0] * nf
+        weight = 1 + _PAIR if row[1] == "live" else 1
+        for i, c in enumerate(column):
+            got[i] += row[c] * weight
+    for i, f in enumerate(filters):
+        if f is None or not f.domains:
+            continue
+        through, hosts = decided[i] = f.sort_refdomains(out)
+        kept = set(through)
+        for domain, got in out.items():
+            if domain not in kept:
+                got[i] = 0
         cond, cp = f.row_condition("l", "n_")
         host, hp = f.host_condition("l", "n_")
-        for c in range(0, len(domains), 500):
-            names = {f"nd{n}": d for n, d in enumerate(domains[c : c + 500])}
+        for c in range(0, len(hosts), 500):
+            names = {f"nd{n}": d for n, d in enumerate(hosts[c : c + 500])}
             marks = ",".join(f":{name}" for name in names)
             pair = f"CASE WHEN (1{cond}{host}) THEN {_PAIR_OF_ROW} ELSE 0 END"
             for domain, value in conn.execute(
@@ -598,7 +651,7 @@ def _pairs_by_domain(
                 {**params, **cp, **hp, **names},
             ):
                 out[domain][i] = value
-    return out
+    return out, decided
 
 
 # Per referring domain and instant, the best rating among its (matching) links lost then
