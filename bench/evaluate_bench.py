@@ -165,6 +165,8 @@ def evaluate_once(settings: Path, env: dict[str, str]) -> Run:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if args.firsts < 1:
+        raise SystemExit("--firsts: at least 1 first run")
     made_temp = args.workdir is None
     work = Path(tempfile.mkdtemp(prefix="linkwatch-evbench-")) if made_temp else Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

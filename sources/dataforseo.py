@@ -187,7 +187,7 @@ class DataForSeoSource(ApiSource):
             # DataForSEO writes an empty result as `items: null` (inferred from its answers'
             # convention; `total_count` then says 0): an empty page, unlike a missing result.
             items = require_list(data.get("items"), f"{self.name}: items", null_is_empty=True)
-            links = [self._link(self._item(i), site) for i in items]
+            links = [self._link(i, site) for i in self._items(items)]
             total = self._total(data.get("total_count"))
             rows += len(items)
             # Only a short page ends the listing: `total_count` is only compared at the end
@@ -226,20 +226,27 @@ class DataForSeoSource(ApiSource):
             raise ApiError(f"{self.name}: total_count is not a count: {str(value)[:40]!r}")
         return int(number)
 
-    def _item(self, item: Any) -> LiveItem:
-        """An item of the answer as read by its shape (decoded so, or converted)."""
+    def _items(self, items: list[Any]) -> list[LiveItem]:
+        """The items of an answer as read by their shape (decoded so, or converted)."""
         from sources.dataforseo_shape import LiveItem, as_live_item
 
-        if isinstance(item, LiveItem):
-            return item
-        return as_live_item(require_dict(item, f"{self.name}: item"))
+        return [
+            i if isinstance(i, LiveItem) else as_live_item(require_dict(i, f"{self.name}: item"))
+            for i in items
+        ]
 
     def _link(self, item: LiveItem, site: str) -> Backlink:
         url_from = as_text(item.url_from)
         url_to = as_text(item.url_to)
         if url_from is None or url_to is None:
-            shown = {k: v for k in item.__struct_fields__ if (v := getattr(item, k)) is not None}
-            raise ApiError(f"{self.name}: an item without url_from/url_to: {str(shown)[:200]}")
+            # The fields read (the URLs even when missing); the item's others are not.
+            shown = {
+                k: v
+                for k in item.__struct_fields__
+                if (v := getattr(item, k)) is not None or k in ("url_from", "url_to")
+            }
+            missing = "/".join(k for k in ("url_from", "url_to") if shown[k] is None)
+            raise ApiError(f"{self.name}: an item without {missing}: {str(shown)[:200]}")
         attributes = item.attributes or []
         if not isinstance(attributes, list):
             attributes = []

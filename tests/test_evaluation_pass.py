@@ -325,6 +325,34 @@ def test_one_pass_equals_each_window_by_the_definition(
             store.close()
 
 
+def test_a_window_ending_before_it_starts_reads_as_the_definition_says(store: Store) -> None:
+    """The library takes any two instants: links that moved between the end and a later
+    start are known to the pass too."""
+    history = LinkHistory(0, False, 0, 0, True, 50.0, None, ((30, "missing", None),))
+    site_id = write_ledger(store, [history])
+    for f in (None, FILTERS[1]):
+        spec = WindowSpec(at(48), at(10), f)
+        got = window_counts_batch(store.conn, site_id, [spec, WindowSpec(at(40), at(48), f)])
+        assert got[spec] == reference_window(reference_rows(store, site_id, f), at(48), at(10))
+        assert got[spec].live_links == (1 if f is None else 0)  # the link is nofollow
+
+
+def test_counts_stand_while_the_caller_reads_the_same_tables(store: Store) -> None:
+    """A statement the caller still has open keeps the pass's own table from being
+    dropped; the counts are not lost for it, and the next pass works."""
+    history = LinkHistory(0, False, 0, 0, False, 50.0, None, ((30, "missing", None),))
+    site_id = write_ledger(store, [history, history])
+    # Unfiltered: a filter's SQL functions cannot be registered while a statement is open.
+    spec = WindowSpec(at(0), at(48))
+    want = reference_window(reference_rows(store, site_id, spec.link_filter), at(0), at(48))
+    open_read = store.conn.execute("SELECT id FROM links")
+    open_read.fetchone()
+    assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
+    assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
+    open_read.fetchall()
+    assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
+
+
 def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:
     history = LinkHistory(0, False, 0, 0, False, 50.0, None, ((30, "missing", None),))
     site_id = write_ledger(store, [history])

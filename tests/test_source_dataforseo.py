@@ -374,15 +374,21 @@ def test_odd_values_are_read_as_unknown_not_as_a_failed_poll() -> None:
     )
     # A first_seen that is no date is no date (as Majestic's), not a failed poll.
     for odd in ("soon", "2025-13-45 00:00:00 +00:00", 20250102, ""):
-        assert src._link(src._item(_item(first_seen=odd)), "example.com").first_seen_at is None
+        assert (
+            src._link(src._items([_item(first_seen=odd)])[0], "example.com").first_seen_at is None
+        )
     # Rank and spam score are 0-100 (`rank_scale: one_hundred`): clamped to it.
-    link = src._link(src._item(_item(domain_from_rank=640, backlink_spam_score=-3)), "example.com")
+    link = src._link(
+        src._items([_item(domain_from_rank=640, backlink_spam_score=-3)])[0], "example.com"
+    )
     assert (link.domain_rating, link.toxicity) == (100.0, 0.0)
     link = src._link(
-        src._item(_item(domain_from_rank="NaN", backlink_spam_score="x")), "example.com"
+        src._items([_item(domain_from_rank="NaN", backlink_spam_score="x")])[0], "example.com"
     )
     assert (link.domain_rating, link.toxicity) == (None, None)
-    link = src._link(src._item(_item(domain_from_rank=42, backlink_spam_score=7)), "example.com")
+    link = src._link(
+        src._items([_item(domain_from_rank=42, backlink_spam_score=7)])[0], "example.com"
+    )
     assert (link.domain_rating, link.toxicity) == (42.0, 7.0)
 
 
@@ -402,7 +408,9 @@ def test_a_lost_links_reason_comes_from_its_pages_status(status: int | None, rea
     src = DataForSeoSource(
         "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
     )
-    link = src._link(src._item(_item(is_lost=True, page_from_status_code=status)), "example.com")
+    link = src._link(
+        src._items([_item(is_lost=True, page_from_status_code=status)])[0], "example.com"
+    )
     assert (link.lost, link.lost_reason) == (True, reason)
 
 
@@ -478,7 +486,7 @@ def _answers(draw: st.DrawFn) -> Any:
 def _read(src: DataForSeoSource, item: Any) -> object:
     """What the source makes of one item: its Backlink, or the error it raises."""
     try:
-        return src._link(src._item(item), "example.com")
+        return src._link(src._items([item])[0], "example.com")
     except ApiError as exc:
         return ("ApiError", str(exc))
 
@@ -544,3 +552,16 @@ def test_a_page_whose_items_are_not_all_objects_is_refused_as_before(
     with pytest.raises(ApiError, match="item: expected a JSON object, got str"):
         src = source(httpserver)
         src.fetch("example.com", T0, sleep=lambda s: None)
+
+
+def test_an_item_without_a_target_is_named_with_what_it_has(httpserver: HTTPServer) -> None:
+    """The poll fails naming the missing URL and showing the fields read of the item."""
+    body = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    item = body["tasks"][0]["result"][0]["items"][0]
+    item["url_to"] = None
+    httpserver.expect_request("/v3/backlinks/backlinks/live", method="POST").respond_with_json(body)
+    with pytest.raises(ApiError) as caught:
+        source(httpserver).fetch("example.com", T0, sleep=lambda s: None)
+    message = str(caught.value)
+    assert "an item without url_to: {'url_from': 'https://news.example.io/partners'" in message
+    assert "'url_to': None" in message

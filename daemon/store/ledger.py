@@ -168,11 +168,12 @@ INDEX_AND_DEDUPE = (
         WHERE s.{ROWID} != (SELECT min(s2.{ROWID}) FROM staging s2 WHERE s2.link_key = s.link_key))""",  # noqa: E501 (the SQL's text as before)
     f"CREATE INDEX {temp('staging_lost_key')} ON staging_lost(link_key)",
 )
-# A baseline's rows are nearly all new links, copied into `links` and `sightings` in key
-# order (the order their indexes grow in): read from the staging table in file order,
-# each is a random read of a table far larger than the cache. Sorted once, before the
-# write lock, they are read in sequence (measured at 1M rows: the write 21.4 s -> 14.5 s,
-# the whole ingest 43.5 s -> 38.8 s). Duplicate keys stay in file order.
+# A baseline's rows are nearly all new links (staged with page keys, as a sample's few
+# rows are), copied into `links` and `sightings` in key order (the order their indexes
+# grow in): read from the staging table in file order, each is a random read of a table
+# far larger than the cache. Sorted once, before the write lock, they are read in
+# sequence (measured at 1M rows: the write 21.4 s -> 14.5 s, the whole ingest 43.5 s ->
+# 38.8 s). Duplicate keys stay in file order.
 IN_KEY_ORDER = (
     f"CREATE TEMP TABLE staging_sorted AS SELECT * FROM staging ORDER BY link_key, {ROWID}",
     f"DROP TABLE {temp('staging')}",
@@ -782,7 +783,7 @@ class Step:
     dated: bool
     guards: GuardSettings
     # Rows staged as seen before (KNOWN_ROW): with none, none needs reading back.
-    recognised: int = 0
+    recognised: int
     counts: dict[str, int] = field(default_factory=dict)
 
     @property

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import itertools
 import json
 import sqlite3
 from collections import defaultdict
@@ -137,7 +139,7 @@ class LinkFilter:
 
     def host_condition(self, alias: str, prefix: str = "lf_") -> tuple[str, dict[str, object]]:
         """` AND …`: the link's canonical host is under one of the domains (for the links of
-        a refdomain some domain is below, see `sort_refdomains`)."""
+        a refdomain some domain is below, see `split_refdomains`)."""
         tests = [
             f"linkwatch_host_under({alias}.url_from, :{prefix}d{i})"
             for i in range(len(self.domains))
@@ -145,12 +147,10 @@ class LinkFilter:
         params: dict[str, object] = {f"{prefix}d{i}": d for i, d in enumerate(self.domains)}
         return f" AND ({' OR '.join(tests)})", params
 
-    def sort_refdomains(self, refdomains: Iterable[str]) -> tuple[list[str], list[str]]:
+    def split_refdomains(self, refdomains: Iterable[str]) -> tuple[list[str], list[str]]:
         """Which refdomains the domains let links through: (those whose links all pass,
         those whose links pass when their host is under a domain below the refdomain:
         `host_condition`); the links of the rest never pass."""
-        if not self.domains:
-            return list(refdomains), []
         exact, under, above = self._domain_sets
         through, hosts = [], []
         for d in refdomains:
@@ -339,8 +339,8 @@ def window_counts_batch(
 
     The current state is read once (one grouped read of the site's live and missing
     links, every filter tested in it); the links with state events after the earliest
-    window start are read once, with the filters each passes (`temp.moved_links`, which
-    every later step joins instead of the links); only domains whose matching live
+    window start are read once, with the filters each passes, into a temp table every
+    later step takes a moved link's filters from; only domains whose matching live
     links all moved can change standing, and only their links are replayed, once, for
     every window; the new and lost links of every window come from one read of the events
     after the earliest start.
@@ -350,7 +350,8 @@ def window_counts_batch(
     filters: list[LinkFilter | None] = list(dict.fromkeys(_key(s) for s in specs))
     if any(f is not None for f in filters):
         register_functions(conn)
-    t_min = to_db(min(s.start for s in specs))
+    # The earliest instant any window reads (a window could end before it starts).
+    t_min = to_db(min(min(s.start, s.end) for s in specs))
     x = conn.execute
     base_params: dict[str, object] = {"site": site_id, "tmin": t_min}
     moved_ids = (
@@ -363,24 +364,29 @@ def window_counts_batch(
         conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
     )
     # The links with state events after the earliest start, read once: the filters each
-    # passes go to a temp table every later read of them or their events is joined to,
-    # never the links again (a random read of the table per link).
-    _stage_moved(conn, moved_ids, base_params, filters, decided, list(now_counts))
+    # passes go to a temp table that every later step takes them from, never testing the
+    # links again. Named for this call: a statement the caller still has open on the
+    # connection keeps a table it read from locked, undroppable until it ends.
+    table = f"moved_links_{next(_CALLS)}"
     try:
-        return _counts_from(conn, base_params, specs, filters, now_counts)
+        _stage_moved(conn, table, moved_ids, base_params, filters, decided, list(now_counts))
+        return _counts_from(conn, table, base_params, specs, filters, now_counts)
     finally:
-        x(f"DROP TABLE IF EXISTS {temp('moved_links')}")
+        # Locked by such a statement, it goes with the connection; the counts stand.
+        with contextlib.suppress(sqlite3.OperationalError):
+            x(f"DROP TABLE IF EXISTS {temp(table)}")
 
 
 def _counts_from(
     conn: sqlite3.Connection,
+    table: str,
     base_params: dict[str, object],
     specs: Sequence[WindowSpec],
     filters: list[LinkFilter | None],
     now_counts: dict[str, list[int]],
 ) -> dict[WindowSpec, WindowCounts]:
-    """The rest of `window_counts_batch` (`base_params`: its site and earliest start),
-    once the moved links are in `moved_links`."""
+    """The rest of `window_counts_batch` (`base_params`: its site and earliest instant),
+    once the moved links are in the temp table `table`."""
     x = conn.execute
     nf = len(filters)
     index = {f: i for i, f in enumerate(filters)}
@@ -404,7 +410,7 @@ def _counts_from(
         for i in range(nf)
     )
     for domain, *values in x(
-        f"SELECT m.refdomain, {pair_sums} FROM moved_links m GROUP BY m.refdomain"
+        f"SELECT m.refdomain, {pair_sums} FROM {table} m GROUP BY m.refdomain"
     ):
         current = now_counts.get(domain, no_pair)
         for i, v in enumerate(values):
@@ -419,7 +425,7 @@ def _counts_from(
         names = {f"rd{n}": d for n, d in enumerate(domains[c : c + 500])}
         marks = ",".join(f":{name}" for name in names)
         for lid, domain, now, added_at, lmask, base, at, kind, reason in x(
-            f"""SELECT l.id, l.refdomain, l.state, l.added_at, {_MOVED_MASK},
+            f"""SELECT l.id, l.refdomain, l.state, l.added_at, {_MOVED_MASK.format(table)},
                    coalesce((SELECT CASE b.kind {_STATE_CASE} END FROM link_events b
                              WHERE b.link_id = l.id AND b.kind IN ({_STATE_KINDS})
                                AND b.at <= :tmin
@@ -441,12 +447,12 @@ def _counts_from(
 
     # New and lost links of every window: one read of the events after the earliest start,
     # counted per instant (a snapshot dates all its events at one) and filters passed.
-    # Every such event's link moved: the filters it passes are in `moved_links`.
+    # Every such event's link moved: the filters it passes are in `table`.
     joined = filters != [None]
     moves_at: list[tuple[str, int, int, int]] = x(
         f"""SELECT e.at, {"m.mask" if joined else 1},
                coalesce(sum({_GAIN.format(e="e.")}), 0), coalesce(sum(e.kind = 'lost'), 0)
-        FROM link_events e{" JOIN moved_links m ON m.id = e.link_id" if joined else ""}
+        FROM link_events e{f" JOIN {table} m ON m.id = e.link_id" if joined else ""}
         WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
         GROUP BY e.at{", m.mask" if joined else ""}""",
         base_params,
@@ -457,7 +463,7 @@ def _counts_from(
     for end in dict.fromkeys(to_db(s.end) for s in specs):
         delta = [0] * nf
         for lmask, now, then in x(
-            f"""SELECT {_MOVED_MASK}, l.state, {_state_at(":t1")} FROM links l
+            f"""SELECT {_MOVED_MASK.format(table)}, l.state, {_state_at(":t1")} FROM links l
             WHERE l.id IN (SELECT link_id FROM link_events WHERE site_id = :site AND at > :t1
                            AND kind IN ({_STATE_KINDS}))""",
             {**base_params, "t1": end},
@@ -521,19 +527,23 @@ def _key(spec: WindowSpec) -> LinkFilter | None:
     return None if f is None or f.empty else f
 
 
-# The filters a moved link `l` passes (bit i: the pass's filters[i]), from `moved_links`.
-_MOVED_MASK = "(SELECT mm.mask FROM moved_links mm WHERE mm.id = l.id)"
+# The filters a moved link `l` passes (bit i: the pass's filters[i]), from the temp table
+# of moved links named in its place.
+_MOVED_MASK = "(SELECT mm.mask FROM {} mm WHERE mm.id = l.id)"
+# Numbers each call's temp table of moved links.
+_CALLS = itertools.count()
 
 
 def _stage_moved(
     conn: sqlite3.Connection,
+    table: str,
     ids: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
     decided: dict[int, tuple[list[str], list[str]]],
     known: list[str],
 ) -> None:
-    """`temp.moved_links`: the links the subquery `ids` selects (a few of the site's), each
+    """The temp table `table`: the links the subquery `ids` selects (a few of the site's), each
     with its referring domain, state and the filters it passes (`mask`, bit i for
     `filters[i]`).
 
@@ -541,7 +551,6 @@ def _stage_moved(
     decided for the `known` refdomains already (`decided`, by `_pairs_by_domain`): the
     links of those are looked up in its decision; only the others are tested in SQL."""
     x = conn.execute
-    x(f"DROP TABLE IF EXISTS {temp('moved_links')}")
     qparams = dict(params) | {"known": json.dumps(known)}
     bits = []
     for i, f in enumerate(filters):
@@ -568,13 +577,13 @@ def _stage_moved(
     # Created from its select, not filled by INSERT: a read changes no row, so closing the
     # store after one leaves the statistics alone (Store.close).
     x(
-        f"""CREATE TEMP TABLE moved_links AS
+        f"""CREATE TEMP TABLE {table} AS
         SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
                {" | ".join(bits)} AS mask
         FROM links l WHERE l.id IN ({ids})""",
         qparams,
     )
-    x(f"CREATE INDEX {temp('moved_links_id')} ON moved_links(id, mask)")
+    x(f"CREATE INDEX {temp(table + '_id')} ON {table}(id, mask)")
 
 
 def _row_part(link_filter: LinkFilter | None) -> LinkFilter | None:
@@ -601,7 +610,7 @@ def _pairs_by_domain(
 ) -> tuple[dict[str, list[int]], dict[int, tuple[list[str], list[str]]]]:
     """Per referring domain of the links `where` selects: each filter's (alive, live) pair
     of counts, packed as `_PAIR` says; and per filter with domains, how it sorted those
-    refdomains (`LinkFilter.sort_refdomains`).
+    refdomains (`LinkFilter.split_refdomains`).
 
     One read grouped by domain and state (the order of the links_filter index): each
     distinct set of row tests (rating, rel, target) is counted once per link; the
@@ -634,7 +643,7 @@ def _pairs_by_domain(
     for i, f in enumerate(filters):
         if f is None or not f.domains:
             continue
-        through, hosts = decided[i] = f.sort_refdomains(out)
+        through, hosts = decided[i] = f.split_refdomains(out)
         kept = set(through)
         for domain, got in out.items():
             if domain not in kept:
