@@ -245,7 +245,8 @@ class DataForSeoSource(ApiSource):
                 for k in item.__struct_fields__
                 if (v := getattr(item, k)) is not None or k in ("url_from", "url_to")
             }
-            missing = "/".join(k for k in ("url_from", "url_to") if shown[k] is None)
+            urls = (("url_from", url_from), ("url_to", url_to))
+            missing = "/".join(k for k, url in urls if url is None)
             raise ApiError(f"{self.name}: an item without {missing}: {str(shown)[:200]}")
         attributes = item.attributes or []
         if not isinstance(attributes, list):

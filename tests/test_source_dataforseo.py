@@ -393,6 +393,29 @@ def test_odd_values_are_read_as_unknown_not_as_a_failed_poll() -> None:
 
 
 @pytest.mark.parametrize(
+    ("fields", "nofollow"),
+    [
+        ({"attributes": None, "dofollow": False}, True),
+        ({"attributes": None, "dofollow": True}, False),
+        ({"attributes": [], "dofollow": False}, True),
+        ({"attributes": ["nofollow"], "dofollow": True}, True),
+        ({"attributes": ["sponsored"], "dofollow": False}, False),
+        ({"attributes": "nofollow", "dofollow": False}, True),  # not a list: no attributes
+        ({"attributes": "nofollow", "dofollow": None}, False),
+    ],
+)
+def test_rel_comes_from_the_attributes_else_from_dofollow(
+    fields: dict[str, Any], nofollow: bool
+) -> None:
+    """`attributes` (a list) says the rel when given; else `dofollow` does."""
+    src = DataForSeoSource(
+        "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
+    )
+    link = src._link(src._items([_item(**fields)])[0], "example.com")
+    assert link.nofollow is nofollow
+
+
+@pytest.mark.parametrize(
     ("status", "reason"),
     [
         (200, "removed"),
@@ -565,3 +588,18 @@ def test_an_item_without_a_target_is_named_with_what_it_has(httpserver: HTTPServ
     message = str(caught.value)
     assert "an item without url_to: {'url_from': 'https://news.example.io/partners'" in message
     assert "'url_to': None" in message
+    assert "'anchor': 'sponsor: Example'" in message
+    assert "'alt'" not in message and "None, '" not in message.split("'url_to': None")[1]
+
+
+@pytest.mark.parametrize(
+    ("fields", "missing"),
+    [({"url_from": None}, "url_from"), ({"url_from": "", "url_to": None}, "url_from/url_to")],
+)
+def test_an_item_without_a_source_names_it(fields: dict[str, Any], missing: str) -> None:
+    src = DataForSeoSource(
+        "d4s", DataForSeoSettings(kind="dataforseo", login="a", password=SecretStr("b"))
+    )
+    with pytest.raises(ApiError) as caught:
+        src._link(src._items([_item(**fields)])[0], "example.com")
+    assert f"an item without {missing}: {{'url_from': " in str(caught.value)
