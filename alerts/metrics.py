@@ -7,7 +7,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from daemon.store import Store
-from daemon.store.reads import LinkFilter, WindowCounts, WindowSpec, window_counts_batch
+from daemon.store.reads import (
+    LinkFilter,
+    MovedLinks,
+    WindowCounts,
+    WindowSpec,
+    window_counts_kept,
+)
 
 METRICS = (
     "new_links",
@@ -102,11 +108,12 @@ Wanted = tuple[timedelta, datetime, LinkFilter | None]
 
 def window_counts_of(
     store: Store, site: str, wanted: Sequence[Wanted]
-) -> dict[Wanted, WindowCounts | None]:
+) -> tuple[dict[Wanted, WindowCounts | None], MovedLinks | None]:
     """The counts of each wanted window of one site, all from one evaluation pass
-    (docs/evidence.md, "One evaluation pass"); None for a window that ends before the
-    site has data."""
+    (docs/evidence.md, "One evaluation pass"), None for a window that ends before the
+    site has data; and the pass's moved links, which its windows' lost-domain lists read
+    (None when no window had data)."""
     ends = {end: store.has_data(site, end) for end in {end for _, end, _ in wanted}}
     specs = {w: WindowSpec(w[1] - w[0], w[1], w[2]) for w in wanted if ends[w[1]]}
-    counts = window_counts_batch(store.conn, store.site_id(site), list(specs.values()))
-    return {w: counts[specs[w]] if w in specs else None for w in wanted}
+    counts, moved = window_counts_kept(store.conn, store.site_id(site), list(specs.values()))
+    return {w: counts[specs[w]] if w in specs else None for w in wanted}, moved

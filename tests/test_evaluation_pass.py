@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,13 +30,17 @@ from daemon.store import Store
 from daemon.store.reads import (
     STATE_AFTER,
     LinkFilter,
+    LostRating,
+    MovedLinks,
     WindowCounts,
     WindowSpec,
     lost_domains,
+    lost_ratings,
     rank_lost_domains,
     register_functions,
     window_counts,
     window_counts_batch,
+    window_counts_kept,
 )
 from daemon.timefmt import to_db
 
@@ -280,6 +285,16 @@ def test_one_pass_equals_each_window_by_the_definition(
             asked = [WindowSpec(at(end - length), at(end), f) for length, end, f in wanted]
             together = window_counts_batch(store.conn, site_id, asked)
             assert set(together) == set(asked)
+            # A kept pass counts the same, and its moved links give each window's losses
+            # as reading the links does.
+            kept_counts, moved = window_counts_kept(store.conn, site_id, asked)
+            assert kept_counts == together and moved is not None
+            for spec in asked:
+                args = (spec.start, spec.end, spec.link_filter)
+                from_links = lost_ratings(store.conn, site_id, *args)
+                assert sorted(moved.lost_ratings(*args) or [], key=str) == sorted(
+                    from_links, key=str
+                ), spec
             for spec in asked:
                 rows = reference_rows(store, site_id, spec.link_filter)
                 want = reference_window(rows, spec.start, spec.end)
@@ -351,6 +366,28 @@ def test_counts_stand_while_the_caller_reads_the_same_tables(store: Store) -> No
     assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
     open_read.fetchall()
     assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
+
+
+def test_a_kept_pass_answers_only_what_it_covered(store: Store) -> None:
+    """Another filter, an earlier start, or a later kept pass of the site: the losses are
+    read from the links instead (None)."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    site_id = write_ledger(store, [LinkHistory(0, False, 0, 0, False, 50.0, None, lost)])
+    spec = WindowSpec(at(10), at(72))
+    _, moved = window_counts_kept(store.conn, site_id, [spec])
+    assert moved is not None
+    assert moved.lost_ratings(at(10), at(72), None) == [(DOMAINS[0], to_db(at(48)), 50.0)]
+    assert moved.lost_ratings(at(10), at(72), LinkFilter()) is not None  # empty: unfiltered
+    assert moved.lost_ratings(at(9), at(72), None) is None
+    assert moved.lost_ratings(at(10), at(72), FILTERS[1]) is None
+    _, later = window_counts_kept(store.conn, site_id, [spec])
+    assert later is not None and later.lost_ratings(at(10), at(72), None) is not None
+    assert moved.lost_ratings(at(10), at(72), None) is None  # its table was dropped
+    # One kept table per site: the earlier ones are gone.
+    tables = store.conn.execute(
+        "SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name LIKE 'moved%'"
+    ).fetchone()[0]
+    assert tables == 1
 
 
 def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:
@@ -477,21 +514,29 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
         (site_id, to_db(T0), to_db(T0)),
     )
     passes: list[int] = []
+    read_from_links: list[object] = []
 
     def counting(
         c: sqlite3.Connection, site: int, asked: Sequence[WindowSpec]
-    ) -> dict[WindowSpec, WindowCounts]:
+    ) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
         passes.append(len(asked))
-        return window_counts_batch(c, site, asked)
+        return window_counts_kept(c, site, asked)
 
-    monkeypatch.setattr("alerts.metrics.window_counts_batch", counting)
+    def from_links(*args: Any) -> list[LostRating]:
+        read_from_links.append(args)
+        return lost_ratings(*args)
+
+    monkeypatch.setattr("alerts.metrics.window_counts_kept", counting)
+    monkeypatch.setattr("alerts.rules.context.lost_ratings", from_links)
     now = at(24 * 10)
     rules = _rules(20)
     ctx = EvaluationContext(store, now, now, [SITE], [SITE])
     book = MemoryAlertBook()
     fired = evaluate(store, rules, ctx, book)
-    # One pass for the site: 16 distinct (window, filter) pairs, the rest shared.
+    # One pass for the site: 16 distinct (window, filter) pairs, the rest shared; the
+    # lost-domain lists read their losses from its moved links, not the links again.
     assert passes == [16]
+    assert read_from_links == []
     assert [t.state for t in fired] == ["firing"] * 20
     for rule, told in zip(rules, book.told, strict=True):
         rows = reference_rows(store, site_id, rule.link_filter)

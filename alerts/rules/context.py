@@ -13,6 +13,7 @@ from daemon.store.reads import (
     LinkFilter,
     LostDomain,
     LostRating,
+    MovedLinks,
     WindowCounts,
     lost_links_of,
     lost_ratings,
@@ -71,6 +72,8 @@ class EvaluationContext:
         default_factory=dict
     )
     _unhealthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per site, the moved links of its last pass: its lost-domain lists read them.
+    _moved: dict[str, MovedLinks] = field(default_factory=dict)
 
     def prepare(self, needs: Iterable[MetricNeed]) -> None:
         """Compute every window the rules will ask about, one pass per site (the windows
@@ -87,13 +90,15 @@ class EvaluationContext:
                 by_site.setdefault(need.site, {})[key[1]] = None
         for site, wanted in by_site.items():
             try:
-                computed = window_counts_of(self.store, site, list(wanted))
+                computed, moved = window_counts_of(self.store, site, list(wanted))
             except Exception:
                 # Left to the rules: each asks on its own, and its failure is logged with
                 # its name (one broken site must not silence the others).
                 continue
             for w, counts in computed.items():
                 self._counts[(site, w)] = counts
+            if moved is not None:
+                self._moved[site] = moved
 
     def _key(
         self, site: str, window: timedelta, end: datetime | None, link_filter: LinkFilter | None
@@ -113,7 +118,10 @@ class EvaluationContext:
         data), of the links matching `link_filter` if given, computed once per pass."""
         key = self._key(site, window, end, link_filter)
         if key not in self._counts:
-            self._counts[key] = window_counts_of(self.store, site, [key[1]])[key[1]]
+            computed, moved = window_counts_of(self.store, site, [key[1]])
+            self._counts[key] = computed[key[1]]
+            if moved is not None:
+                self._moved[site] = moved
         return self._counts[key]
 
     def metrics(
@@ -144,9 +152,13 @@ class EvaluationContext:
         known = self._lost.get((site, link_filter))
         if known is None or known[0] < window:
             reach = max(window, self._reach.get((site, link_filter), window))
-            ratings = lost_ratings(
-                self.store.conn, self.store.site_id(site), self.at - reach, self.at, link_filter
-            )
+            # From the pass's moved links when it covered this reach and filter.
+            moved = self._moved.get(site)
+            ratings = moved.lost_ratings(self.at - reach, self.at, link_filter) if moved else None
+            if ratings is None:
+                ratings = lost_ratings(
+                    self.store.conn, self.store.site_id(site), self.at - reach, self.at, link_filter
+                )
             known = self._lost[(site, link_filter)] = (reach, ratings)
         start = self.at - window
         ranked = rank_lost_domains(known[1], start, self.at, whole, limit)

@@ -129,6 +129,16 @@ def table_names(conn: sqlite3.Connection) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+def temp_table_names(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    """The names of this connection's temp tables starting with `prefix`."""
+    # PostgreSQL: SELECT tablename FROM pg_tables WHERE schemaname = pg_my_temp_schema()...
+    rows = conn.execute(
+        "SELECT name FROM sqlite_temp_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+        (len(prefix), prefix),
+    )
+    return [str(row[0]) for row in rows]
+
+
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
     """True when the database holds a table (or index, view, trigger) named `name`."""
     # PostgreSQL: to_regclass(name) IS NOT NULL
@@ -156,6 +166,7 @@ __all__ = [
     "quick_check",
     "table_names",
     "temp",
+    "temp_table_names",
     "tune",
     "vacuum",
 ]

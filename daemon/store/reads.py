@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from daemon.store import dialect
 from daemon.store.dialect import JSON_EACH, temp
 from daemon.timefmt import from_db, to_db
 from sources.urls import host_name, normalize_target, split_url
@@ -335,7 +336,23 @@ def window_counts_batch(
     conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec]
 ) -> dict[WindowSpec, WindowCounts]:
     """The counts of every window in `specs` for one site, in one pass (docs/evidence.md,
-    "One evaluation pass"): each count as `window_counts` defines it.
+    "One evaluation pass"): each count as `window_counts` defines it."""
+    return _window_counts(conn, site_id, specs, keep=False)[0]
+
+
+def window_counts_kept(
+    conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec]
+) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
+    """`window_counts_batch`, and the pass's moved links kept for the lost-domain lists of
+    its windows (`MovedLinks`; None when there was nothing to count) until the next kept
+    pass of the site on this connection."""
+    return _window_counts(conn, site_id, specs, keep=True)
+
+
+def _window_counts(
+    conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec], *, keep: bool
+) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
+    """The one pass of `window_counts_batch`.
 
     The current state is read once (one grouped read of the site's live and missing
     links, every filter tested in it); the links with state events after the earliest
@@ -346,13 +363,12 @@ def window_counts_batch(
     after the earliest start.
     """
     if not specs:
-        return {}
+        return {}, None
     filters: list[LinkFilter | None] = list(dict.fromkeys(_key(s) for s in specs))
     if any(f is not None for f in filters):
         register_functions(conn)
     # The earliest instant any window reads (a window could end before it starts).
     t_min = to_db(min(min(s.start, s.end) for s in specs))
-    x = conn.execute
     base_params: dict[str, object] = {"site": site_id, "tmin": t_min}
     moved_ids = (
         f"SELECT link_id FROM link_events WHERE site_id = :site AND at > :tmin"
@@ -367,14 +383,69 @@ def window_counts_batch(
     # passes go to a temp table that every later step takes them from, never testing the
     # links again. Named for this call: a statement the caller still has open on the
     # connection keeps a table it read from locked, undroppable until it ends.
-    table = f"moved_links_{next(_CALLS)}"
+    # A kept table is named for its site, so the next kept pass of the site drops it.
+    prefix = f"moved_kept_{site_id}_" if keep else "moved_links_"
+    table = f"{prefix}{next(_CALLS)}"
+    kept = None
     try:
         _stage_moved(conn, table, moved_ids, base_params, filters, decided, list(now_counts))
-        return _counts_from(conn, table, base_params, specs, filters, now_counts)
+        counts = _counts_from(conn, table, base_params, specs, filters, now_counts)
+        if keep:
+            for older in dialect.temp_table_names(conn, prefix):
+                if older != table:
+                    _drop_quietly(conn, older)
+            kept = MovedLinks(conn, table, site_id, t_min, tuple(filters))
+        return counts, kept
     finally:
-        # Locked by such a statement, it goes with the connection; the counts stand.
-        with contextlib.suppress(sqlite3.OperationalError):
-            x(f"DROP TABLE IF EXISTS {temp(table)}")
+        if kept is None:
+            _drop_quietly(conn, table)
+
+
+def _drop_quietly(conn: sqlite3.Connection, table: str) -> None:
+    """Drop a temp table of moved links; one a statement the caller still has open keeps
+    locked goes with the connection instead (the counts stand)."""
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute(f"DROP TABLE IF EXISTS {temp(table)}")
+
+
+@dataclass(frozen=True)
+class MovedLinks:
+    """The moved links of a site's evaluation pass, kept after it (a temp table): every
+    loss after the pass's earliest instant is one of theirs, and each carries the filters
+    it passes, so a lost-domain list reads its losses without reading the links again."""
+
+    conn: sqlite3.Connection
+    table: str
+    site_id: int
+    # The pass's earliest instant (stored form): its table holds every link with a state
+    # event after it.
+    since: str
+    filters: tuple[LinkFilter | None, ...]
+
+    def lost_ratings(
+        self, start: datetime, end: datetime, link_filter: LinkFilter | None
+    ) -> list[LostRating] | None:
+        """`lost_ratings` of the site, from the kept table; None when it cannot say (a
+        filter or a start the pass did not cover, or its table dropped by a later pass)."""
+        key = None if link_filter is None or link_filter.empty else link_filter
+        if key not in self.filters or to_db(start) < self.since:
+            return None
+        try:
+            return self.conn.execute(
+                f"""SELECT m.refdomain, e.at, max(m.rating)
+                FROM link_events e JOIN {self.table} m ON m.id = e.link_id
+                WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1
+                  AND m.mask & :bit
+                GROUP BY m.refdomain, e.at""",
+                {
+                    "site": self.site_id,
+                    "t0": to_db(start),
+                    "t1": to_db(end),
+                    "bit": 1 << self.filters.index(key),
+                },
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return None  # dropped by a later pass of the site
 
 
 def _counts_from(
@@ -558,8 +629,9 @@ def _stage_moved(
             bits.append(str(1 << i))
             continue
         p = f"f{i}_"
-        row, rp = f.row_condition("l", p)
-        qparams |= rp
+        row, rp = f.row_condition("l", p, with_target=False)
+        target, tp = f.row_condition("l", p)
+        qparams |= rp | tp
         domain = ""
         if f.domains:
             through, hosts = decided[i]
@@ -573,12 +645,15 @@ def _stage_moved(
                 WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}hosts)) THEN (1{host})
                 WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:known)) THEN 0
                 ELSE (1{test}) END"""
-        bits.append(f"(CASE WHEN (1{row}{domain}) THEN {1 << i} ELSE 0 END)")
+        # The target test last: it runs Python per row, the others narrow the rows first.
+        test_all = f"1{row}{domain}{target[len(row) :]}"
+        bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
     # Created from its select, not filled by INSERT: a read changes no row, so closing the
     # store after one leaves the statistics alone (Store.close).
     x(
         f"""CREATE TEMP TABLE {table} AS
         SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
+               l.domain_rating AS rating,
                {" | ".join(bits)} AS mask
         FROM links l WHERE l.id IN ({ids})""",
         qparams,
