@@ -129,9 +129,17 @@ def table_names(conn: sqlite3.Connection) -> set[str]:
     return {str(row[0]) for row in rows}
 
 
+def ledger_version(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Changes when the database is written, by this connection or another: compare two
+    readings to tell whether anything changed in between."""
+    # PostgreSQL: a counter the ledger's writes bump (or pg_stat_xact_* for this session).
+    (other,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(other), conn.total_changes
+
+
 def temp_table_names(conn: sqlite3.Connection, prefix: str) -> list[str]:
     """The names of this connection's temp tables starting with `prefix`."""
-    # PostgreSQL: SELECT tablename FROM pg_tables WHERE schemaname = pg_my_temp_schema()...
+    # PostgreSQL: SELECT relname FROM pg_class WHERE relnamespace = pg_my_temp_schema()...
     rows = conn.execute(
         "SELECT name FROM sqlite_temp_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
         (len(prefix), prefix),
@@ -161,6 +169,7 @@ __all__ = [
     "greatest",
     "has_table",
     "indexed_by",
+    "ledger_version",
     "never_wait",
     "optimize",
     "quick_check",

@@ -365,6 +365,15 @@ def _window_counts(
     if not specs:
         return {}, None
     filters: list[LinkFilter | None] = list(dict.fromkeys(_key(s) for s in specs))
+    if len(filters) > _MAX_FILTERS:
+        # A link's mask holds one bit a filter in a signed 64-bit integer: more filters
+        # take a pass per group of them (the counts are the same; none is kept).
+        counts: dict[WindowSpec, WindowCounts] = {}
+        for c in range(0, len(filters), _MAX_FILTERS):
+            group = set(filters[c : c + _MAX_FILTERS])
+            part = [spec for spec in specs if _key(spec) in group]
+            counts |= _window_counts(conn, site_id, part, keep=False)[0]
+        return counts, None
     if any(f is not None for f in filters):
         register_functions(conn)
     # The earliest instant any window reads (a window could end before it starts).
@@ -394,7 +403,9 @@ def _window_counts(
             for older in dialect.temp_table_names(conn, prefix):
                 if older != table:
                     _drop_quietly(conn, older)
-            kept = MovedLinks(conn, table, site_id, t_min, tuple(filters))
+            kept = MovedLinks(
+                conn, table, site_id, t_min, tuple(filters), dialect.ledger_version(conn)
+            )
         return counts, kept
     finally:
         if kept is None:
@@ -421,15 +432,21 @@ class MovedLinks:
     # event after it.
     since: str
     filters: tuple[LinkFilter | None, ...]
+    # The database as the pass read it (`dialect.ledger_version`): a write since, by this
+    # connection or another process, makes the table stale.
+    version: tuple[int, int]
 
     def lost_ratings(
         self, start: datetime, end: datetime, link_filter: LinkFilter | None
     ) -> list[LostRating] | None:
         """`lost_ratings` of the site, from the kept table; None when it cannot say (a
-        filter or a start the pass did not cover, or its table dropped by a later pass)."""
+        filter or a start the pass did not cover, a write to the database since the pass,
+        or its table dropped by a later pass)."""
         key = None if link_filter is None or link_filter.empty else link_filter
         if key not in self.filters or to_db(start) < self.since:
             return None
+        if dialect.ledger_version(self.conn) != self.version:
+            return None  # the ledger changed since the pass: its links may have moved
         try:
             return self.conn.execute(
                 f"""SELECT m.refdomain, e.at, max(m.rating)
@@ -603,6 +620,8 @@ def _key(spec: WindowSpec) -> LinkFilter | None:
 _MOVED_MASK = "(SELECT mm.mask FROM {} mm WHERE mm.id = l.id)"
 # Numbers each call's temp table of moved links.
 _CALLS = itertools.count()
+# The most filters one pass tests: a link's mask is a signed 64-bit integer.
+_MAX_FILTERS = 62
 
 
 def _stage_moved(
