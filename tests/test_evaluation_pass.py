@@ -383,11 +383,16 @@ def test_a_kept_pass_answers_only_what_it_covered(store: Store) -> None:
     _, later = window_counts_kept(store.conn, site_id, [spec])
     assert later is not None and later.lost_ratings(at(10), at(72), None) is not None
     assert moved.lost_ratings(at(10), at(72), None) is None  # its table was dropped
-    # One kept table per site: the earlier ones are gone.
+    # One kept table per site: the earlier ones are gone, another site's stays, and a
+    # pass that keeps nothing leaves nothing.
+    window_counts_batch(store.conn, site_id, [spec])
+    _, elsewhere = window_counts_kept(store.conn, site_id + 1, [spec])
+    assert elsewhere is not None
     tables = store.conn.execute(
         "SELECT count(*) FROM sqlite_temp_master WHERE type = 'table' AND name LIKE 'moved%'"
     ).fetchone()[0]
-    assert tables == 1
+    assert tables == 2
+    assert later.lost_ratings(at(10), at(72), None) is not None
 
 
 def test_a_kept_pass_is_not_read_after_the_database_changed(store: Store, tmp_path: Path) -> None:
