@@ -58,6 +58,7 @@ FILTERS = (
     LinkFilter(domains=("alpha.com", "co.uk")),
     LinkFilter(domains=("blog.alpha.com",)),
     LinkFilter(target_prefix="/p1"),
+    LinkFilter(target_prefix="/p2"),
     LinkFilter(dofollow_only=True, domains=("beta.org",)),
 )
 
@@ -431,6 +432,29 @@ def test_more_filters_than_a_mask_holds_are_counted_in_groups(store: Store) -> N
     for spec in specs_:
         rows = reference_rows(store, site_id, spec.link_filter)
         assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
+
+
+def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store) -> None:
+    """A refdomain whose links are all lost is decided in SQL in the moved-links read:
+    each filter with its own domains, none taking another's."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        LinkHistory(d, False, 0, t, False, 50.0, None, lost) for d in range(4) for t in (0, 1, 1)
+    ]
+    site_id = write_ledger(store, links)
+    wanted = [
+        LinkFilter(domains=(DOMAINS[0],)),
+        LinkFilter(domains=(DOMAINS[1],)),
+        LinkFilter(target_prefix="/p1"),
+        LinkFilter(target_prefix="/p2"),
+    ]
+    specs_ = [WindowSpec(at(10), at(72), f) for f in wanted]
+    counts = window_counts_batch(store.conn, site_id, specs_)
+    for spec in specs_:
+        rows = reference_rows(store, site_id, spec.link_filter)
+        assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
+    # Targets /p0 and /p1 only: the two target filters differ.
+    assert [counts[s].lost_links for s in specs_] == [3, 3, 8, 0]
 
 
 def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:
