@@ -1090,3 +1090,87 @@ def test_a_link_listed_twice_is_stored_as_its_first_row(store: Store, baseline: 
     assert anchors[url(1)] == "zz first"
     assert anchors[url(2)] == "aa first"
     assert store.conn.execute("SELECT count(*) FROM links").fetchone()[0] == 3
+
+
+# --- a site's first links ------------------------------------------------------------------
+
+
+def _ledger_rows(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    tables = ("links", "sightings", "link_events", "lost_marks")
+    return {t: store.conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+
+
+def _varied(n: int) -> list[Backlink]:
+    """Rows of every kind a baseline sorts out: duplicates, lost rows, unrated, a link to
+    another site, one of the site to itself, nofollow, an empty anchor."""
+    rows = [bl(i, nofollow=None if i % 7 == 0 else i % 3 == 0) for i in range(n, 0, -1)]
+    rows += [bl(5, anchor="second row of 5"), bl(n + 1, lost=True, lost_reason="404")]
+    rows += [bl(n + 2, anchor=""), Backlink(url_from=url(n + 3), url_to="https://other.org/")]
+    rows += [Backlink(url_from="https://www.example.com/blog", url_to="https://example.com/x")]
+    return rows
+
+
+def test_a_sites_first_links_are_stored_as_the_general_diff_stores_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the site stored: its first snapshot skips probing the ledger for each
+    row, and stores exactly what the general diff stores; later snapshots too."""
+    from daemon.store import ledger
+
+    taken: list[bool] = []
+    real = ledger._nothing_stored
+
+    def spy(step: Any) -> bool:
+        taken.append(real(step))
+        return taken[-1]
+
+    def run(folder: str, fast: bool) -> dict[str, list[tuple[Any, ...]]]:
+        monkeypatch.setattr(ledger, "_nothing_stored", spy if fast else lambda step: False)
+        s = Store(tmp_path / folder / "linkwatch.db")
+        try:
+            s.ensure_site(SITE, "own")
+            first = s.ingest(SITE, "ahrefs", snap(0, _varied(40)), GUARDS, day(0))
+            assert (first.status, first.seen) == ("baseline", 41)
+            s.ingest(SITE, "ahrefs", snap(1, [bl(i) for i in range(3, 45)]), GUARDS, day(1))
+            # A second series' baseline: the site has links, so the general diff runs.
+            s.ingest(SITE, "moz", snap(2, [bl(i) for i in range(1, 50)]), GUARDS, day(2))
+            return _ledger_rows(s)
+        finally:
+            s.close()
+
+    fast = run("fast", True)
+    general = run("general", False)
+    assert taken == [True, False]
+    assert fast == general
+    assert len(fast["links"]) == 49 and len(fast["link_events"]) > 0
+
+
+def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:
+    """The staged rows are dropped once the diff is committed: other writers never wait
+    for it (dropping a million staged rows takes a second), and none is left behind."""
+    from daemon.store import dialect
+
+    writing = [False]
+    drops: list[bool] = []
+
+    def watch(sql: str) -> None:
+        if sql == dialect.BEGIN_WRITE:
+            writing[0] = True
+        elif sql in ("COMMIT", "ROLLBACK"):
+            writing[0] = False
+        elif sql.startswith("DROP TABLE IF EXISTS temp.staging"):
+            drops.append(writing[0])
+
+    ingest(store, 0, ALL)
+    store.conn.set_trace_callback(watch)
+    try:
+        ingest(store, 1, [1, 2, 3])
+    finally:
+        store.conn.set_trace_callback(None)
+    # Dropped before staging (nothing there yet) and after the commit; never while the
+    # write lock is held.
+    assert len(drops) >= 2 and not any(drops)
+    left = store.conn.execute(
+        "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'staging%'"
+    ).fetchone()[0]
+    assert left == 0
