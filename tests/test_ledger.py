@@ -1134,7 +1134,11 @@ def test_a_sites_first_links_are_stored_as_the_general_diff_stores_them(
             s.ingest(SITE, "ahrefs", snap(1, [bl(i) for i in range(3, 45)]), GUARDS, day(1))
             # A second series' baseline: the site has links, so the general diff runs.
             s.ingest(SITE, "moz", snap(2, [bl(i) for i in range(1, 50)]), GUARDS, day(2))
-            return _ledger_rows(s)
+            assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            indexes = s.conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+            ).fetchall()
+            return _ledger_rows(s) | {"indexes": indexes}
         finally:
             s.close()
 
@@ -1143,6 +1147,46 @@ def test_a_sites_first_links_are_stored_as_the_general_diff_stores_them(
     assert taken == [True, False]
     assert fast == general
     assert len(fast["links"]) == 49 and len(fast["link_events"]) > 0
+    assert {"links_from", "links_filter"} <= {name for name, _ in fast["indexes"]}
+
+
+def test_a_first_import_larger_than_the_ledger_builds_two_indexes_again(
+    store: Store,
+) -> None:
+    """A site's first links outnumbering every link stored: the two indexes they would
+    enter at random are dropped and built again after the insert (integrity_check reads
+    every entry against the rows); fewer, and the indexes are left alone."""
+    store.ensure_site("other.example", "own")
+    built: list[str] = []
+
+    def watch(sql: str) -> None:
+        if sql.startswith(("CREATE INDEX links_", "DROP INDEX links_")):
+            built.append(sql.split(" ON ")[0])
+
+    store.conn.set_trace_callback(watch)
+    try:
+        ingest(store, 0, ALL)
+        assert built == [
+            "DROP INDEX links_from",
+            "DROP INDEX links_filter",
+            "CREATE INDEX links_from",
+            "CREATE INDEX links_filter",
+        ]
+        built.clear()
+        # Five links of another site, ten stored: inserted into the indexes as they are.
+        records = [
+            Backlink(url_from=url(n), url_to="https://other.example/", domain_rating=1.0)
+            for n in range(5)
+        ]
+        store.ingest("other.example", "ahrefs", snap(0, records), GUARDS, day(0))
+        assert built == []
+    finally:
+        store.conn.set_trace_callback(None)
+    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    count = store.conn.execute(
+        "SELECT count(*) FROM links INDEXED BY links_filter WHERE site_id = 1"
+    ).fetchone()[0]
+    assert count == 10
 
 
 def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:

@@ -1224,6 +1224,30 @@ def _record_sightings(step: Step, rows: str | None = None) -> None:
     )
 
 
+# Indexes of `links` in an order no import follows (pages, referring domains): each new
+# link's entry goes in at a random place.
+_UNORDERED_INDEXES = ("links_from", "links_filter")
+
+
+def _set_aside_unordered_indexes(step: Step) -> list[str]:
+    """When the links about to be added outnumber those stored (of every site), drop the
+    indexes they would enter at random and return their definitions, to build them again
+    afterwards in one sorted pass; else nothing. Measured at 1M links into an empty
+    database: the insert 13.8 s -> 3.5-4.4 s, both indexes built in 5.5-5.7 s."""
+    x = step.conn.execute
+    staged = int(x("SELECT count(*) FROM staging").fetchone()[0])
+    stored = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
+    if staged <= stored:
+        return []
+    definitions = []
+    for name in _UNORDERED_INDEXES:
+        definition = dialect.index_definition(step.conn, name)
+        if definition is not None:
+            x(f"DROP INDEX {name}")
+            definitions.append(definition)
+    return definitions
+
+
 def _nothing_stored(step: Step) -> bool:
     """True when the site has no link and the series no open sighting: every staged row
     is a new link."""
@@ -1403,7 +1427,10 @@ def _complete_sightings(step: Step) -> None:
     if step.baseline and not step.recognised and _nothing_stored(step):
         # The site's first links: every row is a new link, with nothing to probe for (at
         # 1M rows the probes and their table took 1.7 s of the write lock).
+        rebuilt = _set_aside_unordered_indexes(step)
         _insert_links(step, "FROM staging s ORDER BY s.link_key")
+        for definition in rebuilt:
+            dialect.build_index(step.conn, definition)
         _record_sightings(step, "FROM staging s ORDER BY s.link_key")
         return
     _listing_delta(step)
