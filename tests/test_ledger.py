@@ -1214,6 +1214,9 @@ def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:
     # Dropped before staging (nothing there yet) and after the commit; never while the
     # write lock is held.
     assert len(drops) >= 2 and not any(drops)
+    # Staged on 16 KB pages: the page size was set before the first temp table (after, it
+    # would be ignored without a word).
+    assert store.conn.execute("PRAGMA temp.page_size").fetchone()[0] == 16384
     left = store.conn.execute(
         "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'staging%'"
     ).fetchone()[0]
