@@ -1286,19 +1286,20 @@ def _end_absent_sightings(step: Step) -> None:
     )
 
 
-def _insert_links(step: Step, sql_from: str) -> None:
+def _insert_links(step: Step, sql_from: str, *, keyed: bool = False) -> None:
     """Add the staged links the ledger does not know, with the events their arrival means.
 
     In a later snapshot of a complete series they are *new*; in a baseline or a sample
     they *appeared* (silently), except in the site's very first baseline, which dates
-    nothing: those links were there before history began.
+    nothing: those links were there before history began. `keyed`: every row selected
+    has its page key already.
     """
     x = step.conn.execute
     p = step.params
     # A complete series sees what it adds; a sample only vouches for it, for a while.
     sampled = step.series.coverage == SAMPLE
     max_before = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
-    x(
+    added = x(
         f"""INSERT INTO links (site_id, link_key, from_key, url_from, url_to, anchor, nofollow,
                ugc, sponsored, attrs, refdomain, domain_rating, rating_metric, toxicity,
                first_seen_at, added_at, state, seen_by, sample_until)
@@ -1311,16 +1312,16 @@ def _insert_links(step: Step, sql_from: str) -> None:
                :added, 'live', {"0" if sampled else ":bit"}, :until
         {sql_from}""",
         {**p, "added": step.at if step.dated else None},
-    )
-    added = x("SELECT count(*) FROM links WHERE id > ?", (max_before,)).fetchone()[0]
+    ).rowcount
     if not added:
         return
-    unkeyed = x(
-        "SELECT id, url_from FROM links WHERE id > ? AND from_key IS NULL", (max_before,)
-    ).fetchall()
-    step.conn.executemany(
-        "UPDATE links SET from_key = ? WHERE id = ?", [(page_key(u), i) for i, u in unkeyed]
-    )
+    if not keyed:
+        unkeyed = x(
+            "SELECT id, url_from FROM links WHERE id > ? AND from_key IS NULL", (max_before,)
+        ).fetchall()
+        step.conn.executemany(
+            "UPDATE links SET from_key = ? WHERE id = ?", [(page_key(u), i) for i, u in unkeyed]
+        )
     if step.dated:
         kind = "appeared" if step.baseline or sampled else "new"
         x(
@@ -1428,7 +1429,8 @@ def _complete_sightings(step: Step) -> None:
         # The site's first links: every row is a new link, with nothing to probe for (at
         # 1M rows the probes and their table took 1.7 s of the write lock).
         rebuilt = _set_aside_unordered_indexes(step)
-        _insert_links(step, "FROM staging s ORDER BY s.link_key")
+        # A first snapshot's rows were staged with their page keys (`_stage`).
+        _insert_links(step, "FROM staging s ORDER BY s.link_key", keyed=True)
         for definition in rebuilt:
             dialect.build_index(step.conn, definition)
         _record_sightings(step, "FROM staging s ORDER BY s.link_key")
