@@ -823,4 +823,8 @@ def scaled(value: float | None, top: float) -> float | None:
     """A provider metric on a scale of 0 to `top`, as 0 to 100 (clamped)."""
     if value is None:
         return None
-    return max(0.0, min(100.0, value * 100.0 / top))
+    # max(0.0, min(100.0, x)) to the bit (a zero of either sign and NaN give 0.0 and
+    # 100.0 alike), without two calls per metric of a million rows.
+    x = value * 100.0 / top
+    x = x if x < 100.0 else 100.0
+    return x if x > 0.0 else 0.0

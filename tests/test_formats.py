@@ -1014,3 +1014,37 @@ def test_a_count_of_too_many_digits_is_a_malformed_row(
     found = [d.links for d in result.domain_records]
     assert found == ([] if links is None else [links])
     assert result.complete is (links is not None)
+
+
+def _read_generally(text: str) -> datetime | str:
+    """How parse_datetime reads an ISO date-time with no shortcut: ISO after ` +` is joined
+    to its time, UTC when no zone; "error" when that fails."""
+    try:
+        dt = datetime.fromisoformat(text.strip().replace(" +", "+"))
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return "error"
+
+
+@given(
+    st.datetimes(max_value=datetime(9999, 12, 30)),
+    st.sampled_from([" ", "T"]),
+    st.sampled_from(["", " +00:00", "+00:00", " +02:00", " -00:00", "Z", " +00:0"]),
+)
+def test_common_date_times_read_as_the_general_path_reads_them(
+    moment: datetime, sep: str, zone: str
+) -> None:
+    """The shortcut for `YYYY-MM-DD HH:MM:SS` and `… +00:00` gives what the general
+    reading gives, to the time zone object."""
+    text = moment.replace(microsecond=0).isoformat(sep=sep) + zone
+    try:
+        got: datetime | str | None = parse_datetime(text)
+    except ValueError:
+        got = "error"
+    want = _read_generally(text)
+    if want == "error":
+        # The general path's last resort (localised dates) reads none of these either.
+        assert got in ("error", None)
+    else:
+        assert got == want
+        assert isinstance(got, datetime) and got.tzinfo is UTC

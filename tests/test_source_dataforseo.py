@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +17,8 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from sources.api import ApiAuthError, ApiError
-from sources.dataforseo import DataForSeoSettings, DataForSeoSource
+from sources.api import ApiAuthError, ApiError, as_number, scaled
+from sources.dataforseo import DataForSeoSettings, DataForSeoSource, _finite
 from sources.dataforseo_shape import LiveItem, decode_live
 from sources.model import Backlink
 from tests.fakes.base import profile
@@ -603,3 +604,36 @@ def test_an_item_without_a_source_names_it(fields: dict[str, Any], missing: str)
     with pytest.raises(ApiError) as caught:
         src._link(src._items([_item(**fields)])[0], "example.com")
     assert f"an item without {missing}: {{'url_from': " in str(caught.value)
+
+
+def _metric_as_before(value: object, top: float) -> str:
+    """as_number, finite, then max(0, min(100, x * 100 / top)); the repr of the result
+    (a zero's sign shows) or the error's name."""
+    try:
+        number = as_number(value)
+    except OverflowError:
+        return "OverflowError"
+    if number is None or not math.isfinite(number):
+        return repr(None)
+    return repr(max(0.0, min(100.0, number * 100.0 / top)))
+
+
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=8),
+        st.floats().map(repr),
+    ),
+    st.sampled_from([100.0, 10.0, 3.0, 1.0, 0.5]),
+)
+def test_a_metric_is_read_and_scaled_as_before(value: object, top: float) -> None:
+    """The shortcuts for JSON numbers and the clamp without calls give the same float, to
+    the sign of a zero, for every kind of value an answer can hold."""
+    try:
+        got = repr(scaled(_finite(value), top))
+    except OverflowError:
+        got = "OverflowError"
+    assert got == _metric_as_before(value, top)

@@ -185,10 +185,11 @@ def month_number(name: str) -> int | None:
 
 def parse_datetime(value: str) -> datetime | None:
     """Dates as tools write them, in UTC: ISO, `2026-09-15 10:00`, `Sep 15, 2026`, `15.09.2026`."""
-    if len(value) == 19 and value[10] == " ":
-        # `YYYY-MM-DD HH:MM:SS` (Ahrefs): the common case, parsed as UTC in one call.
+    if value[10:11] == " " and (len(value) == 19 or value[19:] == " +00:00"):
+        # `YYYY-MM-DD HH:MM:SS` (Ahrefs), with ` +00:00` (DataForSEO): the common cases,
+        # parsed as UTC in one call.
         try:
-            return datetime.fromisoformat(value + "+00:00")
+            return datetime.fromisoformat(value[:19] + "+00:00")
         except ValueError:
             pass
     v = value.strip()
