@@ -1217,6 +1217,9 @@ def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:
     # Staged on 16 KB pages: the page size was set before the first temp table (after, it
     # would be ignored without a word).
     assert store.conn.execute("PRAGMA temp.page_size").fetchone()[0] == 16384
+    # The first export's sort ran with a small buffer and two threads: both are back.
+    assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -65536
+    assert store.conn.execute("PRAGMA threads").fetchone()[0] == 0
     left = store.conn.execute(
         "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'staging%'"
     ).fetchone()[0]

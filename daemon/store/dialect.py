@@ -168,15 +168,19 @@ def index_definition(conn: sqlite3.Connection, name: str) -> str | None:
     return None if row is None or row[0] is None else str(row[0])
 
 
-def build_index(conn: sqlite3.Connection, definition: str) -> None:
-    """Run an index's CREATE statement with a sort buffer of 16 MB, not the page cache's
-    size (a sort of a million entries would hold 64 MB more, measured)."""
-    # PostgreSQL: SET LOCAL maintenance_work_mem = '16MB', then the statement
+def sort_large(conn: sqlite3.Connection, statement: str) -> None:
+    """Run a statement that sorts a million rows (a table copied in key order, an index
+    built) with two sorting threads, each with an 8 MB buffer: with the page cache's
+    64 MB each, a 1M-link poll peaked at 367 MB (16 MB: 286 MB; 8 MB: 247 MB, as with
+    one thread). The threads took a quarter off the sorts of a first export."""
+    # PostgreSQL: SET LOCAL maintenance_work_mem = '8MB', max_parallel_maintenance_workers
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-    conn.execute("PRAGMA cache_size = -16384")
+    conn.execute("PRAGMA cache_size = -8192")
+    conn.execute("PRAGMA threads = 2")
     try:
-        conn.execute(definition)
+        conn.execute(statement)
     finally:
+        conn.execute("PRAGMA threads = 0")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
 
@@ -189,7 +193,6 @@ __all__ = [
     "REPLACE_INTO",
     "ROWID",
     "analyze",
-    "build_index",
     "checkpoint",
     "epoch_to_iso",
     "free_fraction",
@@ -201,6 +204,7 @@ __all__ = [
     "never_wait",
     "optimize",
     "quick_check",
+    "sort_large",
     "table_names",
     "temp",
     "temp_table_names",
