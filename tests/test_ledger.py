@@ -1224,3 +1224,78 @@ def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:
         "SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'staging%'"
     ).fetchone()[0]
     assert left == 0
+
+
+def test_a_snapshot_staged_as_a_later_one_that_becomes_the_baseline_keys_its_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staged after an earlier snapshot (no page keys), stored after another process
+    deleted that one: now the series' baseline on an empty site, its links still get
+    their page keys (samples and placeholders find links by them)."""
+    from daemon.store import ledger
+
+    a = Store(tmp_path / "linkwatch.db")
+    b = Store(tmp_path / "linkwatch.db")
+    try:
+        a.ensure_site(SITE, "own")
+        first = a.ingest(SITE, "ahrefs", snap(0, [bl(i) for i in range(1, 6)]), GUARDS, day(0))
+        staged = ledger._stage_any
+
+        def stage_then_delete(*args: Any, **kwargs: Any) -> tuple[int, int, int]:
+            counts = staged(*args, **kwargs)
+            b.delete_snapshot(first.snapshot_id, day(1))  # `snapshots delete` meanwhile
+            return counts
+
+        monkeypatch.setattr(ledger, "_stage_any", stage_then_delete)
+        later = a.ingest(SITE, "ahrefs", snap(1, [bl(i) for i in range(1, 7)]), GUARDS, day(1))
+        assert later.status == "baseline"
+        keyed = a.conn.execute("SELECT count(*), count(from_key) FROM links").fetchone()
+        assert keyed == (6, 6)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_stored_snapshot_stands_when_its_staging_cannot_be_dropped(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The drop after the commit fails (a full disk under the temp files): the snapshot is
+    stored and reported as such, the failure only logged."""
+    import sqlite3
+
+    from daemon.store import ledger
+
+    def fail(conn: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(ledger, "_drop_staging", fail)
+    outcome = ingest(store, 0, ALL)
+    assert (outcome.status, outcome.seen) == ("baseline", 10)
+    assert len(states(store)) == 10
+    assert "staged rows not dropped" in caplog.text
+
+
+def test_rebuilt_indexes_keep_planner_statistics_when_they_had_some(store: Store) -> None:
+    """An analysed database: the two indexes built again after a large first import are
+    measured again (a dropped index loses its statistics); a database never analysed
+    gains none."""
+    from daemon.store import dialect
+
+    ingest(store, 0, ALL)
+    assert not dialect.has_table(store.conn, "sqlite_stat1")
+    dialect.analyze(store.conn)
+    measured = {r[0] for r in store.conn.execute("SELECT idx FROM sqlite_stat1")}
+    assert {"links_from", "links_filter"} <= measured
+    store.ensure_site("other.example", "own")
+    records = [
+        Backlink(url_from=url(n), url_to="https://other.example/", domain_rating=1.0)
+        for n in range(100, 140)
+    ]
+    store.ingest("other.example", "ahrefs", snap(0, records), GUARDS, day(0))
+    stats = dict(
+        store.conn.execute(
+            "SELECT idx, stat FROM sqlite_stat1 WHERE idx IN ('links_from', 'links_filter')"
+        ).fetchall()
+    )
+    assert set(stats) == {"links_from", "links_filter"}
+    assert stats["links_from"].split()[0] == "50"  # the rows now indexed

@@ -87,12 +87,23 @@ def never_wait(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA busy_timeout = 0")
 
 
-def analyze(conn: sqlite3.Connection) -> None:
-    """Refresh the query planner's statistics of every table and index."""
+def analyze(conn: sqlite3.Connection, name: str | None = None) -> None:
+    """Refresh the query planner's statistics of every table and index (or of the one
+    table or index `name`)."""
     # analysis_limit samples each index instead of reading it whole: seconds, not minutes,
     # on a database of millions of links, and as good for choosing plans.
     conn.execute("PRAGMA analysis_limit = 1000")
-    conn.execute("ANALYZE")  # PostgreSQL: ANALYZE (autovacuum does it too)
+    # PostgreSQL: ANALYZE (autovacuum does it too); an index's statistics are its table's
+    conn.execute("ANALYZE" if name is None else f"ANALYZE {name}")
+
+
+def has_statistics(conn: sqlite3.Connection, index: str) -> bool:
+    """True when the planner has statistics of the index `index` (an ANALYZE measured it)."""
+    # PostgreSQL: pg_stats rows of its table (dropping an index keeps them there)
+    if not has_table(conn, "sqlite_stat1"):
+        return False
+    row = conn.execute("SELECT 1 FROM sqlite_stat1 WHERE idx = ? LIMIT 1", (index,)).fetchone()
+    return row is not None
 
 
 def optimize(conn: sqlite3.Connection) -> None:
@@ -175,12 +186,13 @@ def sort_large(conn: sqlite3.Connection, statement: str) -> None:
     one thread). The threads took a quarter off the sorts of a first export."""
     # PostgreSQL: SET LOCAL maintenance_work_mem = '8MB', max_parallel_maintenance_workers
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
-    conn.execute("PRAGMA cache_size = -8192")
-    conn.execute("PRAGMA threads = 2")
+    threads = conn.execute("PRAGMA threads").fetchone()[0]
     try:
+        conn.execute("PRAGMA cache_size = -8192")
+        conn.execute("PRAGMA threads = 2")
         conn.execute(statement)
     finally:
-        conn.execute("PRAGMA threads = 0")
+        conn.execute(f"PRAGMA threads = {int(threads)}")
         conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
 
@@ -197,6 +209,7 @@ __all__ = [
     "epoch_to_iso",
     "free_fraction",
     "greatest",
+    "has_statistics",
     "has_table",
     "index_definition",
     "indexed_by",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import sqlite3
 import time
 import zlib
@@ -32,6 +33,8 @@ from sources.urls import (
 _BATCH = 10_000
 ACCEPTED = ("baseline", "complete")
 COMPLETE, SAMPLE, DOMAINS = "complete", "sample", "domains"
+
+log = logging.getLogger(__name__)
 
 
 class OutOfOrderError(ValueError):
@@ -788,6 +791,10 @@ class Step:
     guards: GuardSettings
     # Rows staged as seen before (KNOWN_ROW): with none, none needs reading back.
     recognised: int
+    # Whether every row was staged with its page key (`_stage`'s page_keys): the rows of a
+    # snapshot staged as a later one have none, though another process may have deleted
+    # the series' earlier snapshots meanwhile and made this one its baseline.
+    keyed: bool
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -925,7 +932,7 @@ def ingest(
         )
     # A read transaction: it writes only temp tables, so it takes no lock writers wait on.
     conn.execute(dialect.BEGIN_READ)
-    staged = False
+    staged = keyed = False
     seen = listed = read = 0
     try:
         series_id = find_series(conn, site_id, source, result.format)
@@ -939,7 +946,7 @@ def ingest(
         ):
             _ask_known_rows(conn, result, series_id)
             seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
-            staged = True
+            staged, keyed = True, result.sample or prev is None
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -968,6 +975,7 @@ def ingest(
                 # The snapshot it duplicated was deleted meanwhile: read it after all.
                 _ask_known_rows(conn, result, series.id)
                 seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
+                keyed = result.sample or prev is None
             judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
             status, note = judge(conn, series, judged, prev, guards)
         fetch_note = "; ".join(result.notes) or None
@@ -976,7 +984,7 @@ def ingest(
         )
         if status in ACCEPTED:
             counts = apply_snapshot(
-                conn, series, snapshot_id, taken, prev, status, guards, result.recognised
+                conn, series, snapshot_id, taken, prev, status, guards, result.recognised, keyed
             )
         record_counts(conn, snapshot_id, counts, time.monotonic() - started)
         conn.execute("COMMIT")
@@ -986,8 +994,12 @@ def ingest(
         raise
     locked_s = time.monotonic() - locked
     # Temp tables are this connection's own: dropped after the commit, other writers do
-    # not wait for it (dropping 1M staged rows took 1.1 s).
-    _drop_staging(conn)
+    # not wait for it (dropping 1M staged rows took 1.1 s). The snapshot is stored: a drop
+    # that fails is only logged (the next staging drops them first).
+    try:
+        _drop_staging(conn)
+    except sqlite3.Error as exc:
+        log.warning("%s: staged rows not dropped after the snapshot was stored: %s", where, exc)
     return IngestOutcome(
         snapshot_id=snapshot_id,
         site=site,
@@ -1058,9 +1070,10 @@ def apply_snapshot(
     status: str,
     guards: GuardSettings,
     recognised: int,
+    keyed: bool,
 ) -> dict[str, int]:
     """Apply an accepted, staged snapshot to the ledger (`recognised` of its rows staged as
-    seen before); its counts by event kind."""
+    seen before; `keyed`: every row staged with its page key); its counts by event kind."""
     at, had_history = effective_time(conn, series.site_id, taken, snapshot_id)
     step = Step(
         conn,
@@ -1074,6 +1087,7 @@ def apply_snapshot(
         dated=had_history,
         guards=guards,
         recognised=recognised,
+        keyed=keyed,
     )
     return _apply(step)
 
@@ -1233,23 +1247,25 @@ def _record_sightings(step: Step, rows: str | None = None) -> None:
 _UNORDERED_INDEXES = ("links_from", "links_filter")
 
 
-def _set_aside_unordered_indexes(step: Step) -> list[str]:
+def _set_aside_unordered_indexes(step: Step) -> list[tuple[str, str, bool]]:
     """When the links about to be added outnumber those stored (of every site), drop the
-    indexes they would enter at random and return their definitions, to build them again
-    afterwards in one sorted pass; else nothing. Measured at 1M links into an empty
-    database: the insert 13.8 s -> 3.5-4.8 s, both indexes built in 4.1-4.2 s."""
+    indexes they would enter at random and return them (name, definition, whether it had
+    planner statistics), to build them again afterwards in one sorted pass; else nothing.
+    Measured at 1M links into an empty database: the insert 13.8 s -> 3.5-4.8 s, both
+    indexes built in 4.1-4.2 s."""
     x = step.conn.execute
     staged = int(x("SELECT count(*) FROM staging").fetchone()[0])
     stored = int(x("SELECT coalesce(max(id), 0) FROM links").fetchone()[0])
     if staged <= stored:
         return []
-    definitions = []
+    dropped = []
     for name in _UNORDERED_INDEXES:
         definition = dialect.index_definition(step.conn, name)
         if definition is not None:
+            analysed = dialect.has_statistics(step.conn, name)
             x(f"DROP INDEX {name}")
-            definitions.append(definition)
-    return definitions
+            dropped.append((name, definition, analysed))
+    return dropped
 
 
 def _nothing_stored(step: Step) -> bool:
@@ -1429,14 +1445,16 @@ def _complete_sightings(step: Step) -> None:
     keep the provider's metrics; the series now sees them all."""
     x = step.conn.execute
     p = step.params
-    if step.baseline and not step.recognised and _nothing_stored(step):
+    if step.baseline and step.keyed and not step.recognised and _nothing_stored(step):
         # The site's first links: every row is a new link, with nothing to probe for (at
         # 1M rows the probes and their table took 1.7 s of the write lock).
         rebuilt = _set_aside_unordered_indexes(step)
-        # A first snapshot's rows were staged with their page keys (`_stage`).
         _insert_links(step, "FROM staging s ORDER BY s.link_key", keyed=True)
-        for definition in rebuilt:
+        for name, definition, analysed in rebuilt:
             dialect.sort_large(step.conn, definition)
+            if analysed:
+                # Dropped, an index loses its planner statistics: measured again (sampled).
+                dialect.analyze(step.conn, name)
         _record_sightings(step, "FROM staging s ORDER BY s.link_key")
         return
     _listing_delta(step)

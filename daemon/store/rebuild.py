@@ -355,6 +355,7 @@ def _reapply(
         str(status),
         GuardSettings() if guards is None else GuardSettings.from_json(str(guards)),
         recognised=0,  # restaged in full from the sightings
+        keyed=True,  # with their links' page keys (or their own, for a page-only row)
     )
     record_counts(conn, int(snapshot_id), counts, None)
 
