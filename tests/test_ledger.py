@@ -1173,10 +1173,10 @@ def test_a_first_import_larger_than_the_ledger_builds_two_indexes_again(
             "CREATE INDEX links_filter",
         ]
         built.clear()
-        # Five links of another site, ten stored: inserted into the indexes as they are.
+        # As many links of another site as are stored: inserted into the indexes as they are.
         records = [
             Backlink(url_from=url(n), url_to="https://other.example/", domain_rating=1.0)
-            for n in range(5)
+            for n in range(10)
         ]
         store.ingest("other.example", "ahrefs", snap(0, records), GUARDS, day(0))
         assert built == []
@@ -1187,6 +1187,15 @@ def test_a_first_import_larger_than_the_ledger_builds_two_indexes_again(
         "SELECT count(*) FROM links INDEXED BY links_filter WHERE site_id = 1"
     ).fetchone()[0]
     assert count == 10
+    # Only stored indexes with a definition are set aside: none for a missing name or an
+    # index SQLite made itself for a constraint.
+    from daemon.store import dialect
+
+    assert dialect.index_definition(store.conn, "no_such_index") is None
+    auto = store.conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NULL LIMIT 1"
+    ).fetchone()
+    assert auto is not None and dialect.index_definition(store.conn, auto[0]) is None
 
 
 def test_staging_is_dropped_after_the_write_transaction(store: Store) -> None:

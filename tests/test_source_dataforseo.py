@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
@@ -629,6 +629,10 @@ def _metric_as_before(value: object, top: float) -> str:
     ),
     st.sampled_from([100.0, 10.0, 3.0, 1.0, 0.5]),
 )
+# The clamp's edges, which random values seldom reach: a zero's sign, just over the top.
+@example(-0.0, 100.0)
+@example(100.5, 100.0)
+@example(100, 100.0)
 def test_a_metric_is_read_and_scaled_as_before(value: object, top: float) -> None:
     """The shortcuts for JSON numbers and the clamp without calls give the same float, to
     the sign of a zero, for every kind of value an answer can hold."""
