@@ -796,6 +796,8 @@ def as_text(value: Any) -> str | None:
 
 def as_number(value: Any) -> float | None:
     """A JSON number or numeric string as a float (None for null, empty or not a number)."""
+    if type(value) in (int, float):
+        return float(value)  # nearly every value: a JSON number, with no other test
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):

@@ -304,8 +304,7 @@ def _retry_passing(body: Any) -> None:
 
 
 def _finite(value: Any) -> float | None:
-    # A JSON number (nearly every metric) without as_number's tests.
-    number = float(value) if type(value) in (int, float) else as_number(value)
+    number = as_number(value)
     return number if number is not None and math.isfinite(number) else None
 
 

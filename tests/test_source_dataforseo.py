@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import replace
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from sources.api import ApiAuthError, ApiError, as_number, scaled
+from sources.api import ApiAuthError, ApiError, scaled
 from sources.dataforseo import DataForSeoSettings, DataForSeoSource, _finite
 from sources.dataforseo_shape import LiveItem, decode_live
 from sources.model import Backlink
@@ -607,10 +608,15 @@ def test_an_item_without_a_source_names_it(fields: dict[str, Any], missing: str)
 
 
 def _metric_as_before(value: object, top: float) -> str:
-    """as_number, finite, then max(0, min(100, x * 100 / top)); the repr of the result
-    (a zero's sign shows) or the error's name."""
+    """A number as as_number read it before its shortcut, finite, then max(0, min(100,
+    x * 100 / top)); the repr of the result (a zero's sign shows) or the error's name."""
+    number: float | None = None
     try:
-        number = as_number(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and value.strip():
+            with contextlib.suppress(ValueError):
+                number = float(value.strip())
     except OverflowError:
         return "OverflowError"
     if number is None or not math.isfinite(number):

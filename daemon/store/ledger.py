@@ -946,7 +946,7 @@ def ingest(
         ):
             _ask_known_rows(conn, result, series_id)
             seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
-            staged, keyed = True, result.sample or prev is None
+            staged, keyed = True, _page_keys(result, prev is None)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -975,7 +975,7 @@ def ingest(
                 # The snapshot it duplicated was deleted meanwhile: read it after all.
                 _ask_known_rows(conn, result, series.id)
                 seen, listed, read = _stage_any(conn, result, coverage, prev is None, site)
-                keyed = result.sample or prev is None
+                keyed = _page_keys(result, prev is None)
             judged = Judged(result.error, result.report.malformed, seen, listed, result.digest)
             status, note = judge(conn, series, judged, prev, guards)
         fetch_note = "; ".join(result.notes) or None
@@ -1053,7 +1053,13 @@ def _stage_any(
     whose targets is on `site` is refused (OtherSiteError)."""
     if coverage == DOMAINS:
         return _stage_domains(conn, result)
-    return _stage(conn, result, page_keys=result.sample or first, site=site)
+    return _stage(conn, result, page_keys=_page_keys(result, first), site=site)
+
+
+def _page_keys(result: SnapshotResult, first: bool) -> bool:
+    """Whether a snapshot's rows are staged with their page keys: a sample's, and those of
+    a series' first snapshot."""
+    return result.sample or first
 
 
 def join_notes(note: str | None, fetch_note: str | None) -> str | None:
