@@ -298,11 +298,19 @@ def test_one_pass_equals_each_window_by_the_definition(
                 # One row per loss: the best of each domain and instant is the links' row.
                 assert best_per_instant(from_pass) == best_per_instant(from_links), spec
                 assert len(from_pass) >= len(from_links), spec
+                # Both in the order the ranking reads.
+                assert from_pass == sorted(from_pass, key=rank_key), spec
+                assert from_links == sorted(from_links, key=rank_key), spec
                 lost = together[spec].domains_lost
+                t0, t1 = to_db(spec.start), to_db(spec.end)
                 for limit in (1, 3, 200):
-                    assert rank_lost_domains(
-                        from_pass, spec.start, spec.end, lost, limit
-                    ) == rank_lost_domains(from_links, spec.start, spec.end, lost, limit), spec
+                    want = reference_rank(from_links, t0, t1, lost, limit)
+                    assert rank_lost_domains(from_pass, spec.start, spec.end, lost, limit) == (
+                        want
+                    ), spec
+                    assert (
+                        rank_lost_domains(from_links, spec.start, spec.end, lost, limit) == want
+                    ), spec
             for spec in asked:
                 rows = reference_rows(store, site_id, spec.link_filter)
                 want = reference_window(rows, spec.start, spec.end)
@@ -580,6 +588,7 @@ def test_a_domain_ranks_by_its_best_loss_inside_the_window() -> None:
         ("h.com", to_db(at(4)), None),
         ("i.com", to_db(at(5)), None),
     ]
+    ratings.sort(key=rank_key)
     # The window (0, 24]: e.com's loss is at its start (outside), f.com's at its end
     # (inside); d.com's 95 is after it. d.com is wholly lost: first, however rated.
     ranked = rank_lost_domains(ratings, at(0), at(24), frozenset({"d.com"}), 10)
@@ -594,6 +603,54 @@ def test_a_domain_ranks_by_its_best_loss_inside_the_window() -> None:
         ("i.com", None),
     ]
     assert rank_lost_domains(ratings, at(0), at(24), frozenset({"d.com"}), 3) == ranked[:3]
+
+
+def rank_key(rating: LostRating) -> tuple[bool, float, str]:
+    """The order `rank_lost_domains` reads ratings in: strongest first, unrated last."""
+    return (rating[2] is None, -(rating[2] or 0.0), rating[0])
+
+
+def reference_rank(
+    ratings: Sequence[LostRating], t0: str, t1: str, lost: frozenset[str], limit: int
+) -> list[tuple[str, float | None]]:
+    """The lost-domain ranking by its definition: each domain's best rating inside the
+    window (unrated below any rating), the wholly lost first, then strongest, then name."""
+    best: dict[str, float | None] = {}
+    for refdomain, instant, rating in ratings:
+        if t0 < instant <= t1:
+            known = best.get(refdomain)
+            if refdomain not in best or (rating is not None and (known is None or rating > known)):
+                best[refdomain] = rating
+    ordered = sorted(
+        best.items(), key=lambda d: (d[0] not in lost, d[1] is None, -(d[1] or 0.0), d[0])
+    )
+    return ordered[:limit]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("a.com", "b.com", "c.com", "d.com", "e.com", "f.com")),
+            st.integers(0, 30).map(lambda h: to_db(at(h))),
+            st.one_of(st.none(), st.sampled_from((0.0, 10.0, 50.0, 50.0, 99.5))),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.frozensets(st.sampled_from(("a.com", "c.com", "f.com", "z.com"))),
+    st.integers(0, 7),
+)
+def test_ranking_a_list_in_rank_order_follows_the_definition(
+    ratings: list[LostRating], start: int, end: int, lost: frozenset[str], limit: int
+) -> None:
+    """Walking rows in rank order gives each domain's best rating inside the window, the
+    wholly lost first, whatever the rows outside the window and however many are asked."""
+    ordered = sorted(ratings, key=rank_key)
+    t0, t1 = to_db(at(start)), to_db(at(end))
+    assert rank_lost_domains(ordered, at(start), at(end), lost, limit) == reference_rank(
+        ordered, t0, t1, lost, limit
+    )
 
 
 def _rules(n: int) -> list[ThresholdRule]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import json
 import sqlite3
@@ -12,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from daemon.store import dialect
 from daemon.store.dialect import JSON_EACH, temp
@@ -449,12 +449,14 @@ class MovedLinks:
             return None  # the ledger changed since the pass: its links may have moved
         try:
             # One row per loss, not grouped by domain and instant: nearly every loss is
-            # its domain's only one at its instant, and the sort would cost a third of it.
+            # its domain's only one at its instant, and the grouping would cost a third
+            # of it.
             return self.conn.execute(
                 f"""SELECT m.refdomain, e.at, m.rating
                 FROM link_events e JOIN {self.table} m ON m.id = e.link_id
                 WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1
-                  AND m.mask & :bit""",
+                  AND m.mask & :bit
+                ORDER BY {_RANK_ORDER.format(rating="m.rating", refdomain="m.refdomain")}""",
                 {
                     "site": self.site_id,
                     "t0": to_db(start),
@@ -535,15 +537,22 @@ def _counts_from(
         by_domain[link.domain].append(link)
 
     # New and lost links of every window: one read of the events after the earliest start,
-    # counted per instant (a snapshot dates all its events at one) and filters passed.
-    # Every such event's link moved: the filters it passes are in `table`.
+    # counted per instant (a snapshot dates all its events at one), each filter's gains and
+    # losses packed in one sum as `_PAIR` says. Grouped by instant alone, the order the
+    # events are read in: grouping by mask too cost a sort of every event. Every such
+    # event's link moved: the filters it passes are in `table`.
     joined = filters != [None]
-    moves_at: list[tuple[str, int, int, int]] = x(
-        f"""SELECT e.at, {"m.mask" if joined else 1},
-               coalesce(sum({_GAIN.format(e="e.")}), 0), coalesce(sum(e.kind = 'lost'), 0)
+    # (A restore's reason can be NULL: its gain test then is NULL, not 0.)
+    move = f"coalesce({_GAIN.format(e='e.')}, 0) + (e.kind = 'lost') * {_PAIR}"
+    moves_at: list[tuple[Any, ...]] = x(
+        f"""SELECT e.at, {
+            ", ".join(f"sum(CASE WHEN m.mask & {1 << i} THEN {move} ELSE 0 END)" for i in range(nf))
+            if joined
+            else f"sum({move})"
+        }
         FROM link_events e{f" JOIN {table} m ON m.id = e.link_id" if joined else ""}
         WHERE e.site_id = :site AND e.at > :tmin AND e.kind IN ('new', 'restored', 'lost')
-        GROUP BY e.at{", m.mask" if joined else ""}""",
+        GROUP BY e.at""",
         base_params,
     ).fetchall()
 
@@ -596,10 +605,10 @@ def _counts_from(
                     new_refdomains += 1
                 if alive0 and any(lost for _, lost in moves):
                     domains_lost.add(domain)
-        inside = [(g, lo) for at, m, g, lo in moves_at if m & bit and t0 < at <= t1]
+        moved_in = sum(row[1 + i] for row in moves_at if t0 < row[0] <= t1)
         out[s] = WindowCounts(
-            new_links=sum(g for g, _ in inside),
-            lost_links=sum(lo for _, lo in inside),
+            new_links=moved_in & _LOW,
+            lost_links=moved_in >> 32,
             new_refdomains=new_refdomains,
             lost_refdomains=len(domains_lost),
             refdomains_at_start=refdomains_at_start,
@@ -763,6 +772,10 @@ def _pairs_by_domain(
 # domain and instant (the best), or one per loss.
 LostRating = tuple[str, str, float | None]
 
+# The order `rank_lost_domains` reads a list of `LostRating` in: strongest first (unrated
+# last), then by name. A domain's first row inside a window is its best there.
+_RANK_ORDER = "{rating} IS NULL, {rating} DESC, {refdomain}"
+
 
 def lost_ratings(
     conn: sqlite3.Connection,
@@ -772,13 +785,15 @@ def lost_ratings(
     link_filter: LinkFilter | None = None,
 ) -> list[LostRating]:
     """(refdomain, instant, best rating) of the (matching) links' `lost` events in (start,
-    end]: one small row per domain and snapshot, whatever the number of links lost."""
+    end]: one small row per domain and snapshot, whatever the number of links lost; in
+    the order `rank_lost_domains` reads."""
     cond, fparams = _condition(conn, link_filter, "l")
     return conn.execute(
-        f"""SELECT l.refdomain, e.at, max(l.domain_rating)
+        f"""SELECT l.refdomain, e.at, max(l.domain_rating) AS best
         FROM link_events e JOIN links l ON l.id = e.link_id
         WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
-        GROUP BY l.refdomain, e.at""",
+        GROUP BY l.refdomain, e.at
+        ORDER BY {_RANK_ORDER.format(rating="best", refdomain="l.refdomain")}""",
         {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
     ).fetchall()
 
@@ -790,23 +805,23 @@ def rank_lost_domains(
     domains_lost: frozenset[str],
     limit: int,
 ) -> list[tuple[str, float | None]]:
-    """The `limit` first domains with losses in (start, end] among `ratings`, each with its
+    """The `limit` first domains with losses in (start, end] among `ratings` (in the order
+    `lost_ratings` gives them: strongest first, unrated last, then by name), each with its
     best rating there: the wholly lost ones (`domains_lost`, as the window's counts name
     them) first, then strongest first (unknown last), then by name."""
     t0, t1 = to_db(start), to_db(end)
-    best: dict[str, float | None] = {}
-    for refdomain, at, rating in ratings:
-        if not t0 < at <= t1:
-            continue
-        known = best.get(refdomain)
-        best[refdomain] = (
-            rating if known is None or (rating is not None and rating > known) else known
-        )
-    return heapq.nsmallest(
-        limit,
-        best.items(),
-        key=lambda d: (d[0] not in domains_lost, d[1] is None, -(d[1] or 0.0), d[0]),
-    )
+    ranked: list[tuple[str, float | None]] = []
+    seen: set[str] = set()
+    # A domain's first row inside the window holds its best rating there: one walk for the
+    # wholly lost domains, one for the rest, each ending once the list is full.
+    for wholly in (True, False):
+        for refdomain, at, rating in ratings:
+            if len(ranked) >= limit or (wholly and len(seen) == len(domains_lost)):
+                break
+            if (refdomain in domains_lost) is wholly and refdomain not in seen and t0 < at <= t1:
+                seen.add(refdomain)
+                ranked.append((refdomain, rating))
+    return ranked
 
 
 def lost_links_of(
