@@ -292,8 +292,9 @@ def window_counts(
 
 
 # Two counts in one SQL sum, so a filter's test is evaluated once per row (a target or
-# sub-domain filter runs Python per row): alive links in the low 32 bits, live ones above.
-# A domain never has 2**31 links, so the sum never overflows.
+# sub-domain filter runs Python per row): alive links in the low 32 bits, live ones above;
+# or a window's gains below and losses above. A domain never has 2**31 links, nor a site
+# 2**31 losses at one instant or 2**32 gains in a window, so neither half overflows.
 _PAIR = 1 << 32
 _LOW = _PAIR - 1
 
@@ -449,14 +450,13 @@ class MovedLinks:
             return None  # the ledger changed since the pass: its links may have moved
         try:
             # One row per loss, not grouped by domain and instant: nearly every loss is
-            # its domain's only one at its instant, and the grouping would cost a third
-            # of it.
+            # its domain's only one at its instant, and grouping would sort them twice.
             return self.conn.execute(
                 f"""SELECT m.refdomain, e.at, m.rating
                 FROM link_events e JOIN {self.table} m ON m.id = e.link_id
                 WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1
                   AND m.mask & :bit
-                ORDER BY {_RANK_ORDER.format(rating="m.rating", refdomain="m.refdomain")}""",
+                ORDER BY {RANK_ORDER.format(rating="m.rating", refdomain="m.refdomain")}""",
                 {
                     "site": self.site_id,
                     "t0": to_db(start),
@@ -774,7 +774,7 @@ LostRating = tuple[str, str, float | None]
 
 # The order `rank_lost_domains` reads a list of `LostRating` in: strongest first (unrated
 # last), then by name. A domain's first row inside a window is its best there.
-_RANK_ORDER = "{rating} IS NULL, {rating} DESC, {refdomain}"
+RANK_ORDER = "{rating} IS NULL, {rating} DESC, {refdomain}"
 
 
 def lost_ratings(
@@ -793,7 +793,7 @@ def lost_ratings(
         FROM link_events e JOIN links l ON l.id = e.link_id
         WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
         GROUP BY l.refdomain, e.at
-        ORDER BY {_RANK_ORDER.format(rating="best", refdomain="l.refdomain")}""",
+        ORDER BY {RANK_ORDER.format(rating="best", refdomain="l.refdomain")}""",
         {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
     ).fetchall()
 
@@ -805,10 +805,12 @@ def rank_lost_domains(
     domains_lost: frozenset[str],
     limit: int,
 ) -> list[tuple[str, float | None]]:
-    """The `limit` first domains with losses in (start, end] among `ratings` (in the order
-    `lost_ratings` gives them: strongest first, unrated last, then by name), each with its
+    """The `limit` first domains with losses in (start, end] among `ratings`, each with its
     best rating there: the wholly lost ones (`domains_lost`, as the window's counts name
-    them) first, then strongest first (unknown last), then by name."""
+    them) first, then strongest first (unknown last), then by name.
+
+    `ratings` must be in `RANK_ORDER`, as `lost_ratings` gives them: rows in another order
+    give a wrong list, not an error (a domain is taken at its first row in the window)."""
     t0, t1 = to_db(start), to_db(end)
     ranked: list[tuple[str, float | None]] = []
     seen: set[str] = set()
