@@ -487,10 +487,11 @@ def _counts_from(
     for counts in now_counts.values():
         for i, pair in enumerate(counts):
             if pair:
+                # A domain with a link counted has an alive one (a live link is alive).
                 live = pair >> 32
                 live_links_now[i] += live
                 live_domains_now[i] += live > 0
-                alive_domains_now[i] += pair & _LOW > 0
+                alive_domains_now[i] += 1
 
     # Domains with moved links: only those whose every matching live link moved (none is
     # left to keep them live throughout) can read differently at a window's ends.
