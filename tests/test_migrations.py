@@ -9,14 +9,16 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from daemon.store import GuardSettings, Store
+from daemon.store import GuardSettings, Store, StoreError
 from daemon.store.migrate import upgrade_lock
 from daemon.store.schema import MIGRATIONS, m001_ledger, m002_alerts
 from sources.model import Backlink, SnapshotResult
@@ -378,6 +380,39 @@ def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path: Path) -> 
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     conn.close()
     assert applied == MIGRATIONS.names
+
+
+def test_opening_a_new_database_waits_for_a_writer_holding_it(tmp_path: Path) -> None:
+    # Turning a file to WAL while another connection writes it fails at once: SQLite's
+    # deadlock guard skips the busy timeout. One of four processes opening a new database
+    # at once failed so in CI ("database is locked").
+    db = tmp_path / "linkwatch.db"
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        store = Store(db, busy_timeout=30.0)
+    finally:
+        release.join()
+        writer.close()
+    assert store.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    store.close()
+
+
+def test_a_writer_holding_a_new_database_past_the_busy_timeout_is_an_error(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "linkwatch.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreError, match=r"the database is busy .*storage\.busy_timeout"):
+            Store(db, busy_timeout=0.3)
+    finally:
+        writer.close()
+    assert time.monotonic() - started >= 0.3
 
 
 def test_an_upgrade_waits_for_the_one_under_way(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 # Everything else the store says is SQL PostgreSQL reads as it is (docs/scale-out.md lists
 # what still differs in meaning, not spelling); tests/test_dialect.py keeps these spellings
@@ -60,7 +61,7 @@ def epoch_to_iso(expr: str) -> str:
 def tune(conn: sqlite3.Connection) -> None:
     """Set a freshly opened connection up for linkwatch: WAL, caches, temp storage."""
     # PostgreSQL: server settings (postgresql.conf), nothing per connection.
-    conn.execute("PRAGMA journal_mode = WAL")
+    _use_wal(conn)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -65536")
     # A log grown by a VACUUM (or a 1M-link baseline) while someone read is cut
@@ -73,6 +74,24 @@ def tune(conn: sqlite3.Connection) -> None:
     # little more, and made the evaluation's probes of its small temp tables no faster.
     conn.execute("PRAGMA temp.page_size = 16384")
     conn.execute("PRAGMA temp.cache_size = -32768")
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (once per file: the mode is stored in it), waiting out
+    another connection's write lock as long as the connection's busy timeout."""
+    # A file not yet in WAL is switched under an exclusive lock, and while another
+    # connection is writing it SQLite refuses at once rather than wait (its deadlock
+    # guard skips the busy handler): processes opening a new database together hit it.
+    wait_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+    deadline = time.monotonic() + wait_ms / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def release_cache(conn: sqlite3.Connection) -> None:
