@@ -26,7 +26,7 @@ from alerts.engine import MemoryAlertBook, evaluate
 from alerts.metrics import metrics_of
 from alerts.rules.context import EvaluationContext
 from alerts.rules.threshold import ThresholdRule
-from daemon.store import Store
+from daemon.store import Store, reads
 from daemon.store.reads import (
     RANK_ORDER,
     STATE_AFTER,
@@ -306,9 +306,9 @@ def test_one_pass_equals_each_window_by_the_definition(
                 t0, t1 = to_db(spec.start), to_db(spec.end)
                 for limit in (0, 1, 3, 200):
                     ranking = reference_rank(from_links, t0, t1, lost, limit)
-                    for rows in (from_pass, from_links):
+                    for read in (from_pass, from_links):
                         assert (
-                            rank_lost_domains(rows, spec.start, spec.end, lost, limit) == ranking
+                            rank_lost_domains(read, spec.start, spec.end, lost, limit) == ranking
                         ), spec
             for spec in asked:
                 rows = reference_rows(store, site_id, spec.link_filter)
@@ -498,8 +498,9 @@ def test_more_filters_than_a_mask_holds_are_counted_in_groups(store: Store) -> N
 
 
 def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store) -> None:
-    """A refdomain whose links are all lost is decided in SQL in the moved-links read:
-    each filter with its own domains, none taking another's."""
+    """A refdomain whose links are all lost, unknown to the current-state read, is matched
+    in the moved-links read: each filter with its own domains, none taking another's; and
+    the matchers the read registered are gone after it."""
     lost = ((24, "missing", None), (48, "lost", None))
     links = [
         LinkHistory(d, False, 0, t, False, 50.0, None, lost) for d in range(4) for t in (0, 1, 1)
@@ -518,6 +519,7 @@ def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store
         assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
     # Targets /p0 and /p1 only: the two target filters differ.
     assert [counts[s].lost_links for s in specs_] == [3, 3, 8, 0]
+    assert reads._MATCHES == {}
 
 
 def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:

@@ -7,7 +7,7 @@ import itertools
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -45,6 +45,10 @@ class LostDomain:
     url_to: str
     anchor: str | None
     reason: str | None
+
+
+# How a link filter's domains treat a referring domain's links (`LinkFilter.refdomain_match`).
+NO_LINKS, ALL_LINKS, LINKS_BY_HOST = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -152,14 +156,22 @@ class LinkFilter:
         """Which refdomains the domains let links through: (those whose links all pass,
         those whose links pass when their host is under a domain below the refdomain:
         `host_condition`); the links of the rest never pass."""
-        exact, under, above = self._domain_sets
         through, hosts = [], []
         for d in refdomains:
-            if d in exact or d.endswith(under):
+            match = self.refdomain_match(d)
+            if match == ALL_LINKS:
                 through.append(d)
-            elif d in above:
+            elif match == LINKS_BY_HOST:
                 hosts.append(d)
         return through, hosts
+
+    def refdomain_match(self, refdomain: str) -> int:
+        """Which links of `refdomain` the domains let through: `ALL_LINKS`, `LINKS_BY_HOST`
+        (those whose host is under a domain below it: `host_condition`) or `NO_LINKS`."""
+        exact, under, above = self._domain_sets
+        if refdomain in exact or refdomain.endswith(under):
+            return ALL_LINKS
+        return LINKS_BY_HOST if refdomain in above else NO_LINKS
 
     @cached_property
     def _domain_sets(self) -> tuple[frozenset[str], tuple[str, ...], frozenset[str]]:
@@ -197,6 +209,37 @@ def register_functions(conn: sqlite3.Connection) -> None:
     compares their canonical forms (sources/urls.py), the forms link keys are made of."""
     conn.create_function("linkwatch_host_under", 2, _host_under, deterministic=True)
     conn.create_function("linkwatch_target_starts", 2, _target_starts, deterministic=True)
+    conn.create_function("linkwatch_refdomain_match", 2, _refdomain_match, deterministic=True)
+
+
+# What `linkwatch_refdomain_match` answers, by the key a pass passes it (`_matching`): each
+# refdomain's match, computed on first sight, kept while the pass's statement runs.
+_MATCHES: dict[int, Callable[[str], int]] = {}
+_MATCH_KEYS = itertools.count()
+
+
+@contextlib.contextmanager
+def _matching(link_filter: LinkFilter) -> Iterator[int]:
+    """A key under which `linkwatch_refdomain_match` tells the filter's refdomain matches."""
+    seen: dict[str, int] = {}
+
+    def match(refdomain: str) -> int:
+        got = seen.get(refdomain)
+        if got is None:
+            got = seen[refdomain] = link_filter.refdomain_match(refdomain)
+        return got
+
+    key = next(_MATCH_KEYS)
+    _MATCHES[key] = match
+    try:
+        yield key
+    finally:
+        del _MATCHES[key]
+
+
+def _refdomain_match(key: int, refdomain: str) -> int:
+    """`LinkFilter.refdomain_match` of the filter a pass registered under `key`."""
+    return _MATCHES[key](refdomain)
 
 
 def _condition(
@@ -386,7 +429,7 @@ def _window_counts(
     )
 
     # The current state: per domain and filter, its live-or-missing and live links.
-    now_counts, decided = _pairs_by_domain(
+    now_counts = _pairs_by_domain(
         conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
     )
     # The links with state events after the earliest start, read once: the filters each
@@ -398,7 +441,7 @@ def _window_counts(
     table = f"{prefix}{next(_CALLS)}"
     kept = None
     try:
-        _stage_moved(conn, table, moved_ids, base_params, filters, decided, list(now_counts))
+        _stage_moved(conn, table, moved_ids, base_params, filters)
         counts = _counts_from(conn, table, base_params, specs, filters, now_counts)
         if keep:
             for older in dialect.temp_table_names(conn, prefix):
@@ -641,54 +684,49 @@ def _stage_moved(
     ids: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
-    decided: dict[int, tuple[list[str], list[str]]],
-    known: list[str],
 ) -> None:
     """The temp table `table`: the links the subquery `ids` selects (a few of the site's), each
     with its referring domain, state and the filters it passes (`mask`, bit i for
     `filters[i]`).
 
-    One read of the links, each filter tested once per link. A filter's domains were
-    decided for the `known` refdomains already (`decided`, by `_pairs_by_domain`): the
-    links of those are looked up in its decision; only the others are tested in SQL."""
-    x = conn.execute
-    qparams = dict(params) | {"known": json.dumps(known)}
+    One read of the links, each filter tested once per link; a filter's domains are
+    matched against a link's refdomain by `LinkFilter.refdomain_match`, and only a
+    refdomain some domain is below has its links' hosts tested."""
+    qparams = dict(params)
     bits = []
-    for i, f in enumerate(filters):
-        if f is None:
-            bits.append(str(1 << i))
-            continue
-        p = f"f{i}_"
-        row, rp = f.row_condition("l", p, with_target=False)
-        target, tp = f.row_condition("l", p)
-        qparams |= rp | tp
-        domain = ""
-        if f.domains:
-            through, hosts = decided[i]
-            test, tp = f.domain_condition("l", p)
-            host, hp = f.host_condition("l", p)
-            qparams |= (
-                tp | hp | {f"{p}through": json.dumps(through), f"{p}hosts": json.dumps(hosts)}
-            )
-            domain = f""" AND CASE
-                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}through)) THEN 1
-                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}hosts)) THEN (1{host})
-                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:known)) THEN 0
-                ELSE (1{test}) END"""
-        # The target test last: it runs Python per row, the others narrow the rows first.
-        test_all = f"1{row}{domain}{target[len(row) :]}"
-        bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
-    # Created from its select, not filled by INSERT: a read changes no row, so closing the
-    # store after one leaves the statistics alone (Store.close).
-    x(
-        f"""CREATE TEMP TABLE {table} AS
-        SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
-               l.domain_rating AS rating,
-               {" | ".join(bits)} AS mask
-        FROM links l WHERE l.id IN ({ids})""",
-        qparams,
-    )
-    x(f"CREATE INDEX {temp(table + '_id')} ON {table}(id, mask)")
+    # Each matcher a filter registers for the read is released once the table is made.
+    with contextlib.ExitStack() as keys:
+        for i, f in enumerate(filters):
+            if f is None:
+                bits.append(str(1 << i))
+                continue
+            p = f"f{i}_"
+            row, rp = f.row_condition("l", p, with_target=False)
+            target, tp = f.row_condition("l", p)
+            qparams |= rp | tp
+            domain = ""
+            if f.domains:
+                host, hp = f.host_condition("l", p)
+                qparams |= hp | {f"{p}match": keys.enter_context(_matching(f))}
+                # Matched once per refdomain, in Python: comparing each listed domain with
+                # each link cost more, and the refdomains of links lost since the current
+                # state was read are not known to the pass.
+                domain = f""" AND CASE linkwatch_refdomain_match(:{p}match, l.refdomain)
+                    WHEN {ALL_LINKS} THEN 1 WHEN {LINKS_BY_HOST} THEN (1{host}) ELSE 0 END"""
+            # The target test last: it runs Python per row, the others narrow the rows first.
+            test_all = f"1{row}{domain}{target[len(row) :]}"
+            bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
+        # Created from its select, not filled by INSERT: a read changes no row, so closing
+        # the store after one leaves the statistics alone (Store.close).
+        conn.execute(
+            f"""CREATE TEMP TABLE {table} AS
+            SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
+                   l.domain_rating AS rating,
+                   {" | ".join(bits)} AS mask
+            FROM links l WHERE l.id IN ({ids})""",
+            qparams,
+        )
+    conn.execute(f"CREATE INDEX {temp(table + '_id')} ON {table}(id, mask)")
 
 
 def _row_part(link_filter: LinkFilter | None) -> LinkFilter | None:
@@ -712,10 +750,9 @@ def _pairs_by_domain(
     where: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
-) -> tuple[dict[str, list[int]], dict[int, tuple[list[str], list[str]]]]:
+) -> dict[str, list[int]]:
     """Per referring domain of the links `where` selects: each filter's (alive, live) pair
-    of counts, packed as `_PAIR` says; and per filter with domains, how it sorted those
-    refdomains (`LinkFilter.split_refdomains`).
+    of counts, packed as `_PAIR` says.
 
     One read grouped by domain and state (the order of the links_filter index): each
     distinct set of row tests (rating, rel, target) is counted once per link; the
@@ -733,7 +770,6 @@ def _pairs_by_domain(
     column = [2 + rows_of[_row_part(f)] for f in filters]
     nf = len(filters)
     out: dict[str, list[int]] = {}
-    decided: dict[int, tuple[list[str], list[str]]] = {}
     for row in conn.execute(
         f"""SELECT l.refdomain, l.state, {", ".join(cols)} FROM links l WHERE {where}
         GROUP BY l.refdomain, l.state""",
@@ -748,7 +784,7 @@ def _pairs_by_domain(
     for i, f in enumerate(filters):
         if f is None or not f.domains:
             continue
-        through, hosts = decided[i] = f.split_refdomains(out)
+        through, hosts = f.split_refdomains(out)
         kept = set(through)
         for domain, got in out.items():
             if domain not in kept:
@@ -765,7 +801,7 @@ def _pairs_by_domain(
                 {**params, **cp, **hp, **names},
             ):
                 out[domain][i] = value
-    return out, decided
+    return out
 
 
 # A referring domain, an instant and a rating of its (matching) links lost then (None:
