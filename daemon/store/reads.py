@@ -586,8 +586,12 @@ def _counts_from(
     # events are read in: grouping by mask too cost a sort of every event. Every such
     # event's link moved: the filters it passes are in `table`.
     joined = filters != [None]
-    # (A restore's reason can be NULL: its gain test then is NULL, not 0.)
-    move = f"coalesce({_GAIN.format(e='e.')}, 0) + (e.kind = 'lost') * {_PAIR}"
+    # `_GAIN` as one CASE over the three kinds read, tested once each: a restore is a gain
+    # after a loss only (its reason can be NULL: then not one).
+    move = (
+        f"CASE e.kind WHEN 'new' THEN 1 WHEN 'lost' THEN {_PAIR}"
+        " ELSE coalesce(e.reason = 'lost', 0) END"
+    )
     moves_at: list[tuple[Any, ...]] = x(
         f"""SELECT e.at, {
             ", ".join(f"sum(CASE WHEN m.mask & {1 << i} THEN {move} ELSE 0 END)" for i in range(nf))
