@@ -38,6 +38,7 @@ from daemon.store.reads import (
     lost_domains,
     lost_ratings,
     rank_lost_domains,
+    rank_lost_domains_head,
     register_functions,
     window_counts,
     window_counts_batch,
@@ -668,6 +669,57 @@ def test_ranking_a_list_in_rank_order_follows_the_definition(
     )
 
 
+@given(
+    st.lists(
+        st.tuples(
+            _NAMES,
+            st.integers(0, 30).map(lambda h: to_db(at(h))),
+            st.one_of(st.none(), st.integers(-3, 100), st.sampled_from((0.0, -0.0, 50.0, 99.5))),
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.frozensets(st.one_of(_NAMES, st.just("none.com"))),
+    st.integers(-1, 7),
+    st.integers(0, 40),
+)
+def test_a_list_from_the_head_of_the_losses_is_the_list_from_all_of_them(
+    ratings: list[LostRating],
+    start: int,
+    end: int,
+    lost: frozenset[str],
+    limit: int,
+    cut: int,
+) -> None:
+    """Ranked from the first `cut` rows only, with the wholly lost domains past them ranked
+    from their own rows, a list is the one all the rows give; the head says when it is too
+    short, and only then."""
+    ordered = sorted(ratings, key=rank_key)
+    head = ordered[:cut]
+    t0, t1 = to_db(at(start)), to_db(at(end))
+    want = reference_rank(ordered, t0, t1, lost, limit)
+    asked: list[list[str]] = []
+
+    def rank_apart(domains: list[str]) -> list[tuple[str, float | None]]:
+        asked.append(domains)
+        theirs = [r for r in ordered if r[0] in domains]
+        return rank_lost_domains(theirs, at(start), at(end), frozenset(domains), limit)
+
+    got = rank_lost_domains_head(head, at(start), at(end), lost, limit, rank_apart)
+    # Only wholly lost domains the head did not reach are ranked apart.
+    assert all(set(domains) <= lost for domains in asked)
+    assert all(r[0] not in domains for domains in asked for r in head if t0 < r[1] <= t1)
+    if got is None:
+        # Too short only when rows lie past the head (they could name more domains), when
+        # the list holds fewer domains than asked for (the head cannot know it is all), or
+        # when a domain called wholly lost has no loss in the window (counts never say so).
+        in_window = {r[0] for r in ordered if t0 < r[1] <= t1}
+        assert cut < len(ordered) or len(want) < limit or not lost <= in_window
+    else:
+        assert got == want
+
+
 def _rules(n: int) -> list[ThresholdRule]:
     """n threshold rules over four windows and four filters, every one firing."""
     filters: list[dict[str, object]] = [
@@ -746,3 +798,56 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
         assert [d["refdomain"] for d in listed] == [d.refdomain for d in alone]
         m = ctx.metrics(SITE, rule.window, link_filter=rule.link_filter)
         assert m == metrics_of(SITE, rule.window, now, want)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """A list of a few domains reads only the strongest losses of the site (more when a
+    short window needs them, all when that is not enough), and is the window's own list."""
+    links = [
+        LinkHistory(i % 4, i % 3 == 0, i % 7, i % 3, i % 5 == 0, [None, 50.0, 90.0, 20.0][i % 4],
+                    None, ((24 * (i % 10), "missing", None), (24 * (i % 10) + 24, "lost", None)))
+        for i in range(90)
+    ]  # fmt: skip
+    site_id = write_ledger(store, links)
+    conn = store.conn
+    conn.execute(
+        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
+        VALUES (?, 'exports', ?, 'baseline', ?)""",
+        (site_id, to_db(T0), to_db(T0)),
+    )
+    heads: list[tuple[int, int]] = []
+    original = MovedLinks.lost_ratings
+
+    def recording(
+        self: MovedLinks,
+        start: datetime,
+        end: datetime,
+        link_filter: LinkFilter | None,
+        rows: int | None = None,
+    ) -> list[LostRating] | None:
+        got = original(self, start, end, link_filter, rows)
+        if rows is not None and got is not None:
+            heads.append((rows, len(got)))
+        return got
+
+    monkeypatch.setattr(MovedLinks, "lost_ratings", recording)
+    monkeypatch.setattr("alerts.engine.EVIDENCE_LIMIT", limit)
+    now = at(24 * 10)
+    rules = _rules(20)
+    book = MemoryAlertBook()
+    fired = evaluate(store, rules, EvaluationContext(store, now, now, [SITE], [SITE]), book)
+    assert [t.state for t in fired] == ["firing"] * 20
+    # Some list was made from a head cut short of all the losses.
+    assert any(n == rows for rows, n in heads)
+    for rule, told in zip(rules, book.told, strict=True):
+        want = reference_window(
+            reference_rows(store, site_id, rule.link_filter), now - rule.window, now
+        )
+        alone = lost_domains(
+            conn, site_id, now - rule.window, now, want.domains_lost, limit, rule.link_filter
+        )
+        listed = told.message["lost_domains"]
+        assert [d["refdomain"] for d in listed] == [d.refdomain for d in alone], rule.name

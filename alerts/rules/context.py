@@ -18,6 +18,7 @@ from daemon.store.reads import (
     lost_links_of,
     lost_ratings,
     rank_lost_domains,
+    rank_lost_domains_head,
 )
 
 
@@ -53,6 +54,16 @@ class MetricNeed:
     link_filter: LinkFilter | None = None
 
 
+@dataclass(frozen=True)
+class _Losses:
+    """A site's losses over the `reach` ending at the evaluation instant, as a lost-domain
+    list reads them (`lost_ratings`): all of them, or the first rows only."""
+
+    reach: timedelta
+    ratings: list[LostRating]
+    complete: bool
+
+
 @dataclass
 class EvaluationContext:
     """One evaluation pass at `at` (real time `now`): the store, the sites, and metrics
@@ -68,9 +79,9 @@ class EvaluationContext:
     _counts: dict[tuple[str, Wanted], WindowCounts | None] = field(default_factory=dict)
     _metrics: dict[tuple[str, Wanted], Metrics | None] = field(default_factory=dict)
     _reach: dict[tuple[str, LinkFilter | None], timedelta] = field(default_factory=dict)
-    _lost: dict[tuple[str, LinkFilter | None], tuple[timedelta, list[LostRating]]] = field(
-        default_factory=dict
-    )
+    # All such windows: the one with the fewest losses needs the most rows of the reach.
+    _windows: dict[tuple[str, LinkFilter | None], set[timedelta]] = field(default_factory=dict)
+    _lost: dict[tuple[str, LinkFilter | None], _Losses] = field(default_factory=dict)
     _unhealthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per site, the moved links of its last pass: its lost-domain lists read them.
     _moved: dict[str, MovedLinks] = field(default_factory=dict)
@@ -86,6 +97,7 @@ class EvaluationContext:
                 # lists of alerts firing together share one read of the losses over it.
                 reach = (need.site, key[1][2])
                 self._reach[reach] = max(self._reach.get(reach, need.window), need.window)
+                self._windows.setdefault(reach, set()).add(need.window)
             if key not in self._counts:
                 by_site.setdefault(need.site, {})[key[1]] = None
         for site, wanted in by_site.items():
@@ -147,21 +159,81 @@ class EvaluationContext:
         at `at`, those the window's lost_refdomains counts first: marked by the same pass
         as the metric, so the list and the count agree."""
         counts = self.window_counts(site, window, None, link_filter)
+        if counts is not None and not counts.lost_links:
+            return []  # no matching link lost in the window: nothing to read
         whole = counts.domains_lost if counts is not None else frozenset()
         link_filter = self._key(site, window, None, link_filter)[1][2]
-        known = self._lost.get((site, link_filter))
-        if known is None or known[0] < window:
-            reach = max(window, self._reach.get((site, link_filter), window))
-            # From the pass's moved links when it covered this reach and filter.
-            moved = self._moved.get(site)
-            ratings = moved.lost_ratings(self.at - reach, self.at, link_filter) if moved else None
-            if ratings is None:
-                ratings = lost_ratings(
-                    self.store.conn, self.store.site_id(site), self.at - reach, self.at, link_filter
-                )
-            known = self._lost[(site, link_filter)] = (reach, ratings)
         start = self.at - window
-        ranked = rank_lost_domains(known[1], start, self.at, whole, limit)
+        key = (site, link_filter)
+        losses = self._lost.get(key)
+        if losses is None or losses.reach < window:
+            reach = max(window, self._reach.get(key, window))
+            losses = self._read_losses(site, link_filter, reach, self._head_rows(key, reach, limit))
+        if not losses.complete:
+
+            def rank_apart(domains: list[str]) -> list[tuple[str, float | None]]:
+                # Wholly lost domains rated below the head: ranked from their own losses.
+                theirs = lost_ratings(
+                    self.store.conn,
+                    self.store.site_id(site),
+                    start,
+                    self.at,
+                    link_filter,
+                    domains=domains,
+                )
+                return rank_lost_domains(theirs, start, self.at, frozenset(domains), limit)
+
+            head = rank_lost_domains_head(losses.ratings, start, self.at, whole, limit, rank_apart)
+            if head is not None:
+                return self._shown(site, start, head, whole, link_filter)
+            # The list runs past the head: every loss of the reach, read once for all.
+            losses = self._read_losses(site, link_filter, losses.reach, None)
+        ranked = rank_lost_domains(losses.ratings, start, self.at, whole, limit)
+        return self._shown(site, start, ranked, whole, link_filter)
+
+    def _read_losses(
+        self, site: str, link_filter: LinkFilter | None, reach: timedelta, rows: int | None
+    ) -> _Losses:
+        """The site's losses over `reach` (the first `rows` of them if given), from the pass's
+        moved links when it covered this reach and filter, and kept for the other lists."""
+        moved = self._moved.get(site)
+        start = self.at - reach
+        ratings = moved.lost_ratings(start, self.at, link_filter, rows) if moved else None
+        if ratings is None:
+            ratings = lost_ratings(
+                self.store.conn, self.store.site_id(site), start, self.at, link_filter, limit=rows
+            )
+        losses = _Losses(reach, ratings, rows is None or len(ratings) < rows)
+        self._lost[(site, link_filter)] = losses
+        return losses
+
+    def _head_rows(
+        self, key: tuple[str, LinkFilter | None], reach: timedelta, limit: int
+    ) -> int | None:
+        """How many of the reach's losses, strongest first, the lists of its windows should
+        need (None: all of them): a window holding a tenth of the losses finds its domains
+        among ten times as many rows, and a domain may lose more than one link."""
+        site, link_filter = key
+        lost = []
+        for window in self._windows.get(key, set()) | {reach}:
+            counts = self._counts.get((site, (window, self.at, link_filter)))
+            if counts is None:
+                return None
+            lost.append(counts.lost_links)
+        fewest = min((n for n in lost if n), default=0)
+        if not fewest:
+            return None
+        rows = 2 * max(limit, 1) * -(-max(lost) // fewest) + max(limit, 1)
+        return None if rows >= max(lost) else rows
+
+    def _shown(
+        self,
+        site: str,
+        start: datetime,
+        ranked: list[tuple[str, float | None]],
+        whole: frozenset[str],
+        link_filter: LinkFilter | None,
+    ) -> list[LostDomain]:
         return lost_links_of(
             self.store.conn, self.store.site_id(site), start, self.at, ranked, whole, link_filter
         )

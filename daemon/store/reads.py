@@ -481,11 +481,16 @@ class MovedLinks:
     version: tuple[int, int]
 
     def lost_ratings(
-        self, start: datetime, end: datetime, link_filter: LinkFilter | None
+        self,
+        start: datetime,
+        end: datetime,
+        link_filter: LinkFilter | None,
+        limit: int | None = None,
     ) -> list[LostRating] | None:
-        """`lost_ratings` of the site, one per loss, from the kept table; None when it cannot
-        say (a filter or a start the pass did not cover, a write to the database since the
-        pass, or its table dropped by a later pass)."""
+        """`lost_ratings` of the site, one per loss, from the kept table (the first `limit`
+        rows if given); None when it cannot say (a filter or a start the pass did not
+        cover, a write to the database since the pass, or its table dropped by a later
+        pass)."""
         key = None if link_filter is None or link_filter.empty else link_filter
         if key not in self.filters or to_db(start) < self.since:
             return None
@@ -499,12 +504,14 @@ class MovedLinks:
                 FROM link_events e JOIN {self.table} m ON m.id = e.link_id
                 WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1
                   AND m.mask & :bit
-                ORDER BY {RANK_ORDER.format(rating="m.rating", refdomain="m.refdomain")}""",
+                ORDER BY {RANK_ORDER.format(rating="m.rating", refdomain="m.refdomain")}
+                {"" if limit is None else "LIMIT :limit"}""",
                 {
                     "site": self.site_id,
                     "t0": to_db(start),
                     "t1": to_db(end),
                     "bit": 1 << self.filters.index(key),
+                    "limit": limit,
                 },
             ).fetchall()
         except sqlite3.OperationalError:
@@ -824,18 +831,27 @@ def lost_ratings(
     start: datetime,
     end: datetime,
     link_filter: LinkFilter | None = None,
+    *,
+    limit: int | None = None,
+    domains: Sequence[str] | None = None,
 ) -> list[LostRating]:
     """(refdomain, instant, best rating) of the (matching) links' `lost` events in (start,
     end]: one small row per domain and snapshot, whatever the number of links lost; in
-    the order `rank_lost_domains` reads."""
+    the order `rank_lost_domains` reads. Only the first `limit` rows, and only the
+    refdomains `domains`, if given."""
     cond, fparams = _condition(conn, link_filter, "l")
+    if domains is not None:
+        # Read by domain (the links_filter index), not through every loss of the site.
+        cond += f" AND l.site_id = :site AND l.refdomain IN (SELECT value FROM {JSON_EACH}(:rds))"
+        fparams["rds"] = json.dumps(list(domains))
     return conn.execute(
         f"""SELECT l.refdomain, e.at, max(l.domain_rating) AS best
         FROM link_events e JOIN links l ON l.id = e.link_id
         WHERE e.site_id = :site AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
         GROUP BY l.refdomain, e.at
-        ORDER BY {RANK_ORDER.format(rating="best", refdomain="l.refdomain")}""",
-        {"site": site_id, "t0": to_db(start), "t1": to_db(end), **fparams},
+        ORDER BY {RANK_ORDER.format(rating="best", refdomain="l.refdomain")}
+        {"" if limit is None else "LIMIT :limit"}""",
+        {"site": site_id, "t0": to_db(start), "t1": to_db(end), "limit": limit, **fparams},
     ).fetchall()
 
 
@@ -852,19 +868,68 @@ def rank_lost_domains(
 
     `ratings` must be in `RANK_ORDER`, as `lost_ratings` gives them: rows in another order
     give a wrong list, not an error (a domain is taken at its first row in the window)."""
+    wholly, others, _ = _walk_ranked(ratings, start, end, domains_lost, limit)
+    return (wholly + others)[:limit]
+
+
+def rank_lost_domains_head(
+    head: Sequence[LostRating],
+    start: datetime,
+    end: datetime,
+    domains_lost: frozenset[str],
+    limit: int,
+    rank_apart: Callable[[list[str]], list[tuple[str, float | None]]],
+) -> list[tuple[str, float | None]] | None:
+    """`rank_lost_domains` when `head` is only the first rows of that order (a read cut
+    short); None when the list needs rows past it. The wholly lost domains the head does
+    not reach come next after those it holds: `rank_apart` ranks them, from their own
+    losses, as `rank_lost_domains` would."""
+    wholly, others, done = _walk_ranked(head, start, end, domains_lost, limit)
+    if not done:
+        missing = sorted(domains_lost - {d for d, _ in wholly})
+        wanted = limit - len(wholly) - len(missing)
+        if wanted > len(others):
+            return None  # other domains past the head may fill the list
+        if missing:
+            apart = rank_apart(missing)
+            if len(apart) < len(missing):
+                return None  # one has no loss in the window after all: its place is not known
+            wholly += apart
+    return (wholly + others)[: max(limit, 0)]
+
+
+def _walk_ranked(
+    ratings: Iterable[LostRating],
+    start: datetime,
+    end: datetime,
+    domains_lost: frozenset[str],
+    limit: int,
+) -> tuple[list[tuple[str, float | None]], list[tuple[str, float | None]], bool]:
+    """(the wholly lost domains, the others, at most `limit` of them), each domain at its
+    first row in (start, end], which holds its best rating there; and whether the walk
+    stopped because no later row could change the list."""
     t0, t1 = to_db(start), to_db(end)
-    ranked: list[tuple[str, float | None]] = []
+    wholly: list[tuple[str, float | None]] = []
+    others: list[tuple[str, float | None]] = []
     seen: set[str] = set()
-    # A domain's first row inside the window holds its best rating there: one walk for the
-    # wholly lost domains, one for the rest, each ending once the list is full.
-    for wholly in (True, False):
-        for refdomain, at, rating in ratings:
-            if len(ranked) >= limit or (wholly and len(seen) == len(domains_lost)):
-                break
-            if (refdomain in domains_lost) is wholly and refdomain not in seen and t0 < at <= t1:
-                seen.add(refdomain)
-                ranked.append((refdomain, rating))
-    return ranked
+
+    def settled() -> bool:
+        # The list is all wholly lost domains, or they are all found and the rest is full.
+        return len(wholly) >= limit or (
+            len(wholly) == len(domains_lost) and len(wholly) + len(others) >= limit
+        )
+
+    for refdomain, at, rating in ratings:
+        if settled():
+            return wholly, others, True
+        if refdomain in seen or not t0 < at <= t1:
+            continue
+        seen.add(refdomain)
+        if refdomain in domains_lost:
+            wholly.append((refdomain, rating))
+        elif len(others) < limit:
+            others.append((refdomain, rating))
+    return wholly, others, settled()
 
 
 def lost_links_of(
