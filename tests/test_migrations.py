@@ -415,6 +415,29 @@ def test_a_writer_holding_a_new_database_past_the_busy_timeout_is_an_error(
     assert time.monotonic() - started >= 0.3
 
 
+def test_waiting_for_a_new_database_never_passes_the_busy_timeout(tmp_path: Path) -> None:
+    # A writer makes the switch fail at once, a reader makes SQLite's busy handler wait:
+    # the handler's wait once added a whole busy timeout to the time already spent.
+    db = tmp_path / "linkwatch.db"
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    reader = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()
+    release = threading.Timer(0.8, writer.execute, ("ROLLBACK",))
+    release.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreError, match="the database is busy"):
+            Store(db, busy_timeout=1.0)
+    finally:
+        release.join()
+        reader.close()
+        writer.close()
+    assert 1.0 <= time.monotonic() - started < 1.5
+
+
 def test_an_upgrade_waits_for_the_one_under_way(tmp_path: Path) -> None:
     db = tmp_path / "linkwatch.db"
     with upgrade_lock(db).open("a") as held:

@@ -84,14 +84,21 @@ def _use_wal(conn: sqlite3.Connection) -> None:
     # guard skips the busy handler): processes opening a new database together hit it.
     wait_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
     deadline = time.monotonic() + wait_ms / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
+    try:
+        while True:
+            # A reader's lock is waited out by the busy handler: never past the deadline.
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            conn.execute(f"PRAGMA busy_timeout = {left_ms}")
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or BUSY_RECOVERY...
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
 
 
 def release_cache(conn: sqlite3.Connection) -> None:
