@@ -14,7 +14,8 @@ Then it measures, in one run:
   a first run (alerts fire and their messages list the lost domains; the best of
   --firsts, default 3, each on a fresh copy) and a repeat (the best of two), after a
   warm-up run on a scratch copy (compiled modules cached, as installed; each copy is
-  flushed to disk before it is timed);
+  flushed to disk before it is timed); the configurations take turns, one run each per
+  round, so that a shared machine's slow minute falls on all of them alike;
 * the ratios: 20-rule evaluate / `.import` (target <= 0.5) and 20 rules / 1 rule
   (target <= 1.5), first run and repeat, each followed by PASS or FAIL.
 
@@ -212,28 +213,38 @@ def bench(args: argparse.Namespace) -> int:
         # The verdicts compare 20 rules with the example's one rule, which fires nothing;
         # for reference, also with one of the 20 that fires (as 4 of them do).
         configs = {"1": rule_files(1), "1 firing": rule_files(20)[:1], "20": rule_files(20)}
+        copies: dict[str, Path] = {}
+        setups: dict[str, Path] = {}
         for n, files in configs.items():
             name = n.replace(" ", "-")
             # A warm-up on a scratch copy fills the compiled-module cache.
             scratch = work / "warm-up.db"
             copy_database(db, scratch)
             evaluate_once(write_setup(work, f"{name}-warm-up", scratch, files), env)
-            copy = work / f"evaluate-{name}.db"
-            settings = write_setup(work, name, copy, files)
-            # The first run: the best of --firsts, each on a fresh copy (one sample of a
-            # second or so varies by a fifth from run to run on a shared machine).
-            firsts = []
-            for _ in range(args.firsts):
-                copy_database(db, copy)
-                firsts.append(evaluate_once(settings, env))
-            first = min(firsts, key=lambda r: r.seconds)
+            copies[n] = work / f"evaluate-{name}.db"
+            setups[n] = write_setup(work, name, copies[n], files)
+        # The first run: the best of --firsts, each on a fresh copy (one sample of a second
+        # or so varies by a fifth from run to run on a shared machine). The configurations
+        # take turns, round by round, so that a machine slowing down or speeding up for a
+        # minute weighs on each alike, not on whichever ran then.
+        firsts: dict[str, list[Run]] = {n: [] for n in configs}
+        for _ in range(args.firsts):
+            for n in configs:
+                copy_database(db, copies[n])
+                firsts[n].append(evaluate_once(setups[n], env))
+        # The repeat: the best of two, alerts already firing (nothing new to tell), in turns.
+        repeats: dict[str, list[Run]] = {n: [] for n in configs}
+        for _ in range(2):
+            for n in configs:
+                repeats[n].append(evaluate_once(setups[n], env))
+        for n in configs:
+            first = min(firsts[n], key=lambda r: r.seconds)
+            repeat = min(repeats[n], key=lambda r: r.seconds)
             spread = (
                 ""
-                if len(firsts) == 1
-                else (f" (of {len(firsts)}: {' '.join(f'{r.seconds:.2f}' for r in firsts)})")
+                if len(firsts[n]) == 1
+                else (f" (of {len(firsts[n])}: {' '.join(f'{r.seconds:.2f}' for r in firsts[n])})")
             )
-            # The repeat: the best of two, alerts already firing (nothing new to tell).
-            repeat = min((evaluate_once(settings, env) for _ in range(2)), key=lambda r: r.seconds)
             results[n] = (first, repeat)
             print(
                 f"  linkwatch evaluate, {n:>8} rule(s): first {first.seconds:.2f}s{spread}"

@@ -720,6 +720,25 @@ def test_a_list_from_the_head_of_the_losses_is_the_list_from_all_of_them(
         assert got == want
 
 
+def test_wholly_lost_domains_past_the_head_fill_the_list_without_reading_the_rest() -> None:
+    head: list[LostRating] = [("x.com", to_db(at(5)), 90.0), ("y.com", to_db(at(5)), 80.0)]
+    theirs: list[LostRating] = [
+        ("a.com", to_db(at(5)), 10.0),
+        ("b.com", to_db(at(5)), 9.0),
+        ("c.com", to_db(at(5)), 8.0),
+    ]
+    asked: list[list[str]] = []
+
+    def rank_apart(domains: list[str]) -> list[tuple[str, float | None]]:
+        asked.append(domains)
+        return rank_lost_domains(theirs, at(0), at(10), frozenset(domains), 2)
+
+    lost = frozenset({"a.com", "b.com", "c.com"})
+    got = rank_lost_domains_head(head, at(0), at(10), lost, 2, rank_apart)
+    assert got == [("a.com", 10.0), ("b.com", 9.0)]
+    assert asked == [["a.com", "b.com", "c.com"]]
+
+
 def _rules(n: int) -> list[ThresholdRule]:
     """n threshold rules over four windows and four filters, every one firing."""
     filters: list[dict[str, object]] = [

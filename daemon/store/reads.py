@@ -887,14 +887,12 @@ def rank_lost_domains_head(
     wholly, others, done = _walk_ranked(head, start, end, domains_lost, limit)
     if not done:
         missing = sorted(domains_lost - {d for d, _ in wholly})
-        wanted = limit - len(wholly) - len(missing)
-        if wanted > len(others):
+        if limit - len(wholly) - len(missing) > len(others):
             return None  # other domains past the head may fill the list
-        if missing:
-            apart = rank_apart(missing)
-            if len(apart) < len(missing):
-                return None  # one has no loss in the window after all: its place is not known
-            wholly += apart
+        if missing and len(wholly) < limit:
+            wholly += rank_apart(missing)
+        if limit - len(wholly) > len(others):
+            return None  # one of them had no loss in the window: others past the head may
     return (wholly + others)[: max(limit, 0)]
 
 
