@@ -825,9 +825,16 @@ def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
 ) -> None:
     """A list of a few domains reads only the strongest losses of the site (more when a
     short window needs them, all when that is not enough), and is the window's own list."""
+    rating = [None, 50.0, 90.0, 20.0]
+    # alpha.com keeps its nofollow links and beta.org its weak ones; the others lose all:
+    # each filter has its own wholly lost domains.
+    kept = {i for i in range(90) if i % 4 == 0 and i % 5 == 0} | {
+        i for i in range(90) if i % 4 == 1 and rating[i // 4 % 4] in (None, 20.0)
+    }
     links = [
-        LinkHistory(i % 4, i % 3 == 0, i % 7, i % 3, i % 5 == 0, [None, 50.0, 90.0, 20.0][i % 4],
-                    None, ((24 * (i % 10), "missing", None), (24 * (i % 10) + 24, "lost", None)))
+        LinkHistory(i % 4, i % 3 == 0, i % 7, i % 3, i % 5 == 0, rating[i // 4 % 4], None,
+                    () if i in kept else
+                    ((24 * (i % 10), "missing", None), (24 * (i % 10) + 24, "lost", None)))
         for i in range(90)
     ]  # fmt: skip
     site_id = write_ledger(store, links)
@@ -869,4 +876,6 @@ def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
             conn, site_id, now - rule.window, now, want.domains_lost, limit, rule.link_filter
         )
         listed = told.message["lost_domains"]
-        assert [d["refdomain"] for d in listed] == [d.refdomain for d in alone], rule.name
+        assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
+            (d.refdomain, d.domain_lost) for d in alone
+        ], rule.name
