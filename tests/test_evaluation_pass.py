@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from alerts.engine import MemoryAlertBook, evaluate
@@ -684,6 +684,20 @@ def test_ranking_a_list_in_rank_order_follows_the_definition(
     st.integers(-1, 7),
     st.integers(0, 40),
 )
+# Wholly lost domains in the head and past it; a head with exactly the others needed, and
+# one short of them.
+@example(
+    [("a.com", to_db(at(5)), 90.0), ("z.com", to_db(at(5)), 80.0), ("b.com", to_db(at(5)), 9.0)],
+    0, 10, frozenset({"a.com", "b.com"}), 3, 2,
+)  # fmt: skip
+@example(
+    [("a.com", to_db(at(5)), 90.0), ("z.com", to_db(at(5)), 80.0), ("y.com", to_db(at(5)), 9.0)],
+    0, 10, frozenset({"a.com"}), 3, 3,
+)  # fmt: skip
+@example(
+    [("a.com", to_db(at(5)), 90.0), ("z.com", to_db(at(5)), 80.0), ("y.com", to_db(at(5)), 9.0)],
+    0, 10, frozenset({"a.com"}), 3, 2,
+)  # fmt: skip
 def test_a_list_from_the_head_of_the_losses_is_the_list_from_all_of_them(
     ratings: list[LostRating],
     start: int,
@@ -710,14 +724,18 @@ def test_a_list_from_the_head_of_the_losses_is_the_list_from_all_of_them(
     # Only wholly lost domains the head did not reach are ranked apart.
     assert all(set(domains) <= lost for domains in asked)
     assert all(r[0] not in domains for domains in asked for r in head if t0 < r[1] <= t1)
-    if got is None:
+    in_window = {r[0] for r in ordered if t0 < r[1] <= t1}
+    others_in_head = {r[0] for r in head if t0 < r[1] <= t1} - lost
+    if lost <= in_window and limit - len(lost) <= len(others_in_head):
+        # The head holds enough other domains to fill the list after every wholly lost one.
+        assert got == want
+    elif got is not None:
+        assert got == want
+    else:
         # Too short only when rows lie past the head (they could name more domains), when
         # the list holds fewer domains than asked for (the head cannot know it is all), or
         # when a domain called wholly lost has no loss in the window (counts never say so).
-        in_window = {r[0] for r in ordered if t0 < r[1] <= t1}
         assert cut < len(ordered) or len(want) < limit or not lost <= in_window
-    else:
-        assert got == want
 
 
 def test_wholly_lost_domains_past_the_head_fill_the_list_without_reading_the_rest() -> None:
@@ -874,6 +892,71 @@ def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
         )
         alone = lost_domains(
             conn, site_id, now - rule.window, now, want.domains_lost, limit, rule.link_filter
+        )
+        listed = told.message["lost_domains"]
+        assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
+            (d.refdomain, d.domain_lost) for d in alone
+        ], rule.name
+
+
+def test_lists_from_a_head_rank_weak_wholly_lost_domains_apart_and_read_on_when_short(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """delta.net, rated lowest, loses every link: past the head, it is ranked from its own
+    losses; a list the head cannot fill reads every loss; both as the lists alone."""
+
+    def lost_on(day: int) -> tuple[tuple[int, str, str | None], ...]:
+        return ((24 * day, "missing", None), (24 * day + 24, "lost", None))
+
+    links = [
+        LinkHistory(i % 4, i % 2 == 0, i % 7, i % 3, i % 8 == 1,
+                    5.0 if i % 4 == 3 else [90.0, 80.0, 70.0][i % 3], None,
+                    () if i % 4 != 3 and i < 12 else lost_on(i // 4 % 10))
+        for i in range(120)
+    ]  # fmt: skip
+    site_id = write_ledger(store, links)
+    conn = store.conn
+    conn.execute(
+        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
+        VALUES (?, 'exports', ?, 'baseline', ?)""",
+        (site_id, to_db(T0), to_db(T0)),
+    )
+    reads_of: list[int | None] = []
+    by_domain: list[Sequence[str]] = []
+    original = MovedLinks.lost_ratings
+
+    def recording(
+        self: MovedLinks,
+        start: datetime,
+        end: datetime,
+        link_filter: LinkFilter | None,
+        rows: int | None = None,
+    ) -> list[LostRating] | None:
+        reads_of.append(rows)
+        return original(self, start, end, link_filter, rows)
+
+    def from_links(*args: Any, **kwargs: Any) -> list[LostRating]:
+        if kwargs.get("domains") is not None:
+            by_domain.append(kwargs["domains"])
+        return lost_ratings(*args, **kwargs)
+
+    monkeypatch.setattr(MovedLinks, "lost_ratings", recording)
+    monkeypatch.setattr("alerts.rules.context.lost_ratings", from_links)
+    monkeypatch.setattr("alerts.engine.EVIDENCE_LIMIT", 3)
+    now = at(24 * 10)
+    rules = _rules(20)
+    book = MemoryAlertBook()
+    evaluate(store, rules, EvaluationContext(store, now, now, [SITE], [SITE]), book)
+    assert ["delta.net"] in by_domain
+    # Heads were read; one filter's short list then read every loss of its reach (delta.net,
+    # ranked apart, fills the others' lists without that).
+    assert any(r is not None for r in reads_of) and reads_of.count(None) == 1
+    for rule, told in zip(rules, book.told, strict=True):
+        want = reference_window(
+            reference_rows(store, site_id, rule.link_filter), now - rule.window, now
+        )
+        alone = lost_domains(
+            conn, site_id, now - rule.window, now, want.domains_lost, 3, rule.link_filter
         )
         listed = told.message["lost_domains"]
         assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
