@@ -632,22 +632,22 @@ def reference_rank(
 # Referring domains as they may be stored: any case, any script (SQLite and Python must
 # sort them alike), a few of them so that domains repeat.
 _NAMES = st.sampled_from(("a.com", "B.com", "b.com", "ålpha.com", "中国.cn", "e\u0301.fr", "z.com"))
-
-
-@given(
-    st.lists(
-        st.tuples(
-            _NAMES,
-            st.integers(0, 30).map(lambda h: to_db(at(h))),
-            st.one_of(st.none(), st.integers(-3, 100), st.sampled_from((0.0, -0.0, 50.0, 99.5))),
-        ),
-        max_size=40,
+# Losses as `lost_ratings` reads them (ratings of any kind), window ends, the domains a
+# window's counts call wholly lost (one may have no loss), and list lengths.
+_LOSSES = st.lists(
+    st.tuples(
+        _NAMES,
+        st.integers(0, 30).map(lambda h: to_db(at(h))),
+        st.one_of(st.none(), st.integers(-3, 100), st.sampled_from((0.0, -0.0, 50.0, 99.5))),
     ),
-    st.integers(0, 30),
-    st.integers(0, 30),
-    st.frozensets(st.one_of(_NAMES, st.just("none.com"))),
-    st.integers(-1, 7),
+    max_size=40,
 )
+_HOURS = st.integers(0, 30)
+_WHOLLY_LOST = st.frozensets(st.one_of(_NAMES, st.just("none.com")))
+_LIMITS = st.integers(-1, 7)
+
+
+@given(_LOSSES, _HOURS, _HOURS, _WHOLLY_LOST, _LIMITS)
 def test_ranking_a_list_in_rank_order_follows_the_definition(
     ratings: list[LostRating], start: int, end: int, lost: frozenset[str], limit: int
 ) -> None:
@@ -669,21 +669,7 @@ def test_ranking_a_list_in_rank_order_follows_the_definition(
     )
 
 
-@given(
-    st.lists(
-        st.tuples(
-            _NAMES,
-            st.integers(0, 30).map(lambda h: to_db(at(h))),
-            st.one_of(st.none(), st.integers(-3, 100), st.sampled_from((0.0, -0.0, 50.0, 99.5))),
-        ),
-        max_size=40,
-    ),
-    st.integers(0, 30),
-    st.integers(0, 30),
-    st.frozensets(st.one_of(_NAMES, st.just("none.com"))),
-    st.integers(-1, 7),
-    st.integers(0, 40),
-)
+@given(_LOSSES, _HOURS, _HOURS, _WHOLLY_LOST, _LIMITS, st.integers(0, 40))
 # Wholly lost domains in the head and past it; a head with exactly the others needed, and
 # one short of them.
 @example(
@@ -782,6 +768,55 @@ def _rules(n: int) -> list[ThresholdRule]:
     ]
 
 
+def write_baselined_ledger(store: Store, links: list[LinkHistory]) -> int:
+    """`write_ledger`, with the baseline snapshot a rule's window needs to have data."""
+    site_id = write_ledger(store, links)
+    store.conn.execute(
+        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
+        VALUES (?, 'exports', ?, 'baseline', ?)""",
+        (site_id, to_db(T0), to_db(T0)),
+    )
+    return site_id
+
+
+def record_moved_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int | None, int | None]]:
+    """(rows asked, rows got; None: could not say) of each read of a pass's kept losses."""
+    reads_of: list[tuple[int | None, int | None]] = []
+    original = MovedLinks.lost_ratings
+
+    def recording(
+        self: MovedLinks,
+        start: datetime,
+        end: datetime,
+        link_filter: LinkFilter | None,
+        rows: int | None = None,
+    ) -> list[LostRating] | None:
+        got = original(self, start, end, link_filter, rows)
+        reads_of.append((rows, None if got is None else len(got)))
+        return got
+
+    monkeypatch.setattr(MovedLinks, "lost_ratings", recording)
+    return reads_of
+
+
+def assert_lists_are_the_lists_alone(
+    store: Store, site_id: int, rules: list[ThresholdRule], book: MemoryAlertBook, limit: int
+) -> None:
+    """Each rule's told list, wholly lost flags included, is its window's list read alone."""
+    now = at(24 * 10)
+    for rule, told in zip(rules, book.told, strict=True):
+        want = reference_window(
+            reference_rows(store, site_id, rule.link_filter), now - rule.window, now
+        )
+        alone = lost_domains(
+            store.conn, site_id, now - rule.window, now, want.domains_lost, limit, rule.link_filter
+        )
+        listed = told.message["lost_domains"]
+        assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
+            (d.refdomain, d.domain_lost) for d in alone
+        ], rule.name
+
+
 def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -790,13 +825,8 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
                     ((24 * (i % 9), "missing", None), (24 * (i % 9) + 24, "lost", None)))
         for i in range(40)
     ]  # fmt: skip
-    site_id = write_ledger(store, links)
+    site_id = write_baselined_ledger(store, links)
     conn = store.conn
-    conn.execute(
-        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
-        VALUES (?, 'exports', ?, 'baseline', ?)""",
-        (site_id, to_db(T0), to_db(T0)),
-    )
     passes: list[int] = []
     read_from_links: list[object] = []
 
@@ -855,29 +885,8 @@ def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
                     ((24 * (i % 10), "missing", None), (24 * (i % 10) + 24, "lost", None)))
         for i in range(90)
     ]  # fmt: skip
-    site_id = write_ledger(store, links)
-    conn = store.conn
-    conn.execute(
-        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
-        VALUES (?, 'exports', ?, 'baseline', ?)""",
-        (site_id, to_db(T0), to_db(T0)),
-    )
-    heads: list[tuple[int, int]] = []
-    original = MovedLinks.lost_ratings
-
-    def recording(
-        self: MovedLinks,
-        start: datetime,
-        end: datetime,
-        link_filter: LinkFilter | None,
-        rows: int | None = None,
-    ) -> list[LostRating] | None:
-        got = original(self, start, end, link_filter, rows)
-        if rows is not None and got is not None:
-            heads.append((rows, len(got)))
-        return got
-
-    monkeypatch.setattr(MovedLinks, "lost_ratings", recording)
+    site_id = write_baselined_ledger(store, links)
+    heads = record_moved_reads(monkeypatch)
     monkeypatch.setattr("alerts.engine.EVIDENCE_LIMIT", limit)
     now = at(24 * 10)
     rules = _rules(20)
@@ -885,18 +894,8 @@ def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
     fired = evaluate(store, rules, EvaluationContext(store, now, now, [SITE], [SITE]), book)
     assert [t.state for t in fired] == ["firing"] * 20
     # Some list was made from a head cut short of all the losses.
-    assert any(n == rows for rows, n in heads)
-    for rule, told in zip(rules, book.told, strict=True):
-        want = reference_window(
-            reference_rows(store, site_id, rule.link_filter), now - rule.window, now
-        )
-        alone = lost_domains(
-            conn, site_id, now - rule.window, now, want.domains_lost, limit, rule.link_filter
-        )
-        listed = told.message["lost_domains"]
-        assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
-            (d.refdomain, d.domain_lost) for d in alone
-        ], rule.name
+    assert any(rows is not None and n == rows for rows, n in heads)
+    assert_lists_are_the_lists_alone(store, site_id, rules, book, limit)
 
 
 def test_lists_from_a_head_rank_weak_wholly_lost_domains_apart_and_read_on_when_short(
@@ -914,33 +913,15 @@ def test_lists_from_a_head_rank_weak_wholly_lost_domains_apart_and_read_on_when_
                     () if i % 4 != 3 and i < 12 else lost_on(i // 4 % 10))
         for i in range(120)
     ]  # fmt: skip
-    site_id = write_ledger(store, links)
-    conn = store.conn
-    conn.execute(
-        """INSERT INTO snapshots (site_id, source, taken_at, status, created_at)
-        VALUES (?, 'exports', ?, 'baseline', ?)""",
-        (site_id, to_db(T0), to_db(T0)),
-    )
-    reads_of: list[int | None] = []
+    site_id = write_baselined_ledger(store, links)
     by_domain: list[Sequence[str]] = []
-    original = MovedLinks.lost_ratings
-
-    def recording(
-        self: MovedLinks,
-        start: datetime,
-        end: datetime,
-        link_filter: LinkFilter | None,
-        rows: int | None = None,
-    ) -> list[LostRating] | None:
-        reads_of.append(rows)
-        return original(self, start, end, link_filter, rows)
+    reads_of = record_moved_reads(monkeypatch)
 
     def from_links(*args: Any, **kwargs: Any) -> list[LostRating]:
         if kwargs.get("domains") is not None:
             by_domain.append(kwargs["domains"])
         return lost_ratings(*args, **kwargs)
 
-    monkeypatch.setattr(MovedLinks, "lost_ratings", recording)
     monkeypatch.setattr("alerts.rules.context.lost_ratings", from_links)
     monkeypatch.setattr("alerts.engine.EVIDENCE_LIMIT", 3)
     now = at(24 * 10)
@@ -950,15 +931,6 @@ def test_lists_from_a_head_rank_weak_wholly_lost_domains_apart_and_read_on_when_
     assert ["delta.net"] in by_domain
     # Heads were read; one filter's short list then read every loss of its reach (delta.net,
     # ranked apart, fills the others' lists without that).
-    assert any(r is not None for r in reads_of) and reads_of.count(None) == 1
-    for rule, told in zip(rules, book.told, strict=True):
-        want = reference_window(
-            reference_rows(store, site_id, rule.link_filter), now - rule.window, now
-        )
-        alone = lost_domains(
-            conn, site_id, now - rule.window, now, want.domains_lost, 3, rule.link_filter
-        )
-        listed = told.message["lost_domains"]
-        assert [(d["refdomain"], d["domain_lost"]) for d in listed] == [
-            (d.refdomain, d.domain_lost) for d in alone
-        ], rule.name
+    asked = [rows for rows, _ in reads_of]
+    assert any(r is not None for r in asked) and asked.count(None) == 1
+    assert_lists_are_the_lists_alone(store, site_id, rules, book, 3)
