@@ -889,11 +889,11 @@ def rank_lost_domains_head(
         missing = sorted(domains_lost - {d for d, _ in wholly})
         if limit - len(wholly) - len(missing) > len(others):
             return None  # other domains past the head may fill the list
-        if missing and len(wholly) < limit:
+        if missing:  # (the walk stops once the wholly lost fill the list: they do not)
             wholly += rank_apart(missing)
         if limit - len(wholly) > len(others):
             return None  # one of them had no loss in the window: others past the head may
-    return (wholly + others)[: max(limit, 0)]
+    return (wholly + others)[:limit]
 
 
 def _walk_ranked(
