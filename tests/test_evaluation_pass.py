@@ -26,7 +26,7 @@ from alerts.engine import MemoryAlertBook, evaluate
 from alerts.metrics import metrics_of
 from alerts.rules.context import EvaluationContext
 from alerts.rules.threshold import ThresholdRule
-from daemon.store import Store, reads
+from daemon.store import Store
 from daemon.store.reads import (
     RANK_ORDER,
     STATE_AFTER,
@@ -500,9 +500,9 @@ def test_more_filters_than_a_mask_holds_are_counted_in_groups(store: Store) -> N
 
 
 def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store) -> None:
-    """A refdomain whose links are all lost, unknown to the current-state read, is matched
-    in the moved-links read: each filter with its own domains, none taking another's; and
-    the matchers the read registered are gone after it."""
+    """A refdomain whose links are all lost (none live or missing now) is matched too: each
+    filter with its own domains, none taking another's; and the pass ends its read
+    transaction."""
     lost = ((24, "missing", None), (48, "lost", None))
     links = [
         LinkHistory(d, False, 0, t, False, 50.0, None, lost) for d in range(4) for t in (0, 1, 1)
@@ -521,7 +521,63 @@ def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store
         assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
     # Targets /p0 and /p1 only: the two target filters differ.
     assert [counts[s].lost_links for s in specs_] == [3, 3, 8, 0]
-    assert reads._MATCHES == {}
+    assert not store.conn.in_transaction
+
+
+def test_a_pass_reads_one_state_of_the_ledger_while_another_process_writes(
+    store: Store, tmp_path: Path
+) -> None:
+    """The pass's statements read in one transaction: a link and its event committed by
+    another connection after the pass's first read are in none of its counts, and in the
+    next pass's."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    site_id = write_ledger(
+        store, [LinkHistory(d, False, 0, 0, False, 50.0, None, lost) for d in range(3)]
+    )
+    specs_ = [
+        WindowSpec(at(10), at(72)),
+        WindowSpec(at(10), at(72), LinkFilter(domains=(DOMAINS[3],))),
+    ]
+    before = window_counts_batch(store.conn, site_id, specs_)
+    other = sqlite3.connect(tmp_path / "linkwatch.db")
+    written: list[str] = []
+
+    def write_during_the_pass(sql: str) -> None:
+        if "CREATE TEMP TABLE" in sql and not written:
+            with other:
+                cur = other.execute(
+                    """INSERT INTO links (site_id, link_key, url_from, url_to, refdomain,
+                           added_at, state, seen_by)
+                    VALUES (?, 'late', ?, ?, ?, ?, 'live', 0)""",
+                    (
+                        site_id,
+                        f"https://www.{DOMAINS[3]}/late",
+                        f"https://{SITE}/p0",
+                        DOMAINS[3],
+                        to_db(at(60)),
+                    ),
+                )
+                other.execute(
+                    """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+                    VALUES (0, ?, ?, 'new', ?)""",
+                    (site_id, cur.lastrowid, to_db(at(60))),
+                )
+            written.append(sql)
+
+    store.conn.set_trace_callback(write_during_the_pass)
+    try:
+        during = window_counts_batch(store.conn, site_id, specs_)
+    finally:
+        store.conn.set_trace_callback(None)
+        other.close()
+    assert written
+    assert during == before
+    after = window_counts_batch(store.conn, site_id, specs_)
+    assert [after[s].new_links for s in specs_] == [before[s].new_links + 1 for s in specs_]
+    for spec in specs_:
+        assert after[spec] == reference_window(
+            reference_rows(store, site_id, spec.link_filter), spec.start, spec.end
+        )
 
 
 def test_an_empty_filter_is_the_unfiltered_window(store: Store) -> None:

@@ -11,6 +11,8 @@ import time
 # and DDL is per dialect anyway: a port writes its own schema.
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # PostgreSQL: BEGIN, then the per-site advisory lock
+# A read transaction: its statements see one state of the database.
+BEGIN_READ = "BEGIN"  # PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY
 """Start a write transaction holding the write lock from its first statement."""
 # Taken at BEGIN, the lock cannot be refused halfway through a transaction that has read.
 

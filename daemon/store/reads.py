@@ -7,7 +7,7 @@ import itertools
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -209,37 +209,6 @@ def register_functions(conn: sqlite3.Connection) -> None:
     compares their canonical forms (sources/urls.py), the forms link keys are made of."""
     conn.create_function("linkwatch_host_under", 2, _host_under, deterministic=True)
     conn.create_function("linkwatch_target_starts", 2, _target_starts, deterministic=True)
-    conn.create_function("linkwatch_refdomain_match", 2, _refdomain_match, deterministic=True)
-
-
-# What `linkwatch_refdomain_match` answers, by the key a pass passes it (`_matching`): each
-# refdomain's match, computed on first sight, kept while the pass's statement runs.
-_MATCHES: dict[int, Callable[[str], int]] = {}
-_MATCH_KEYS = itertools.count()
-
-
-@contextlib.contextmanager
-def _matching(link_filter: LinkFilter) -> Iterator[int]:
-    """A key under which `linkwatch_refdomain_match` tells the filter's refdomain matches."""
-    seen: dict[str, int] = {}
-
-    def match(refdomain: str) -> int:
-        got = seen.get(refdomain)
-        if got is None:
-            got = seen[refdomain] = link_filter.refdomain_match(refdomain)
-        return got
-
-    key = next(_MATCH_KEYS)
-    _MATCHES[key] = match
-    try:
-        yield key
-    finally:
-        del _MATCHES[key]
-
-
-def _refdomain_match(key: int, refdomain: str) -> int:
-    """`LinkFilter.refdomain_match` of the filter a pass registered under `key`."""
-    return _MATCHES[key](refdomain)
 
 
 def _condition(
@@ -396,6 +365,24 @@ def window_counts_kept(
 def _window_counts(
     conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec], *, keep: bool
 ) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
+    """`_pass` in one read transaction (unless the caller has one open): every statement of
+    the pass reads the same ledger, also while another process's ingest commits."""
+    if conn.in_transaction:
+        return _pass(conn, site_id, specs, keep=keep)
+    conn.execute(dialect.BEGIN_READ)
+    try:
+        result = _pass(conn, site_id, specs, keep=keep)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _pass(
+    conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec], *, keep: bool
+) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
     """The one pass of `window_counts_batch`.
 
     The current state is read once (one grouped read of the site's live and missing
@@ -416,7 +403,7 @@ def _window_counts(
         for c in range(0, len(filters), _MAX_FILTERS):
             group = set(filters[c : c + _MAX_FILTERS])
             part = [spec for spec in specs if _key(spec) in group]
-            counts |= _window_counts(conn, site_id, part, keep=False)[0]
+            counts |= _pass(conn, site_id, part, keep=False)[0]
         return counts, None
     if any(f is not None for f in filters):
         register_functions(conn)
@@ -428,10 +415,10 @@ def _window_counts(
         f" AND kind IN ({_STATE_KINDS})"
     )
 
-    # The current state: per domain and filter, its live-or-missing and live links.
-    now_counts = _pairs_by_domain(
-        conn, "l.site_id = :site AND l.state IN ('live', 'missing')", base_params, filters
-    )
+    # The current state: per domain and filter, its live-or-missing and live links; and
+    # which refdomains each filter's domains let through, decided once per refdomain of the
+    # site (every state: the moved links' refdomains are among them).
+    now_counts, matches = _pairs_by_domain(conn, base_params, filters)
     # The links with state events after the earliest start, read once: the filters each
     # passes go to a temp table that every later step takes them from, never testing the
     # links again. Named for this call: a statement the caller still has open on the
@@ -441,7 +428,7 @@ def _window_counts(
     table = f"{prefix}{next(_CALLS)}"
     kept = None
     try:
-        _stage_moved(conn, table, moved_ids, base_params, filters)
+        _stage_moved(conn, table, moved_ids, base_params, filters, matches)
         counts = _counts_from(conn, table, base_params, specs, filters, now_counts)
         if keep:
             for older in dialect.temp_table_names(conn, prefix):
@@ -534,14 +521,12 @@ def _counts_from(
     live_links_now = [0] * nf
     live_domains_now = [0] * nf
     alive_domains_now = [0] * nf
-    for counts in now_counts.values():
-        for i, pair in enumerate(counts):
-            if pair:
-                # A domain with a link counted has an alive one (a live link is alive).
-                live = pair >> 32
-                live_links_now[i] += live
-                live_domains_now[i] += live > 0
-                alive_domains_now[i] += 1
+    # Each filter's pairs, one per domain, summed and counted a column at a time.
+    for i, column in enumerate(zip(*now_counts.values(), strict=True)):
+        live_links_now[i] = sum(column) >> 32
+        # A domain with a link counted has an alive one (a live link is alive).
+        alive_domains_now[i] = len(column) - column.count(0)
+        live_domains_now[i] = sum(map(_LOW.__lt__, column))
 
     # Domains with moved links: only those whose every matching live link moved (none is
     # left to keep them live throughout) can read differently at a window's ends.
@@ -695,48 +680,48 @@ def _stage_moved(
     ids: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
+    matches: dict[LinkFilter, RefdomainMatches],
 ) -> None:
     """The temp table `table`: the links the subquery `ids` selects (a few of the site's), each
     with its referring domain, state and the filters it passes (`mask`, bit i for
     `filters[i]`).
 
-    One read of the links, each filter tested once per link; a filter's domains are
-    matched against a link's refdomain by `LinkFilter.refdomain_match`, and only a
-    refdomain some domain is below has its links' hosts tested."""
+    One read of the links, each filter tested once per link; a filter's domains by the
+    refdomains they let through (`matches`, decided once per refdomain of the site), and
+    only a refdomain some domain is below has its links' hosts tested."""
     qparams = dict(params)
     bits = []
-    # Each matcher a filter registers for the read is released once the table is made.
-    with contextlib.ExitStack() as keys:
-        for i, f in enumerate(filters):
-            if f is None:
-                bits.append(str(1 << i))
-                continue
-            p = f"f{i}_"
-            row, rp = f.row_condition("l", p, with_target=False)
-            target, tp = f.row_condition("l", p)
-            qparams |= rp | tp
-            domain = ""
-            if f.domains:
-                host, hp = f.host_condition("l", p)
-                qparams |= hp | {f"{p}match": keys.enter_context(_matching(f))}
-                # Matched once per refdomain, in Python: comparing each listed domain with
-                # each link cost more, and the refdomains of links lost since the current
-                # state was read are not known to the pass.
-                domain = f""" AND CASE linkwatch_refdomain_match(:{p}match, l.refdomain)
-                    WHEN {ALL_LINKS} THEN 1 WHEN {LINKS_BY_HOST} THEN (1{host}) ELSE 0 END"""
-            # The target test last: it runs Python per row, the others narrow the rows first.
-            test_all = f"1{row}{domain}{target[len(row) :]}"
-            bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
-        # Created from its select, not filled by INSERT: a read changes no row, so closing
-        # the store after one leaves the statistics alone (Store.close).
-        conn.execute(
-            f"""CREATE TEMP TABLE {table} AS
-            SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
-                   l.domain_rating AS rating,
-                   {" | ".join(bits)} AS mask
-            FROM links l WHERE l.id IN ({ids})""",
-            qparams,
-        )
+    for i, f in enumerate(filters):
+        if f is None:
+            bits.append(str(1 << i))
+            continue
+        p = f"f{i}_"
+        row, rp = f.row_condition("l", p, with_target=False)
+        target, tp = f.row_condition("l", p)
+        qparams |= rp | tp
+        domain = ""
+        if f.domains:
+            through, hosts = matches[f]
+            host, hp = f.host_condition("l", p)
+            qparams |= hp | {f"{p}through": json.dumps(through), f"{p}hosts": json.dumps(hosts)}
+            # Each list is read once per statement, into an index every link is looked up in.
+            domain = f""" AND CASE
+                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}through)) THEN 1
+                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}hosts)) THEN (1{host})
+                ELSE 0 END"""
+        # The target test last: it runs Python per row, the others narrow the rows first.
+        test_all = f"1{row}{domain}{target[len(row) :]}"
+        bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
+    # Created from its select, not filled by INSERT: a read changes no row, so closing
+    # the store after one leaves the statistics alone (Store.close).
+    conn.execute(
+        f"""CREATE TEMP TABLE {table} AS
+        SELECT l.id AS id, l.refdomain AS refdomain, l.state AS state,
+               l.domain_rating AS rating,
+               {" | ".join(bits)} AS mask
+        FROM links l WHERE l.id IN ({ids})""",
+        qparams,
+    )
     conn.execute(f"CREATE INDEX {temp(table + '_id')} ON {table}(id, mask)")
 
 
@@ -758,18 +743,19 @@ _PAIR_OF_ROW = f"1 + (l.state = 'live') * {_PAIR}"
 
 def _pairs_by_domain(
     conn: sqlite3.Connection,
-    where: str,
     params: dict[str, object],
     filters: Sequence[LinkFilter | None],
-) -> dict[str, list[int]]:
-    """Per referring domain of the links `where` selects: each filter's (alive, live) pair
-    of counts, packed as `_PAIR` says.
+) -> tuple[dict[str, list[int]], dict[LinkFilter, RefdomainMatches]]:
+    """Per referring domain of the site's live and missing links (`params`: its `site`):
+    each filter's (alive, live) pair of counts, packed as `_PAIR` says; and, for each
+    filter with domains, which of the site's refdomains they let through.
 
     One read grouped by domain and state (the order of the links_filter index): each
     distinct set of row tests (rating, rel, target) is counted once per link; the
-    referring-domain tests are made once per domain, in Python. Only a refdomain that a
-    listed domain is below (`blog.alpha.com` under `alpha.com`) is read again, its links'
-    hosts tested."""
+    referring-domain tests are made once per domain, in Python. When a filter lists
+    domains, that read takes links in every state, so that every refdomain of the site is
+    matched (a moved link's too). Only a refdomain that a listed domain is below
+    (`blog.alpha.com` under `alpha.com`) is read again, its links' hosts tested."""
     rows_of: dict[LinkFilter | None, int] = {}
     for f in filters:
         rows_of.setdefault(_row_part(f), len(rows_of))
@@ -779,40 +765,64 @@ def _pairs_by_domain(
         qparams |= rp
         cols.append(f"count(CASE WHEN (1{cond}) THEN 1 END)" if cond else "count(*)")
     column = [2 + rows_of[_row_part(f)] for f in filters]
-    nf = len(filters)
+    listing = [f for f in filters if f is not None and f.domains]
     out: dict[str, list[int]] = {}
+    elsewhere: dict[str, None] = {}  # refdomains with links in other states
     for row in conn.execute(
-        f"""SELECT l.refdomain, l.state, {", ".join(cols)} FROM links l WHERE {where}
-        GROUP BY l.refdomain, l.state""",
+        f"""SELECT l.refdomain, l.state, {", ".join(cols)} FROM links l
+        WHERE {_SITE_LINKS if listing else _ALIVE_LINKS} GROUP BY l.refdomain, l.state""",
         qparams,
     ):
+        state = row[1]
+        if state == "live":
+            weight = 1 + _PAIR
+        elif state == "missing":
+            weight = 1
+        else:
+            elsewhere[row[0]] = None
+            continue
         got = out.get(row[0])
         if got is None:
-            got = out[row[0]] = [0] * nf
-        weight = 1 + _PAIR if row[1] == "live" else 1
-        for i, c in enumerate(column):
-            got[i] += row[c] * weight
+            out[row[0]] = [row[c] * weight for c in column]
+        else:
+            out[row[0]] = [g + row[c] * weight for g, c in zip(got, column, strict=True)]
+    matches: dict[LinkFilter, RefdomainMatches] = {}
+    for f in listing:
+        if f in matches:
+            continue
+        # A refdomain with links in other states only (all lost, say) is still one that
+        # moved links can have.
+        through, hosts = f.split_refdomains(itertools.chain(out, elsewhere.keys() - out.keys()))
+        matches[f] = (through, hosts)
     for i, f in enumerate(filters):
         if f is None or not f.domains:
             continue
-        through, hosts = f.split_refdomains(out)
+        through, hosts = matches[f]
         kept = set(through)
         for domain, got in out.items():
             if domain not in kept:
                 got[i] = 0
+        alive = [d for d in hosts if d in out]
         cond, cp = f.row_condition("l", "n_")
         host, hp = f.host_condition("l", "n_")
-        for c in range(0, len(hosts), 500):
-            names = {f"nd{n}": d for n, d in enumerate(hosts[c : c + 500])}
+        for c in range(0, len(alive), 500):
+            names = {f"nd{n}": d for n, d in enumerate(alive[c : c + 500])}
             marks = ",".join(f":{name}" for name in names)
             pair = f"CASE WHEN (1{cond}{host}) THEN {_PAIR_OF_ROW} ELSE 0 END"
             for domain, value in conn.execute(
                 f"""SELECT l.refdomain, sum({pair}) FROM links l
-                WHERE {where} AND l.refdomain IN ({marks}) GROUP BY l.refdomain""",
+                WHERE {_ALIVE_LINKS} AND l.refdomain IN ({marks}) GROUP BY l.refdomain""",
                 {**params, **cp, **hp, **names},
             ):
                 out[domain][i] = value
-    return out
+    return out, matches
+
+
+# Which refdomains a filter's domains let links through (`LinkFilter.split_refdomains`).
+RefdomainMatches = tuple[list[str], list[str]]
+# A site's links (`:site`), and those live or missing.
+_SITE_LINKS = "l.site_id = :site"
+_ALIVE_LINKS = f"{_SITE_LINKS} AND l.state IN ('live', 'missing')"
 
 
 # A referring domain, an instant and a rating of its (matching) links lost then (None:
