@@ -20,6 +20,7 @@ import pytest
 
 from daemon.store import GuardSettings, Store
 from daemon.store.ledger import ingest
+from daemon.store.reads import LinkFilter, WindowSpec, window_counts_kept
 from sources.model import KNOWN_ROW, Backlink, RefDomain, SnapshotResult, pack_known
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -244,3 +245,48 @@ def test_the_plan_check_sees_a_whole_scan(tmp_path: Path) -> None:
         conn.close()
         store.close()
     assert scans[0] and not scans[1]
+
+
+@pytest.mark.parametrize("analyzed", ["no", "yes", "large"])
+def test_the_evaluation_pass_reads_a_sites_events_from_their_index_alone(
+    tmp_path: Path, analyzed: str
+) -> None:
+    """An evaluation pass finds the links with state events after its earliest instant,
+    and a list a window's losses, in the events index by kind alone (never a table row per
+    event); none of its statements reads a stored table whole."""
+    path = tmp_path / "plans.db"
+    store = Store(path)
+    conn = sqlite3.connect(path, isolation_level=None, factory=PlanConnection)
+    try:
+        for site in ("a.test", "site.test"):
+            _ingest_site(store, conn, site)
+        if analyzed != "no":
+            conn.execute("ANALYZE")
+        if analyzed == "large":
+            _as_if_large(conn)
+        site_id = store.site_id("site.test")
+        conn.explained = []
+        start, end = T0, T0 + timedelta(days=10)
+        watched = LinkFilter(dofollow_only=True, domains=("ref1.example.org",))
+        specs = [WindowSpec(start, end), WindowSpec(start, end, watched)]
+        counts, moved = window_counts_kept(conn, site_id, specs)
+        assert moved is not None and counts[specs[0]].lost_links > 0
+        assert moved.lost_ratings(start, end, None, limit=5)
+        stored = {
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        explained = conn.explained
+    finally:
+        conn.close()
+        store.close()
+    by_kind = "COVERING INDEX link_events_site_kind (site_id=? AND kind=? AND at>?"
+    moved_links = [e for e in explained if e.sql.lstrip().startswith("CREATE TEMP TABLE")]
+    losses = [e for e in explained if "e.kind = 'lost'" in e.sql]
+    assert len(moved_links) == 1 and len(losses) == 1
+    for e in moved_links + losses:
+        assert any(by_kind in step for step in e.steps), e.steps
+    scans = {e.sql.strip(): bad for e in explained if (bad := whole_scans(e, stored))}
+    assert not scans, "\n\n".join(f"{sql}\n  -> {bad}" for sql, bad in scans.items())

@@ -617,3 +617,12 @@ def m010_row_fingerprints(db: Database) -> None:
             WHERE ended_snapshot_id IS NULL;
         """
     )
+
+
+@MIGRATIONS()
+def m011_events_by_kind(db: Database) -> None:
+    """An evaluation pass finds a site's links with state events after an instant, and a
+    lost-domain list a window's losses, from the events index alone: by kind and instant,
+    with the link (docs/evidence.md, "One evaluation pass"). The events of a snapshot are
+    a small part of its rows, so keeping the index costs an ingest little."""
+    db.execute("CREATE INDEX link_events_site_kind ON link_events(site_id, kind, at, link_id)")
