@@ -1019,3 +1019,34 @@ def test_lists_from_a_head_rank_weak_wholly_lost_domains_apart_and_read_on_when_
     asked = [rows for rows, _ in reads_of]
     assert any(r is not None for r in asked) and asked.count(None) == 2
     assert_lists_are_the_lists_alone(store, site_id, rules, book, 3)
+
+
+def test_a_filtered_list_the_head_cannot_fill_reads_every_matching_loss_alone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alpha.com's ten followed losses fill the head; the dofollow list needs two domains
+    past it, so it reads every loss again, over its filter: beta.org, rated highest but
+    nofollow, is in no read and not in the list."""
+    lost = ((24 * 4, "missing", None), (24 * 5, "lost", None))
+    links = [
+        *(LinkHistory(0, False, i, 0, False, 90.0, None, lost) for i in range(10)),
+        *(LinkHistory(1, False, i, 0, True, 95.0, None, lost) for i in range(10, 13)),
+        LinkHistory(2, False, 13, 0, False, 50.0, None, lost),
+        LinkHistory(3, False, 14, 0, False, 40.0, None, lost),
+        # A link kept by each domain: none is wholly lost.
+        *(LinkHistory(d, False, 20 + d, 0, False, 60.0, None, ()) for d in range(4)),
+    ]
+    site_id = write_baselined_ledger(store, links)
+    reads_of = record_moved_reads(monkeypatch)
+    monkeypatch.setattr("alerts.engine.EVIDENCE_LIMIT", 3)
+    now = at(24 * 10)
+    rules = [_rules(8)[7]]  # lost_links over 10d, followed links only
+    assert rules[0].link_filter == LinkFilter(dofollow_only=True)
+    book = MemoryAlertBook()
+    evaluate(store, rules, EvaluationContext(store, now, now, [SITE], [SITE]), book)
+    # A head of 2 x 3 + 3 rows, then every loss.
+    assert [asked for asked, _ in reads_of] == [9, None]
+    (told,) = book.told
+    listed = [d["refdomain"] for d in told.message["lost_domains"]]
+    assert listed == ["alpha.com", "gamma.co.uk", "delta.net"]
+    assert_lists_are_the_lists_alone(store, site_id, rules, book, 3)
