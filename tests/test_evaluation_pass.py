@@ -385,6 +385,32 @@ def test_counts_stand_while_the_caller_reads_the_same_tables(store: Store) -> No
     assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
 
 
+def test_a_failed_pass_leaves_the_callers_open_read_going(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that fails ends its read transaction without aborting a statement the caller
+    still has open on the connection; the next pass works."""
+    history = LinkHistory(0, False, 0, 0, False, 50.0, None, ((30, "missing", None),))
+    site_id = write_ledger(store, [history] * 4)
+    spec = WindowSpec(at(0), at(48))
+    want = reference_window(reference_rows(store, site_id, None), at(0), at(48))
+    open_read = store.conn.execute("SELECT id FROM links ORDER BY id")
+    first = open_read.fetchone()
+
+    def failing(*args: Any) -> None:
+        raise RuntimeError("counts failed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("daemon.store.reads._counts_from", failing)
+        with pytest.raises(RuntimeError):
+            window_counts_batch(store.conn, site_id, [spec])
+    assert not store.conn.in_transaction
+    assert [first, *open_read.fetchall()] == store.conn.execute(
+        "SELECT id FROM links ORDER BY id"
+    ).fetchall()
+    assert window_counts_batch(store.conn, site_id, [spec])[spec] == want
+
+
 def best_per_instant(
     ratings: list[tuple[str, str, float | None]],
 ) -> dict[tuple[str, str], float | None]:
@@ -522,6 +548,46 @@ def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store
     # Targets /p0 and /p1 only: the two target filters differ.
     assert [counts[s].lost_links for s in specs_] == [3, 3, 8, 0]
     assert not store.conn.in_transaction
+
+
+def test_a_kept_pass_checks_its_version_and_reads_its_losses_in_one_state(
+    store: Store, tmp_path: Path
+) -> None:
+    """A loss another connection commits as a kept pass's losses are read is in neither
+    the check that the ledger is unchanged nor the read: the list is the pass's, as its
+    counts are; the next read sees the write and declines."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    site_id = write_ledger(
+        store, [LinkHistory(d, False, 0, 0, False, 50.0, None, lost) for d in range(3)]
+    )
+    spec = WindowSpec(at(10), at(72))
+    _, moved = window_counts_kept(store.conn, site_id, [spec])
+    assert moved is not None
+    before = moved.lost_ratings(at(10), at(72), None)
+    assert before is not None and len(before) == 3
+    (link_id,) = store.conn.execute(f"SELECT id FROM {moved.table} LIMIT 1").fetchone()
+    other = sqlite3.connect(tmp_path / "linkwatch.db")
+    written: list[str] = []
+
+    def write_as_the_losses_are_read(sql: str) -> None:
+        if "e.kind = 'lost'" in sql and not written:
+            with other:
+                other.execute(
+                    """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, at)
+                    VALUES (0, ?, ?, 'lost', ?)""",
+                    (site_id, link_id, to_db(at(60))),
+                )
+            written.append(sql)
+
+    store.conn.set_trace_callback(write_as_the_losses_are_read)
+    try:
+        during = moved.lost_ratings(at(10), at(72), None)
+    finally:
+        store.conn.set_trace_callback(None)
+        other.close()
+    assert written
+    assert during == before
+    assert moved.lost_ratings(at(10), at(72), None) is None
 
 
 def test_a_pass_reads_one_state_of_the_ledger_while_another_process_writes(

@@ -20,7 +20,7 @@ import pytest
 
 from daemon.store import GuardSettings, Store
 from daemon.store.ledger import ingest
-from daemon.store.reads import LinkFilter, WindowSpec, window_counts_kept
+from daemon.store.reads import LinkFilter, WindowSpec, lost_ratings, window_counts_kept
 from sources.model import KNOWN_ROW, Backlink, RefDomain, SnapshotResult, pack_known
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -248,12 +248,12 @@ def test_the_plan_check_sees_a_whole_scan(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("analyzed", ["no", "yes", "large"])
-def test_the_evaluation_pass_reads_a_sites_events_from_their_index_alone(
+def test_the_evaluation_pass_reads_a_windows_losses_from_their_index_alone(
     tmp_path: Path, analyzed: str
 ) -> None:
-    """An evaluation pass finds the links with state events after its earliest instant,
-    and a list a window's losses, in the events index by kind alone (never a table row per
-    event); none of its statements reads a stored table whole."""
+    """A lost-domain list reads a window's losses in the index of lost events alone (never
+    a table row per event, nor the other events); no statement of an evaluation pass, nor
+    that read, reads a stored table whole."""
     path = tmp_path / "plans.db"
     store = Store(path)
     conn = sqlite3.connect(path, isolation_level=None, factory=PlanConnection)
@@ -272,6 +272,7 @@ def test_the_evaluation_pass_reads_a_sites_events_from_their_index_alone(
         counts, moved = window_counts_kept(conn, site_id, specs)
         assert moved is not None and counts[specs[0]].lost_links > 0
         assert moved.lost_ratings(start, end, None, limit=5)
+        assert lost_ratings(conn, site_id, start, end, watched, limit=5) is not None
         stored = {
             name
             for (name,) in conn.execute(
@@ -282,11 +283,12 @@ def test_the_evaluation_pass_reads_a_sites_events_from_their_index_alone(
     finally:
         conn.close()
         store.close()
-    by_kind = "COVERING INDEX link_events_site_kind (site_id=? AND kind=? AND at>?"
-    moved_links = [e for e in explained if e.sql.lstrip().startswith("CREATE TEMP TABLE")]
     losses = [e for e in explained if "e.kind = 'lost'" in e.sql]
-    assert len(moved_links) == 1 and len(losses) == 1
-    for e in moved_links + losses:
-        assert any(by_kind in step for step in e.steps), e.steps
+    assert len(losses) == 2
+    for e in losses:
+        assert any(
+            "COVERING INDEX link_events_lost (site_id=? AND at>? AND at<?)" in step
+            for step in e.steps
+        ), e.steps
     scans = {e.sql.strip(): bad for e in explained if (bad := whole_scans(e, stored))}
     assert not scans, "\n\n".join(f"{sql}\n  -> {bad}" for sql, bad in scans.items())

@@ -11,14 +11,17 @@ import time
 # and DDL is per dialect anyway: a port writes its own schema.
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"  # PostgreSQL: BEGIN, then the per-site advisory lock
-# A read transaction: its statements see one state of the database.
-BEGIN_READ = "BEGIN"  # PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY
 """Start a write transaction holding the write lock from its first statement."""
 # Taken at BEGIN, the lock cannot be refused halfway through a transaction that has read.
 
 BEGIN_READ = "BEGIN DEFERRED"  # PostgreSQL: BEGIN
 """Start a transaction that locks nothing until it writes a stored table."""
 # Staging writes temp tables only: it must never hold up another process's writer.
+
+BEGIN_SNAPSHOT = "BEGIN DEFERRED"  # PostgreSQL: BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY
+"""Start a read transaction whose statements all see one state of the database."""
+# An evaluation pass reads the ledger in several statements: one ingest committing
+# between two of them must not be half in its counts.
 
 ROWID = "rowid"  # PostgreSQL: an identity column in the staging table
 """The implicit row number staging rows are told apart by."""
@@ -227,6 +230,7 @@ def sort_large(conn: sqlite3.Connection, statement: str) -> None:
 
 __all__ = [
     "BEGIN_READ",
+    "BEGIN_SNAPSHOT",
     "BEGIN_WRITE",
     "JSON_AGG",
     "JSON_ARRAY",

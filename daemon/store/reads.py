@@ -7,7 +7,7 @@ import itertools
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -305,8 +305,9 @@ def window_counts(
 
 # Two counts in one SQL sum, so a filter's test is evaluated once per row (a target or
 # sub-domain filter runs Python per row): alive links in the low 32 bits, live ones above;
-# or a window's gains below and losses above. A domain never has 2**31 links, nor a site
-# 2**31 losses at one instant or 2**32 gains in a window, so neither half overflows.
+# or a window's gains below and losses above. A site never has 2**32 alive links (so a
+# domain's pairs, and their sum over the site, keep their halves apart), nor 2**31 losses
+# at one instant or 2**32 gains in a window, so neither half overflows.
 _PAIR = 1 << 32
 _LOW = _PAIR - 1
 
@@ -365,19 +366,29 @@ def window_counts_kept(
 def _window_counts(
     conn: sqlite3.Connection, site_id: int, specs: Sequence[WindowSpec], *, keep: bool
 ) -> tuple[dict[WindowSpec, WindowCounts], MovedLinks | None]:
-    """`_pass` in one read transaction (unless the caller has one open): every statement of
-    the pass reads the same ledger, also while another process's ingest commits."""
-    if conn.in_transaction:
+    """`_pass`, every statement of it reading the same ledger (`_one_state`)."""
+    with _one_state(conn):
         return _pass(conn, site_id, specs, keep=keep)
-    conn.execute(dialect.BEGIN_READ)
+
+
+@contextlib.contextmanager
+def _one_state(conn: sqlite3.Connection) -> Iterator[None]:
+    """Its statements read one state of the database, also while another process's ingest
+    commits: in a read transaction of their own, unless the caller has one open."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute(dialect.BEGIN_SNAPSHOT)
     try:
-        result = _pass(conn, site_id, specs, keep=keep)
+        yield
     except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        # Ended by a commit, also here: only temp tables were written, and a rollback would
+        # abort any statement the caller still has open on the connection.
+        with contextlib.suppress(sqlite3.Error):
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         raise
     conn.execute("COMMIT")
-    return result
 
 
 def _pass(
@@ -481,8 +492,16 @@ class MovedLinks:
         key = None if link_filter is None or link_filter.empty else link_filter
         if key not in self.filters or to_db(start) < self.since:
             return None
-        if dialect.ledger_version(self.conn) != self.version:
-            return None  # the ledger changed since the pass: its links may have moved
+        # The version checked and the losses read in one state: a write between the two
+        # would be read.
+        with _one_state(self.conn):
+            if dialect.ledger_version(self.conn) != self.version:
+                return None  # the ledger changed since the pass: its links may have moved
+            return self._read_lost_ratings(start, end, key, limit)
+
+    def _read_lost_ratings(
+        self, start: datetime, end: datetime, key: LinkFilter | None, limit: int | None
+    ) -> list[LostRating] | None:
         try:
             # One row per loss, not grouped by domain and instant: nearly every loss is
             # its domain's only one at its instant, and grouping would sort them twice.
