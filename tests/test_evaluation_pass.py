@@ -550,6 +550,32 @@ def test_domains_with_no_live_link_are_tested_for_each_filter_apart(store: Store
     assert not store.conn.in_transaction
 
 
+def test_a_pass_in_the_callers_transaction_reads_its_state_and_leaves_it_open(
+    store: Store, tmp_path: Path
+) -> None:
+    """Inside a transaction the caller has open, the pass reads the caller's state of the
+    ledger (not a commit made since by another connection) and leaves the transaction to
+    the caller."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    site_id = write_ledger(
+        store, [LinkHistory(d, False, 0, 0, False, 50.0, None, lost) for d in range(3)]
+    )
+    specs_ = [WindowSpec(at(10), at(72)), WindowSpec(at(10), at(72), FILTERS[3])]
+    before = window_counts_batch(store.conn, site_id, specs_)
+    store.conn.execute("BEGIN")
+    assert store.conn.execute("SELECT count(*) FROM links").fetchone() == (3,)
+    other = sqlite3.connect(tmp_path / "linkwatch.db")
+    with other:
+        other.execute("UPDATE link_events SET at = ? WHERE kind = 'lost'", (to_db(at(80)),))
+    other.close()
+    assert window_counts_batch(store.conn, site_id, specs_) == before
+    assert store.conn.in_transaction
+    store.conn.execute("COMMIT")
+    after = window_counts_batch(store.conn, site_id, specs_)
+    assert [after[s].lost_links for s in specs_] == [0, 0]
+    assert [before[s].lost_links for s in specs_] == [3, 2]
+
+
 def test_a_kept_pass_checks_its_version_and_reads_its_losses_in_one_state(
     store: Store, tmp_path: Path
 ) -> None:
