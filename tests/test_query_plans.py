@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -201,37 +202,52 @@ def _as_if_large(conn: sqlite3.Connection) -> None:
     conn.execute("ANALYZE sqlite_schema")  # load the statistics just written
 
 
-@pytest.mark.parametrize("analyzed", ["no", "yes", "large"])
-def test_no_ingest_statement_reads_a_stored_table_whole(tmp_path: Path, analyzed: str) -> None:
+@contextmanager
+def _planned(
+    tmp_path: Path, analyzed: str, sites: tuple[str, ...]
+) -> Iterator[tuple[Store, PlanConnection]]:
+    """A database holding the timelines of `sites`, with statistics as `analyzed` says
+    (none, measured, or as if large); its connection explains what runs from then on."""
     path = tmp_path / "plans.db"
     store = Store(path)
-    # Other sites' links fill the tables the ingest must never walk.
     conn = sqlite3.connect(path, isolation_level=None, factory=PlanConnection)
     try:
-        for other in ("a.test", "b.test"):
-            _ingest_site(store, conn, other)
+        for site in sites:
+            _ingest_site(store, conn, site)
         if analyzed != "no":
             conn.execute("ANALYZE")
         if analyzed == "large":
             _as_if_large(conn)
         conn.explained = []
-        _ingest_site(store, conn, "site.test")
-        stored = {
-            name
-            for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
-        explained = conn.explained
+        yield store, conn
     finally:
         conn.close()
         store.close()
-    assert len(explained) > 100  # the statements were seen (and explained)
-    # Rows recognised against older values were read back from their sightings.
-    assert any(e.sql.lstrip().startswith("UPDATE staging SET url_from") for e in explained)
-    assert any(e.sql.lstrip().startswith("SELECT raw, link_key, digest") for e in explained)
+
+
+def assert_no_whole_scans(conn: PlanConnection, explained: list[Explained]) -> None:
+    """None of the statements read a stored table whole."""
+    stored = {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
     scans = {e.sql.strip(): bad for e in explained if (bad := whole_scans(e, stored))}
     assert not scans, "\n\n".join(f"{sql}\n  -> {bad}" for sql, bad in scans.items())
+
+
+@pytest.mark.parametrize("analyzed", ["no", "yes", "large"])
+def test_no_ingest_statement_reads_a_stored_table_whole(tmp_path: Path, analyzed: str) -> None:
+    # Other sites' links fill the tables the ingest must never walk.
+    with _planned(tmp_path, analyzed, ("a.test", "b.test")) as (store, conn):
+        _ingest_site(store, conn, "site.test")
+        explained = conn.explained
+        assert len(explained) > 100  # the statements were seen (and explained)
+        # Rows recognised against older values were read back from their sightings.
+        assert any(e.sql.lstrip().startswith("UPDATE staging SET url_from") for e in explained)
+        assert any(e.sql.lstrip().startswith("SELECT raw, link_key, digest") for e in explained)
+        assert_no_whole_scans(conn, explained)
 
 
 def test_the_plan_check_sees_a_whole_scan(tmp_path: Path) -> None:
@@ -254,18 +270,8 @@ def test_the_evaluation_pass_reads_a_windows_losses_from_their_index_alone(
     """A lost-domain list reads a window's losses in the index of lost events alone (never
     a table row per event, nor the other events); no statement of an evaluation pass, nor
     that read, reads a stored table whole."""
-    path = tmp_path / "plans.db"
-    store = Store(path)
-    conn = sqlite3.connect(path, isolation_level=None, factory=PlanConnection)
-    try:
-        for site in ("a.test", "site.test"):
-            _ingest_site(store, conn, site)
-        if analyzed != "no":
-            conn.execute("ANALYZE")
-        if analyzed == "large":
-            _as_if_large(conn)
+    with _planned(tmp_path, analyzed, ("a.test", "site.test")) as (store, conn):
         site_id = store.site_id("site.test")
-        conn.explained = []
         start, end = T0, T0 + timedelta(days=10)
         watched = LinkFilter(dofollow_only=True, domains=("ref1.example.org",))
         specs = [WindowSpec(start, end), WindowSpec(start, end, watched)]
@@ -273,22 +279,12 @@ def test_the_evaluation_pass_reads_a_windows_losses_from_their_index_alone(
         assert moved is not None and counts[specs[0]].lost_links > 0
         assert moved.lost_ratings(start, end, None, limit=5)
         assert lost_ratings(conn, site_id, start, end, watched, limit=5) is not None
-        stored = {
-            name
-            for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        }
         explained = conn.explained
-    finally:
-        conn.close()
-        store.close()
-    losses = [e for e in explained if "e.kind = 'lost'" in e.sql]
-    assert len(losses) == 2
-    for e in losses:
-        assert any(
-            "COVERING INDEX link_events_lost (site_id=? AND at>? AND at<?)" in step
-            for step in e.steps
-        ), e.steps
-    scans = {e.sql.strip(): bad for e in explained if (bad := whole_scans(e, stored))}
-    assert not scans, "\n\n".join(f"{sql}\n  -> {bad}" for sql, bad in scans.items())
+        losses = [e for e in explained if "e.kind = 'lost'" in e.sql]
+        assert len(losses) == 2
+        for e in losses:
+            assert any(
+                "COVERING INDEX link_events_lost (site_id=? AND at>? AND at<?)" in step
+                for step in e.steps
+            ), e.steps
+        assert_no_whole_scans(conn, explained)
