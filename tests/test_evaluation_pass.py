@@ -616,6 +616,25 @@ def test_a_kept_pass_checks_its_version_and_reads_its_losses_in_one_state(
     assert moved.lost_ratings(at(10), at(72), None) is None
 
 
+def test_links_in_other_states_do_not_cut_the_current_state_read_short(store: Store) -> None:
+    """With a domain filter the current state is read in every state, a refdomain's lost
+    links between its live and missing ones: the domains after them are still counted."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        LinkHistory(d, False, i, 0, i == 2, 50.0, None, lost if d == 0 and i == 0 else ())
+        for d in range(4)
+        for i in range(3)
+    ]
+    links.append(LinkHistory(0, False, 3, 0, False, 50.0, None, ((24, "missing", None),)))
+    site_id = write_ledger(store, links)
+    specs_ = [WindowSpec(at(10), at(72), f) for f in (None, FILTERS[1], FILTERS[3])]
+    counts = window_counts_batch(store.conn, site_id, specs_)
+    for spec in specs_:
+        rows = reference_rows(store, site_id, spec.link_filter)
+        assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
+    assert [counts[s].live_links for s in specs_] == [11, 7, 5]
+
+
 def test_a_pass_reads_one_state_of_the_ledger_while_another_process_writes(
     store: Store, tmp_path: Path
 ) -> None:
