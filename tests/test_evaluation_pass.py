@@ -635,6 +635,27 @@ def test_links_in_other_states_do_not_cut_the_current_state_read_short(store: St
     assert [counts[s].live_links for s in specs_] == [11, 7, 5]
 
 
+def test_domains_below_several_refdomains_have_their_hosts_tested_in_one_read(
+    store: Store,
+) -> None:
+    """A filter's domains below two refdomains (blog.alpha.com, blog.gamma.co.uk): the live
+    links of both are read again together, their hosts tested, as the definition counts."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        LinkHistory(d, sub, i, 0, False, 50.0, None, lost if i == 0 else ())
+        for d in (0, 1, 2)
+        for sub in (False, True)
+        for i in range(2)
+    ]
+    site_id = write_ledger(store, links)
+    below = LinkFilter(domains=("blog.alpha.com", "blog.gamma.co.uk"))
+    specs_ = [WindowSpec(at(10), at(72), below)]
+    counts = window_counts_batch(store.conn, site_id, specs_)
+    want = reference_window(reference_rows(store, site_id, below), at(10), at(72))
+    assert counts[specs_[0]] == want
+    assert (want.live_links, want.lost_links) == (2, 2)
+
+
 def test_a_pass_reads_one_state_of_the_ledger_while_another_process_writes(
     store: Store, tmp_path: Path
 ) -> None:
