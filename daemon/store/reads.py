@@ -756,6 +756,11 @@ def _row_part(link_filter: LinkFilter | None) -> LinkFilter | None:
     return None if rest.empty else rest
 
 
+# Which refdomains a filter's domains let links through (`LinkFilter.split_refdomains`).
+RefdomainMatches = tuple[list[str], list[str]]
+# A site's links (`:site`), and those live or missing.
+_SITE_LINKS = "l.site_id = :site"
+_ALIVE_LINKS = f"{_SITE_LINKS} AND l.state IN ('live', 'missing')"
 # A link's contribution to an (alive, live) pair.
 _PAIR_OF_ROW = f"1 + (l.state = 'live') * {_PAIR}"
 
@@ -786,7 +791,7 @@ def _pairs_by_domain(
     column = [2 + rows_of[_row_part(f)] for f in filters]
     listing = [f for f in filters if f is not None and f.domains]
     out: dict[str, list[int]] = {}
-    elsewhere: dict[str, None] = {}  # refdomains with links in other states
+    elsewhere: set[str] = set()  # refdomains with links in other states
     for row in conn.execute(
         f"""SELECT l.refdomain, l.state, {", ".join(cols)} FROM links l
         WHERE {_SITE_LINKS if listing else _ALIVE_LINKS} GROUP BY l.refdomain, l.state""",
@@ -798,21 +803,17 @@ def _pairs_by_domain(
         elif state == "missing":
             weight = 1
         else:
-            elsewhere[row[0]] = None
+            elsewhere.add(row[0])
             continue
         got = out.get(row[0])
         if got is None:
             out[row[0]] = [row[c] * weight for c in column]
         else:
             out[row[0]] = [g + row[c] * weight for g, c in zip(got, column, strict=True)]
-    matches: dict[LinkFilter, RefdomainMatches] = {}
-    for f in listing:
-        if f in matches:
-            continue
-        # A refdomain with links in other states only (all lost, say) is still one that
-        # moved links can have.
-        through, hosts = f.split_refdomains(itertools.chain(out, elsewhere.keys() - out.keys()))
-        matches[f] = (through, hosts)
+    # A refdomain with links in other states only (all lost, say) is still one that moved
+    # links can have.
+    every = out.keys() | elsewhere
+    matches = {f: f.split_refdomains(every) for f in listing}
     for i, f in enumerate(filters):
         if f is None or not f.domains:
             continue
@@ -835,13 +836,6 @@ def _pairs_by_domain(
             ):
                 out[domain][i] = value
     return out, matches
-
-
-# Which refdomains a filter's domains let links through (`LinkFilter.split_refdomains`).
-RefdomainMatches = tuple[list[str], list[str]]
-# A site's links (`:site`), and those live or missing.
-_SITE_LINKS = "l.site_id = :site"
-_ALIVE_LINKS = f"{_SITE_LINKS} AND l.state IN ('live', 'missing')"
 
 
 # A referring domain, an instant and a rating of its (matching) links lost then (None:
