@@ -10,6 +10,7 @@ and asks one pass for random windows, ends and filters at once.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -633,6 +634,41 @@ def test_links_in_other_states_do_not_cut_the_current_state_read_short(store: St
         rows = reference_rows(store, site_id, spec.link_filter)
         assert counts[spec] == reference_window(rows, spec.start, spec.end), spec
     assert [counts[s].live_links for s in specs_] == [11, 7, 5]
+
+
+def test_dofollow_counts_links_with_no_flag_set_unknown_flags_as_followed(store: Store) -> None:
+    """Every mix of nofollow, ugc and sponsored, each unknown (NULL), 0 or 1: a dofollow
+    filter keeps exactly the links with no flag set, in the current state, among the moved
+    links and in a lost-domain list alike (stated here without the filter's SQL)."""
+    combos = list(itertools.product((None, 0, 1), repeat=3))
+    # Each mix twice on its own refdomain: one link stays, one is lost in the window.
+    links = [
+        LinkHistory(0, False, 0, 0, False, 50.0, None, ((24, "lost", None),) if gone else ())
+        for _ in combos
+        for gone in (False, True)
+    ]
+    site_id = write_ledger(store, links)
+    ids = [r[0] for r in store.conn.execute("SELECT id FROM links ORDER BY link_key")]
+    followed = set()
+    for n, flags in enumerate(combos):
+        for lid in ids[2 * n : 2 * n + 2]:
+            store.conn.execute(
+                "UPDATE links SET refdomain = ?, nofollow = ?, ugc = ?, sponsored = ? WHERE id = ?",
+                (f"d{n}.com", *flags, lid),
+            )
+        if 1 not in flags:
+            followed.add(f"d{n}.com")
+    assert len(followed) == 8
+    follow = LinkFilter(dofollow_only=True)
+    spec = WindowSpec(at(10), at(72), follow)
+    counts, moved = window_counts_kept(store.conn, site_id, [spec])
+    assert (counts[spec].live_links, counts[spec].lost_links) == (8, 8)
+    assert counts[spec].live_refdomains == 8
+    assert moved is not None
+    kept = moved.lost_ratings(spec.start, spec.end, follow)
+    assert kept is not None and {d for d, _, _ in kept} == followed
+    read = lost_ratings(store.conn, site_id, spec.start, spec.end, follow)
+    assert {d for d, _, _ in read} == followed
 
 
 def test_domains_below_several_refdomains_have_their_hosts_tested_in_one_read(

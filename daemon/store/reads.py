@@ -95,10 +95,9 @@ class LinkFilter:
         params: dict[str, object] = {}
         a, p = alias, prefix
         if self.dofollow_only:
-            parts.append(
-                f"coalesce({a}.nofollow, 0) = 0 AND coalesce({a}.ugc, 0) = 0"
-                f" AND coalesce({a}.sponsored, 0) = 0"
-            )
+            # No flag set and not zero (a NULL flag, unknown, counts as followed), tested
+            # without a function call per flag: this runs for every link of a site.
+            parts.append(f"({a}.nofollow <> 0 OR {a}.ugc <> 0 OR {a}.sponsored <> 0) IS NOT TRUE")
         if self.min_domain_rating is not None:
             parts.append(f"{a}.domain_rating >= :{p}dr")
             params[f"{p}dr"] = self.min_domain_rating
@@ -552,8 +551,7 @@ def _counts_from(
     fragile: set[str] = set()
     no_pair = [0] * nf
     pair_sums = ", ".join(
-        f"sum(CASE WHEN m.mask & {1 << i} THEN 1 + (m.state = 'live') * {_PAIR} ELSE 0 END)"
-        for i in range(nf)
+        _sum_matching(f"1 + (m.state = 'live') * {_PAIR}", filters, i) for i in range(nf)
     )
     for domain, *values in x(
         f"SELECT m.refdomain, {pair_sums} FROM {table} m GROUP BY m.refdomain"
@@ -605,7 +603,7 @@ def _counts_from(
     )
     moves_at: list[tuple[Any, ...]] = x(
         f"""SELECT e.at, {
-            ", ".join(f"sum(CASE WHEN m.mask & {1 << i} THEN {move} ELSE 0 END)" for i in range(nf))
+            ", ".join(_sum_matching(move, filters, i) for i in range(nf))
             if joined
             else f"sum({move})"
         }
@@ -678,6 +676,15 @@ def _counts_from(
     return out
 
 
+def _sum_matching(value: str, filters: Sequence[LinkFilter | None], i: int) -> str:
+    """The SQL sum of `value` over the rows whose moved link (`m`) passes `filters[i]`, 0
+    when none does. A FILTER, not a CASE inside the sum: a row that fails skips the
+    aggregate, and every row passes no filter at all."""
+    if filters[i] is None:
+        return f"sum({value})"
+    return f"coalesce(sum({value}) FILTER (WHERE m.mask & {1 << i}), 0)"
+
+
 def _key(spec: WindowSpec) -> LinkFilter | None:
     """The spec's filter, None for one that lets every link through (the same counts)."""
     f = spec.link_filter
@@ -721,13 +728,18 @@ def _stage_moved(
         domain = ""
         if f.domains:
             through, hosts = matches[f]
-            host, hp = f.host_condition("l", p)
-            qparams |= hp | {f"{p}through": json.dumps(through), f"{p}hosts": json.dumps(hosts)}
-            # Each list is read once per statement, into an index every link is looked up in.
-            domain = f""" AND CASE
-                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}through)) THEN 1
-                WHEN l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}hosts)) THEN (1{host})
-                ELSE 0 END"""
+            # Each list is read once per statement, into an index every link is looked up
+            # in; an empty list is not looked up at all.
+            cases = ""
+            listed = f"l.refdomain IN (SELECT value FROM {JSON_EACH}(:{p}{{}}))"
+            if through:
+                qparams[f"{p}through"] = json.dumps(through)
+                cases += f" WHEN {listed.format('through')} THEN 1"
+            if hosts:
+                host, hp = f.host_condition("l", p)
+                qparams |= hp | {f"{p}hosts": json.dumps(hosts)}
+                cases += f" WHEN {listed.format('hosts')} THEN (1{host})"
+            domain = f" AND CASE{cases} ELSE 0 END" if cases else " AND 0"
         # The target test last: it runs Python per row, the others narrow the rows first.
         test_all = f"1{row}{domain}{target[len(row) :]}"
         bits.append(f"(CASE WHEN ({test_all}) THEN {1 << i} ELSE 0 END)")
@@ -787,7 +799,8 @@ def _pairs_by_domain(
     for j, rest in enumerate(rows_of):
         cond, rp = ("", {}) if rest is None else rest.row_condition("l", f"r{j}_")
         qparams |= rp
-        cols.append(f"count(CASE WHEN (1{cond}) THEN 1 END)" if cond else "count(*)")
+        # FILTER, not a CASE inside the count: a link that fails skips the aggregate.
+        cols.append(f"count(*) FILTER (WHERE 1{cond})" if cond else "count(*)")
     column = [2 + rows_of[_row_part(f)] for f in filters]
     listing = [f for f in filters if f is not None and f.domains]
     out: dict[str, list[int]] = {}
