@@ -33,11 +33,13 @@ from daemon.store.reads import (
     STATE_AFTER,
     LinkFilter,
     LostDomain,
+    LostLink,
     LostRating,
     MovedLinks,
     WindowCounts,
     WindowSpec,
     lost_domains,
+    lost_links_in,
     lost_ratings,
     rank_lost_domains,
     rank_lost_domains_head,
@@ -1063,8 +1065,15 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
         read_from_links.append(args)
         return lost_ratings(*args)
 
+    shown_reads: list[tuple[LinkFilter | None, tuple[str, ...]]] = []
+
+    def showing(*args: Any) -> list[LostLink]:
+        shown_reads.append((args[5], tuple(args[4])))
+        return lost_links_in(*args)
+
     monkeypatch.setattr("alerts.metrics.window_counts_kept", counting)
     monkeypatch.setattr("alerts.rules.context.lost_ratings", from_links)
+    monkeypatch.setattr("alerts.rules.context.lost_links_in", showing)
     now = at(24 * 10)
     rules = _rules(20)
     ctx = EvaluationContext(store, now, now, [SITE], [SITE])
@@ -1074,6 +1083,14 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
     # lost-domain lists read their losses from its moved links, not the links again.
     assert passes == [16]
     assert read_from_links == []
+    # The lists of one filter share their domains' links, each domain's read once over the
+    # longest window: fewer reads than lists, and every list still the window's own.
+    filters = {r.link_filter or None for r in rules}
+    assert len(shown_reads) < len(rules)
+    for f in filters:
+        read = [d for g, domains in shown_reads if g == f for d in domains]
+        assert read and len(read) == len(set(read)), f
+    assert_lists_are_the_lists_alone(store, site_id, rules, book, 10)
     assert [t.state for t in fired] == ["firing"] * 20
     for rule, told in zip(rules, book.told, strict=True):
         rows = reference_rows(store, site_id, rule.link_filter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,13 +13,15 @@ from daemon.store import Store
 from daemon.store.reads import (
     LinkFilter,
     LostDomain,
+    LostLink,
     LostRating,
     MovedLinks,
     WindowCounts,
-    lost_links_of,
+    lost_links_in,
     lost_ratings,
     rank_lost_domains,
     rank_lost_domains_head,
+    show_lost_links,
 )
 
 
@@ -65,6 +68,15 @@ class _Losses:
 
 
 @dataclass
+class _Shown:
+    """The lost links of the domains a site's lists showed (one filter), in (`since`, the
+    evaluation instant], by domain: a later list reads only the domains not read yet."""
+
+    since: datetime
+    links: dict[str, list[LostLink]]
+
+
+@dataclass
 class EvaluationContext:
     """One evaluation pass at `at` (real time `now`): the store, the sites, and metrics
     computed once each."""
@@ -85,6 +97,7 @@ class EvaluationContext:
     _unhealthy: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per site, the moved links of its last pass: its lost-domain lists read them.
     _moved: dict[str, MovedLinks] = field(default_factory=dict)
+    _shown: dict[tuple[str, LinkFilter | None], _Shown] = field(default_factory=dict)
 
     def prepare(self, needs: Iterable[MetricNeed]) -> None:
         """Compute every window the rules will ask about, one pass per site (the windows
@@ -185,11 +198,11 @@ class EvaluationContext:
 
             head = rank_lost_domains_head(losses.ratings, start, self.at, whole, limit, rank_apart)
             if head is not None:
-                return self._shown(site, start, head, whole, link_filter)
+                return self._show(site, start, head, whole, link_filter)
             # The list runs past the head: every loss of the reach, read once for all.
             losses = self._read_losses(site, link_filter, losses.reach, None)
         ranked = rank_lost_domains(losses.ratings, start, self.at, whole, limit)
-        return self._shown(site, start, ranked, whole, link_filter)
+        return self._show(site, start, ranked, whole, link_filter)
 
     def _read_losses(
         self, site: str, link_filter: LinkFilter | None, reach: timedelta, rows: int | None
@@ -226,7 +239,7 @@ class EvaluationContext:
         rows = 2 * max(limit, 1) * -(-max(lost) // fewest) + max(limit, 1)
         return None if rows >= max(lost) else rows
 
-    def _shown(
+    def _show(
         self,
         site: str,
         start: datetime,
@@ -234,9 +247,24 @@ class EvaluationContext:
         whole: frozenset[str],
         link_filter: LinkFilter | None,
     ) -> list[LostDomain]:
-        return lost_links_of(
-            self.store.conn, self.store.site_id(site), start, self.at, ranked, whole, link_filter
-        )
+        """The ranked domains as the list of the window from `start` shows them. Their links
+        are read over the longest window of the site and filter ending now, and kept: the
+        lists of alerts firing together share the domains they have in common."""
+        key = (site, link_filter)
+        held = self._shown.get(key)
+        if held is None or held.since > start:
+            since = min(start, self.at - self._reach.get(key, timedelta(0)))
+            held = self._shown[key] = _Shown(since, {})
+        unread = [d for d, _ in ranked if d not in held.links]
+        if unread:
+            for domain in unread:
+                held.links[domain] = []
+            for link in lost_links_in(
+                self.store.conn, self.store.site_id(site), held.since, self.at, unread, link_filter
+            ):
+                held.links[link[0]].append(link)
+        links = itertools.chain.from_iterable(held.links[d] for d, _ in ranked)
+        return show_lost_links(links, start, self.at, ranked, whole)
 
     def unhealthy_sources(self, site: str) -> tuple[str, ...]:
         """The site's sources whose latest link poll by `at` failed, was partial or

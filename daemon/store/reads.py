@@ -966,6 +966,58 @@ def _walk_ranked(
     return wholly, others, settled()
 
 
+# A (matching) link lost in a window, as a lost-domain list may show it: its line, and the
+# instant of the loss (stored form).
+LostLink = tuple[str, float | None, str, str, str | None, str | None, str]
+
+
+def lost_links_in(
+    conn: sqlite3.Connection,
+    site_id: int,
+    start: datetime,
+    end: datetime,
+    domains: Sequence[str],
+    link_filter: LinkFilter | None = None,
+) -> list[LostLink]:
+    """The (matching) links of `domains` lost in (start, end], one row per loss: each
+    domain's rows together, in the order its line picks from (strongest link first, then
+    by page, then the latest loss). Only those domains' links are read."""
+    cond, fparams = _condition(conn, link_filter, "l")
+    return conn.execute(
+        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason, e.at
+        FROM links l JOIN link_events e ON e.link_id = l.id
+        WHERE l.site_id = :site AND l.refdomain IN (SELECT value FROM {JSON_EACH}(:domains))
+          AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
+        ORDER BY l.refdomain, l.domain_rating IS NULL, l.domain_rating DESC, l.url_from,
+                 l.url_to, e.at DESC, e.id DESC""",
+        {
+            "site": site_id,
+            "t0": to_db(start),
+            "t1": to_db(end),
+            "domains": json.dumps(list(domains)),
+            **fparams,
+        },
+    ).fetchall()
+
+
+def show_lost_links(
+    links: Iterable[LostLink],
+    start: datetime,
+    end: datetime,
+    ranked: Sequence[tuple[str, float | None]],
+    domains_lost: frozenset[str],
+) -> list[LostDomain]:
+    """The ranked domains as a list of (start, end] shows them, each by its first link lost
+    then in `links` (`lost_links_in`'s order, over that window or one holding it)."""
+    t0, t1 = to_db(start), to_db(end)
+    shown: dict[str, LostDomain] = {}
+    for refdomain, dr, url_from, url_to, anchor, reason, lost_at in links:
+        if refdomain not in shown and t0 < lost_at <= t1:
+            lost = refdomain in domains_lost
+            shown[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
+    return [shown[d] for d, _ in ranked if d in shown]
+
+
 def lost_links_of(
     conn: sqlite3.Connection,
     site_id: int,
@@ -977,27 +1029,9 @@ def lost_links_of(
 ) -> list[LostDomain]:
     """The ranked domains as a list shows them, each by its strongest (matching) link lost
     in (start, end], then by page: only those domains' links are read."""
-    cond, fparams = _condition(conn, link_filter, "l")
-    shown: dict[str, LostDomain] = {}
     domains = [d for d, _ in ranked]
-    for refdomain, dr, url_from, url_to, anchor, reason in conn.execute(
-        f"""SELECT l.refdomain, l.domain_rating, l.url_from, l.url_to, l.anchor, e.reason
-        FROM links l JOIN link_events e ON e.link_id = l.id
-        WHERE l.site_id = :site AND l.refdomain IN (SELECT value FROM {JSON_EACH}(:domains))
-          AND e.kind = 'lost' AND e.at > :t0 AND e.at <= :t1{cond}
-        ORDER BY l.refdomain, l.domain_rating IS NULL, l.domain_rating DESC, l.url_from""",
-        {
-            "site": site_id,
-            "t0": to_db(start),
-            "t1": to_db(end),
-            "domains": json.dumps(domains),
-            **fparams,
-        },
-    ):
-        if refdomain not in shown:
-            lost = refdomain in domains_lost
-            shown[refdomain] = LostDomain(refdomain, dr, lost, url_from, url_to, anchor, reason)
-    return [shown[d] for d in domains if d in shown]
+    links = lost_links_in(conn, site_id, start, end, domains, link_filter)
+    return show_lost_links(links, start, end, ranked, domains_lost)
 
 
 def lost_domains(
