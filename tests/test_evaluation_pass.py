@@ -1107,6 +1107,49 @@ def test_twenty_rules_are_one_pass_per_site_and_their_lists_follow_their_counts(
         assert m == metrics_of(SITE, rule.window, now, want)
 
 
+def test_a_line_shows_the_strongest_link_lost_in_the_window_as_its_latest_loss_there(
+    store: Store,
+) -> None:
+    """A domain's line: its strongest link lost in (start, end] (a loss at the end itself
+    counts, one at the start does not), with that link's target and anchor and the reason
+    of its latest loss there; the same from a list asked outside a prepared pass, and
+    from lists of a shorter and a longer window asked after it."""
+    strong = (
+        (24, "lost", "at the start"),
+        (30, "restored", "lost"),
+        (40, "lost", "removed"),
+        (50, "restored", "lost"),
+        (72, "lost", "dropped"),
+    )
+    links = [
+        LinkHistory(0, False, 0, 2, False, 90.0, None, strong),
+        LinkHistory(0, False, 1, 1, False, 50.0, None, ((48, "lost", "removed"),)),
+        LinkHistory(1, False, 0, 0, False, 10.0, None, ((60, "lost", "noindex"),)),
+    ]
+    site_id = write_baselined_ledger(store, links)
+    store.conn.execute("UPDATE links SET anchor = 'anchor ' || link_key")
+    now = at(72)
+    want = {
+        "alpha.com": ("https://www.alpha.com/page0-0", f"https://{SITE}/p2", "anchor 0", "dropped"),
+        "beta.org": ("https://www.beta.org/page0-2", f"https://{SITE}/p0", "anchor 2", "noindex"),
+    }
+
+    def lines(listed: Sequence[LostDomain]) -> dict[str, tuple[str, str, str | None, str | None]]:
+        return {d.refdomain: (d.url_from, d.url_to, d.anchor, d.reason) for d in listed}
+
+    assert lines(lost_domains(store.conn, site_id, at(24), now, frozenset(), 10)) == want
+    ctx = EvaluationContext(store, now, now, [SITE], [SITE])
+    assert lines(ctx.lost_domains(SITE, timedelta(hours=48), None, 10)) == want
+    # A shorter window, from the links already read: alpha.com's loss at the end alone.
+    shorter = lines(ctx.lost_domains(SITE, timedelta(hours=20), None, 10))
+    assert shorter == {"alpha.com": want["alpha.com"], "beta.org": want["beta.org"]}
+    # A longer one reads again: alpha.com's loss at 24 hours is inside it now.
+    longer = lines(ctx.lost_domains(SITE, timedelta(hours=60), None, 10))
+    assert longer == want
+    only_end = lines(ctx.lost_domains(SITE, timedelta(hours=1), None, 10))
+    assert only_end == {"alpha.com": want["alpha.com"]}
+
+
 @pytest.mark.parametrize("stale", [False, True])
 @pytest.mark.parametrize("limit", [1, 2, 3])
 def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
