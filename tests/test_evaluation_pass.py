@@ -694,6 +694,35 @@ def test_domains_below_several_refdomains_have_their_hosts_tested_in_one_read(
     assert (want.live_links, want.lost_links) == (2, 2)
 
 
+def test_filters_letting_refdomains_through_whole_and_by_host_share_one_pass(
+    store: Store,
+) -> None:
+    """Two filters each with a refdomain taken whole and one taken by host (each with its
+    own domains to test hosts against), and one testing rel and rating together: one
+    pass counts every window as the definition does."""
+    lost = ((24, "missing", None), (48, "lost", None))
+    links = [
+        LinkHistory(d, sub, i, 0, i == 1, [10.0, 50.0, 90.0][(d + i) % 3], None,
+                    lost if i != 2 else ())
+        for d in range(4)
+        for sub in (False, True)
+        for i in range(3)
+    ]  # fmt: skip
+    site_id = write_ledger(store, links)
+    filters = [
+        LinkFilter(domains=("alpha.com", "blog.gamma.co.uk")),
+        LinkFilter(domains=("blog.alpha.com", "delta.net")),
+        LinkFilter(dofollow_only=True, min_domain_rating=50),
+    ]
+    specs_ = [WindowSpec(at(10), at(72), f) for f in filters]
+    counts = window_counts_batch(store.conn, site_id, specs_)
+    for spec in specs_:
+        want = reference_window(reference_rows(store, site_id, spec.link_filter), at(10), at(72))
+        assert counts[spec] == want, spec
+    # alpha.com's 4 losses and the 2 on blog.gamma.co.uk; blog.alpha.com's 2, delta.net's 4.
+    assert [counts[s].lost_links for s in specs_[:2]] == [6, 6]
+
+
 def test_a_pass_reads_one_state_of_the_ledger_while_another_process_writes(
     store: Store, tmp_path: Path
 ) -> None:
