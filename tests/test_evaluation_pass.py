@@ -1179,6 +1179,60 @@ def test_a_line_shows_the_strongest_link_lost_in_the_window_as_its_latest_loss_t
     assert only_end == {"alpha.com": want["alpha.com"]}
 
 
+def test_a_longer_list_after_a_shorter_one_reads_the_losses_before_it(store: Store) -> None:
+    """Outside a prepared pass, a list of a window longer than the links read for an
+    earlier, shorter one reads them again: alpha.com's stronger link, lost before the
+    shorter window, is the longer list's line (found by the reviewer of this change)."""
+    links = [
+        LinkHistory(0, False, 0, 0, False, 50.0, None, ((60, "lost", "gone"),)),
+        LinkHistory(0, False, 1, 0, False, 95.0, None, ((30, "lost", "earlier"),)),
+    ]
+    site_id = write_baselined_ledger(store, links)
+    now = at(72)
+    ctx = EvaluationContext(store, now, now, [SITE], [SITE])
+    short = ctx.lost_domains(SITE, timedelta(hours=20), None, 10)
+    assert [d.reason for d in short] == ["gone"]
+    longer = ctx.lost_domains(SITE, timedelta(hours=60), None, 10)
+    counts = ctx.window_counts(SITE, timedelta(hours=60))
+    assert counts is not None
+    alone = lost_domains(store.conn, site_id, at(12), now, counts.domains_lost, 10)
+    assert [d.reason for d in alone] == ["earlier"]
+    assert longer == alone
+
+
+def test_a_line_of_links_from_one_page_is_its_first_target_at_its_latest_loss(
+    store: Store,
+) -> None:
+    """Two links of alpha.com from one page, rated alike: the line is the first target's
+    in order (/a, though /b was stored first), with the reason of its latest loss in the
+    window."""
+    conn = store.conn
+    site_id = store.ensure_site(SITE, "own")
+
+    def link(key: int, url_to: str, losses: list[tuple[int, str, str | None]]) -> None:
+        lid = conn.execute(
+            """INSERT INTO links (site_id, link_key, url_from, url_to, refdomain,
+                   domain_rating, state, seen_by, anchor)
+            VALUES (?, ?, 'https://www.alpha.com/p', ?, 'alpha.com', 50.0, 'lost', 0, ?)""",
+            (site_id, key, url_to, url_to),
+        ).lastrowid
+        for t, kind, reason in losses:
+            conn.execute(
+                """INSERT INTO link_events (snapshot_id, site_id, link_id, kind, reason, at)
+                VALUES (0, ?, ?, ?, ?, ?)""",
+                (site_id, lid, kind, reason, to_db(at(t))),
+            )
+
+    link(0, f"https://{SITE}/b", [(5, "lost", "gone")])
+    link(
+        1,
+        f"https://{SITE}/a",
+        [(10, "lost", "gone"), (20, "restored", "lost"), (30, "lost", "404")],
+    )
+    (line,) = lost_domains(conn, site_id, at(0), at(40), frozenset(), 10)
+    assert (line.url_to, line.reason) == (f"https://{SITE}/a", "404")
+
+
 @pytest.mark.parametrize("stale", [False, True])
 @pytest.mark.parametrize("limit", [1, 2, 3])
 def test_short_lists_read_the_strongest_losses_first_and_are_the_lists_alone(
