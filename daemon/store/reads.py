@@ -95,8 +95,8 @@ class LinkFilter:
         params: dict[str, object] = {}
         a, p = alias, prefix
         if self.dofollow_only:
-            # No flag set and not zero (a NULL flag, unknown, counts as followed), tested
-            # without a function call per flag: this runs for every link of a site.
+            # No flag set to a non-zero value (a NULL flag, unknown, counts as followed),
+            # tested without a function call per flag: this runs for every link of a site.
             parts.append(f"({a}.nofollow <> 0 OR {a}.ugc <> 0 OR {a}.sponsored <> 0) IS NOT TRUE")
         if self.min_domain_rating is not None:
             parts.append(f"{a}.domain_rating >= :{p}dr")
@@ -1018,22 +1018,6 @@ def show_lost_links(
     return [shown[d] for d, _ in ranked if d in shown]
 
 
-def lost_links_of(
-    conn: sqlite3.Connection,
-    site_id: int,
-    start: datetime,
-    end: datetime,
-    ranked: Sequence[tuple[str, float | None]],
-    domains_lost: frozenset[str],
-    link_filter: LinkFilter | None = None,
-) -> list[LostDomain]:
-    """The ranked domains as a list shows them, each by its strongest (matching) link lost
-    in (start, end], then by page: only those domains' links are read."""
-    domains = [d for d, _ in ranked]
-    links = lost_links_in(conn, site_id, start, end, domains, link_filter)
-    return show_lost_links(links, start, end, ranked, domains_lost)
-
-
 def lost_domains(
     conn: sqlite3.Connection,
     site_id: int,
@@ -1048,7 +1032,8 @@ def lost_domains(
     name them) first, then strongest first."""
     ratings = lost_ratings(conn, site_id, start, end, link_filter)
     ranked = rank_lost_domains(ratings, start, end, domains_lost, limit)
-    return lost_links_of(conn, site_id, start, end, ranked, domains_lost, link_filter)
+    links = lost_links_in(conn, site_id, start, end, [d for d, _ in ranked], link_filter)
+    return show_lost_links(links, start, end, ranked, domains_lost)
 
 
 @dataclass(frozen=True)
